@@ -1,0 +1,69 @@
+"""aioudf: asyncio-native Kapacitor user-defined functions.
+
+Write a :class:`Handler`, declare its :class:`Option` s and edge types, and
+run it as a process UDF (:func:`run`, ``aioudf run mod:Handler``) or a socket
+UDF (:func:`serve`, :class:`UnixServer`, ``aioudf serve mod:Handler --socket``).
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .agent import Agent
+from .cli import main
+from .errors import (
+    AioudfError,
+    ConnectionFailed,
+    FrameError,
+    FrameTooLarge,
+    InitError,
+    OptionError,
+    ProtocolError,
+    RestoreError,
+)
+from .framing import FrameDecoder, encode_frame
+from .handler import BlockingHandler, Handler
+from .messages import (
+    BeginBatch,
+    EdgeType,
+    EndBatch,
+    InfoResponse,
+    InitRequest,
+    Point,
+    ValueType,
+)
+from .options import Option
+from .process import run
+from .protocol import RequestDecoder
+from .server import SocketPathError, UnixServer, serve
+
+__all__ = [
+    "Agent",
+    "AioudfError",
+    "BeginBatch",
+    "BlockingHandler",
+    "ConnectionFailed",
+    "EdgeType",
+    "EndBatch",
+    "FrameDecoder",
+    "FrameError",
+    "FrameTooLarge",
+    "Handler",
+    "InfoResponse",
+    "InitError",
+    "InitRequest",
+    "Option",
+    "OptionError",
+    "Point",
+    "ProtocolError",
+    "RequestDecoder",
+    "RestoreError",
+    "SocketPathError",
+    "UnixServer",
+    "ValueType",
+    "__version__",
+    "encode_frame",
+    "main",
+    "run",
+    "serve",
+]

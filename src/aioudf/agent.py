@@ -1,0 +1,632 @@
+"""The asyncio agent: one Kapacitor connection driven through a handler.
+
+An :class:`Agent` owns three tasks in one task group, which end together:
+
+``read``
+    reads bytes, decodes them with :class:`~aioudf.protocol.RequestDecoder`,
+    answers keepalives on the spot and queues every other request in a
+    bounded backlog. It keeps reading while a handler call runs, so a
+    keepalive is answered even when points are queued in front of it.
+``dispatch``
+    takes requests from the backlog one at a time, in order, and calls the
+    handler (on the loop for ``async def`` methods, in a worker thread for a
+    blocking handler's). It answers Info, Init, Snapshot and Restore.
+``write``
+    drains the output queue (an asyncio queue of encoded frames, bounded in
+    bytes) into the transport, coalescing whatever accumulated into one write,
+    and awaits ``drain()`` so a slow reader on Kapacitor's side slows us down.
+
+When the backlog is full, reading pauses until the handler catches up; a
+keepalive arriving then waits in the socket like everything else, so a handler
+stalled for longer than Kapacitor's UDF timeout gets the task failed with
+"keepalive timedout", which is the truth. When the output queue is full,
+``await emit()`` waits, and the next request is not dispatched until there is
+room again.
+
+A protocol error or a handler exception ends the connection: requests accepted
+before it are processed first, everything emitted so far is written, then an
+ErrorResponse naming the cause, and :meth:`Agent.run` raises
+:class:`~aioudf.ConnectionFailed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import inspect
+import logging
+import threading
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any, Protocol
+
+import anyio
+
+from .errors import ConnectionFailed, InitError, ProtocolError, RestoreError
+from .framing import DEFAULT_MAX_FRAME_SIZE
+from .handler import Handler
+from .messages import (
+    BeginBatch,
+    DataMessage,
+    EndBatch,
+    InfoRequest,
+    InitRequest,
+    KeepaliveRequest,
+    Point,
+    Response,
+    RestoreRequest,
+    SnapshotRequest,
+    encode_data_frame,
+    encode_response,
+)
+from .options import parse_options
+from .protocol import RequestDecoder
+
+__all__ = ["Agent", "ByteReader", "ByteWriter", "Emitter", "OutputQueue"]
+
+logger = logging.getLogger("aioudf")
+
+#: Requests queued between the reader and the handler before reading pauses.
+DEFAULT_MAX_BACKLOG = 10_000
+#: Bytes of encoded output queued before ``emit()`` waits.
+DEFAULT_MAX_OUTPUT = 1024 * 1024
+#: Bytes asked of the transport per read.
+DEFAULT_READ_SIZE = 256 * 1024
+#: Seconds ``Handler.stop()`` may take before it is cancelled.
+DEFAULT_STOP_TIMEOUT = 10.0
+#: Seconds the final flush may take when the peer stops reading at close.
+DEFAULT_CLOSE_TIMEOUT = 10.0
+
+# Consecutive data requests a blocking handler processes per worker-thread
+# call: one thread hop per run of points instead of one per point.
+_THREAD_BATCH = 512
+
+_DATA_TYPES = (Point, BeginBatch, EndBatch)
+
+
+class ByteReader(Protocol):
+    """What the agent reads from (``asyncio.StreamReader`` fits)."""
+
+    async def read(self, n: int = -1) -> bytes: ...
+
+
+class ByteWriter(Protocol):
+    """What the agent writes to (``asyncio.StreamWriter`` fits)."""
+
+    def write(self, data: bytes) -> None: ...
+    async def drain(self) -> None: ...
+    def close(self) -> None: ...
+    async def wait_closed(self) -> None: ...
+
+
+class _Ready:
+    """An awaitable that is already done: ``emit()`` returns it when there is room."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return
+        yield  # pragma: no cover - makes this a generator
+
+
+_READY = _Ready()
+
+
+class OutputQueue:
+    """Encoded response frames waiting for the writer, bounded in bytes.
+
+    ``put`` never waits: the frame is queued at once, so output order is the
+    order of the calls. Producers then await :meth:`wait_space` while the
+    queue holds ``limit`` bytes or more. Control responses (keepalive, errors)
+    use the same queue and are never refused, so they cannot deadlock behind
+    data.
+    """
+
+    __slots__ = ("_frames", "_has_data", "_space", "closed", "limit", "size")
+
+    def __init__(self, limit: int = DEFAULT_MAX_OUTPUT) -> None:
+        self.limit = limit
+        self.size = 0
+        self.closed = False
+        self._frames: list[bytes] = []
+        self._has_data = asyncio.Event()
+        self._space = asyncio.Event()
+        self._space.set()
+
+    def put(self, frame: bytes) -> None:
+        self._frames.append(frame)
+        self.size += len(frame)
+        self._has_data.set()
+        if self.size >= self.limit:
+            self._space.clear()
+
+    def put_many(self, frames: list[bytes]) -> None:
+        if frames:
+            self._frames.extend(frames)
+            self.size += sum(map(len, frames))
+            self._has_data.set()
+            if self.size >= self.limit:
+                self._space.clear()
+
+    async def wait_space(self) -> None:
+        """Wait until the queue is below its limit (or closed)."""
+        while self.size >= self.limit and not self.closed:
+            await self._space.wait()
+
+    async def wait_data(self) -> None:
+        """Wait until there is something to write (or the queue is closed)."""
+        while not self._frames and not self.closed:
+            self._has_data.clear()
+            await self._has_data.wait()
+
+    def take(self) -> bytes:
+        """Remove and return everything queued, as one buffer."""
+        frames = self._frames
+        data = frames[0] if len(frames) == 1 else b"".join(frames)
+        self._frames = []
+        return data
+
+    def written(self, nbytes: int) -> None:
+        """The writer flushed ``nbytes`` taken earlier: make room for producers."""
+        self.size -= nbytes
+        if self.size < self.limit:
+            self._space.set()
+
+    def close(self) -> None:
+        """No more frames will be accepted; wake everyone waiting."""
+        self.closed = True
+        self._has_data.set()
+        self._space.set()
+
+
+class Emitter:
+    """Turns a handler's ``emit()`` calls into queued Response frames.
+
+    On the event loop thread a frame goes straight into the output queue. From
+    a worker thread (a blocking handler) frames are collected under a lock and
+    handed to the loop in runs; the thread blocks while the output is full.
+    """
+
+    def __init__(self, output: OutputQueue, loop: asyncio.AbstractEventLoop) -> None:
+        self._output = output
+        self._loop = loop
+        self._loop_thread = threading.get_ident()
+        self._lock = threading.Lock()
+        self._from_threads: list[bytes] = []
+        self._from_threads_size = 0
+
+    def emit(self, message: DataMessage) -> Awaitable[None]:
+        frame = encode_data_frame(message)
+        output = self._output
+        if output.closed:
+            raise ConnectionFailed("cannot emit: the connection to Kapacitor is closed")
+        if threading.get_ident() != self._loop_thread:
+            self._emit_from_thread(frame)
+            return _READY
+        output.put(frame)
+        if output.size < output.limit:
+            return _READY
+        return output.wait_space()
+
+    def _emit_from_thread(self, frame: bytes) -> None:
+        with self._lock:
+            self._from_threads.append(frame)
+            self._from_threads_size += len(frame)
+            first = len(self._from_threads) == 1
+            full = self._from_threads_size + self._output.size >= self._output.limit
+        if first:
+            self._loop.call_soon_threadsafe(self.flush_thread_frames)
+        if full:
+            asyncio.run_coroutine_threadsafe(self._flush_and_wait(), self._loop).result()
+
+    def flush_thread_frames(self) -> None:
+        """Move frames emitted from worker threads into the output (loop thread)."""
+        with self._lock:
+            frames = self._from_threads
+            self._from_threads = []
+            self._from_threads_size = 0
+        self._output.put_many(frames)
+
+    async def _flush_and_wait(self) -> None:
+        self.flush_thread_frames()
+        await self._output.wait_space()
+
+
+class _EndOfInput:
+    """Backlog marker: Kapacitor closed its side cleanly."""
+
+
+class _Failure:
+    """Backlog marker: the input failed; ``reason`` goes into the ErrorResponse."""
+
+    __slots__ = ("reason", "send")
+
+    def __init__(self, reason: str, send: bool = True) -> None:
+        self.reason = reason
+        self.send = send  # False when the connection is gone and nothing can be sent
+
+
+class _HandlerFailed(Exception):
+    def __init__(self, message: object, method: str, error: BaseException) -> None:
+        super().__init__(method)
+        self.message = message
+        self.method = method
+        self.error = error
+
+
+class Agent:
+    """Serve one Kapacitor connection with ``handler``.
+
+    ``reader`` and ``writer`` are the two directions of the connection
+    (``asyncio.StreamReader``/``StreamWriter`` or anything with the same
+    ``read``/``write``/``drain``/``close`` methods). :meth:`run` returns when
+    Kapacitor has closed its side and every response has been written, and
+    raises :class:`~aioudf.ConnectionFailed` when the connection ended on an
+    error.
+
+    Limits, each bounding memory per connection:
+
+    ``max_frame_size``
+        largest request accepted (bytes); larger ones end the connection.
+    ``max_backlog``
+        requests read ahead of the handler before reading pauses.
+    ``max_output``
+        bytes of encoded output queued before ``emit()`` waits.
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        reader: ByteReader,
+        writer: ByteWriter,
+        *,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        max_backlog: int = DEFAULT_MAX_BACKLOG,
+        max_output: int = DEFAULT_MAX_OUTPUT,
+        read_size: int = DEFAULT_READ_SIZE,
+        stop_timeout: float = DEFAULT_STOP_TIMEOUT,
+        close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
+        name: str = "",
+    ) -> None:
+        if max_backlog < 1 or max_output < 1 or read_size < 1:
+            raise ValueError("max_backlog, max_output and read_size must be positive")
+        self.handler = handler
+        self.name = name or f"{type(handler).__qualname__}@{id(self):x}"
+        self._reader = reader
+        self._writer = writer
+        self._decoder = RequestDecoder(max_frame_size)
+        self._max_backlog = max_backlog
+        self._read_size = read_size
+        self._stop_timeout = stop_timeout
+        self._close_timeout = close_timeout
+        self._backlog: collections.deque[Any] = collections.deque()
+        self._output = OutputQueue(max_output)
+        self._requests_ready = asyncio.Event()
+        self._backlog_space = asyncio.Event()
+        self._reader_paused = False
+        self._reader_scope = anyio.CancelScope()
+        self._failure: str | None = None  # why the connection ended, if it failed
+        self._initialized = False
+        self._done = False
+        self._flushed = False  # the writer emptied the output after it was closed
+        self._emitter = Emitter(self._output, asyncio.get_running_loop())
+        handler._aioudf_emitter = self._emitter
+        # Data methods written as plain functions, run in worker threads.
+        self._blocking_methods: dict[type, Callable[[Any], None]] = {}
+        for kind, method in zip(_DATA_TYPES, ("point", "begin_batch", "end_batch"), strict=True):
+            function = getattr(handler, method)
+            if not inspect.iscoroutinefunction(function):
+                self._blocking_methods[kind] = function
+        self._table: dict[type, Callable[[Any], Awaitable[None]]] = {
+            InfoRequest: self._on_info,
+            InitRequest: self._on_init,
+            SnapshotRequest: self._on_snapshot,
+            RestoreRequest: self._on_restore,
+            BeginBatch: self._data_call("begin_batch"),
+            Point: self._data_call("point"),
+            EndBatch: self._data_call("end_batch"),
+        }
+
+    # ---- life -----------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve the connection until it ends; raise ConnectionFailed on error."""
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tasks = tg
+                tg.start_soon(self._read_loop, name=f"{self.name} read")
+                tg.start_soon(self._write_loop, name=f"{self.name} write")
+                await self._dispatch_loop()
+                # Let the writer flush what is queued, but not forever.
+                self._output.close()
+                self._reader_scope.cancel()
+                tg.cancel_scope.deadline = anyio.current_time() + self._close_timeout
+            self._done = True
+            if not self._flushed and self._failure is None:
+                self._failure = (
+                    f"Kapacitor stopped reading: {self._output.size} bytes of responses "
+                    f"could not be written within {self._close_timeout:g} s of closing"
+                )
+                logger.warning("[%s] %s", self.name, self._failure)
+        finally:
+            if not self._done:
+                self._abort("UDF connection cancelled (the UDF server is shutting down)")
+            await self._close_transport()
+        if self._failure is not None:
+            raise ConnectionFailed(self._failure)
+
+    def _fail(self, reason: str, *, send: bool = True) -> None:
+        """Record why the connection ends and queue the ErrorResponse."""
+        if self._failure is not None:
+            return
+        self._failure = reason
+        if send and not self._output.closed:
+            response = Response()
+            response.error.error = reason
+            self._output.put(encode_response(response))
+
+    def _abort(self, reason: str) -> None:
+        """Cancelled mid-way: hand pending output and an error to the transport."""
+        self._fail(reason)
+        try:
+            if self._output._frames:
+                self._writer.write(self._output.take())
+        except Exception:  # the transport may already be gone
+            pass
+        self._output.close()
+
+    async def _close_transport(self) -> None:
+        try:
+            self._writer.close()
+            with anyio.move_on_after(self._close_timeout, shield=True):
+                await self._writer.wait_closed()
+        except Exception:  # closing a broken connection may fail; nothing to save
+            pass
+
+    # ---- reading ----------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        decoder = self._decoder
+        backlog = self._backlog
+        read = self._reader.read
+        ready = self._requests_ready
+        with self._reader_scope:
+            try:
+                while True:
+                    data = await read(self._read_size)
+                    if not data:
+                        decoder.feed_eof()
+                        backlog.append(_EndOfInput())
+                        ready.set()
+                        return
+                    decoder.feed(data)
+                    next_request = decoder.next_request
+                    message = next_request()
+                    while message is not None:
+                        if type(message) is KeepaliveRequest:
+                            self._answer_keepalive(message)
+                        else:
+                            backlog.append(message)
+                        message = next_request()
+                    ready.set()
+                    if len(backlog) >= self._max_backlog:
+                        self._reader_paused = True
+                        self._backlog_space.clear()
+                        await self._backlog_space.wait()
+                        self._reader_paused = False
+            except ProtocolError as exc:
+                backlog.append(_Failure(f"protocol error: {exc}"))
+            except OSError as exc:
+                backlog.append(_Failure(f"connection lost while reading: {exc}", send=False))
+            except Exception as exc:  # a bug of ours; still end this connection only
+                logger.exception("[%s] reader failed", self.name)
+                backlog.append(_Failure(f"internal error in the UDF agent: {exc!r}"))
+            ready.set()
+
+    def _answer_keepalive(self, request: KeepaliveRequest) -> None:
+        response = Response()
+        response.keepalive.time = request.time
+        self._output.put(encode_response(response))
+
+    # ---- dispatching -----------------------------------------------------
+
+    async def _dispatch_loop(self) -> None:
+        backlog = self._backlog
+        table = self._table
+        output = self._output
+        resume_at = self._max_backlog // 2
+        while True:
+            if not backlog:
+                self._requests_ready.clear()
+                await self._requests_ready.wait()
+                continue
+            message = backlog.popleft()
+            if self._reader_paused and len(backlog) <= resume_at:
+                self._backlog_space.set()
+            call = table.get(type(message))
+            if call is None:
+                await self._on_marker(message)
+                return
+            try:
+                await call(message)
+            except _HandlerFailed as exc:
+                self._handler_failed(exc.message, exc.method, exc.error)
+                return
+            except ProtocolError as exc:
+                self._fail(f"protocol error: {exc}")
+                return
+            if output.size >= output.limit:
+                await output.wait_space()
+            if self._failure is not None:
+                return
+
+    async def _on_marker(self, marker: object) -> None:
+        if isinstance(marker, _Failure):
+            # A failed connection is torn down without stop(): its output
+            # would follow the ErrorResponse, which Kapacitor has acted on.
+            logger.warning("[%s] %s", self.name, marker.reason)
+            self._fail(marker.reason, send=marker.send)
+        else:
+            await self._call_stop()
+
+    async def _call_stop(self) -> None:
+        if not self._initialized:
+            return
+        with anyio.move_on_after(self._stop_timeout) as scope:
+            try:
+                await self._call("stop")
+            except _HandlerFailed as exc:
+                self._handler_failed(None, exc.method, exc.error)
+        if scope.cancelled_caught:
+            logger.warning(
+                "[%s] %s.stop() did not return within %.3g s and was cancelled",
+                self.name,
+                type(self.handler).__qualname__,
+                self._stop_timeout,
+            )
+
+    def _handler_failed(self, message: object, method: str, error: BaseException) -> None:
+        handler = type(self.handler).__qualname__
+        if isinstance(error, ProtocolError):
+            self._fail(f"protocol error: {error}")
+            return
+        what = f" handling {type(message).__name__}" if message is not None else ""
+        reason = f"{handler}.{method}() failed{what}: {type(error).__name__}: {error}"
+        logger.error("[%s] %s", self.name, reason, exc_info=error)
+        self._fail(reason)
+
+    async def _call(self, method: str, *args: Any) -> Any:
+        """Call a handler method on the loop or in a worker thread, wrapping errors."""
+        function = getattr(self.handler, method)
+        try:
+            if inspect.iscoroutinefunction(function):
+                return await function(*args)
+            return await self._in_thread(function, *args)
+        except (InitError, RestoreError):
+            raise  # answered with success=false by the caller
+        except Exception as exc:
+            raise _HandlerFailed(args[0] if args else None, method, exc) from exc
+
+    async def _in_thread(self, function: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return await anyio.to_thread.run_sync(function, *args, abandon_on_cancel=True)
+        finally:
+            self._emitter.flush_thread_frames()
+
+    def _data_call(self, method: str) -> Callable[[Any], Awaitable[None]]:
+        function = getattr(self.handler, method)
+        if not inspect.iscoroutinefunction(function):
+            return self._blocking_data_call
+
+        async def call(message: Any) -> None:
+            try:
+                await function(message)
+            except Exception as exc:
+                raise _HandlerFailed(message, method, exc) from exc
+
+        return call
+
+    async def _blocking_data_call(self, first: Any) -> None:
+        """Run a blocking handler over the run of data requests at the backlog's head."""
+        backlog = self._backlog
+        blocking = self._blocking_methods
+        run = [first]
+        while backlog and len(run) < _THREAD_BATCH and type(backlog[0]) in blocking:
+            run.append(backlog.popleft())
+        if self._reader_paused and len(backlog) <= self._max_backlog // 2:
+            self._backlog_space.set()
+        failed = await self._in_thread(self._process_run, run)
+        if failed is not None:
+            index, method, error = failed
+            raise _HandlerFailed(run[index], method, error)
+
+    def _process_run(self, run: list[Any]) -> tuple[int, str, BaseException] | None:
+        """Worker thread: feed a run of data requests to the blocking handler."""
+        methods = self._blocking_methods
+        for index, message in enumerate(run):
+            method = methods[type(message)]
+            try:
+                method(message)
+            except Exception as exc:
+                return index, method.__name__, exc
+        return None
+
+    async def _on_info(self, request: InfoRequest) -> None:
+        response = Response()
+        response.info.CopyFrom(await self._call("info"))
+        self._output.put(encode_response(response))
+
+    async def _on_init(self, request: InitRequest) -> None:
+        handler = self.handler
+        response = Response()
+        try:
+            values = parse_options(type(handler).options, request.options)
+            handler._aioudf_option_values = values
+            handler.task_id = request.taskID
+            handler.node_id = request.nodeID
+            await self._call("init", request)
+        except InitError as exc:
+            response.init.success = False
+            response.init.error = str(exc)
+            logger.warning("[%s] Init refused: %s", self.name, exc)
+            self._refuse_data_after_failed_init(str(exc))
+        else:
+            response.init.success = True
+            self._initialized = True
+        self._output.put(encode_response(response))
+
+    def _refuse_data_after_failed_init(self, error: str) -> None:
+        async def refuse(message: Any) -> None:
+            raise ProtocolError(
+                f"unexpected {type(message).__name__} after a failed Init ({error})"
+            )
+
+        for kind in (SnapshotRequest, RestoreRequest, *_DATA_TYPES):
+            self._table[kind] = refuse
+
+    async def _on_snapshot(self, request: SnapshotRequest) -> None:
+        snapshot = await self._call("snapshot")
+        if isinstance(snapshot, (bytearray, memoryview)):
+            snapshot = bytes(snapshot)
+        if not isinstance(snapshot, bytes):
+            raise _HandlerFailed(
+                request,
+                "snapshot",
+                TypeError(f"snapshot() must return bytes, not {type(snapshot).__name__}"),
+            )
+        response = Response()
+        response.snapshot.snapshot = snapshot
+        self._output.put(encode_response(response))
+
+    async def _on_restore(self, request: RestoreRequest) -> None:
+        response = Response()
+        try:
+            await self._call("restore", request.snapshot)
+        except RestoreError as exc:
+            response.restore.success = False
+            response.restore.error = str(exc)
+            logger.warning("[%s] Restore refused: %s", self.name, exc)
+        else:
+            response.restore.success = True
+        self._output.put(encode_response(response))
+
+    # ---- writing ---------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        output = self._output
+        writer = self._writer
+        try:
+            while True:
+                await output.wait_data()
+                if not output._frames:
+                    self._flushed = True
+                    return  # closed and drained
+                data = output.take()
+                writer.write(data)
+                await writer.drain()
+                output.written(len(data))
+        except OSError as exc:
+            # Kapacitor went away; nothing more can be written. Stop everything.
+            output.close()
+            if self._failure is None:
+                self._failure = f"connection lost while writing: {exc}"
+            self._tasks.cancel_scope.cancel()

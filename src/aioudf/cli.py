@@ -1,0 +1,218 @@
+"""The ``aioudf`` command line: flags in, a call to run()/serve() out.
+
+    aioudf run   mymod:MyHandler                       # process UDF
+    aioudf serve mymod:MyHandler --socket /run/udf.sock # socket UDF
+
+A handler is named ``module:Class`` (module importable from the current
+directory or the Python path) or ``path/to/file.py:Class``.
+
+:func:`main` gives a single UDF script the same flags, so an example ends with
+``aioudf.main(MyHandler)``: without ``--socket`` it is a process UDF (what
+Kapacitor's ``prog``/``args`` run), with ``--socket PATH`` a socket server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from . import __version__
+from .agent import DEFAULT_MAX_BACKLOG, DEFAULT_MAX_OUTPUT, DEFAULT_STOP_TIMEOUT
+from .errors import AioudfError
+from .framing import DEFAULT_MAX_FRAME_SIZE
+from .handler import Handler
+from .logs import configure_logging
+from .loops import LOOP_CHOICES, run_async
+from .process import run_stdio
+from .server import DEFAULT_GRACE, DEFAULT_SOCKET_MODE, serve
+
+__all__ = ["load_handler", "main", "cli"]
+
+logger = logging.getLogger("aioudf")
+
+
+def load_handler(spec: str) -> Callable[[], Handler]:
+    """Import ``module:Class`` or ``file.py:Class`` and return the class."""
+    target, sep, attribute = spec.rpartition(":")
+    if not sep or not target or not attribute:
+        raise AioudfError(f"expected MODULE:CLASS or FILE.py:CLASS, got {spec!r}")
+    if target.endswith(".py") or os.sep in target:
+        path = os.path.abspath(target)
+        if not os.path.exists(path):
+            raise AioudfError(f"no such file: {target}")
+        name = os.path.splitext(os.path.basename(path))[0]
+        module_spec = importlib.util.spec_from_file_location(name, path)
+        if module_spec is None or module_spec.loader is None:
+            raise AioudfError(f"cannot import {target}")
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules.setdefault(name, module)
+        module_spec.loader.exec_module(module)
+    else:
+        if "" not in sys.path and os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())
+        try:
+            module = importlib.import_module(target)
+        except ModuleNotFoundError as exc:
+            raise AioudfError(f"cannot import module {target!r}: {exc}") from None
+    try:
+        factory = getattr(module, attribute)
+    except AttributeError:
+        raise AioudfError(f"module {target!r} has no attribute {attribute!r}") from None
+    if isinstance(factory, type) and not issubclass(factory, Handler):
+        raise AioudfError(f"{spec} is not an aioudf.Handler subclass")
+    if not callable(factory):
+        raise AioudfError(f"{spec} is not callable")
+    result: Callable[[], Handler] = factory
+    return result
+
+
+def _mode(text: str) -> int:
+    try:
+        return int(text, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an octal file mode: {text!r}") from None
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--loop",
+        choices=LOOP_CHOICES,
+        default="auto",
+        help="event loop: uvloop if installed (auto), or force one (default: auto)",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log level on stderr (default: INFO)",
+    )
+    parser.add_argument(
+        "--max-frame-size",
+        type=int,
+        default=DEFAULT_MAX_FRAME_SIZE,
+        metavar="BYTES",
+        help="largest request accepted (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-backlog",
+        type=int,
+        default=DEFAULT_MAX_BACKLOG,
+        metavar="N",
+        help="requests read ahead of the handler before reading pauses (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-output",
+        type=int,
+        default=DEFAULT_MAX_OUTPUT,
+        metavar="BYTES",
+        help="bytes of responses queued before emit() waits (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--stop-timeout",
+        type=float,
+        default=DEFAULT_STOP_TIMEOUT,
+        metavar="SECONDS",
+        help="time Handler.stop() may take (default: %(default)s)",
+    )
+
+
+def _add_socket(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    parser.add_argument(
+        "--socket",
+        required=required,
+        metavar="PATH",
+        help="serve as a socket UDF on this unix socket path",
+    )
+    parser.add_argument(
+        "--mode",
+        type=_mode,
+        default=DEFAULT_SOCKET_MODE,
+        metavar="OCTAL",
+        help="socket file permissions (default: 660)",
+    )
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=DEFAULT_GRACE,
+        metavar="SECONDS",
+        help="time open connections get to finish at shutdown (default: %(default)s)",
+    )
+
+
+def _agent_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "max_frame_size": args.max_frame_size,
+        "max_backlog": args.max_backlog,
+        "max_output": args.max_output,
+        "stop_timeout": args.stop_timeout,
+    }
+
+
+def _execute(factory: Callable[[], Handler], args: argparse.Namespace) -> int:
+    """Run the process UDF or the socket server the flags describe."""
+    configure_logging(args.log_level)
+    if getattr(args, "socket", None):
+        coroutine: Any = serve(
+            factory, args.socket, mode=args.mode, grace=args.grace, **_agent_options(args)
+        )
+        run_async(coroutine, args.loop)
+        return 0
+    status: int = run_async(run_stdio(factory, **_agent_options(args)), args.loop)
+    return status
+
+
+def _guarded(action: Callable[[], int]) -> int:
+    try:
+        return action()
+    except AioudfError as exc:
+        print(f"aioudf: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def cli(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``aioudf`` command; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="aioudf", description="Run asyncio Kapacitor UDFs.")
+    parser.add_argument("--version", action="version", version=f"aioudf {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run_parser = commands.add_parser(
+        "run", help="run a process UDF on stdin/stdout (Kapacitor's prog/args)"
+    )
+    run_parser.add_argument("handler", metavar="MODULE:CLASS", help="the Handler to run")
+    _add_common(run_parser)
+
+    serve_parser = commands.add_parser("serve", help="serve a socket UDF on a unix socket")
+    serve_parser.add_argument("handler", metavar="MODULE:CLASS", help="the Handler to serve")
+    _add_socket(serve_parser, required=True)
+    _add_common(serve_parser)
+
+    args = parser.parse_args(argv)
+    return _guarded(lambda: _execute(load_handler(args.handler), args))
+
+
+def main(handler_factory: Callable[[], Handler], argv: Sequence[str] | None = None) -> None:
+    """Command line of a single-UDF script: process UDF, or socket with ``--socket``.
+
+    Put ``aioudf.main(MyHandler)`` under ``if __name__ == "__main__":``.
+    Exits with the UDF's status.
+    """
+    name = getattr(handler_factory, "__qualname__", "udf")
+    parser = argparse.ArgumentParser(
+        prog=os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else name,
+        description=((handler_factory.__doc__ or "").strip().splitlines() or [f"The {name} UDF."])[
+            0
+        ]
+        + " Without --socket, runs as a process UDF on stdin/stdout.",
+    )
+    _add_socket(parser, required=False)
+    _add_common(parser)
+    args = parser.parse_args(argv)
+    raise SystemExit(_guarded(lambda: _execute(handler_factory, args)))

@@ -1,0 +1,239 @@
+"""Length-prefixed framing of the UDF byte stream, without any I/O.
+
+A connection carries ``uvarint(len(body)) body`` frames back to back and
+nothing else. :class:`FrameDecoder` is fed byte chunks cut anywhere and hands
+out frame bodies; :func:`encode_frame` and :func:`encode_uvarint` go the other
+way. Nothing here touches a socket, so every edge case (a header split across
+chunks, a body split across many, thousands of frames in one chunk) is tested
+by feeding bytes.
+
+Copies are kept to what is unavoidable: bodies that arrive whole inside a
+chunk are handed out as zero-copy ``memoryview`` slices of that chunk; only a
+frame cut by a chunk boundary is gathered into a buffer of its own, once.
+"""
+
+from __future__ import annotations
+
+from .errors import FrameError, FrameTooLarge
+
+__all__ = [
+    "DEFAULT_MAX_FRAME_SIZE",
+    "MAX_VARINT_LENGTH",
+    "FrameDecoder",
+    "encode_frame",
+    "encode_uvarint",
+]
+
+#: Default upper bound for one frame body. Points are a few hundred bytes; the
+#: bound exists for snapshots, which hold a UDF's whole state.
+DEFAULT_MAX_FRAME_SIZE = 64 * 1024 * 1024
+
+#: A uvarint encodes at most 64 bits, 7 per byte.
+MAX_VARINT_LENGTH = 10
+
+_UINT64_MAX = (1 << 64) - 1
+
+# Varints for every length below 2**14 (anything up to a 16 KiB body, so every
+# point Kapacitor sends), built once: encoding a frame header is then an index.
+_VARINTS: list[bytes] = [bytes((i,)) for i in range(0x80)] + [
+    bytes(((i & 0x7F) | 0x80, i >> 7)) for i in range(0x80, 0x4000)
+]
+
+
+def encode_uvarint(value: int) -> bytes:
+    """Encode a non-negative integer below 2**64 as a protobuf uvarint."""
+    if 0 <= value < 0x4000:
+        return _VARINTS[value]
+    if value < 0 or value > _UINT64_MAX:
+        raise ValueError(f"uvarint out of range: {value}")
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def encode_frame(body: bytes) -> bytes:
+    """Prefix ``body`` with its length, ready to be written to the stream."""
+    return encode_uvarint(len(body)) + body
+
+
+class FrameDecoder:
+    """Split a byte stream into frame bodies.
+
+    Feed it bytes as they arrive with :meth:`feed`, then call
+    :meth:`next_frame` until it returns ``None`` (more bytes needed). At end of
+    stream call :meth:`feed_eof`, which raises if a frame was cut short.
+
+    A header announcing more than ``max_frame_size`` bytes, or a varint longer
+    than 10 bytes, raises :class:`~aioudf.FrameTooLarge` /
+    :class:`~aioudf.FrameError` from :meth:`next_frame` as soon as the header
+    is seen, before any of the body is buffered. Frames before the bad header
+    are still returned first, so nothing already received is lost. After an
+    error the stream cannot be resynchronised; the decoder keeps raising it.
+
+    Returned bodies are memoryviews that stay valid for as long as they are
+    referenced (the decoder never writes into memory it has handed out).
+    Bytes passed to :meth:`feed` must not be modified afterwards.
+    """
+
+    __slots__ = (
+        "_acc",
+        "_acc_header",
+        "_acc_need",
+        "_buf",
+        "_error",
+        "_pos",
+        "_ready",
+        "_view",
+        "frames_decoded",
+        "max_frame_size",
+    )
+
+    def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
+        if max_frame_size < 0:
+            raise ValueError("max_frame_size must be >= 0")
+        self.max_frame_size = max_frame_size
+        #: Number of bodies handed out so far (used to locate errors).
+        self.frames_decoded = 0
+        self._buf: bytes | memoryview = b""  # chunk being split
+        self._view = memoryview(self._buf)
+        self._pos = 0  # start of the next frame in _buf
+        self._acc: bytearray | None = None  # a frame cut by a chunk boundary
+        self._acc_need = 0  # its total size, header included
+        self._acc_header = 0  # its header size
+        self._ready: memoryview | None = None  # a gathered frame, complete
+        self._error: FrameError | None = None
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet handed out as a frame."""
+        held = len(self._buf) - self._pos
+        if self._acc is not None:
+            held += len(self._acc)
+        if self._ready is not None:
+            held += len(self._ready)
+        return held
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        """Add bytes received from the peer."""
+        if self._error is not None:
+            raise self._error
+        if not data:
+            return
+        if isinstance(data, bytearray):
+            data = bytes(data)  # the caller may reuse its buffer
+        acc = self._acc
+        if acc is not None:
+            # A frame is waiting for the rest of its body: gather only that,
+            # and parse whatever follows it in place.
+            missing = self._acc_need - len(acc)
+            if len(data) < missing:
+                acc += data
+                return
+            view = memoryview(data)
+            acc += view[:missing]
+            self._ready = memoryview(acc)[self._acc_header :]
+            self._acc = None
+            data = view[missing:]
+        rest = len(self._buf) - self._pos
+        if rest:
+            # Only a partial header is ever left behind (<= 10 bytes), unless
+            # the caller fed again before taking every frame: join them.
+            data = bytes(self._view[self._pos :]) + bytes(data)
+        self._buf = data
+        self._view = memoryview(data)
+        self._pos = 0
+
+    def next_frame(self) -> memoryview | None:
+        """Return the next complete frame body, or ``None`` if more bytes are needed."""
+        ready = self._ready
+        if ready is not None:
+            self._ready = None
+            self.frames_decoded += 1
+            return ready
+        if self._error is not None:
+            raise self._error
+        buf = self._buf
+        pos = self._pos
+        end = len(buf)
+        if pos >= end:
+            return None
+        size = buf[pos]
+        if size < 0x80:
+            header = 1
+        else:
+            size, header = self._read_header(pos, end)
+            if header == 0:
+                return None  # header incomplete; wait for more bytes
+        if size > self.max_frame_size:
+            self._error = FrameTooLarge(size, self.max_frame_size)
+            raise self._error
+        start = pos + header
+        stop = start + size
+        if stop <= end:
+            self._pos = stop
+            self.frames_decoded += 1
+            return self._view[start:stop]
+        # The body continues in later chunks: gather it in a buffer of its own.
+        self._acc = bytearray(self._view[pos:])
+        self._acc_need = header + size
+        self._acc_header = header
+        self._buf = b""
+        self._view = memoryview(self._buf)
+        self._pos = 0
+        return None
+
+    def _read_header(self, pos: int, end: int) -> tuple[int, int]:
+        """Decode a multi-byte varint at ``pos``: (value, header length) or (0, 0)."""
+        buf = self._buf
+        value = 0
+        shift = 0
+        i = pos
+        limit = min(end, pos + MAX_VARINT_LENGTH)
+        while i < limit:
+            byte = buf[i]
+            value |= (byte & 0x7F) << shift
+            i += 1
+            if byte < 0x80:
+                if value > _UINT64_MAX:
+                    self._error = FrameError(
+                        f"frame header at frame {self.frames_decoded + 1} is not a "
+                        "valid uvarint (more than 64 bits)"
+                    )
+                    raise self._error
+                return value, i - pos
+            shift += 7
+            if value > self.max_frame_size:
+                # Already too large, whatever the remaining bytes say.
+                self._error = FrameTooLarge(value, self.max_frame_size)
+                raise self._error
+        if i - pos >= MAX_VARINT_LENGTH:
+            self._error = FrameError(
+                f"frame header at frame {self.frames_decoded + 1} is not a valid "
+                f"uvarint (longer than {MAX_VARINT_LENGTH} bytes)"
+            )
+            raise self._error
+        return 0, 0
+
+    def feed_eof(self) -> None:
+        """Signal the end of the stream; raise if it stopped inside a frame.
+
+        Call it once :meth:`next_frame` has returned ``None``.
+        """
+        if self._error is not None:
+            raise self._error
+        if self._acc is not None:
+            body = self._acc_need - self._acc_header
+            self._error = FrameError(
+                "stream ended inside a frame: received "
+                f"{len(self._acc) - self._acc_header} of {body} body bytes"
+            )
+            raise self._error
+        left = len(self._buf) - self._pos
+        if left:
+            self._error = FrameError(
+                f"stream ended inside a frame header ({left} header bytes received)"
+            )
+            raise self._error

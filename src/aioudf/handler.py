@@ -1,0 +1,215 @@
+"""What a UDF author writes: a :class:`Handler` subclass.
+
+A handler states what it consumes and produces, declares its options, and
+implements the request methods it cares about. One handler instance serves
+one Kapacitor connection (one task node), so per-task state lives on ``self``.
+
+Methods are ``async`` and run on the event loop, one request at a time and in
+the order Kapacitor sent them. Code that blocks (a synchronous client, heavy
+CPU work) subclasses :class:`BlockingHandler` instead (or sets
+``blocking = True``): its plain ``def`` methods then run in a worker thread,
+still one at a time and in order, while the agent keeps answering keepalives.
+
+Output goes through :meth:`Handler.emit` at any time, from any method or from a
+task the handler started. ``await self.emit(point)`` waits when Kapacitor
+reads slower than the handler produces, which is what keeps memory bounded.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from .errors import ProtocolError
+from .messages import (
+    BeginBatch,
+    DataMessage,
+    EdgeType,
+    EndBatch,
+    InfoResponse,
+    InitRequest,
+    Point,
+)
+from .options import Option, collect_options
+
+if TYPE_CHECKING:
+    from .agent import Emitter
+
+__all__ = ["BlockingHandler", "Handler"]
+
+# The request methods a handler may implement (and the agent dispatches to).
+REQUEST_METHODS = (
+    "info",
+    "init",
+    "snapshot",
+    "restore",
+    "begin_batch",
+    "point",
+    "end_batch",
+    "stop",
+)
+
+
+class Handler:
+    """Base class of async UDF handlers.
+
+    Class attributes:
+
+    ``wants`` / ``provides``
+        :class:`~aioudf.EdgeType` consumed and produced (default STREAM).
+    ``blocking``
+        ``True`` to run plain ``def`` methods in a worker thread (see
+        :class:`BlockingHandler`).
+    :class:`~aioudf.Option` attributes
+        The TICKscript methods the UDF accepts; their values are readable as
+        attributes once Init has been received.
+
+    Every request method has a default: ``info`` describes the class,
+    ``init`` accepts, ``snapshot`` returns no state, ``restore`` accepts,
+    ``stop`` does nothing, and the data methods raise a clear error when the
+    data does not fit the declared edge type.
+    """
+
+    wants: ClassVar[EdgeType] = EdgeType.STREAM
+    provides: ClassVar[EdgeType] = EdgeType.STREAM
+    blocking: ClassVar[bool] = False
+
+    #: The declared options by TICKscript name, gathered from the class.
+    options: ClassVar[dict[str, Option[Any]]] = {}
+
+    # Set by the agent when the handler is attached to a connection.
+    _aioudf_emitter: Emitter | None = None
+    _aioudf_option_values: dict[str, Any] | None = None
+    #: Kapacitor's task and node ids, set at Init.
+    task_id: str = ""
+    node_id: str = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.wants = EdgeType(cls.wants)
+        cls.provides = EdgeType(cls.provides)
+        cls.options = collect_options(reversed(cls.__mro__))
+        for name in REQUEST_METHODS:
+            method = getattr(cls, name)
+            if inspect.iscoroutinefunction(method) or cls.blocking:
+                continue
+            raise TypeError(
+                f"{cls.__qualname__}.{name}() is a plain function: make it "
+                "'async def', or set 'blocking = True' (or subclass "
+                "BlockingHandler) to run it in a worker thread"
+            )
+
+    # ---- request methods ------------------------------------------------
+
+    async def info(self) -> InfoResponse:
+        """Describe the UDF: edge types and options (built from the class)."""
+        return describe(type(self))
+
+    async def init(self, request: InitRequest) -> None:
+        """Prepare for a task; options are already validated and set.
+
+        Raise :class:`~aioudf.InitError` to refuse (Kapacitor fails the task
+        with its message). ``request`` is the raw InitRequest.
+        """
+
+    async def snapshot(self) -> bytes:
+        """Return the handler's state, to be given back to :meth:`restore`."""
+        return b""
+
+    async def restore(self, snapshot: bytes) -> None:
+        """Restore state from a snapshot; raise :class:`~aioudf.RestoreError` to refuse."""
+
+    async def begin_batch(self, begin: BeginBatch) -> None:
+        """A batch starts; its points follow, then :meth:`end_batch`."""
+        raise _wrong_edge(self, "BeginBatch", EdgeType.BATCH)
+
+    async def point(self, point: Point) -> None:
+        """A point arrived (alone for a stream, inside a batch for a batch edge)."""
+        raise NotImplementedError(f"{type(self).__qualname__} does not implement point()")
+
+    async def end_batch(self, end: EndBatch) -> None:
+        """The current batch is complete."""
+        raise _wrong_edge(self, "EndBatch", EdgeType.BATCH)
+
+    async def stop(self) -> None:
+        """Kapacitor closed its side after a successful Init: emit what is held."""
+
+    # ---- output ---------------------------------------------------------
+
+    def emit(self, message: DataMessage) -> Awaitable[None]:
+        """Send a Point, BeginBatch or EndBatch to Kapacitor.
+
+        The message is serialized and queued at once, in order. Await the
+        result (``await self.emit(p)``) to wait while the output queue is full;
+        from a blocking handler's worker thread just call it, it blocks then.
+        """
+        emitter = self._aioudf_emitter
+        if emitter is None:
+            raise RuntimeError(
+                f"{type(self).__qualname__} is not attached to a connection: emit() "
+                "works inside a running agent (or aioudf.testing)"
+            )
+        return emitter.emit(message)
+
+    async def emit_batch(self, begin: BeginBatch, points: Iterable[Point], end: EndBatch) -> None:
+        """Emit a whole batch: ``begin`` (with ``size`` set), ``points``, ``end``."""
+        points = list(points)
+        head = BeginBatch()
+        head.CopyFrom(begin)
+        head.size = len(points)
+        await self.emit(head)
+        for point in points:
+            await self.emit(point)
+        await self.emit(end)
+
+
+class BlockingHandler(Handler):
+    """A handler whose methods block: each runs in a worker thread, in order.
+
+    Write the request methods as plain ``def``. The agent stays responsive
+    (keepalives are answered) while a call runs. ``self.emit(p)`` may be called
+    from these methods directly; it blocks while the output queue is full.
+    """
+
+    blocking: ClassVar[bool] = True
+
+    def info(self) -> InfoResponse:  # type: ignore[override]
+        return describe(type(self))
+
+    def init(self, request: InitRequest) -> None:  # type: ignore[override]
+        """See :meth:`Handler.init`."""
+
+    def snapshot(self) -> bytes:  # type: ignore[override]
+        return b""
+
+    def restore(self, snapshot: bytes) -> None:  # type: ignore[override]
+        """See :meth:`Handler.restore`."""
+
+    def begin_batch(self, begin: BeginBatch) -> None:  # type: ignore[override]
+        raise _wrong_edge(self, "BeginBatch", EdgeType.BATCH)
+
+    def point(self, point: Point) -> None:  # type: ignore[override]
+        raise NotImplementedError(f"{type(self).__qualname__} does not implement point()")
+
+    def end_batch(self, end: EndBatch) -> None:  # type: ignore[override]
+        raise _wrong_edge(self, "EndBatch", EdgeType.BATCH)
+
+    def stop(self) -> None:  # type: ignore[override]
+        """See :meth:`Handler.stop`."""
+
+
+def describe(cls: type[Handler]) -> InfoResponse:
+    """The InfoResponse for a handler class: edge types and declared options."""
+    info = InfoResponse(wants=int(cls.wants), provides=int(cls.provides))  # type: ignore[arg-type]
+    for name, option in cls.options.items():
+        info.options[name].valueTypes.extend(int(t) for t in option.value_types)  # type: ignore[misc]
+    return info
+
+
+def _wrong_edge(handler: Handler, what: str, edge: EdgeType) -> ProtocolError:
+    if handler.wants is not edge:
+        return ProtocolError(
+            f"{type(handler).__qualname__} wants a {handler.wants.name} edge and cannot take {what}"
+        )
+    return ProtocolError(f"{type(handler).__qualname__} does not implement {what}")

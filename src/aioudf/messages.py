@@ -1,0 +1,116 @@
+"""The protobuf messages of the UDF protocol, and how responses are framed.
+
+The message classes are the generated ones (``aioudf._pb.udf_pb2``),
+re-exported under stable names: a handler receives a :class:`Point`, emits a
+:class:`Point`, and never needs the wrapper ``Request``/``Response`` types.
+
+Responses that carry data are framed by hand instead of through a
+``Response`` wrapper: the wrapper would copy the point into itself before
+serializing. ``point`` is field 17 in both wrappers, so a Response frame is
+``uvarint(len) 0x8a 0x01 uvarint(len(point)) point-bytes`` and the point is
+serialized exactly once.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from ._pb import udf_pb2 as pb
+from .framing import encode_frame, encode_uvarint
+
+__all__ = [
+    "BeginBatch",
+    "DataMessage",
+    "EdgeType",
+    "EndBatch",
+    "InfoRequest",
+    "InfoResponse",
+    "InitRequest",
+    "InitResponse",
+    "KeepaliveRequest",
+    "Option",
+    "OptionInfo",
+    "OptionValue",
+    "Point",
+    "Request",
+    "RequestMessage",
+    "Response",
+    "RestoreRequest",
+    "SnapshotRequest",
+    "ValueType",
+    "encode_data_frame",
+    "encode_response",
+]
+
+InfoRequest = pb.InfoRequest
+InfoResponse = pb.InfoResponse
+OptionInfo = pb.OptionInfo
+InitRequest = pb.InitRequest
+InitResponse = pb.InitResponse
+Option = pb.Option
+OptionValue = pb.OptionValue
+SnapshotRequest = pb.SnapshotRequest
+RestoreRequest = pb.RestoreRequest
+KeepaliveRequest = pb.KeepaliveRequest
+BeginBatch = pb.BeginBatch
+Point = pb.Point
+EndBatch = pb.EndBatch
+Request = pb.Request
+Response = pb.Response
+
+
+class EdgeType(enum.IntEnum):
+    """What a UDF consumes (``wants``) and produces (``provides``)."""
+
+    STREAM = pb.STREAM
+    BATCH = pb.BATCH
+
+
+class ValueType(enum.IntEnum):
+    """The type of one value of a UDF option, as TICKscript passes it."""
+
+    BOOL = pb.BOOL
+    INT = pb.INT
+    DOUBLE = pb.DOUBLE
+    STRING = pb.STRING
+    DURATION = pb.DURATION
+
+
+#: A message that flows as data, in either direction.
+DataMessage = pb.Point | pb.BeginBatch | pb.EndBatch
+
+#: Any message a Request can carry.
+RequestMessage = (
+    pb.InfoRequest
+    | pb.InitRequest
+    | pb.KeepaliveRequest
+    | pb.SnapshotRequest
+    | pb.RestoreRequest
+    | pb.BeginBatch
+    | pb.Point
+    | pb.EndBatch
+)
+
+# Tag bytes of the data fields in Request and Response: (field << 3) | 2.
+_DATA_TAGS: dict[type, bytes] = {
+    pb.BeginBatch: b"\x82\x01",  # field 16
+    pb.Point: b"\x8a\x01",  # field 17
+    pb.EndBatch: b"\x92\x01",  # field 18
+}
+
+
+def encode_data_frame(message: DataMessage) -> bytes:
+    """Frame a Point, BeginBatch or EndBatch as a Response, serializing it once."""
+    tag = _DATA_TAGS.get(type(message))
+    if tag is None:
+        raise TypeError(
+            f"only Point, BeginBatch and EndBatch can be emitted, not {type(message).__name__}"
+        )
+    data = message.SerializeToString()
+    inner = encode_uvarint(len(data))
+    return b"".join((encode_uvarint(len(data) + 2 + len(inner)), tag, inner, data))
+
+
+def encode_response(response: pb.Response) -> bytes:
+    """Frame a complete Response message."""
+    return encode_frame(response.SerializeToString())

@@ -1,0 +1,339 @@
+"""Socket UDFs: a unix socket server with one agent per Kapacitor connection.
+
+Embedded in an existing async service::
+
+    async with UnixServer(MyHandler, "/run/udf.sock") as server:
+        ...                     # the service runs; connections are served
+    # leaving the block stops accepting, lets connections finish
+    # (up to ``grace`` seconds), cancels the rest and removes the socket file
+
+As the whole program (installs SIGINT/SIGTERM handlers, since it owns the
+loop)::
+
+    asyncio.run(aioudf.serve(MyHandler, "/run/udf.sock"))
+
+The server reads top to bottom as a life: :meth:`UnixServer.start` prepares
+the path and listens, connections are served in the server's task group, and
+:meth:`UnixServer.shutdown` stops accepting, waits, cancels and cleans up.
+Every connection gets a fresh handler; a failing connection is logged and
+closed without affecting the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import signal
+import socket
+import stat
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from .agent import Agent
+from .errors import AioudfError, ConnectionFailed
+from .handler import Handler
+from .messages import Response, encode_response
+
+__all__ = ["DEFAULT_GRACE", "DEFAULT_SOCKET_MODE", "SocketPathError", "UnixServer", "serve"]
+
+logger = logging.getLogger("aioudf")
+
+#: Socket file permissions: owner and group may connect, others may not.
+DEFAULT_SOCKET_MODE = 0o660
+#: Seconds open connections get to finish at shutdown before they are cancelled.
+DEFAULT_GRACE = 10.0
+
+# sun_path is 108 bytes on Linux (104 on the BSDs), including the final NUL.
+_MAX_SOCKET_PATH = 107
+
+
+class SocketPathError(AioudfError):
+    """The socket path cannot be used (in use, not a socket, too long...)."""
+
+
+async def _socket_is_live(path: str) -> bool:
+    """True if something accepts connections on the socket at ``path``."""
+    try:
+        with anyio.fail_after(2):
+            stream = await anyio.connect_unix(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        return False
+    except TimeoutError:
+        return True  # it exists and is busy: treat as live, never delete it
+    except OSError as exc:
+        if exc.errno in (errno.ECONNREFUSED, errno.ENOENT):
+            return False
+        raise
+    await stream.aclose()
+    return True
+
+
+async def prepare_socket_path(path: str) -> None:
+    """Make ``path`` available for bind(), or raise SocketPathError.
+
+    A stale socket file (nothing listens) is removed; a live socket, a path
+    that is not a socket, or a path too long for the platform is refused and
+    left alone.
+    """
+    if len(os.fsencode(path)) > _MAX_SOCKET_PATH:
+        raise SocketPathError(
+            f"socket path is {len(os.fsencode(path))} bytes long; unix sockets allow "
+            f"at most {_MAX_SOCKET_PATH}: {path}"
+        )
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(info.st_mode):
+        raise SocketPathError(f"{path} exists and is not a socket; refusing to replace it")
+    if await _socket_is_live(path):
+        raise SocketPathError(f"{path} is in use: another server answers on it")
+    logger.info("removing stale socket file %s", path)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+class UnixServer:
+    """Serve a handler class on a unix socket, one agent per connection.
+
+    ``handler_factory``
+        the Handler class, or any callable returning a new handler.
+    ``path``
+        the socket file. See :func:`prepare_socket_path` for what happens
+        when it exists.
+    ``mode``
+        the socket file's permissions (default 0o660: not world-writable;
+        Kapacitor needs write permission to connect).
+    ``grace``
+        seconds open connections get to finish at shutdown.
+    ``agent_options``
+        passed to every :class:`~aioudf.Agent` (``max_frame_size``,
+        ``max_backlog``, ``max_output``, ``stop_timeout``).
+    """
+
+    def __init__(
+        self,
+        handler_factory: Callable[[], Handler],
+        path: str | os.PathLike[str],
+        *,
+        mode: int = DEFAULT_SOCKET_MODE,
+        grace: float = DEFAULT_GRACE,
+        backlog: int = 128,
+        **agent_options: Any,
+    ) -> None:
+        self.handler_factory = handler_factory
+        self.path = os.fspath(path)
+        self.mode = mode
+        self.grace = grace
+        self.backlog = backlog
+        self.agent_options = agent_options
+        #: Connections being served right now.
+        self.active = 0
+        #: Connections accepted since start.
+        self.accepted = 0
+        self._server: asyncio.AbstractServer | None = None
+        self._tasks: anyio.abc.TaskGroup | None = None
+        self._closing = False
+        self._idle = asyncio.Event()  # set while no connection is open
+        self._idle.set()
+        self._cut_short = asyncio.Event()  # set to end the grace period early
+        self._inode: tuple[int, int] | None = None
+
+    # ---- start ----------------------------------------------------------
+
+    async def start(self) -> None:
+        """Prepare the path, bind, set the mode and start accepting."""
+        await prepare_socket_path(self.path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(self.path)
+            # Before listen(): nobody can connect while the mode is still the umask's.
+            os.chmod(self.path, self.mode)
+            info = os.stat(self.path)
+            self._inode = (info.st_dev, info.st_ino)
+            self._tasks = anyio.create_task_group()
+            await self._tasks.__aenter__()
+            self._server = await asyncio.start_unix_server(
+                self._accept, sock=sock, backlog=self.backlog, limit=1 << 20
+            )
+        except BaseException:
+            sock.close()
+            self._remove_socket_file()
+            if self._tasks is not None:
+                await self._tasks.__aexit__(None, None, None)
+                self._tasks = None
+            raise
+        logger.info("serving %s on %s", _factory_name(self.handler_factory), self.path)
+
+    async def __aenter__(self) -> UnixServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.shutdown()
+
+    # ---- serving --------------------------------------------------------
+
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._closing or self._tasks is None:
+            writer.close()
+            return
+        self.accepted += 1
+        self.active += 1
+        self._idle.clear()
+        number = self.accepted
+        self._tasks.start_soon(self._serve_connection, reader, writer, number, name=f"udf-{number}")
+
+    async def _serve_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int
+    ) -> None:
+        name = f"conn {number}"
+        logger.debug("[%s] connected", name)
+        try:
+            try:
+                handler = self.handler_factory()
+            except Exception as exc:
+                logger.exception("[%s] could not create the handler", name)
+                await _refuse(
+                    writer, f"could not create the UDF handler: {type(exc).__name__}: {exc}"
+                )
+                return
+            agent = Agent(handler, reader, writer, name=name, **self.agent_options)
+            await agent.run()
+            logger.debug("[%s] closed", name)
+        except ConnectionFailed as exc:
+            logger.warning("[%s] ended with an error: %s", name, exc.reason)
+        except Exception:
+            # Never let one connection take the server down.
+            logger.exception("[%s] failed unexpectedly", name)
+        finally:
+            self.active -= 1
+            if self.active == 0:
+                self._idle.set()
+
+    async def serve_forever(self) -> None:
+        """Serve until cancelled (the server keeps running after an error)."""
+        await anyio.sleep_forever()
+
+    # ---- stop -----------------------------------------------------------
+
+    async def shutdown(self, grace: float | None = None) -> None:
+        """Stop accepting, wait for connections, cancel the rest, remove the socket.
+
+        Open connections get ``grace`` seconds (default: the server's) to end
+        on their own; :meth:`cut_short` ends that wait early. Connections still
+        open then are cancelled: each gets an ErrorResponse saying the server is
+        shutting down, after whatever output it had queued.
+        """
+        if self._tasks is None or self._closing:
+            return
+        grace = self.grace if grace is None else grace
+        self._closing = True
+        if self._server is not None:
+            self._server.close()
+        self._remove_socket_file()
+        if self.active:
+            logger.info("waiting up to %g s for %d connection(s) to finish", grace, self.active)
+            with anyio.move_on_after(grace):
+                async with anyio.create_task_group() as tg:
+
+                    async def wait_for(event: asyncio.Event) -> None:
+                        await event.wait()
+                        tg.cancel_scope.cancel()
+
+                    tg.start_soon(wait_for, self._idle)
+                    tg.start_soon(wait_for, self._cut_short)
+            if self.active:
+                logger.warning("cancelling %d connection(s) still open", self.active)
+        tasks, self._tasks = self._tasks, None
+        tasks.cancel_scope.cancel()
+        await tasks.__aexit__(None, None, None)
+        logger.info("stopped serving on %s", self.path)
+
+    def cut_short(self) -> None:
+        """End a running :meth:`shutdown`'s grace period now."""
+        self._cut_short.set()
+
+    def _remove_socket_file(self) -> None:
+        """Remove the socket file, but only if it is still the one we created."""
+        try:
+            info = os.lstat(self.path)
+        except FileNotFoundError:
+            return
+        if self._inode == (info.st_dev, info.st_ino) and stat.S_ISSOCK(info.st_mode):
+            os.unlink(self.path)
+
+
+async def _refuse(writer: asyncio.StreamWriter, reason: str) -> None:
+    response = Response()
+    response.error.error = reason
+    with contextlib.suppress(OSError):
+        writer.write(encode_response(response))
+        await writer.drain()
+    writer.close()
+
+
+def _factory_name(factory: Callable[..., Any]) -> str:
+    return getattr(factory, "__qualname__", repr(factory))
+
+
+async def serve(
+    handler_factory: Callable[[], Handler],
+    path: str | os.PathLike[str],
+    *,
+    mode: int = DEFAULT_SOCKET_MODE,
+    grace: float = DEFAULT_GRACE,
+    handle_signals: bool = True,
+    **agent_options: Any,
+) -> None:
+    """Serve a socket UDF until SIGINT or SIGTERM; for ``asyncio.run``.
+
+    The first signal stops accepting and gives open connections ``grace``
+    seconds to finish; the socket file is removed and the call returns. A
+    second signal cancels the remaining connections at once. With
+    ``handle_signals=False`` nothing is installed and the call serves until
+    cancelled. Signal handlers that were there before are restored.
+    """
+    loop = asyncio.get_running_loop()
+    server = UnixServer(handler_factory, path, mode=mode, grace=grace, **agent_options)
+    stop = asyncio.Event()
+
+    def on_signal(signum: signal.Signals) -> None:
+        if stop.is_set():
+            logger.warning("received %s again: closing all connections now", signum.name)
+            server.cut_short()
+        else:
+            logger.info("received %s: shutting down (again to force)", signum.name)
+            stop.set()
+
+    installed: dict[signal.Signals, Any] = {}
+    try:
+        if handle_signals:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                installed[signum] = signal.getsignal(signum)
+                loop.add_signal_handler(signum, on_signal, signum)
+        await server.start()
+        try:
+            await stop.wait()
+        except BaseException:
+            # Cancelled from outside: no grace, but still close and clean up.
+            with anyio.CancelScope(shield=True):
+                await server.shutdown(grace=0)
+            raise
+        await server.shutdown()
+    finally:
+        for signum, previous in installed.items():
+            loop.remove_signal_handler(signum)
+            signal.signal(signum, previous)

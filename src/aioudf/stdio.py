@@ -1,0 +1,171 @@
+"""Standard input and output as asyncio byte streams, for process UDFs.
+
+Kapacitor writes requests to the UDF's stdin and reads responses from its
+stdout; stdout must carry nothing but frames. :func:`reserved_stdout` takes the
+real stdout file descriptor for the frames and points file descriptor 1 and
+``sys.stdout`` at stderr, so a stray ``print()`` (or a C library writing to
+fd 1) lands in Kapacitor's log instead of corrupting the stream.
+
+Pipes, sockets and terminals go through asyncio's pipe transports. Regular
+files (``aioudf run mod:H < requests.bin > out.bin``) cannot, so they are read
+and written in a worker thread instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import stat
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+
+from .agent import ByteReader, ByteWriter
+
+__all__ = ["open_stdio", "reserved_stdout"]
+
+
+@contextlib.contextmanager
+def reserved_stdout() -> Iterator[int]:
+    """Reserve the real stdout for frames; yield a file descriptor for it.
+
+    Inside the block, fd 1 and ``sys.stdout`` are the process's stderr. Both
+    are restored on exit. The yielded descriptor belongs to the caller.
+    """
+    sys.stdout.flush()
+    saved_fd = os.dup(1)
+    frames_fd = os.dup(1)
+    saved_stdout = sys.stdout
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    try:
+        yield frames_fd
+    finally:
+        sys.stdout = saved_stdout
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        os.dup2(saved_fd, 1)
+        os.close(saved_fd)
+
+
+def _is_regular_file(fd: int) -> bool:
+    return stat.S_ISREG(os.fstat(fd).st_mode)
+
+
+class _PipeWriter(asyncio.Protocol):
+    """A write-only pipe transport with ``drain()`` flow control."""
+
+    def __init__(self) -> None:
+        self._transport: Any = None  # uvloop's pipe transports are not asyncio's classes
+        self._paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._lost: Exception | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._wake(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = exc or BrokenPipeError("stdout closed")
+        self._wake(self._lost)
+        if not self._closed.done():
+            self._closed.set_result(None)
+
+    def _wake(self, exc: Exception | None) -> None:
+        waiter, self._drain_waiter = self._drain_waiter, None
+        if waiter is not None and not waiter.done():
+            if exc is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(exc)
+
+    def write(self, data: bytes) -> None:
+        if self._lost is not None or self._transport is None:
+            raise BrokenPipeError("stdout is closed")
+        self._transport.write(data)
+
+    async def drain(self) -> None:
+        if self._lost is not None:
+            raise BrokenPipeError(f"stdout is closed: {self._lost}")
+        if self._paused:
+            self._drain_waiter = asyncio.get_running_loop().create_future()
+            await self._drain_waiter
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    async def wait_closed(self) -> None:
+        await self._closed
+
+
+class _FileReader:
+    """Reads a regular file in a worker thread."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    async def read(self, n: int = -1) -> bytes:
+        return await anyio.to_thread.run_sync(os.read, self._fd, n if n > 0 else 1 << 20)
+
+
+class _FileWriter:
+    """Writes a regular file in a worker thread."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self._pending.append(data)
+
+    async def drain(self) -> None:
+        data, self._pending = b"".join(self._pending), []
+        await anyio.to_thread.run_sync(self._write_all, data)
+
+    def _write_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
+
+    def close(self) -> None:
+        if self._pending:
+            self._write_all(b"".join(self._pending))
+            self._pending = []
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+
+    async def wait_closed(self) -> None:
+        return None
+
+
+async def open_stdio(frames_fd: int, *, limit: int = 1 << 20) -> tuple[ByteReader, ByteWriter]:
+    """Streams over stdin and ``frames_fd`` (from :func:`reserved_stdout`)."""
+    loop = asyncio.get_running_loop()
+    in_fd = os.dup(0)  # the transport closes what it is given; keep fd 0 open
+    reader: ByteReader
+    writer: ByteWriter
+    if _is_regular_file(in_fd):
+        reader = _FileReader(in_fd)
+    else:
+        stream = asyncio.StreamReader(limit=limit)
+        pipe: Any = os.fdopen(in_fd, "rb", buffering=0)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stream), pipe)
+        reader = stream
+    if _is_regular_file(frames_fd):
+        writer = _FileWriter(frames_fd)
+    else:
+        out: Any = os.fdopen(frames_fd, "wb", buffering=0)
+        _, protocol = await loop.connect_write_pipe(_PipeWriter, out)
+        writer = protocol
+    return reader, writer

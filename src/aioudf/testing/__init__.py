@@ -1,0 +1,55 @@
+"""Kapacitor in a box: drive a UDF from tests exactly as Kapacitor would.
+
+::
+
+    from aioudf.testing import Kapacitor
+    from aioudf.points import make_point
+
+    async def test_average():
+        result = await Kapacitor(MovingAvg).run(
+            options={"field": "value", "size": 2},
+            points=[make_point("cpu", {"value": v}, time=i) for i, v in enumerate([1.0, 3.0])],
+        )
+        assert [p.fieldsDouble["avg"] for p in result.points] == [1.0, 2.0]
+
+The same test runs against a socket UDF (``Kapacitor("/run/udf.sock")``) or a
+process UDF (``Kapacitor(["python", "-u", "udf.py"])``). With the pytest
+plugin (installed with aioudf) the ``kapacitor`` fixture is that constructor.
+"""
+
+from __future__ import annotations
+
+from ..points import Batch, fields_of, group_key, make_point
+from .client import (
+    InitFailed,
+    Kapacitor,
+    KeepaliveTimeout,
+    RestoreFailed,
+    Result,
+    TaskConnection,
+    UDFError,
+    as_target,
+    encode_options,
+)
+from .transports import Command, InProcess, MemoryPipe, Socket, Target
+
+__all__ = [
+    "Batch",
+    "Command",
+    "InProcess",
+    "InitFailed",
+    "Kapacitor",
+    "KeepaliveTimeout",
+    "MemoryPipe",
+    "RestoreFailed",
+    "Result",
+    "Socket",
+    "Target",
+    "TaskConnection",
+    "UDFError",
+    "as_target",
+    "encode_options",
+    "fields_of",
+    "group_key",
+    "make_point",
+]
