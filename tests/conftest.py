@@ -21,9 +21,7 @@ if str(EXAMPLES) not in sys.path:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--run-slow", action="store_true", help="also run the full-size load tests"
-    )
+    parser.addoption("--run-slow", action="store_true", help="also run the full-size load tests")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -54,7 +52,7 @@ def socket_path(short_tmp: Path) -> Path:
 def python_env() -> dict[str, str]:
     """Environment for child Python processes: finds aioudf and the examples."""
     env = dict(os.environ)
-    paths = [str(ROOT / "src"), str(EXAMPLES)]
+    paths = [str(ROOT / "src"), str(EXAMPLES), str(ROOT / "tests")]
     if env.get("PYTHONPATH"):
         paths.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(paths)

@@ -22,7 +22,7 @@ from .errors import (
     RestoreError,
 )
 from .framing import FrameDecoder, encode_frame
-from .handler import BlockingHandler, Handler
+from .handler import BaseHandler, BlockingHandler, Handler
 from .messages import (
     BeginBatch,
     EdgeType,
@@ -40,6 +40,7 @@ from .server import SocketPathError, UnixServer, serve
 __all__ = [
     "Agent",
     "AioudfError",
+    "BaseHandler",
     "BeginBatch",
     "BlockingHandler",
     "ConnectionFailed",

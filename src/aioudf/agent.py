@@ -43,7 +43,7 @@ import anyio
 
 from .errors import ConnectionFailed, InitError, ProtocolError, RestoreError
 from .framing import DEFAULT_MAX_FRAME_SIZE
-from .handler import Handler
+from .handler import BaseHandler
 from .messages import (
     BeginBatch,
     DataMessage,
@@ -275,7 +275,7 @@ class Agent:
 
     def __init__(
         self,
-        handler: Handler,
+        handler: BaseHandler,
         reader: ByteReader,
         writer: ByteWriter,
         *,
@@ -290,7 +290,7 @@ class Agent:
         if max_backlog < 1 or max_output < 1 or read_size < 1:
             raise ValueError("max_backlog, max_output and read_size must be positive")
         self.handler = handler
-        self.name = name or f"{type(handler).__qualname__}@{id(self):x}"
+        self.name = name or f"{type(handler).__name__}@{id(self):x}"
         self._reader = reader
         self._writer = writer
         self._decoder = RequestDecoder(max_frame_size)
@@ -473,19 +473,19 @@ class Agent:
             return
         with anyio.move_on_after(self._stop_timeout) as scope:
             try:
-                await self._call("stop")
+                await self._call("stop", None)
             except _HandlerFailed as exc:
                 self._handler_failed(None, exc.method, exc.error)
         if scope.cancelled_caught:
             logger.warning(
                 "[%s] %s.stop() did not return within %.3g s and was cancelled",
                 self.name,
-                type(self.handler).__qualname__,
+                type(self.handler).__name__,
                 self._stop_timeout,
             )
 
     def _handler_failed(self, message: object, method: str, error: BaseException) -> None:
-        handler = type(self.handler).__qualname__
+        handler = type(self.handler).__name__
         if isinstance(error, ProtocolError):
             self._fail(f"protocol error: {error}")
             return
@@ -494,8 +494,11 @@ class Agent:
         logger.error("[%s] %s", self.name, reason, exc_info=error)
         self._fail(reason)
 
-    async def _call(self, method: str, *args: Any) -> Any:
-        """Call a handler method on the loop or in a worker thread, wrapping errors."""
+    async def _call(self, method: str, request: object, *args: Any) -> Any:
+        """Call a handler method on the loop or in a worker thread, wrapping errors.
+
+        ``request`` is the request being handled (named in error messages).
+        """
         function = getattr(self.handler, method)
         try:
             if inspect.iscoroutinefunction(function):
@@ -504,7 +507,7 @@ class Agent:
         except (InitError, RestoreError):
             raise  # answered with success=false by the caller
         except Exception as exc:
-            raise _HandlerFailed(args[0] if args else None, method, exc) from exc
+            raise _HandlerFailed(request, method, exc) from exc
 
     async def _in_thread(self, function: Callable[..., Any], *args: Any) -> Any:
         try:
@@ -552,7 +555,7 @@ class Agent:
 
     async def _on_info(self, request: InfoRequest) -> None:
         response = Response()
-        response.info.CopyFrom(await self._call("info"))
+        response.info.CopyFrom(await self._call("info", request))
         self._output.put(encode_response(response))
 
     async def _on_init(self, request: InitRequest) -> None:
@@ -563,7 +566,7 @@ class Agent:
             handler._aioudf_option_values = values
             handler.task_id = request.taskID
             handler.node_id = request.nodeID
-            await self._call("init", request)
+            await self._call("init", request, request)
         except InitError as exc:
             response.init.success = False
             response.init.error = str(exc)
@@ -584,7 +587,7 @@ class Agent:
             self._table[kind] = refuse
 
     async def _on_snapshot(self, request: SnapshotRequest) -> None:
-        snapshot = await self._call("snapshot")
+        snapshot = await self._call("snapshot", request)
         if isinstance(snapshot, (bytearray, memoryview)):
             snapshot = bytes(snapshot)
         if not isinstance(snapshot, bytes):
@@ -600,7 +603,7 @@ class Agent:
     async def _on_restore(self, request: RestoreRequest) -> None:
         response = Response()
         try:
-            await self._call("restore", request.snapshot)
+            await self._call("restore", request, request.snapshot)
         except RestoreError as exc:
             response.restore.success = False
             response.restore.error = str(exc)

@@ -26,7 +26,7 @@ from . import __version__
 from .agent import DEFAULT_MAX_BACKLOG, DEFAULT_MAX_OUTPUT, DEFAULT_STOP_TIMEOUT
 from .errors import AioudfError
 from .framing import DEFAULT_MAX_FRAME_SIZE
-from .handler import Handler
+from .handler import BaseHandler
 from .logs import configure_logging
 from .loops import LOOP_CHOICES, run_async
 from .process import run_stdio
@@ -37,7 +37,7 @@ __all__ = ["load_handler", "main", "cli"]
 logger = logging.getLogger("aioudf")
 
 
-def load_handler(spec: str) -> Callable[[], Handler]:
+def load_handler(spec: str) -> Callable[[], BaseHandler]:
     """Import ``module:Class`` or ``file.py:Class`` and return the class."""
     target, sep, attribute = spec.rpartition(":")
     if not sep or not target or not attribute:
@@ -64,11 +64,11 @@ def load_handler(spec: str) -> Callable[[], Handler]:
         factory = getattr(module, attribute)
     except AttributeError:
         raise AioudfError(f"module {target!r} has no attribute {attribute!r}") from None
-    if isinstance(factory, type) and not issubclass(factory, Handler):
-        raise AioudfError(f"{spec} is not an aioudf.Handler subclass")
+    if isinstance(factory, type) and not issubclass(factory, BaseHandler):
+        raise AioudfError(f"{spec} is not an aioudf handler class")
     if not callable(factory):
         raise AioudfError(f"{spec} is not callable")
-    result: Callable[[], Handler] = factory
+    result: Callable[[], BaseHandler] = factory
     return result
 
 
@@ -154,7 +154,7 @@ def _agent_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _execute(factory: Callable[[], Handler], args: argparse.Namespace) -> int:
+def _execute(factory: Callable[[], BaseHandler], args: argparse.Namespace) -> int:
     """Run the process UDF or the socket server the flags describe."""
     configure_logging(args.log_level)
     if getattr(args, "socket", None):
@@ -198,7 +198,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
     return _guarded(lambda: _execute(load_handler(args.handler), args))
 
 
-def main(handler_factory: Callable[[], Handler], argv: Sequence[str] | None = None) -> None:
+def main(handler_factory: Callable[[], BaseHandler], argv: Sequence[str] | None = None) -> None:
     """Command line of a single-UDF script: process UDF, or socket with ``--socket``.
 
     Put ``aioudf.main(MyHandler)`` under ``if __name__ == "__main__":``.

@@ -6,13 +6,13 @@ one Kapacitor connection (one task node), so per-task state lives on ``self``.
 
 Methods are ``async`` and run on the event loop, one request at a time and in
 the order Kapacitor sent them. Code that blocks (a synchronous client, heavy
-CPU work) subclasses :class:`BlockingHandler` instead (or sets
-``blocking = True``): its plain ``def`` methods then run in a worker thread,
-still one at a time and in order, while the agent keeps answering keepalives.
+CPU work) subclasses :class:`BlockingHandler` instead: its plain ``def``
+methods then run in a worker thread, still one at a time and in order, while
+the agent keeps answering keepalives.
 
-Output goes through :meth:`Handler.emit` at any time, from any method or from a
-task the handler started. ``await self.emit(point)`` waits when Kapacitor
-reads slower than the handler produces, which is what keeps memory bounded.
+Output goes through ``emit()`` at any time, from any method or from a task the
+handler started. ``await self.emit(point)`` waits when Kapacitor reads slower
+than the handler produces, which is what keeps memory bounded.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from .options import Option, collect_options
 if TYPE_CHECKING:
     from .agent import Emitter
 
-__all__ = ["BlockingHandler", "Handler"]
+__all__ = ["BaseHandler", "BlockingHandler", "Handler"]
 
 # The request methods a handler may implement (and the agent dispatches to).
 REQUEST_METHODS = (
@@ -51,16 +51,19 @@ REQUEST_METHODS = (
 )
 
 
-class Handler:
-    """Base class of async UDF handlers.
+class BaseHandler:
+    """What :class:`Handler` and :class:`BlockingHandler` share.
+
+    Subclass one of those two; this class is what agents and servers accept
+    (use it in annotations meaning "any handler").
 
     Class attributes:
 
     ``wants`` / ``provides``
         :class:`~aioudf.EdgeType` consumed and produced (default STREAM).
     ``blocking``
-        ``True`` to run plain ``def`` methods in a worker thread (see
-        :class:`BlockingHandler`).
+        ``True`` to run plain ``def`` request methods in a worker thread
+        (what :class:`BlockingHandler` sets).
     :class:`~aioudf.Option` attributes
         The TICKscript methods the UDF accepts; their values are readable as
         attributes once Init has been received.
@@ -91,16 +94,36 @@ class Handler:
         cls.provides = EdgeType(cls.provides)
         cls.options = collect_options(reversed(cls.__mro__))
         for name in REQUEST_METHODS:
-            method = getattr(cls, name)
-            if inspect.iscoroutinefunction(method) or cls.blocking:
+            method = getattr(cls, name, None)
+            if method is None or inspect.iscoroutinefunction(method) or cls.blocking:
                 continue
             raise TypeError(
                 f"{cls.__qualname__}.{name}() is a plain function: make it "
-                "'async def', or set 'blocking = True' (or subclass "
-                "BlockingHandler) to run it in a worker thread"
+                "'async def', or subclass BlockingHandler (blocking = True) to run "
+                "it in a worker thread"
             )
 
-    # ---- request methods ------------------------------------------------
+    def emit(self, message: DataMessage) -> Awaitable[None]:
+        """Send a Point, BeginBatch or EndBatch to Kapacitor.
+
+        The message is serialized and queued at once, in order. Await the
+        result (``await self.emit(p)``) to wait while the output queue is full;
+        from a blocking handler's worker thread just call it: it blocks then.
+        """
+        emitter = self._aioudf_emitter
+        if emitter is None:
+            raise RuntimeError(
+                f"{type(self).__name__} is not attached to a connection: emit() "
+                "works inside a running agent (or aioudf.testing)"
+            )
+        return emitter.emit(message)
+
+
+class Handler(BaseHandler):
+    """Base class of async UDF handlers: the request methods are ``async def``.
+
+    See :class:`BaseHandler` for the class attributes.
+    """
 
     async def info(self) -> InfoResponse:
         """Describe the UDF: edge types and options (built from the class)."""
@@ -126,7 +149,7 @@ class Handler:
 
     async def point(self, point: Point) -> None:
         """A point arrived (alone for a stream, inside a batch for a batch edge)."""
-        raise NotImplementedError(f"{type(self).__qualname__} does not implement point()")
+        raise NotImplementedError(f"{type(self).__name__} does not implement point()")
 
     async def end_batch(self, end: EndBatch) -> None:
         """The current batch is complete."""
@@ -135,36 +158,13 @@ class Handler:
     async def stop(self) -> None:
         """Kapacitor closed its side after a successful Init: emit what is held."""
 
-    # ---- output ---------------------------------------------------------
-
-    def emit(self, message: DataMessage) -> Awaitable[None]:
-        """Send a Point, BeginBatch or EndBatch to Kapacitor.
-
-        The message is serialized and queued at once, in order. Await the
-        result (``await self.emit(p)``) to wait while the output queue is full;
-        from a blocking handler's worker thread just call it, it blocks then.
-        """
-        emitter = self._aioudf_emitter
-        if emitter is None:
-            raise RuntimeError(
-                f"{type(self).__qualname__} is not attached to a connection: emit() "
-                "works inside a running agent (or aioudf.testing)"
-            )
-        return emitter.emit(message)
-
     async def emit_batch(self, begin: BeginBatch, points: Iterable[Point], end: EndBatch) -> None:
-        """Emit a whole batch: ``begin`` (with ``size`` set), ``points``, ``end``."""
-        points = list(points)
-        head = BeginBatch()
-        head.CopyFrom(begin)
-        head.size = len(points)
-        await self.emit(head)
-        for point in points:
-            await self.emit(point)
-        await self.emit(end)
+        """Emit a whole batch: ``begin`` (a copy, ``size`` set), ``points``, ``end``."""
+        for message in batch_messages(begin, points, end):
+            await self.emit(message)
 
 
-class BlockingHandler(Handler):
+class BlockingHandler(BaseHandler):
     """A handler whose methods block: each runs in a worker thread, in order.
 
     Write the request methods as plain ``def``. The agent stays responsive
@@ -174,32 +174,51 @@ class BlockingHandler(Handler):
 
     blocking: ClassVar[bool] = True
 
-    def info(self) -> InfoResponse:  # type: ignore[override]
+    def info(self) -> InfoResponse:
+        """See :meth:`Handler.info`."""
         return describe(type(self))
 
-    def init(self, request: InitRequest) -> None:  # type: ignore[override]
+    def init(self, request: InitRequest) -> None:
         """See :meth:`Handler.init`."""
 
-    def snapshot(self) -> bytes:  # type: ignore[override]
+    def snapshot(self) -> bytes:
+        """See :meth:`Handler.snapshot`."""
         return b""
 
-    def restore(self, snapshot: bytes) -> None:  # type: ignore[override]
+    def restore(self, snapshot: bytes) -> None:
         """See :meth:`Handler.restore`."""
 
-    def begin_batch(self, begin: BeginBatch) -> None:  # type: ignore[override]
+    def begin_batch(self, begin: BeginBatch) -> None:
+        """See :meth:`Handler.begin_batch`."""
         raise _wrong_edge(self, "BeginBatch", EdgeType.BATCH)
 
-    def point(self, point: Point) -> None:  # type: ignore[override]
-        raise NotImplementedError(f"{type(self).__qualname__} does not implement point()")
+    def point(self, point: Point) -> None:
+        """See :meth:`Handler.point`."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement point()")
 
-    def end_batch(self, end: EndBatch) -> None:  # type: ignore[override]
+    def end_batch(self, end: EndBatch) -> None:
+        """See :meth:`Handler.end_batch`."""
         raise _wrong_edge(self, "EndBatch", EdgeType.BATCH)
 
-    def stop(self) -> None:  # type: ignore[override]
+    def stop(self) -> None:
         """See :meth:`Handler.stop`."""
 
+    def emit_batch(self, begin: BeginBatch, points: Iterable[Point], end: EndBatch) -> None:
+        """Emit a whole batch, blocking while the output is full."""
+        for message in batch_messages(begin, points, end):
+            self.emit(message)
 
-def describe(cls: type[Handler]) -> InfoResponse:
+
+def batch_messages(begin: BeginBatch, points: Iterable[Point], end: EndBatch) -> list[DataMessage]:
+    """BeginBatch (a copy, with ``size`` set to the number of points), the points, EndBatch."""
+    body = list(points)
+    head = BeginBatch()
+    head.CopyFrom(begin)
+    head.size = len(body)
+    return [head, *body, end]
+
+
+def describe(cls: type[BaseHandler]) -> InfoResponse:
     """The InfoResponse for a handler class: edge types and declared options."""
     info = InfoResponse(wants=int(cls.wants), provides=int(cls.provides))  # type: ignore[arg-type]
     for name, option in cls.options.items():
@@ -207,9 +226,9 @@ def describe(cls: type[Handler]) -> InfoResponse:
     return info
 
 
-def _wrong_edge(handler: Handler, what: str, edge: EdgeType) -> ProtocolError:
+def _wrong_edge(handler: BaseHandler, what: str, edge: EdgeType) -> ProtocolError:
     if handler.wants is not edge:
         return ProtocolError(
-            f"{type(handler).__qualname__} wants a {handler.wants.name} edge and cannot take {what}"
+            f"{type(handler).__name__} wants a {handler.wants.name} edge and cannot take {what}"
         )
-    return ProtocolError(f"{type(handler).__qualname__} does not implement {what}")
+    return ProtocolError(f"{type(handler).__name__} does not implement {what}")

@@ -19,7 +19,7 @@ from typing import Any
 
 from .agent import Agent
 from .errors import ConnectionFailed
-from .handler import Handler
+from .handler import BaseHandler
 from .logs import configure_logging
 from .loops import run_async
 from .stdio import open_stdio, reserved_stdout
@@ -29,7 +29,7 @@ __all__ = ["run", "run_stdio"]
 logger = logging.getLogger("aioudf")
 
 
-async def run_stdio(handler_factory: Callable[[], Handler], **agent_options: Any) -> int:
+async def run_stdio(handler_factory: Callable[[], BaseHandler], **agent_options: Any) -> int:
     """Serve Kapacitor on stdin/stdout with one handler; return the exit status."""
     with reserved_stdout() as frames_fd:
         reader, writer = await open_stdio(frames_fd)
@@ -62,7 +62,7 @@ async def _send_error(writer: Any, reason: str) -> None:
 
 
 def run(
-    handler_factory: Callable[[], Handler],
+    handler_factory: Callable[[], BaseHandler],
     *,
     loop: str = "auto",
     log_level: str | int = "INFO",

@@ -38,7 +38,7 @@ import anyio.abc
 
 from .agent import Agent
 from .errors import AioudfError, ConnectionFailed
-from .handler import Handler
+from .handler import BaseHandler
 from .messages import Response, encode_response
 
 __all__ = ["DEFAULT_GRACE", "DEFAULT_SOCKET_MODE", "SocketPathError", "UnixServer", "serve"]
@@ -120,7 +120,7 @@ class UnixServer:
 
     def __init__(
         self,
-        handler_factory: Callable[[], Handler],
+        handler_factory: Callable[[], BaseHandler],
         path: str | os.PathLike[str],
         *,
         mode: int = DEFAULT_SOCKET_MODE,
@@ -139,7 +139,11 @@ class UnixServer:
         #: Connections accepted since start.
         self.accepted = 0
         self._server: asyncio.AbstractServer | None = None
+        # The connections' task group lives in a supervisor task of the
+        # server's own, so start() and shutdown() may be called from any task.
         self._tasks: anyio.abc.TaskGroup | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._release = asyncio.Event()  # tells the supervisor to close the group
         self._closing = False
         self._idle = asyncio.Event()  # set while no connection is open
         self._idle.set()
@@ -158,17 +162,16 @@ class UnixServer:
             os.chmod(self.path, self.mode)
             info = os.stat(self.path)
             self._inode = (info.st_dev, info.st_ino)
-            self._tasks = anyio.create_task_group()
-            await self._tasks.__aenter__()
+            ready = asyncio.Event()
+            self._supervisor = asyncio.create_task(self._supervise(ready))
+            await ready.wait()
             self._server = await asyncio.start_unix_server(
                 self._accept, sock=sock, backlog=self.backlog, limit=1 << 20
             )
         except BaseException:
             sock.close()
             self._remove_socket_file()
-            if self._tasks is not None:
-                await self._tasks.__aexit__(None, None, None)
-                self._tasks = None
+            await self._close_supervisor()
             raise
         logger.info("serving %s on %s", _factory_name(self.handler_factory), self.path)
 
@@ -185,6 +188,20 @@ class UnixServer:
         await self.shutdown()
 
     # ---- serving --------------------------------------------------------
+
+    async def _supervise(self, ready: asyncio.Event) -> None:
+        async with anyio.create_task_group() as tasks:
+            self._tasks = tasks
+            ready.set()
+            await self._release.wait()
+            tasks.cancel_scope.cancel()
+
+    async def _close_supervisor(self) -> None:
+        self._tasks = None
+        self._release.set()
+        if self._supervisor is not None:
+            await self._supervisor
+            self._supervisor = None
 
     def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._closing or self._tasks is None:
@@ -257,9 +274,7 @@ class UnixServer:
                     tg.start_soon(wait_for, self._cut_short)
             if self.active:
                 logger.warning("cancelling %d connection(s) still open", self.active)
-        tasks, self._tasks = self._tasks, None
-        tasks.cancel_scope.cancel()
-        await tasks.__aexit__(None, None, None)
+        await self._close_supervisor()
         logger.info("stopped serving on %s", self.path)
 
     def cut_short(self) -> None:
@@ -290,7 +305,7 @@ def _factory_name(factory: Callable[..., Any]) -> str:
 
 
 async def serve(
-    handler_factory: Callable[[], Handler],
+    handler_factory: Callable[[], BaseHandler],
     path: str | os.PathLike[str],
     *,
     mode: int = DEFAULT_SOCKET_MODE,

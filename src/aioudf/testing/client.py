@@ -35,7 +35,7 @@ from typing import Any
 
 from ..errors import AioudfError
 from ..framing import FrameDecoder, encode_frame
-from ..handler import Handler
+from ..handler import BaseHandler
 from ..messages import (
     BeginBatch,
     EndBatch,
@@ -99,7 +99,7 @@ def as_target(udf: Any) -> Target:
         hasattr(udf, "open") and hasattr(udf, "describe")
     ):
         return udf  # type: ignore[no-any-return]
-    if isinstance(udf, type) and issubclass(udf, Handler):
+    if isinstance(udf, type) and issubclass(udf, BaseHandler):
         return InProcess(udf)
     if isinstance(udf, str):
         return Socket(udf)
@@ -302,6 +302,9 @@ class TaskConnection:
                 self._fail(UDFError("the UDF closed the connection inside a batch"))
 
     def _on_response(self, response: Response) -> None:
+        # Like Kapacitor, any response (not only a KeepaliveResponse) shows
+        # the UDF is alive and resets the keepalive timer.
+        self._last_keepalive = _time.monotonic()
         kind = response.WhichOneof("message")
         if kind == "point":
             if self._batch is not None:
@@ -319,7 +322,6 @@ class TaskConnection:
             self._batch = None
             self.result.items.append(Batch.from_messages(begin, points, response.end))
         elif kind == "keepalive":
-            self._last_keepalive = _time.monotonic()
             self.keepalives_answered += 1
         elif kind == "error":
             raise UDFError(response.error.error)
@@ -334,13 +336,21 @@ class TaskConnection:
             raise UDFError(f"the UDF sent an empty or unknown response ({kind})")
 
     async def _keepalive_loop(self) -> None:
+        # Kapacitor sends a keepalive every timeout/2 and fails the task when
+        # nothing at all came back for a whole timeout. It stops both at stop.
         interval = self.timeout / 2
-        while not self._eof.is_set():
+        while not self._eof.is_set() and not self._closing:
             await asyncio.sleep(interval)
-            if self._eof.is_set():
+            if self._eof.is_set() or self._closing:
                 return
             if _time.monotonic() - self._last_keepalive > self.timeout:
-                self._fail(KeepaliveTimeout("keepalive timedout"))
+                last = _time.time() - (_time.monotonic() - self._last_keepalive)
+                self._fail(
+                    KeepaliveTimeout(
+                        "keepalive timedout, last keepalive received was: "
+                        + datetime.datetime.fromtimestamp(last, datetime.timezone.utc).isoformat()
+                    )
+                )
                 self._conn.abort()
                 return
             request = Request()
@@ -355,11 +365,9 @@ class TaskConnection:
         waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[kind].append(waiter)
         await self._write(encode_frame(request.SerializeToString()))
-        try:
-            return await asyncio.wait_for(waiter, self.timeout)
-        except (asyncio.TimeoutError, TimeoutError):
-            self._fail(UDFError(f"timeout waiting for the {kind} response"))
-            raise self._failure from None  # type: ignore[misc]
+        # Like Kapacitor, wait for the reply for as long as the UDF keeps
+        # answering keepalives; a missed keepalive fails the waiter.
+        return await waiter
 
     async def _write(self, data: bytes) -> None:
         self._raise_if_failed()
@@ -436,16 +444,20 @@ class TaskConnection:
         if buffer:
             await self.send(*buffer)
 
-    async def stop(self) -> Result:
-        """Half-close, read until the UDF closes its side, and return its output."""
+    async def stop(self, timeout: float | None = None) -> Result:
+        """Half-close, read until the UDF closes its side, and return its output.
+
+        Kapacitor stops sending keepalives at this point and waits for the UDF
+        to finish without a deadline; ``timeout`` (seconds) sets one.
+        """
         self._raise_if_failed()
         self._closing = True
         with contextlib.suppress(OSError):
             await self._conn.close_write()
         try:
-            await asyncio.wait_for(self._wait_eof_or_failure(), self.timeout)
+            await asyncio.wait_for(self._wait_eof_or_failure(), timeout)
         except (asyncio.TimeoutError, TimeoutError):
-            self._fail(UDFError(f"the UDF did not close its side within {self.timeout:g} s"))
+            self._fail(UDFError(f"the UDF did not close its side within {timeout:g} s"))
         await self.close()
         self._raise_if_failed()
         return self.result

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from ..agent import Agent
 from ..errors import ConnectionFailed
-from ..handler import Handler
+from ..handler import BaseHandler
 
 __all__ = ["Command", "InProcess", "MemoryPipe", "Socket", "Target", "UDFConnection"]
 
@@ -112,7 +112,7 @@ class MemoryPipe:
 
 
 class _InProcessConnection:
-    def __init__(self, handler: Handler, agent_options: Mapping[str, Any]) -> None:
+    def __init__(self, handler: BaseHandler, agent_options: Mapping[str, Any]) -> None:
         self._to_udf = MemoryPipe()
         self._from_udf = MemoryPipe()
         self.agent = Agent(
@@ -157,7 +157,7 @@ class _InProcessConnection:
 class InProcess:
     """A handler class run in this process, one new instance per connection."""
 
-    handler_factory: Callable[[], Handler]
+    handler_factory: Callable[[], BaseHandler]
     agent_options: dict[str, Any] = field(default_factory=dict)
 
     async def open(self) -> UDFConnection:

@@ -1,0 +1,192 @@
+"""Process UDFs: `aioudf run` and `aioudf.run()` on real stdin/stdout pipes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from wire import decode_responses, kind, options, request
+
+from aioudf._pb import udf_pb2 as pb
+from aioudf.framing import encode_frame
+from aioudf.testing import Command, Kapacitor, KeepaliveTimeout, make_point
+
+
+def run_udf(
+    env: dict[str, str], args: list[str], stdin: bytes, timeout: float = 60
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "aioudf", *args],
+        input=stdin,
+        capture_output=True,
+        env=env,
+        timeout=timeout,
+    )
+
+
+def session(*extra: bytes) -> bytes:
+    return b"".join(
+        [
+            request(info=pb.InfoRequest()),
+            request(init=pb.InitRequest(options=options(label="p"))),
+            *(
+                request(point=pb.Point(name="cpu", time=t, fieldsDouble={"v": 1.0}))
+                for t in range(3)
+            ),
+            request(keepalive=pb.KeepaliveRequest(time=5)),
+            request(snapshot=pb.SnapshotRequest()),
+            *extra,
+        ]
+    )
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_run_serves_until_stdin_closes_then_exits_0(python_env: dict[str, str], loop: str) -> None:
+    done = run_udf(python_env, ["run", "udf_handlers:Recorder", "--loop", loop], session())
+    assert done.returncode == 0, done.stderr.decode()
+    responses = decode_responses(done.stdout)  # stdout holds nothing but frames
+    kinds = [kind(r) for r in responses]
+    assert sorted(kinds) == sorted(
+        ["info", "init", "point", "point", "point", "keepalive", "snapshot", "point"]
+    )
+    assert [r.point.time for r in responses if kind(r) == "point"][:3] == [0, 1, 2]
+    # The last point is what stop() emitted after stdin closed: nothing lost.
+    assert responses[-1].point.name == "stopped"
+    assert [r.snapshot.snapshot for r in responses if kind(r) == "snapshot"] == [b"3"]
+
+
+def test_stray_prints_go_to_stderr_not_into_the_frames(python_env: dict[str, str]) -> None:
+    stream = request(init=pb.InitRequest()) + request(point=pb.Point(name="cpu", time=7))
+    done = run_udf(python_env, ["run", "udf_handlers:Printer"], stream)
+    assert done.returncode == 0, done.stderr.decode()
+    responses = decode_responses(done.stdout)
+    assert [kind(r) for r in responses] == ["init", "point"]
+    assert b"hello from print() 7" in done.stderr
+    assert b"raw write to fd 1" in done.stderr
+
+
+def test_protocol_error_is_reported_and_exits_non_zero(python_env: dict[str, str]) -> None:
+    done = run_udf(python_env, ["run", "udf_handlers:Recorder"], session(b"\x05abc"))
+    assert done.returncode == 1
+    responses = decode_responses(done.stdout)
+    # Everything before the bad frame was answered, then the ErrorResponse.
+    assert [kind(r) for r in responses].count("point") == 3
+    assert kind(responses[-1]) == "error"
+    assert responses[-1].error.error.startswith("protocol error: stream ended inside a frame")
+    assert b"UDF stopped: protocol error: stream ended inside a frame" in done.stderr
+
+
+def test_handler_exception_is_reported_with_a_traceback(python_env: dict[str, str]) -> None:
+    stream = request(init=pb.InitRequest(options=options(in_="point"))) + request(
+        point=pb.Point(name="cpu", time=4, fieldsDouble={"boom": 1.0})
+    )
+    done = run_udf(python_env, ["run", "udf_handlers:Fails"], stream)
+    assert done.returncode == 1
+    (_init, error) = decode_responses(done.stdout)
+    assert error.error.error == "Fails.point() failed handling Point: ValueError: bad value at t=4"
+    stderr = done.stderr.decode()
+    assert "Traceback (most recent call last)" in stderr
+    assert 'raise ValueError(f"bad value at t={point.time}")' in stderr
+
+
+def test_regular_files_work_as_stdin_and_stdout(python_env: dict[str, str], tmp_path: Path) -> None:
+    requests = tmp_path / "requests.bin"
+    requests.write_bytes(session())
+    out = tmp_path / "responses.bin"
+    with requests.open("rb") as stdin, out.open("wb") as stdout:
+        done = subprocess.run(
+            [sys.executable, "-m", "aioudf", "run", "udf_handlers:Recorder"],
+            stdin=stdin,
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            env=python_env,
+            timeout=60,
+        )
+    assert done.returncode == 0, done.stderr.decode()
+    assert [kind(r) for r in decode_responses(out.read_bytes())].count("point") == 4
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("no_such_module:Handler", "cannot import module 'no_such_module'"),
+        ("udf_handlers:Missing", "module 'udf_handlers' has no attribute 'Missing'"),
+        ("udf_handlers", "expected MODULE:CLASS or FILE.py:CLASS"),
+        ("udf_handlers:time", "is not callable"),
+    ],
+)
+def test_bad_handler_spec_is_a_clear_error(
+    python_env: dict[str, str], spec: str, message: str
+) -> None:
+    done = run_udf(python_env, ["run", spec], b"")
+    assert done.returncode == 2
+    assert message in done.stderr.decode()
+
+
+def test_handler_given_as_a_file_path(python_env: dict[str, str]) -> None:
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    stream = request(info=pb.InfoRequest())
+    done = run_udf(python_env, ["run", f"{examples / 'outliers.py'}:Outliers"], stream)
+    assert done.returncode == 0, done.stderr.decode()
+    (info,) = decode_responses(done.stdout)
+    assert info.info.wants == pb.BATCH and set(info.info.options) == {"field", "scale"}
+
+
+def test_empty_stdin_is_a_clean_exit(python_env: dict[str, str]) -> None:
+    done = run_udf(python_env, ["run", "udf_handlers:Recorder"], b"")
+    assert done.returncode == 0
+    assert done.stdout == b""
+
+
+def test_oversized_frame_limit_is_configurable(python_env: dict[str, str]) -> None:
+    big = request(init=pb.InitRequest()) + request(restore=pb.RestoreRequest(snapshot=b"x" * 500))
+    done = run_udf(python_env, ["run", "udf_handlers:Recorder", "--max-frame-size", "100"], big)
+    assert done.returncode == 1
+    assert (
+        "exceeds the maximum frame size of 100 bytes"
+        in decode_responses(done.stdout)[-1].error.error
+    )
+
+
+async def slow_task(python_env: dict[str, str], handler: str, seconds: float) -> list[int]:
+    """Three points at `seconds` each under a 0.3 s UDF timeout (keepalive every 0.15 s).
+
+    The snapshot is requested right after the points, so its reply waits for
+    all three: the task stays open, with keepalives flowing, for the whole time.
+    """
+    udf = Kapacitor(
+        Command([sys.executable, "-m", "aioudf", "run", f"udf_handlers:{handler}"], env=python_env),
+        timeout=0.3,
+    )
+    async with udf.task({"seconds": seconds}) as task:
+        await task.send(*(make_point("cpu", {"v": 1.0}, time=t) for t in range(3)))
+        await task.snapshot()
+        result = await task.stop()
+    return [p.time for p in result.points]
+
+
+async def test_awaiting_handler_survives_a_timeout_shorter_than_its_calls(
+    python_env: dict[str, str],
+) -> None:
+    assert await slow_task(python_env, "AwaitsSlowly", 0.6) == [0, 1, 2]
+
+
+async def test_declared_blocking_handler_survives_too(python_env: dict[str, str]) -> None:
+    assert await slow_task(python_env, "SleepsInThread", 0.6) == [0, 1, 2]
+
+
+async def test_undeclared_blocking_handler_misses_keepalives(python_env: dict[str, str]) -> None:
+    # The control experiment: blocking the event loop is what kills tasks.
+    with pytest.raises(KeepaliveTimeout, match="keepalive timedout"):
+        await slow_task(python_env, "SleepsOnLoop", 0.6)
+
+
+def test_frames_written_by_hand_decode_as_responses() -> None:
+    # A Response frame built from an already-serialized Point, as PROTOCOL.md
+    # describes it, is what aioudf writes.
+    from aioudf.messages import encode_data_frame
+
+    point = pb.Point(name="cpu", time=1, fieldsDouble={"v": 2.0})
+    assert encode_data_frame(point) == encode_frame(pb.Response(point=point).SerializeToString())

@@ -1,0 +1,133 @@
+"""Small handlers for the tests, importable by child processes as ``udf_handlers``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+
+from aioudf import BeginBatch, BlockingHandler, EdgeType, EndBatch, Handler, Option, Point
+
+
+class Recorder(Handler):
+    """Echoes points; its snapshot is the number of points seen so far."""
+
+    label = Option(str, default="")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.stopped = False
+
+    async def point(self, point: Point) -> None:
+        self.count += 1
+        if self.label:
+            point.tags["label"] = self.label
+        await self.emit(point)
+
+    async def snapshot(self) -> bytes:
+        return str(self.count).encode()
+
+    async def restore(self, snapshot: bytes) -> None:
+        self.count = int(snapshot or b"0")
+
+    async def stop(self) -> None:
+        self.stopped = True
+        # Output emitted at stop must still reach Kapacitor.
+        await self.emit(Point(name="stopped", fieldsInt={"count": self.count}))
+
+
+class BatchEcho(Handler):
+    """Returns each batch as it came, with size set."""
+
+    wants = EdgeType.BATCH
+    provides = EdgeType.BATCH
+
+    def __init__(self) -> None:
+        self.begin: BeginBatch | None = None
+        self.points: list[Point] = []
+
+    async def begin_batch(self, begin: BeginBatch) -> None:
+        self.begin = begin
+        self.points = []
+
+    async def point(self, point: Point) -> None:
+        self.points.append(point)
+
+    async def end_batch(self, end: EndBatch) -> None:
+        assert self.begin is not None
+        await self.emit_batch(self.begin, self.points, end)
+
+
+class Fails(Handler):
+    """Raises in the method named by its `in` option."""
+
+    where = Option(str, name="in")
+
+    async def init(self, request: object) -> None:
+        if self.where == "init":
+            raise RuntimeError("init exploded")
+
+    async def point(self, point: Point) -> None:
+        if self.where == "point" and point.fieldsDouble.get("boom"):
+            raise ValueError(f"bad value at t={point.time}")
+        await self.emit(point)
+
+    async def snapshot(self) -> bytes:
+        if self.where == "snapshot":
+            raise KeyError("no state")
+        return b""
+
+    async def restore(self, snapshot: bytes) -> None:
+        if self.where == "restore":
+            raise OSError("disk gone")
+
+
+class Printer(Handler):
+    """Prints to stdout and writes to fd 1: neither may corrupt the frame stream."""
+
+    async def point(self, point: Point) -> None:
+        print("hello from print()", point.time)
+        os.write(1, b"raw write to fd 1\n")
+        await self.emit(point)
+
+
+class SleepsOnLoop(Handler):
+    """A blocking call in an async handler, not declared blocking: the wrong way."""
+
+    seconds = Option(float, default=1.0)
+
+    async def point(self, point: Point) -> None:
+        time.sleep(self.seconds)  # noqa: ASYNC251 - the mistake this handler demonstrates
+        await self.emit(point)
+
+
+class SleepsInThread(BlockingHandler):
+    """The right way to block: declared, so calls run in a worker thread."""
+
+    seconds = Option(float, default=1.0)
+
+    def point(self, point: Point) -> None:
+        time.sleep(self.seconds)
+        self.emit(point)
+
+
+class AwaitsSlowly(Handler):
+    """Awaits per point, keeping the loop free."""
+
+    seconds = Option(float, default=1.0)
+
+    async def point(self, point: Point) -> None:
+        await asyncio.sleep(self.seconds)
+        await self.emit(point)
+
+
+class ThreadedEcho(BlockingHandler):
+    """Echoes points from a worker thread, recording which thread ran it."""
+
+    def __init__(self) -> None:
+        self.threads: set[int] = set()
+
+    def point(self, point: Point) -> None:
+        self.threads.add(threading.get_ident())
+        self.emit(point)
