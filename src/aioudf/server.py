@@ -311,9 +311,12 @@ async def serve(
     mode: int = DEFAULT_SOCKET_MODE,
     grace: float = DEFAULT_GRACE,
     handle_signals: bool = True,
+    ready: asyncio.Event | None = None,
     **agent_options: Any,
 ) -> None:
     """Serve a socket UDF until SIGINT or SIGTERM; for ``asyncio.run``.
+
+    ``ready``, if given, is set once the socket accepts connections.
 
     The first signal stops accepting and gives open connections ``grace``
     seconds to finish; the socket file is removed and the call returns. A
@@ -340,6 +343,8 @@ async def serve(
                 installed[signum] = signal.getsignal(signum)
                 loop.add_signal_handler(signum, on_signal, signum)
         await server.start()
+        if ready is not None:
+            ready.set()
         try:
             await stop.wait()
         except BaseException:

@@ -1,0 +1,282 @@
+"""Socket UDFs: `aioudf serve`, UnixServer and serve() over real unix sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import stat
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from udf_handlers import Recorder
+from wire import Peer, kind, request
+
+from aioudf import SocketPathError, UnixServer, serve
+from aioudf._pb import udf_pb2 as pb
+
+INIT = request(init=pb.InitRequest())
+
+
+def point(t: int) -> bytes:
+    return request(point=pb.Point(name="cpu", time=t, fieldsDouble={"v": 1.0}))
+
+
+class ServerProcess:
+    """`python -m aioudf serve ...` as a child process, with its log lines."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.log: list[str] = []
+
+    @classmethod
+    async def start(cls, env: dict[str, str], *args: str) -> ServerProcess:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "aioudf",
+            "serve",
+            *args,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        server = cls(process)
+        await server.wait_for_log("serving ")
+        return server
+
+    async def wait_for_log(self, text: str) -> str:
+        """Read log lines until one contains ``text`` (the server's own signal)."""
+        assert self.process.stderr is not None
+        while True:
+            line = (await asyncio.wait_for(self.process.stderr.readline(), 30)).decode()
+            if not line:
+                raise AssertionError(f"server exited before logging {text!r}: {self.log}")
+            self.log.append(line)
+            if text in line:
+                return line
+
+    async def exit_code(self) -> int:
+        assert self.process.stderr is not None
+        rest = await asyncio.wait_for(self.process.stderr.read(), 30)
+        self.log.extend(rest.decode().splitlines(keepends=True))
+        return await asyncio.wait_for(self.process.wait(), 30)
+
+    def kill(self) -> None:
+        if self.process.returncode is None:
+            self.process.kill()
+
+
+Spawn = Callable[..., Awaitable[ServerProcess]]
+
+
+@pytest.fixture
+async def spawn(python_env: dict[str, str]) -> AsyncIterator[Spawn]:
+    started: list[ServerProcess] = []
+
+    async def start(*args: str) -> ServerProcess:
+        server = await ServerProcess.start(python_env, *args)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.kill()
+        await server.process.wait()
+
+
+async def test_sigterm_lets_open_connections_finish_then_exits_0(
+    spawn: Spawn, socket_path: Path
+) -> None:
+    server = await spawn("udf_handlers:Recorder", "--socket", str(socket_path), "--grace", "30")
+    peer = await Peer.unix(socket_path)
+    await peer.send(INIT, point(1))
+    assert kind(await peer.receive_kind("point")) == "point"
+
+    server.process.send_signal(signal.SIGTERM)
+    await server.wait_for_log("waiting up to 30 s for 1 connection(s) to finish")
+    # No longer accepting: the socket file is gone and connecting fails.
+    assert not socket_path.exists()
+    with pytest.raises((FileNotFoundError, ConnectionRefusedError)):
+        await Peer.unix(socket_path)
+
+    # The open connection goes on until Kapacitor closes it, losing nothing.
+    await peer.send(point(2), point(3))
+    await peer.half_close()
+    responses = await peer.receive_all()
+    assert [r.point.time for r in responses if kind(r) == "point"] == [2, 3, 0]
+    assert responses[-1].point.name == "stopped"
+    assert await server.exit_code() == 0
+    assert any("stopped serving" in line for line in server.log)
+
+
+async def test_connections_still_open_after_the_grace_period_are_told_why(
+    spawn: Spawn, socket_path: Path
+) -> None:
+    server = await spawn("udf_handlers:Recorder", "--socket", str(socket_path), "--grace", "0.2")
+    peer = await Peer.unix(socket_path)
+    await peer.send(INIT, point(1))
+    await peer.receive_kind("point")
+    server.process.send_signal(signal.SIGTERM)
+    responses = await peer.receive_all()
+    assert kind(responses[-1]) == "error"
+    assert responses[-1].error.error == "UDF connection cancelled (the UDF server is shutting down)"
+    assert await server.exit_code() == 0
+    assert not socket_path.exists()
+
+
+async def test_second_sigint_closes_connections_at_once(spawn: Spawn, socket_path: Path) -> None:
+    server = await spawn("udf_handlers:Recorder", "--socket", str(socket_path), "--grace", "600")
+    peer = await Peer.unix(socket_path)
+    await peer.send(INIT)
+    await peer.receive_kind("init")
+    server.process.send_signal(signal.SIGINT)
+    await server.wait_for_log("waiting up to 600 s")
+    server.process.send_signal(signal.SIGINT)
+    responses = await peer.receive_all()
+    assert kind(responses[-1]) == "error"
+    assert await server.exit_code() == 0
+    assert any("closing all connections now" in line for line in server.log)
+    assert not socket_path.exists()
+
+
+async def test_sigterm_with_no_connection(spawn: Spawn, socket_path: Path) -> None:
+    server = await spawn("udf_handlers:Recorder", "--socket", str(socket_path))
+    assert stat.S_ISSOCK(socket_path.stat().st_mode)
+    server.process.send_signal(signal.SIGTERM)
+    assert await server.exit_code() == 0
+    assert not socket_path.exists()
+
+
+def make_stale_socket(path: Path) -> None:
+    """A socket file nobody listens on, as a crashed server leaves behind."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    sock.close()
+
+
+async def test_stale_socket_file_is_replaced(spawn: Spawn, socket_path: Path) -> None:
+    make_stale_socket(socket_path)
+    server = await spawn("udf_handlers:Recorder", "--socket", str(socket_path))
+    assert any("removing stale socket file" in line for line in server.log)
+    peer = await Peer.unix(socket_path)
+    await peer.send(request(info=pb.InfoRequest()))
+    assert kind(await peer.receive_kind("info")) == "info"
+
+
+async def test_live_socket_is_refused_and_left_alone(socket_path: Path) -> None:
+    async with UnixServer(Recorder, socket_path):
+        second = UnixServer(Recorder, socket_path)
+        with pytest.raises(SocketPathError, match="is in use: another server answers on it"):
+            await second.start()
+        # The first server still serves on its socket.
+        peer = await Peer.unix(socket_path)
+        await peer.send(request(info=pb.InfoRequest()))
+        assert kind(await peer.receive_kind("info")) == "info"
+        await peer.close()
+
+
+async def test_live_socket_refused_by_the_command_line(
+    python_env: dict[str, str], socket_path: Path
+) -> None:
+    async with UnixServer(Recorder, socket_path):
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "aioudf",
+            "serve",
+            "udf_handlers:Recorder",
+            "--socket",
+            str(socket_path),
+            stderr=asyncio.subprocess.PIPE,
+            env=python_env,
+        )
+        _, stderr = await asyncio.wait_for(process.communicate(), 30)
+        assert process.returncode == 2
+        assert f"{socket_path} is in use" in stderr.decode()
+        assert stat.S_ISSOCK(socket_path.stat().st_mode)
+
+
+async def test_regular_file_is_never_deleted(socket_path: Path) -> None:
+    socket_path.write_text("precious")
+    with pytest.raises(SocketPathError, match="exists and is not a socket; refusing to replace it"):
+        await UnixServer(Recorder, socket_path).start()
+    assert socket_path.read_text() == "precious"
+
+
+async def test_directory_is_refused(short_tmp: Path) -> None:
+    with pytest.raises(SocketPathError, match="is not a socket"):
+        await UnixServer(Recorder, short_tmp).start()
+    assert short_tmp.is_dir()
+
+
+async def test_path_too_long_is_refused(short_tmp: Path) -> None:
+    path = short_tmp / ("x" * 120)
+    with pytest.raises(SocketPathError, match="unix sockets allow at most 107"):
+        await UnixServer(Recorder, path).start()
+
+
+async def test_socket_mode_default_is_not_world_writable(socket_path: Path) -> None:
+    async with UnixServer(Recorder, socket_path):
+        assert stat.S_IMODE(socket_path.stat().st_mode) == 0o660
+
+
+async def test_socket_mode_is_configurable(spawn: Spawn, socket_path: Path) -> None:
+    await spawn("udf_handlers:Recorder", "--socket", str(socket_path), "--mode", "600")
+    assert stat.S_IMODE(socket_path.stat().st_mode) == 0o600
+
+
+async def test_socket_file_replaced_by_someone_else_is_not_removed(socket_path: Path) -> None:
+    server = UnixServer(Recorder, socket_path)
+    await server.start()
+    os.unlink(socket_path)
+    make_stale_socket(socket_path)  # another program's socket now
+    await server.shutdown()
+    assert stat.S_ISSOCK(socket_path.stat().st_mode)
+
+
+async def test_embedded_server_installs_no_signal_handlers(socket_path: Path) -> None:
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    async with UnixServer(Recorder, socket_path):
+        assert {sig: signal.getsignal(sig) for sig in before} == before
+    assert not socket_path.exists()
+
+
+async def test_serve_restores_signal_handlers_and_cleans_up_when_cancelled(
+    socket_path: Path,
+) -> None:
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    ready = asyncio.Event()
+    task = asyncio.create_task(serve(Recorder, socket_path, ready=ready))
+    await ready.wait()
+    peer = await Peer.unix(socket_path)
+    await peer.send(INIT)
+    await peer.receive_kind("init")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert {sig: signal.getsignal(sig) for sig in before} == before
+    assert not socket_path.exists()
+    assert kind((await peer.receive_all())[-1]) == "error"
+
+
+async def test_failing_handler_factory_is_reported_per_connection(socket_path: Path) -> None:
+    calls = 0
+
+    def factory() -> Recorder:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("no database")
+        return Recorder()
+
+    async with UnixServer(factory, socket_path):
+        first = await Peer.unix(socket_path)
+        (error,) = await first.receive_all()
+        assert error.error.error == "could not create the UDF handler: RuntimeError: no database"
+        second = await Peer.unix(socket_path)
+        await second.send(request(info=pb.InfoRequest()))
+        assert kind(await second.receive_kind("info")) == "info"
+        await second.close()
