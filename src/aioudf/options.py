@@ -256,12 +256,21 @@ class Option(Generic[T]):
         out = []
         for position, (vtype, value) in enumerate(zip(types, values, strict=True), start=1):
             field = value.WhichOneof("value")
-            got = _FIELD_TO_TYPE[field] if field is not None else ValueType(value.type)
+            got: ValueType | None
+            if field is not None:
+                got = _FIELD_TO_TYPE[field]
+            else:
+                # proto3 enums are open: the type number may be one we do not know.
+                try:
+                    got = ValueType(value.type)
+                except ValueError:
+                    got = None
             if got is not vtype:
                 where = f" value {position}" if len(types) > 1 else ""
+                got_name = got.name if got is not None else f"value type {value.type}"
                 raise OptionError(
                     f"option {self.name!r}{where} must be {vtype.name} "
-                    f"(like {_EXAMPLE[vtype]}), got {got.name}"
+                    f"(like {_EXAMPLE[vtype]}), got {got_name}"
                 )
             out.append(_convert(vtype, value))
         return out[0] if len(out) == 1 else tuple(out)

@@ -1,0 +1,94 @@
+"""Coverage-guided fuzzing of a whole Agent fed hostile streams (atheris).
+
+    .venv/bin/python fuzz/fuzz_agent.py fuzz/corpus/agent -max_total_time=600
+
+Each input runs one agent in a fresh event loop, over in-memory pipes, with
+the async or the blocking echo handler of tests/hostile.py. The first bytes
+choose the handler, the maximum frame size and where the stream is cut; the
+rest is either a raw byte stream (checked with the invariants of every
+connection) or, when the first byte is odd, a session of valid requests in
+any order plus a tail, checked against the exact replies of the session model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+import _paths  # noqa: F401 - sys.path set-up
+import atheris
+
+with atheris.instrument_imports():
+    from hostile import (
+        TAILS,
+        BlockingEcho,
+        Echo,
+        Step,
+        check_outcome,
+        check_session,
+        cut,
+        drive_agent,
+        expected_session,
+        session_stream,
+    )
+
+    import aioudf.agent
+    import aioudf.options
+    import aioudf.protocol  # noqa: F401 - instrumented for coverage
+    from aioudf.handler import describe
+
+KINDS = ["info", "init", "keepalive", "snapshot", "restore", "begin", "point", "end"]
+GROUPS = ["", "host=a", "cpu=cpu0,host=b"]
+
+
+def session_from(provider: atheris.FuzzedDataProvider) -> list[Step]:
+    steps: list[Step] = []
+    for _ in range(provider.ConsumeIntInRange(0, 30)):
+        kind = provider.PickValueInList(KINDS)
+        arg: object = None
+        if kind in ("keepalive", "point"):
+            arg = provider.ConsumeIntInRange(0, 2**62)
+        elif kind == "restore":
+            arg = provider.ConsumeBytes(provider.ConsumeIntInRange(0, 8))
+        elif kind in ("begin", "end"):
+            arg = provider.PickValueInList(GROUPS)
+        steps.append((kind, arg))
+    return steps
+
+
+def test_one_input(data: bytes) -> None:
+    provider = atheris.FuzzedDataProvider(data)
+    structured = provider.ConsumeBool()
+    factory = provider.PickValueInList([Echo, BlockingEcho])
+    max_frame_size = provider.PickValueInList([64, 300, 512, 1 << 20])
+    cuts = [provider.ConsumeIntInRange(0, 4096) for _ in range(provider.ConsumeIntInRange(0, 8))]
+    if structured:
+        steps = session_from(provider)
+        tail = provider.PickValueInList(list(TAILS))
+        tail_arg = provider.ConsumeIntInRange(0, 1000)
+        if tail == "at_max" and max_frame_size == 1 << 20:
+            max_frame_size = 512  # keep inputs quick
+        stream = session_stream(steps, tail, tail_arg, max_frame_size)
+        outcome = asyncio.run(
+            drive_agent(factory(), cut(stream, cuts), max_frame_size=max_frame_size)
+        )
+        info = describe(factory)
+        check_session(outcome, expected_session(steps, tail, tail_arg, max_frame_size, info))
+    else:
+        stream = provider.ConsumeBytes(provider.remaining_bytes())
+        outcome = asyncio.run(
+            drive_agent(factory(), cut(stream, cuts), max_frame_size=max_frame_size)
+        )
+        check_outcome(outcome)
+
+
+def main() -> None:
+    # Every hostile connection logs a warning: too much noise at thousands a second.
+    logging.getLogger("aioudf").setLevel(logging.CRITICAL)
+    atheris.Setup(sys.argv, test_one_input)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""Coverage-guided fuzzing of FrameDecoder and RequestDecoder (atheris).
+
+    .venv/bin/python fuzz/fuzz_framing.py fuzz/corpus/framing -max_total_time=600
+
+The input picks a maximum frame size, where the stream is cut and whether the
+next chunk is fed before the frames are taken; the rest is the byte stream.
+The oracles are tests/hostile.py's: the same frames and error as a reference
+decoder, and nothing but ProtocolError from the request decoder.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import _paths  # noqa: F401 - sys.path set-up
+import atheris
+
+with atheris.instrument_imports():
+    from hostile import check_frame_decoder, check_request_decoder
+
+    import aioudf.framing
+    import aioudf.protocol
+
+MAX_SIZES = [0, 1, 127, 128, 300, 16_384, aioudf.framing.DEFAULT_MAX_FRAME_SIZE, 2**63]
+
+
+def test_one_input(data: bytes) -> None:
+    provider = atheris.FuzzedDataProvider(data)
+    max_size = provider.PickValueInList(MAX_SIZES)
+    count = provider.ConsumeIntInRange(0, 8)
+    cuts = [provider.ConsumeIntInRange(0, 4096) for _ in range(count)]
+    hold = [provider.ConsumeBool() for _ in range(count)]
+    stream = provider.ConsumeBytes(provider.remaining_bytes())
+    check_frame_decoder(stream, cuts, max_size, hold)
+    check_request_decoder(stream, cuts, max_size)
+
+
+def main() -> None:
+    # Every hostile connection logs a warning: too much noise at thousands a second.
+    logging.getLogger("aioudf").setLevel(logging.CRITICAL)
+    atheris.Setup(sys.argv, test_one_input)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()

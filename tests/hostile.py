@@ -1,0 +1,583 @@
+"""Hostile-input oracles, shared by tests/test_fuzz.py (hypothesis) and fuzz/ (atheris).
+
+Each ``check_*`` function takes raw material (bytes, cut points, request
+lists), runs the real code on it, and raises ``AssertionError`` when the
+result breaks the wire contract. The expected results come from independent
+models written here from PROTOCOL.md, never from the code under test:
+
+* :func:`reference_frames` splits a whole stream into frames the slow,
+  obvious way;
+* :func:`expected_session` replays a list of requests through the ordering
+  rules (Init once and first, batches not nested) and the echo handlers'
+  behaviour, giving the replies Kapacitor must see and the exact error text.
+
+The agent is driven in process over :class:`aioudf.testing.MemoryPipe` (one
+pipe write per chunk, so chunk boundaries reach the agent exactly as cut), or
+by the socket tests over a real :class:`aioudf.UnixServer`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import itertools
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aioudf import (
+    Agent,
+    BaseHandler,
+    BeginBatch,
+    BlockingHandler,
+    ConnectionFailed,
+    EndBatch,
+    FrameDecoder,
+    FrameError,
+    FrameTooLarge,
+    Handler,
+    Option,
+    Point,
+    ProtocolError,
+    RequestDecoder,
+    encode_frame,
+)
+from aioudf._pb import udf_pb2 as pb
+from aioudf.testing import MemoryPipe
+
+#: Bounded time for one hostile connection: a hang becomes a failure.
+HANG_TIMEOUT = 20.0
+
+_UINT64_LIMIT = 1 << 64
+
+
+# ---- frames -----------------------------------------------------------------
+
+
+@dataclass
+class ReferenceFrames:
+    """What a stream holds: its complete frames, then why it stops, if it does."""
+
+    bodies: list[bytes]
+    error: str | None = None  # too_large, bad_varint, truncated_header, truncated_body
+    size: int = 0  # the announced size (too_large with a complete header, truncated_body)
+    received: int = 0  # body bytes present (truncated_body)
+    header_bytes: int = 0  # header bytes present (truncated_header)
+
+
+def reference_frames(stream: bytes, max_size: int) -> ReferenceFrames:
+    """Split ``stream`` into frames one byte at a time, as PROTOCOL.md words it.
+
+    A header stops the stream as soon as the length it announces (even a lower
+    bound, from an incomplete header) is above ``max_size``, when it runs past
+    10 bytes, or when it encodes more than 64 bits.
+    """
+    bodies: list[bytes] = []
+    pos = 0
+    while pos < len(stream):
+        value = shift = 0
+        i = pos
+        while True:
+            if i - pos == 10:
+                return ReferenceFrames(bodies, "bad_varint")
+            if i == len(stream):
+                return ReferenceFrames(bodies, "truncated_header", header_bytes=i - pos)
+            byte = stream[i]
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            i += 1
+            done = byte < 0x80
+            if done and value >= _UINT64_LIMIT:
+                return ReferenceFrames(bodies, "bad_varint")
+            if value > max_size:
+                return ReferenceFrames(bodies, "too_large", size=value if done else 0)
+            if done:
+                break
+        if i + value > len(stream):
+            return ReferenceFrames(bodies, "truncated_body", size=value, received=len(stream) - i)
+        bodies.append(stream[i : i + value])
+        pos = i + value
+    return ReferenceFrames(bodies)
+
+
+def cut(stream: bytes, cuts: Sequence[int]) -> list[bytes]:
+    """``stream`` split at the given offsets (taken modulo its length, any order)."""
+    if not stream:
+        return []
+    points = sorted({c % len(stream) for c in cuts} | {0, len(stream)})
+    return [stream[a:b] for a, b in itertools.pairwise(points)]
+
+
+def check_frame_decoder(
+    stream: bytes, cuts: Sequence[int], max_size: int, hold: Sequence[bool] = ()
+) -> None:
+    """Decode ``stream`` cut at ``cuts``: same frames and same error as the reference.
+
+    ``hold[i]`` true means chunk ``i + 1`` is fed before the frames of chunk
+    ``i`` are taken (a caller that feeds again without draining first).
+    """
+    expected = reference_frames(stream, max_size)
+    decoder = FrameDecoder(max_size)
+    got: list[bytes] = []
+    error: FrameError | None = None
+    chunks = cut(stream, cuts)
+    try:
+        for index, chunk in enumerate(chunks):
+            decoder.feed(chunk)
+            if index < len(hold) and hold[index] and index + 1 < len(chunks):
+                continue
+            while (body := decoder.next_frame()) is not None:
+                got.append(bytes(body))
+        decoder.feed_eof()
+    except FrameError as exc:
+        error = exc
+    assert got == expected.bodies, (got, expected.bodies)
+    check_frame_error(error, expected, max_size)
+    if error is not None:
+        # Errors are sticky: the stream cannot be resynchronised.
+        for again in (decoder.next_frame, decoder.feed_eof, lambda: decoder.feed(b"\x01x")):
+            raised: FrameError | None = None
+            try:
+                again()
+            except FrameError as exc:
+                raised = exc
+            assert raised is not None, "a decoder in error accepted more input"
+            assert str(raised) == str(error)
+
+
+def check_frame_error(error: Exception | None, expected: ReferenceFrames, max_size: int) -> None:
+    """``error`` is the one the reference predicts, with a message naming the cause."""
+    if expected.error is None:
+        assert error is None, f"unexpected error: {error}"
+        return
+    assert error is not None, f"expected a {expected.error} error, got none"
+    text = str(error)
+    if expected.error == "too_large":
+        assert isinstance(error, FrameTooLarge), text
+        assert text.endswith(f"exceeds the maximum frame size of {max_size} bytes"), text
+        if expected.size:
+            assert error.size == expected.size, text
+    elif expected.error == "bad_varint":
+        assert not isinstance(error, FrameTooLarge), text
+        assert "is not a valid uvarint" in text, text
+    elif expected.error == "truncated_header":
+        assert text == (
+            f"stream ended inside a frame header ({expected.header_bytes} header bytes received)"
+        ), text
+    else:
+        assert text == (
+            "stream ended inside a frame: received "
+            f"{expected.received} of {expected.size} body bytes"
+        ), text
+
+
+def check_request_decoder(stream: bytes, cuts: Sequence[int], max_size: int) -> None:
+    """Only ProtocolError may come out of the request decoder, and only after every
+    frame before the bad one has been returned as its Request."""
+    reference = reference_frames(stream, max_size)
+    decoder = RequestDecoder(max_size)
+    returned = 0
+    try:
+        for chunk in cut(stream, cuts):
+            decoder.feed(chunk)
+            while decoder.next_request() is not None:
+                returned += 1
+        decoder.feed_eof()
+    except ProtocolError:
+        pass
+    # Each returned request came from one complete frame.
+    assert returned <= len(reference.bodies)
+
+
+# ---- handlers ---------------------------------------------------------------
+
+
+class Echo(Handler):
+    """Echoes every data message; its snapshot is the number of points seen.
+
+    Declares one option of every value type, so hostile Init options reach the
+    option parser. Takes both edges (begin_batch/end_batch are implemented).
+    """
+
+    flag = Option()
+    count = Option(int, default=0)
+    ratio = Option(float, default=0.0)
+    label = Option(str, default="")
+    on = Option(bool, default=False)
+    every = Option(datetime.timedelta, default=datetime.timedelta(0))
+    pair = Option(str, float, repeated=True)
+
+    def __init__(self) -> None:
+        self.points = 0
+
+    async def point(self, point: Point) -> None:
+        self.points += 1
+        await self.emit(point)
+
+    async def begin_batch(self, begin: BeginBatch) -> None:
+        await self.emit(begin)
+
+    async def end_batch(self, end: EndBatch) -> None:
+        await self.emit(end)
+
+    async def snapshot(self) -> bytes:
+        return str(self.points).encode()
+
+
+class BlockingEcho(BlockingHandler):
+    """:class:`Echo` as a blocking handler: every call runs in a worker thread."""
+
+    flag = Option()
+    count = Option(int, default=0)
+    label = Option(str, default="")
+
+    def __init__(self) -> None:
+        self.points = 0
+
+    def point(self, point: Point) -> None:
+        self.points += 1
+        self.emit(point)
+
+    def begin_batch(self, begin: BeginBatch) -> None:
+        self.emit(begin)
+
+    def end_batch(self, end: EndBatch) -> None:
+        self.emit(end)
+
+    def snapshot(self) -> bytes:
+        return str(self.points).encode()
+
+
+# ---- one agent, in process ------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """What Kapacitor saw on one connection."""
+
+    responses: list[pb.Response]
+    failure: str | None  # ConnectionFailed.reason, or None for a clean end
+
+
+async def drive_agent(
+    handler: BaseHandler,
+    chunks: Sequence[bytes],
+    *,
+    timeout: float = HANG_TIMEOUT,
+    **agent_options: Any,
+) -> Outcome:
+    """Feed ``chunks`` then end of input to an agent; return its responses.
+
+    A hang (the agent not finishing within ``timeout``) is an AssertionError.
+    Anything but ConnectionFailed escaping ``Agent.run`` propagates.
+    """
+    to_udf, from_udf = MemoryPipe(), MemoryPipe()
+    for chunk in chunks:
+        to_udf.write(chunk)
+    to_udf.close()
+    agent = Agent(handler, to_udf, from_udf, name="hostile", **agent_options)
+
+    async def collect() -> bytes:
+        data = bytearray()
+        while chunk := await from_udf.read(1 << 16):
+            data += chunk
+        return bytes(data)
+
+    collector = asyncio.ensure_future(collect())
+    failure: str | None = None
+    try:
+        await asyncio.wait_for(agent.run(), timeout)
+    except ConnectionFailed as exc:
+        failure = exc.reason
+    except asyncio.TimeoutError:
+        raise AssertionError(f"the agent did not finish within {timeout} s") from None
+    finally:
+        from_udf.close()
+    output = await asyncio.wait_for(collector, timeout)
+    return Outcome(decode_responses(output), failure)
+
+
+def decode_responses(output: bytes) -> list[pb.Response]:
+    """The UDF's output must be whole, valid Response frames and nothing else."""
+    decoder = FrameDecoder()
+    decoder.feed(output)
+    responses = []
+    while (body := decoder.next_frame()) is not None:
+        response = pb.Response.FromString(bytes(body))
+        assert response.WhichOneof("message") is not None, "an empty Response was written"
+        responses.append(response)
+    decoder.feed_eof()
+    return responses
+
+
+#: Every way a hostile stream may legitimately end a connection, by its cause.
+KNOWN_CAUSES = re.compile(
+    r"protocol error: ("
+    r"frame of \d+ bytes exceeds the maximum frame size of \d+ bytes"
+    r"|frame header at frame \d+ is not a valid uvarint \(.*\)"
+    r"|stream ended inside a frame(: received \d+ of \d+ body bytes| header \(\d+ header bytes"
+    r" received\))"
+    r"|stream ended inside the batch for group .* \(BeginBatch without EndBatch\)"
+    r"|frame \d+ \(\d+ bytes\) is not a valid Request message: .*"
+    r"|frame \d+ \(\d+ bytes\) is a Request that carries no message"
+    r"|unexpected \w+ (before Init|after Init \(Init may come only once\)"
+    r"|without a BeginBatch|while the batch for group .* is still open) \(frame \d+\)"
+    r"|unexpected \w+ after a failed Init \(.*\)"
+    r")$",
+    re.DOTALL,
+)
+
+
+def check_outcome(outcome: Outcome) -> None:
+    """Invariants of any connection, whatever it was fed.
+
+    A clean end has no ErrorResponse; a failed one ends with exactly one,
+    carrying the reason, which names one of the known causes.
+    """
+    errors = [r for r in outcome.responses if r.WhichOneof("message") == "error"]
+    if outcome.failure is None:
+        assert not errors, f"ErrorResponse on a clean end: {errors}"
+        return
+    assert len(errors) == 1, f"expected one ErrorResponse, got {len(errors)}"
+    assert outcome.responses[-1].WhichOneof("message") == "error", "output after the error"
+    text = outcome.responses[-1].error.error
+    assert text == outcome.failure, (text, outcome.failure)
+    assert KNOWN_CAUSES.match(text), f"error does not name a known cause: {text!r}"
+
+
+# ---- sessions: valid requests in any order, then a tail ---------------------------------
+
+# A request is a tuple: (kind, argument). Kinds: info, init, keepalive (time),
+# snapshot, restore (bytes), begin (group), point (time), end (group).
+Step = tuple[str, Any]
+
+#: How the stream ends after the requests.
+TAILS = (
+    "eof",  # clean end of input
+    "partial",  # the first bytes of one more frame
+    "garbage",  # a frame whose body is not a Request
+    "empty",  # a frame with an empty body
+    "oversized",  # a header announcing max_frame_size + 1 bytes
+    "long_varint",  # a header of more than 10 bytes
+    "at_max",  # a Restore whose frame body is exactly max_frame_size bytes
+)
+
+#: Bodies that are not valid Request messages, whatever comes before them.
+BAD_BODIES = (
+    b"\xff\xff\xff\xff",  # field 0 / wire type 7
+    b"\x8a\x01\x05\x0a",  # point announcing 5 bytes, holding 1
+    b"\x0a\x05\x01",  # info announcing 5 bytes
+    b"\x8a\x01\x02\x12\xff",  # point name that is not UTF-8 (wrong length too)
+    b"\x8a\x01\x03\x12\x01\xff",  # point name b"\xff": not UTF-8
+    b"\x1a\x02\x08",  # keepalive with a truncated varint
+    b"\x0b",  # a group start that never ends
+)
+
+
+def request_frame(step: Step) -> bytes:
+    """The framed Request for one step."""
+    kind, arg = step
+    if kind == "info":
+        message = pb.Request(info=pb.InfoRequest())
+    elif kind == "init":
+        message = pb.Request(init=pb.InitRequest(taskID="t", nodeID="n"))
+    elif kind == "keepalive":
+        message = pb.Request(keepalive=pb.KeepaliveRequest(time=arg))
+    elif kind == "snapshot":
+        message = pb.Request(snapshot=pb.SnapshotRequest())
+    elif kind == "restore":
+        message = pb.Request(restore=pb.RestoreRequest(snapshot=arg))
+    elif kind == "begin":
+        message = pb.Request(begin=pb.BeginBatch(name="cpu", group=arg))
+    elif kind == "point":
+        message = pb.Request(point=pb.Point(name="cpu", time=arg, fieldsInt={"v": arg}))
+    elif kind == "end":
+        message = pb.Request(end=pb.EndBatch(name="cpu", group=arg, tmax=7))
+    else:  # pragma: no cover - a bug in the strategy
+        raise ValueError(kind)
+    return encode_frame(message.SerializeToString())
+
+
+def restore_frame_of_size(body_size: int) -> bytes:
+    """A framed Restore whose body is exactly ``body_size`` bytes."""
+    for padding in range(body_size, -1, -1):
+        body = pb.Request(restore=pb.RestoreRequest(snapshot=b"s" * padding)).SerializeToString()
+        if len(body) == body_size:
+            return encode_frame(body)
+    raise ValueError(f"no Restore body of {body_size} bytes")
+
+
+def tail_bytes(tail: str, max_frame_size: int, arg: int = 0) -> bytes:
+    """The bytes of a tail (``arg`` picks the bad body or where to cut)."""
+    if tail == "eof":
+        return b""
+    if tail == "partial":
+        # A point big enough for a two-byte header, cut anywhere inside.
+        whole = pb.Request(point=pb.Point(name="c" * 200, time=arg))
+        frame = encode_frame(whole.SerializeToString())
+        return frame[: 1 + arg % (len(frame) - 1)]
+    if tail == "garbage":
+        return encode_frame(BAD_BODIES[arg % len(BAD_BODIES)])
+    if tail == "empty":
+        return encode_frame(b"")
+    if tail == "oversized":
+        return encode_frame(b"x" * (max_frame_size + 1))[: 10 + arg % 50]
+    if tail == "long_varint":
+        return b"\x80" * (11 + arg % 5)
+    if tail == "at_max":
+        return restore_frame_of_size(max_frame_size)
+    raise ValueError(tail)  # pragma: no cover
+
+
+@dataclass
+class Expected:
+    """What Kapacitor must see for a session."""
+
+    replies: list[pb.Response] = field(default_factory=list)  # in order, keepalives apart
+    keepalives: list[int] = field(default_factory=list)  # answered times, in order
+    error: str | None = None  # exact text
+    error_pattern: str | None = None  # or a regular expression, when the text quotes protobuf
+
+
+def expected_session(
+    steps: Sequence[Step],
+    tail: str,
+    tail_arg: int,
+    max_frame_size: int,
+    info: pb.InfoResponse,
+) -> Expected:
+    """Model of the echo handlers behind the protocol's ordering rules.
+
+    ``info`` is the InfoResponse the handler must give.
+    """
+    out = Expected()
+    initialized = False
+    batch: str | None = None
+    points = 0
+    frame = 0
+
+    def violation(what: str, when: str) -> Expected:
+        out.error = f"protocol error: unexpected {what} {when} (frame {frame})"
+        return out
+
+    for kind, arg in steps:
+        frame += 1
+        if kind == "keepalive":
+            out.keepalives.append(arg)
+            continue
+        if kind == "info":
+            out.replies.append(pb.Response(info=info))
+            continue
+        if kind == "init":
+            if initialized:
+                return violation("Init", "after Init (Init may come only once)")
+            initialized = True
+            out.replies.append(pb.Response(init=pb.InitResponse(success=True)))
+            continue
+        name = {"snapshot": "Snapshot", "restore": "Restore", "begin": "BeginBatch"}.get(
+            kind, {"point": "Point", "end": "EndBatch"}.get(kind, kind)
+        )
+        if not initialized:
+            return violation(name, "before Init")
+        if kind == "snapshot":
+            snapshot = pb.SnapshotResponse(snapshot=str(points).encode())
+            out.replies.append(pb.Response(snapshot=snapshot))
+        elif kind == "restore":
+            out.replies.append(pb.Response(restore=pb.RestoreResponse(success=True)))
+        elif kind == "begin":
+            if batch is not None:
+                return violation("BeginBatch", f"while the batch for group {batch!r} is still open")
+            batch = arg
+            out.replies.append(pb.Response(begin=pb.BeginBatch(name="cpu", group=arg)))
+        elif kind == "end":
+            if batch is None:
+                return violation("EndBatch", "without a BeginBatch")
+            batch = None
+            out.replies.append(pb.Response(end=pb.EndBatch(name="cpu", group=arg, tmax=7)))
+        elif kind == "point":
+            points += 1
+            point = pb.Point(name="cpu", time=arg, fieldsInt={"v": arg})
+            out.replies.append(pb.Response(point=point))
+    frame += 1
+    if tail == "partial":
+        piece = tail_bytes(tail, max_frame_size, tail_arg)
+        reference = reference_frames(piece, max_frame_size)
+        if reference.error == "too_large":
+            # The header alone (even unfinished) already announces too much.
+            out.error_pattern = (
+                re.escape("protocol error: frame of ")
+                + r"\d+"
+                + re.escape(f" bytes exceeds the maximum frame size of {max_frame_size} bytes")
+            )
+        elif reference.error == "truncated_header":
+            out.error = (
+                "protocol error: stream ended inside a frame header "
+                f"({reference.header_bytes} header bytes received)"
+            )
+        else:
+            out.error = (
+                "protocol error: stream ended inside a frame: received "
+                f"{reference.received} of {reference.size} body bytes"
+            )
+    elif tail == "garbage":
+        body = BAD_BODIES[tail_arg % len(BAD_BODIES)]
+        out.error_pattern = (
+            re.escape(f"protocol error: frame {frame} ({len(body)} bytes) is not a valid ")
+            + re.escape("Request message: ")
+            + ".+"
+        )
+        if not initialized and body.startswith(b"\x8a\x01"):
+            # A frame shaped like a point, before Init: both faults are true,
+            # and either may be reported first.
+            before_init = f"protocol error: unexpected Point before Init (frame {frame})"
+            out.error_pattern = f"(?:{out.error_pattern})|{re.escape(before_init)}"
+    elif tail == "empty":
+        out.error = f"protocol error: frame {frame} (0 bytes) is a Request that carries no message"
+    elif tail == "oversized":
+        size = max_frame_size + 1
+        out.error = (
+            f"protocol error: frame of {size} bytes exceeds the maximum frame size of "
+            f"{max_frame_size} bytes"
+        )
+    elif tail == "long_varint":
+        out.error = (
+            f"protocol error: frame header at frame {frame} is not a valid uvarint "
+            "(longer than 10 bytes)"
+        )
+    elif tail == "at_max":
+        if not initialized:
+            return violation("Restore", "before Init")
+        out.replies.append(pb.Response(restore=pb.RestoreResponse(success=True)))
+    if out.error is None and out.error_pattern is None and batch is not None:
+        out.error = (
+            f"protocol error: stream ended inside the batch for group {batch!r} "
+            "(BeginBatch without EndBatch)"
+        )
+    return out
+
+
+def session_stream(steps: Sequence[Step], tail: str, tail_arg: int, max_frame_size: int) -> bytes:
+    return b"".join(map(request_frame, steps)) + tail_bytes(tail, max_frame_size, tail_arg)
+
+
+def check_session(outcome: Outcome, expected: Expected) -> None:
+    """The responses are exactly the model's: replies in order, keepalives, the error."""
+    check_outcome(outcome)
+    keepalives = [r.keepalive.time for r in outcome.responses if r.HasField("keepalive")]
+    replies = [
+        r for r in outcome.responses if r.WhichOneof("message") not in ("keepalive", "error")
+    ]
+    assert keepalives == expected.keepalives, (keepalives, expected.keepalives)
+    assert replies == expected.replies, (replies, expected.replies)
+    if expected.error is not None:
+        assert outcome.failure == expected.error, (outcome.failure, expected.error)
+    elif expected.error_pattern is not None:
+        assert outcome.failure is not None and re.fullmatch(
+            expected.error_pattern, outcome.failure, re.DOTALL
+        ), outcome.failure
+    else:
+        assert outcome.failure is None, outcome.failure
+
+
+HandlerFactory = Callable[[], BaseHandler]
