@@ -2,25 +2,26 @@
 
 ::
 
-    from aioudf.testing import Kapacitor
-    from aioudf.points import make_point
+    from aioudf.testing import DataPoint, Kapacitor
 
     async def test_average():
         result = await Kapacitor(MovingAvg).run(
-            options={"field": "value", "size": 2},
-            points=[make_point("cpu", {"value": v}, time=i) for i, v in enumerate([1.0, 3.0])],
+            {"field": "value", "size": 2},
+            points=[DataPoint("cpu", {"value": v}, time=t) for t, v in enumerate([1.0, 3.0])],
         )
-        assert [p.fieldsDouble["avg"] for p in result.points] == [1.0, 2.0]
+        assert [p.fields["avg"] for p in result.points] == [1.0, 2.0]
 
 The same test runs against a socket UDF (``Kapacitor("/run/udf.sock")``) or a
 process UDF (``Kapacitor(["python", "-u", "udf.py"])``). With the pytest
-plugin (installed with aioudf) the ``kapacitor`` fixture is that constructor.
+plugin (installed with aioudf) the ``kapacitor`` fixture is that constructor:
+``await kapacitor(MovingAvg).run(...)``.
 """
 
 from __future__ import annotations
 
-from ..points import Batch, fields_of, group_key, make_point
+from ..points import Batch, DataPoint, fields_of, group_key, make_point
 from .client import (
+    DEFAULT_TIMEOUT,
     InitFailed,
     Kapacitor,
     KeepaliveTimeout,
@@ -34,8 +35,10 @@ from .client import (
 from .transports import Command, InProcess, MemoryPipe, Socket, Target
 
 __all__ = [
+    "DEFAULT_TIMEOUT",
     "Batch",
     "Command",
+    "DataPoint",
     "InProcess",
     "InitFailed",
     "Kapacitor",

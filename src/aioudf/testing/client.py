@@ -6,10 +6,10 @@ typed by that Info), Restore if a snapshot is given, the data, Snapshot when
 asked, keepalives every ``timeout / 2`` throughout, and at stop a half-close
 followed by reading until the UDF closes its side::
 
-    udf = Kapacitor(MovingAvg)                 # or Socket(path), Command([...])
+    udf = Kapacitor(MovingAvg)                 # or a socket path, or an argv list
     result = await udf.run(
-        options={"field": "value", "size": 10},
-        points=[make_point("cpu", {"value": 1.0}), ...],
+        {"field": "value", "size": 10},
+        points=[DataPoint("cpu", {"value": 1.0}, time=1), ...],
     )
     result.points                              # what the UDF emitted, in order
 
@@ -17,9 +17,9 @@ For finer control, :meth:`Kapacitor.task` yields a :class:`TaskConnection`
 to send requests one by one.
 
 Failures use Kapacitor's words: a keepalive not answered within ``timeout``
-raises :class:`KeepaliveTimeout` ("keepalive timedout"), an ErrorResponse
-raises :class:`UDFError` carrying the UDF's text, a failed Init
-:class:`InitFailed`.
+raises :class:`KeepaliveTimeout` ("keepalive timedout, last keepalive received
+was: ..."), an ErrorResponse raises :class:`UDFError` carrying the UDF's text,
+a refused Init :class:`InitFailed`, a refused Restore :class:`RestoreFailed`.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import asyncio
 import collections
 import contextlib
 import datetime
+import os
 import time as _time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from ..framing import FrameDecoder, encode_frame
 from ..handler import BaseHandler
 from ..messages import (
     BeginBatch,
+    EdgeType,
     EndBatch,
     InfoResponse,
     Option,
@@ -48,10 +50,11 @@ from ..messages import (
     ValueType,
     encode_data_frame,
 )
-from ..points import Batch
+from ..points import Batch, DataPoint
 from .transports import Command, InProcess, Socket, Target, UDFConnection
 
 __all__ = [
+    "DEFAULT_TIMEOUT",
     "InitFailed",
     "Kapacitor",
     "KeepaliveTimeout",
@@ -63,15 +66,20 @@ __all__ = [
     "encode_options",
 ]
 
-#: Kapacitor's default UDF timeout.
+#: Kapacitor's default UDF timeout, in seconds.
 DEFAULT_TIMEOUT = 10.0
 
-OptionArg = Any  # a Python value, a tuple of them, or a list of tuples (repeated calls)
-Sendable = Point | BeginBatch | EndBatch | Batch
+#: An option's value: a Python value, a tuple (one call, several values), a
+#: list (several calls), True/False for a flag, None to leave it out.
+OptionArg = Any
+#: What :meth:`TaskConnection.send` accepts.
+Sendable = DataPoint | Point | Batch | BeginBatch | EndBatch
+#: What a UDF emits, as :class:`Result` holds it.
+Emitted = DataPoint | Batch
 
 
 class UDFError(AioudfError):
-    """The UDF failed the task: ErrorResponse, unexpected close, timeout."""
+    """The UDF failed the task: ErrorResponse, unexpected close, bad response."""
 
     def __init__(self, text: str, *, stderr: str = "") -> None:
         super().__init__(text)
@@ -80,34 +88,44 @@ class UDFError(AioudfError):
         #: The UDF's stderr, for a child process.
         self.stderr = stderr
 
+    def __str__(self) -> str:
+        if not self.stderr.strip():
+            return self.text
+        tail = "\n".join(self.stderr.rstrip().splitlines()[-20:])
+        return f"{self.text}\n--- the UDF's stderr (last lines) ---\n{tail}"
+
 
 class InitFailed(UDFError):
-    """InitResponse came back with success=false."""
+    """InitResponse came back with success=false; ``text`` is the UDF's error."""
 
 
 class RestoreFailed(UDFError):
-    """RestoreResponse came back with success=false."""
+    """RestoreResponse came back with success=false; ``text`` is the UDF's error."""
 
 
 class KeepaliveTimeout(UDFError):
-    """No KeepaliveResponse within the timeout: Kapacitor would fail the task."""
+    """No response at all within the timeout: Kapacitor fails the task."""
 
 
 def as_target(udf: Any) -> Target:
-    """A Handler class, a socket path, an argv list, or a Target, as a Target."""
-    if isinstance(udf, (InProcess, Socket, Command)) or (
-        hasattr(udf, "open") and hasattr(udf, "describe")
-    ):
-        return udf  # type: ignore[no-any-return]
+    """A Handler class (or factory), a socket path, an argv list, or a Target, as a Target."""
+    if isinstance(udf, (InProcess, Socket, Command)):
+        return udf
     if isinstance(udf, type) and issubclass(udf, BaseHandler):
         return InProcess(udf)
-    if isinstance(udf, str):
+    if isinstance(udf, (str, os.PathLike)):
         return Socket(udf)
     if isinstance(udf, (list, tuple)):
         return Command(list(udf))
+    if hasattr(udf, "open") and hasattr(udf, "describe"):
+        target: Target = udf
+        return target
     if callable(udf):
         return InProcess(udf)
-    raise TypeError(f"cannot reach a UDF through {udf!r}")
+    raise TypeError(
+        f"cannot reach a UDF through {udf!r}: give a Handler class, a socket path, "
+        "an argv list, or an aioudf.testing target (InProcess, Socket, Command)"
+    )
 
 
 # ---- options ---------------------------------------------------------------
@@ -119,6 +137,10 @@ _INFERRED: list[tuple[type, ValueType]] = [
     (str, ValueType.STRING),
     (datetime.timedelta, ValueType.DURATION),
 ]
+
+
+def _duration_ns(value: datetime.timedelta) -> int:
+    return (value.days * 86_400 + value.seconds) * 10**9 + value.microseconds * 1000
 
 
 def _option_value(option: str, value: Any, declared: ValueType | None) -> OptionValue:
@@ -152,7 +174,7 @@ def _option_value(option: str, value: Any, declared: ValueType | None) -> Option
             out.stringValue = value
         else:
             if isinstance(value, datetime.timedelta):
-                value = round(value.total_seconds() * 1e9)
+                value = _duration_ns(value)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError
             out.durationValue = value
@@ -165,30 +187,54 @@ def _option_value(option: str, value: Any, declared: ValueType | None) -> Option
     return out
 
 
+def signature(name: str, types: Sequence[ValueType]) -> str:
+    """``.field(STRING, DOUBLE)``: an option as TICKscript shows it."""
+    return f".{name}({', '.join(ValueType(t).name for t in types)})"
+
+
 def encode_options(
     options: Mapping[str, OptionArg], info: InfoResponse | None = None
 ) -> list[Option]:
     """Turn ``{"field": "x", "size": 10, "pair": ("k", 1.0)}`` into Option messages.
 
-    A tuple is one call with several values; a list of tuples is several
-    calls. Names ending in ``_`` lose it (``as_`` is ``.as()``). Values are
-    typed by ``info`` where the UDF declares the option (an int becomes a
-    DOUBLE where one is declared), and by their Python type otherwise.
+    A tuple is one call with several values; a list is several calls (each a
+    value or a tuple); ``True`` calls a flag (an option without values) and
+    ``False`` leaves it out; ``None`` leaves any option out. Names ending in ``_`` lose it
+    (``as_`` is ``.as()``). With ``info`` (the UDF's InfoResponse), options
+    the UDF does not declare and calls with the wrong number of values are
+    refused, as TICKscript refuses them, and values are typed as declared (an
+    int is sent as a DOUBLE where one is declared). Without it, values are
+    typed by their Python type.
     """
     out: list[Option] = []
     for raw_name, arg in options.items():
         name = raw_name.rstrip("_") or raw_name
-        declared: Sequence[ValueType] = ()
-        if info is not None and name in info.options:
+        declared: list[ValueType] | None = None
+        if info is not None:
+            if name not in info.options:
+                known = " ".join(
+                    signature(n, info.options[n].valueTypes)  # type: ignore[arg-type]
+                    for n in sorted(info.options)
+                )
+                raise TypeError(
+                    f"the UDF has no option {name!r}; it takes: {known or 'no options'}"
+                )
             declared = [ValueType(t) for t in info.options[name].valueTypes]
+        if arg is None or (arg is False and declared == []):
+            continue
         calls = arg if isinstance(arg, list) else [arg]
         for call in calls:
-            values = call if isinstance(call, tuple) else (call,)
+            values: tuple[Any, ...] = call if isinstance(call, tuple) else (call,)
             if values == (True,) and declared == []:
                 values = ()  # a flag option: .flag()
+            if declared is not None and len(values) != len(declared):
+                raise TypeError(
+                    f"option {name!r} takes {len(declared)} value(s), "
+                    f"{signature(name, declared)}, got {len(values)}: {call!r}"
+                )
             message = Option(name=name)
             for position, value in enumerate(values):
-                vtype = declared[position] if position < len(declared) else None
+                vtype = declared[position] if declared is not None else None
                 message.values.append(_option_value(name, value, vtype))
             out.append(message)
     return out
@@ -201,17 +247,17 @@ def encode_options(
 class Result:
     """What a UDF emitted on one task connection, in order."""
 
-    #: Points and batches in the order they were emitted.
-    items: list[Point | Batch] = field(default_factory=list)
-    #: The snapshot returned at the end, if one was asked for.
+    #: Points (stream output) and batches (batch output) in the order emitted.
+    items: list[Emitted] = field(default_factory=list)
+    #: The snapshot taken before stopping, if one was asked for.
     snapshot: bytes | None = None
     #: The UDF's stderr (child processes only).
     stderr: str = ""
 
     @property
-    def points(self) -> list[Point]:
+    def points(self) -> list[DataPoint]:
         """Every point emitted, batches flattened."""
-        out: list[Point] = []
+        out: list[DataPoint] = []
         for item in self.items:
             if isinstance(item, Batch):
                 out.extend(item.points)
@@ -230,18 +276,33 @@ class Result:
 _REPLIES = ("info", "init", "snapshot", "restore")
 
 
+def _go_time(seconds: float) -> str:
+    """A wall-clock time the way Kapacitor (Go's time.Time) prints it."""
+    moment = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f +0000 UTC")
+
+
 class TaskConnection:
     """One connection to the UDF, driven from Kapacitor's side.
 
     Requests are written at once; replies are matched to requests by type.
-    Everything the UDF emits is collected in :attr:`result`.
+    Everything the UDF emits goes to ``on_output`` if given, and is collected
+    in :attr:`result` otherwise.
     """
 
-    def __init__(self, connection: UDFConnection, *, timeout: float, name: str) -> None:
+    def __init__(
+        self,
+        connection: UDFConnection,
+        *,
+        timeout: float | None,
+        name: str,
+        on_output: Callable[[Emitted], None] | None = None,
+    ) -> None:
         self._conn = connection
         self.timeout = timeout
         self.name = name
         self.result = Result()
+        self._on_output = on_output or self.result.items.append
         self._pending: dict[str, collections.deque[asyncio.Future[Any]]] = {
             kind: collections.deque() for kind in _REPLIES
         }
@@ -250,18 +311,22 @@ class TaskConnection:
         self._failed = asyncio.Event()
         self._eof = asyncio.Event()
         self._closing = False
-        self._last_keepalive = _time.monotonic()
+        self._loop = asyncio.get_running_loop()
+        self._last_response = self._loop.time()
+        self._last_response_wall = _time.time()
+        #: KeepaliveResponses received so far.
         self.keepalives_answered = 0
-        self._tasks = [
-            asyncio.create_task(self._read_loop()),
-            asyncio.create_task(self._keepalive_loop()),
-        ]
+        self._timers: list[asyncio.TimerHandle] = []
+        self._tasks = [asyncio.create_task(self._read_loop(), name=f"{name} read")]
+        if timeout:
+            self._tasks.append(
+                asyncio.create_task(self._send_keepalives(timeout), name=f"{name} keepalive")
+            )
 
     # -- failure ---------------------------------------------------------
 
     def _fail(self, error: UDFError) -> None:
         if self._failure is None:
-            error.stderr = error.stderr or self._conn.stderr
             self._failure = error
             self._failed.set()
             for waiters in self._pending.values():
@@ -272,8 +337,13 @@ class TaskConnection:
 
     def _raise_if_failed(self) -> None:
         if self._failure is not None:
-            self._failure.stderr = self._failure.stderr or self._conn.stderr
+            self._failure.stderr = self._conn.stderr
             raise self._failure
+
+    @property
+    def failed(self) -> UDFError | None:
+        """The error that ended the connection, if one did."""
+        return self._failure
 
     # -- background tasks -------------------------------------------------
 
@@ -288,7 +358,7 @@ class TaskConnection:
                 decoder.feed(data)
                 body = decoder.next_frame()
                 while body is not None:
-                    self._on_response(Response.FromString(body))  # type: ignore[arg-type]  # buffers are accepted
+                    self._on_response(Response.FromString(bytes(body)))
                     body = decoder.next_frame()
         except UDFError as exc:
             self._fail(exc)
@@ -304,13 +374,14 @@ class TaskConnection:
     def _on_response(self, response: Response) -> None:
         # Like Kapacitor, any response (not only a KeepaliveResponse) shows
         # the UDF is alive and resets the keepalive timer.
-        self._last_keepalive = _time.monotonic()
+        self._last_response = self._loop.time()
+        self._last_response_wall = _time.time()
         kind = response.WhichOneof("message")
         if kind == "point":
             if self._batch is not None:
                 self._batch[1].append(response.point)
             else:
-                self.result.items.append(response.point)
+                self._on_output(DataPoint.from_message(response.point))
         elif kind == "begin":
             if self._batch is not None:
                 raise UDFError("the UDF began a batch inside another batch")
@@ -320,7 +391,7 @@ class TaskConnection:
                 raise UDFError("the UDF ended a batch it never began")
             begin, points = self._batch
             self._batch = None
-            self.result.items.append(Batch.from_messages(begin, points, response.end))
+            self._on_output(Batch.from_messages(begin, points, response.end))
         elif kind == "keepalive":
             self.keepalives_answered += 1
         elif kind == "error":
@@ -335,39 +406,47 @@ class TaskConnection:
         else:
             raise UDFError(f"the UDF sent an empty or unknown response ({kind})")
 
-    async def _keepalive_loop(self) -> None:
-        # Kapacitor sends a keepalive every timeout/2 and fails the task when
-        # nothing at all came back for a whole timeout. It stops both at stop.
-        interval = self.timeout / 2
-        while not self._eof.is_set() and not self._closing:
-            await asyncio.sleep(interval)
-            if self._eof.is_set() or self._closing:
-                return
-            if _time.monotonic() - self._last_keepalive > self.timeout:
-                last = _time.time() - (_time.monotonic() - self._last_keepalive)
-                self._fail(
-                    KeepaliveTimeout(
-                        "keepalive timedout, last keepalive received was: "
-                        + datetime.datetime.fromtimestamp(last, datetime.timezone.utc).isoformat()
-                    )
-                )
-                self._conn.abort()
+    async def _send_keepalives(self, timeout: float) -> None:
+        # Kapacitor sends a keepalive every timeout/2 until the task stops, and
+        # fails the task when one goes unanswered for a whole timeout (any
+        # response counts as an answer: it shows the UDF is alive).
+        while not self._closing and not self._eof.is_set():
+            await asyncio.sleep(timeout / 2)
+            if self._closing or self._eof.is_set():
                 return
             request = Request()
             request.keepalive.time = _time.time_ns()
+            sent = self._loop.time()
             with contextlib.suppress(OSError):
                 self._conn.write(encode_frame(request.SerializeToString()))
+            self._timers.append(self._loop.call_at(sent + timeout, self._check_answered, sent))
+            del self._timers[:-4]  # at most three can still be pending
+
+    def _check_answered(self, sent: float) -> None:
+        if self._closing or self._eof.is_set() or self._last_response >= sent:
+            return
+        self._fail(
+            KeepaliveTimeout(
+                "keepalive timedout, last keepalive received was: "
+                + _go_time(self._last_response_wall)
+            )
+        )
+        self._conn.abort()
 
     # -- requests -------------------------------------------------------------
 
     async def _request(self, kind: str, request: Request) -> Any:
         self._raise_if_failed()
-        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[Any] = self._loop.create_future()
         self._pending[kind].append(waiter)
         await self._write(encode_frame(request.SerializeToString()))
         # Like Kapacitor, wait for the reply for as long as the UDF keeps
         # answering keepalives; a missed keepalive fails the waiter.
-        return await waiter
+        try:
+            return await waiter
+        except UDFError:
+            self._raise_if_failed()
+            raise
 
     async def _write(self, data: bytes) -> None:
         self._raise_if_failed()
@@ -375,11 +454,14 @@ class TaskConnection:
             self._conn.write(data)
             await self._conn.drain()
         except OSError as exc:
-            await asyncio.sleep(0)  # let the reader record an ErrorResponse first
+            # The UDF may have said why before closing: wait for the reader.
+            with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
+                await asyncio.wait_for(self._eof.wait(), 1.0)
             self._raise_if_failed()
-            raise UDFError(f"cannot write to the UDF: {exc}") from exc
+            raise UDFError(f"cannot write to the UDF: {exc}", stderr=self.stderr) from exc
 
     async def info(self) -> InfoResponse:
+        """Send Info and return the UDF's InfoResponse."""
         request = Request()
         request.info.SetInParent()
         response: InfoResponse = await self._request("info", request)
@@ -393,7 +475,11 @@ class TaskConnection:
         task_id: str = "task",
         node_id: str = "udf1",
     ) -> None:
-        """Send Init; raise :class:`InitFailed` if the UDF refuses."""
+        """Send Init; raise :class:`InitFailed` if the UDF refuses.
+
+        ``options`` are Python values (see :func:`encode_options`, typed by
+        ``info`` when given) or ready Option messages, sent as they are.
+        """
         request = Request()
         if isinstance(options, Mapping):
             request.init.options.extend(encode_options(options, info))
@@ -403,7 +489,7 @@ class TaskConnection:
         request.init.nodeID = node_id
         response = await self._request("init", request)
         if not response.success:
-            raise InitFailed(response.error, stderr=self._conn.stderr)
+            raise InitFailed(response.error, stderr=self.stderr)
 
     async def restore(self, snapshot: bytes) -> None:
         """Send Restore; raise :class:`RestoreFailed` if the UDF refuses."""
@@ -411,7 +497,7 @@ class TaskConnection:
         request.restore.snapshot = snapshot
         response = await self._request("restore", request)
         if not response.success:
-            raise RestoreFailed(response.error, stderr=self._conn.stderr)
+            raise RestoreFailed(response.error, stderr=self.stderr)
 
     async def snapshot(self) -> bytes:
         """Ask for a snapshot of the UDF's state."""
@@ -425,16 +511,23 @@ class TaskConnection:
         """Send points, batches (as BeginBatch, points, EndBatch) or raw messages."""
         frames: list[bytes] = []
         for item in items:
-            if isinstance(item, Batch):
+            if isinstance(item, DataPoint):
+                frames.append(encode_data_frame(item.to_message()))
+            elif isinstance(item, Batch):
                 frames.append(encode_data_frame(item.begin()))
-                frames.extend(encode_data_frame(p) for p in item.points)
+                frames.extend(encode_data_frame(p) for p in item.point_messages())
                 frames.append(encode_data_frame(item.end()))
-            else:
+            elif isinstance(item, (Point, BeginBatch, EndBatch)):
                 frames.append(encode_data_frame(item))
+            else:
+                raise TypeError(
+                    f"cannot send a {type(item).__name__}: send DataPoint, Batch or "
+                    "protobuf Point/BeginBatch/EndBatch values"
+                )
         await self._write(b"".join(frames))
 
     async def send_many(self, items: Iterable[Sendable], chunk: int = 1000) -> None:
-        """Send a long sequence, a chunk at a time (with flow control)."""
+        """Send a long sequence, ``chunk`` items per write (with flow control)."""
         buffer: list[Sendable] = []
         for item in items:
             buffer.append(item)
@@ -476,15 +569,18 @@ class TaskConnection:
         self._closing = True
         if not self._eof.is_set():
             self._conn.abort()
+        for timer in self._timers:
+            timer.cancel()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._conn.wait_closed(), self.timeout)
+            await asyncio.wait_for(self._conn.wait_closed(), self.timeout or DEFAULT_TIMEOUT)
         self.result.stderr = self._conn.stderr
 
     @property
     def stderr(self) -> str:
+        """The UDF's stderr so far (child processes only)."""
         return self._conn.stderr
 
 
@@ -494,23 +590,30 @@ class TaskConnection:
 class Kapacitor:
     """Drives one UDF as Kapacitor does; see the module documentation.
 
-    ``udf`` is a Handler class (run in process), a socket path, an argv list
-    (a process UDF), or a :class:`~aioudf.testing.Target`. ``timeout`` is the
-    UDF timeout of Kapacitor's configuration.
+    ``udf`` is a Handler class (run in this process), a socket path, an argv
+    list (a process UDF, spawned per connection), or a target
+    (:class:`~aioudf.testing.InProcess`, :class:`~aioudf.testing.Socket`,
+    :class:`~aioudf.testing.Command`). ``timeout`` is the UDF timeout of
+    Kapacitor's configuration, in seconds (``None`` or 0: no keepalives).
     """
 
-    def __init__(self, udf: Any, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, udf: Any, *, timeout: float | None = DEFAULT_TIMEOUT) -> None:
         self.target = as_target(udf)
         self.timeout = timeout
         self._info: InfoResponse | None = None
 
-    async def connect(self) -> TaskConnection:
+    def __repr__(self) -> str:
+        return f"Kapacitor({self.target.describe()!r}, timeout={self.timeout!r})"
+
+    async def connect(self, on_output: Callable[[Emitted], None] | None = None) -> TaskConnection:
         """Open a raw connection (nothing sent yet). Close it when done."""
         connection = await self.target.open()
-        return TaskConnection(connection, timeout=self.timeout, name=self.target.describe())
+        return TaskConnection(
+            connection, timeout=self.timeout, name=self.target.describe(), on_output=on_output
+        )
 
     async def info(self) -> InfoResponse:
-        """Info on a connection of its own, as Kapacitor does at start-up."""
+        """Info on a connection of its own, as Kapacitor does at start-up (cached)."""
         if self._info is None:
             conn = await self.connect()
             try:
@@ -520,23 +623,38 @@ class Kapacitor:
                 await conn.close()
         return self._info
 
+    async def wants(self) -> EdgeType:
+        """What the UDF consumes: STREAM or BATCH."""
+        return EdgeType((await self.info()).wants)
+
+    async def provides(self) -> EdgeType:
+        """What the UDF produces: STREAM or BATCH."""
+        return EdgeType((await self.info()).provides)
+
     @contextlib.asynccontextmanager
     async def task(
         self,
-        options: Mapping[str, OptionArg] | None = None,
+        options: Mapping[str, OptionArg] | Iterable[Option] | None = None,
         *,
         restore: bytes | None = None,
         task_id: str = "task",
         node_id: str = "udf1",
+        on_output: Callable[[Emitted], None] | None = None,
     ) -> AsyncIterator[TaskConnection]:
-        """A task's connection: Init (and Restore) done, ready for data.
+        """A task's connection: Info (once), Init and Restore done, ready for data.
 
-        Leaving the block without calling ``stop()`` abandons the connection.
+        Call ``await task.stop()`` to end the task and get its :class:`Result`;
+        leaving the block without it abandons the connection (kills a process).
         """
         info = await self.info()
-        conn = await self.connect()
+        conn = await self.connect(on_output)
         try:
-            await conn.init(options or {}, info=info, task_id=task_id, node_id=node_id)
+            await conn.init(
+                options if options is not None else {},
+                info=info,
+                task_id=task_id,
+                node_id=node_id,
+            )
             if restore is not None:
                 await conn.restore(restore)
             yield conn
@@ -545,16 +663,21 @@ class Kapacitor:
 
     async def run(
         self,
-        options: Mapping[str, OptionArg] | None = None,
+        options: Mapping[str, OptionArg] | Iterable[Option] | None = None,
         *,
-        points: Iterable[Point] = (),
+        points: Iterable[DataPoint | Point] = (),
         batches: Iterable[Batch] = (),
         restore: bytes | None = None,
         snapshot: bool = False,
         task_id: str = "task",
         node_id: str = "udf1",
     ) -> Result:
-        """Run one task start to stop: Init, Restore, data, Snapshot, stop."""
+        """Run one task start to stop: Init, Restore, data, Snapshot, stop.
+
+        ``points`` are sent first, then ``batches``. With ``snapshot=True`` a
+        snapshot is taken after the data, as Kapacitor does when a task stops,
+        and returned in :attr:`Result.snapshot`.
+        """
         async with self.task(options, restore=restore, task_id=task_id, node_id=node_id) as conn:
             await conn.send_many(points)
             await conn.send_many(batches, chunk=10)
@@ -563,11 +686,33 @@ class Kapacitor:
             result.snapshot = saved
             return result
 
+    def run_sync(
+        self,
+        options: Mapping[str, OptionArg] | Iterable[Option] | None = None,
+        **kwargs: Any,
+    ) -> Result:
+        """:meth:`run` from synchronous code (a plain ``def test_...``).
 
-def kapacitor_factory(timeout: float = DEFAULT_TIMEOUT) -> Callable[..., Kapacitor]:
+        Runs its own event loop, so it cannot be called from inside one.
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise RuntimeError(
+                "Kapacitor.run_sync() was called inside a running event loop: "
+                "use 'await kapacitor.run(...)' there"
+            )
+        return asyncio.run(self.run(options, **kwargs))
+
+
+def kapacitor_factory(
+    timeout: float | None = DEFAULT_TIMEOUT,
+) -> Callable[..., Kapacitor]:
     """``factory(udf, timeout=...)`` -> :class:`Kapacitor` (the pytest fixture's value)."""
 
-    def make(udf: Any, *, timeout: float = timeout) -> Kapacitor:
+    def make(udf: Any, *, timeout: float | None = timeout) -> Kapacitor:
         return Kapacitor(udf, timeout=timeout)
 
     return make

@@ -216,7 +216,11 @@ class Socket:
 
 
 class _ProcessConnection:
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
+    def __init__(
+        self,
+        process: asyncio.subprocess.Process,
+        on_stderr: Callable[[str], None] | None = None,
+    ) -> None:
         self.process = process
         assert process.stdin is not None
         assert process.stdout is not None
@@ -224,11 +228,22 @@ class _ProcessConnection:
         self._stdin = process.stdin
         self._stdout = process.stdout
         self._stderr_lines: list[str] = []
+        self._on_stderr = on_stderr
         self._stderr_task = asyncio.create_task(self._collect_stderr(process.stderr))
 
     async def _collect_stderr(self, stream: asyncio.StreamReader) -> None:
-        async for line in stream:
-            self._stderr_lines.append(line.decode(errors="replace"))
+        # Like Kapacitor, which copies every stderr line into its log.
+        while True:
+            try:
+                line = await stream.readline()
+            except ValueError:  # a line longer than the stream's limit
+                line = await stream.read(1 << 16)
+            if not line:
+                return
+            text = line.decode(errors="replace")
+            self._stderr_lines.append(text)
+            if self._on_stderr is not None:
+                self._on_stderr(text.rstrip("\n"))
 
     async def read(self, n: int) -> bytes:
         return await self._stdout.read(n)
@@ -263,11 +278,17 @@ class _ProcessConnection:
 
 @dataclass
 class Command:
-    """A process UDF: ``argv`` is spawned for every connection, like Kapacitor's prog/args."""
+    """A process UDF: ``argv`` is spawned for every connection, like Kapacitor's prog/args.
+
+    ``env`` is added to this process's environment. The child's stderr is
+    kept (:attr:`UDFConnection.stderr`, and in errors); ``on_stderr`` is also
+    called with each line as it arrives.
+    """
 
     argv: Sequence[str]
     env: Mapping[str, str] | None = None
     cwd: str | None = None
+    on_stderr: Callable[[str], None] | None = None
 
     @classmethod
     def python(cls, *args: str, env: Mapping[str, str] | None = None) -> Command:
@@ -287,7 +308,7 @@ class Command:
             cwd=self.cwd,
             limit=1 << 20,
         )
-        return _ProcessConnection(process)
+        return _ProcessConnection(process, self.on_stderr)
 
     def describe(self) -> str:
         return " ".join(self.argv)
