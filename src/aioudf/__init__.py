@@ -36,6 +36,7 @@ from .options import Option
 from .process import run
 from .protocol import RequestDecoder
 from .server import SocketPathError, UnixServer, serve
+from .watchdog import LoopWatchdog
 
 __all__ = [
     "Agent",
@@ -53,6 +54,7 @@ __all__ = [
     "InfoResponse",
     "InitError",
     "InitRequest",
+    "LoopWatchdog",
     "Option",
     "OptionError",
     "Point",

@@ -2,6 +2,7 @@
 
     aioudf run   mymod:MyHandler                       # process UDF
     aioudf serve mymod:MyHandler --socket /run/udf.sock # socket UDF
+    aioudf replay mymod:MyHandler data.srpl -O size=10  # replay data through it
 
 A handler is named ``module:Class`` (module importable from the current
 directory or the Python path) or ``path/to/file.py:Class``.
@@ -22,15 +23,16 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import __version__
+from . import __version__, replay_cli
 from .agent import DEFAULT_MAX_BACKLOG, DEFAULT_MAX_OUTPUT, DEFAULT_STOP_TIMEOUT
 from .errors import AioudfError
 from .framing import DEFAULT_MAX_FRAME_SIZE
 from .handler import BaseHandler
 from .logs import configure_logging
-from .loops import LOOP_CHOICES, run_async
+from .loops import LOOP_CHOICES, exit_past_stuck_threads, run_async
 from .process import run_stdio
 from .server import DEFAULT_GRACE, DEFAULT_SOCKET_MODE, serve
+from .watchdog import DEFAULT_WARN_BLOCKED
 
 __all__ = ["load_handler", "main", "cli"]
 
@@ -79,6 +81,16 @@ def _mode(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an octal file mode: {text!r}") from None
 
 
+def _non_negative_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, got {text}")
+    return value
+
+
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--loop",
@@ -120,6 +132,14 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="time Handler.stop() may take (default: %(default)s)",
     )
+    parser.add_argument(
+        "--warn-blocked",
+        type=_non_negative_seconds,
+        default=DEFAULT_WARN_BLOCKED,
+        metavar="SECONDS",
+        help="log a warning naming the code that blocks the event loop for longer than "
+        "this (the cause of missed keepalives); 0 disables (default: %(default)s)",
+    )
 
 
 def _add_socket(parser: argparse.ArgumentParser, *, required: bool) -> None:
@@ -159,11 +179,20 @@ def _execute(factory: Callable[[], BaseHandler], args: argparse.Namespace) -> in
     configure_logging(args.log_level)
     if getattr(args, "socket", None):
         coroutine: Any = serve(
-            factory, args.socket, mode=args.mode, grace=args.grace, **_agent_options(args)
+            factory,
+            args.socket,
+            mode=args.mode,
+            grace=args.grace,
+            warn_blocked=args.warn_blocked,
+            **_agent_options(args),
         )
         run_async(coroutine, args.loop)
+        exit_past_stuck_threads(0)
         return 0
-    status: int = run_async(run_stdio(factory, **_agent_options(args)), args.loop)
+    status: int = run_async(
+        run_stdio(factory, warn_blocked=args.warn_blocked, **_agent_options(args)), args.loop
+    )
+    exit_past_stuck_threads(status)
     return status
 
 
@@ -194,7 +223,11 @@ def cli(argv: Sequence[str] | None = None) -> int:
     _add_socket(serve_parser, required=True)
     _add_common(serve_parser)
 
+    replay_cli.add_parser(commands)  # aioudf replay: see aioudf.replay
+
     args = parser.parse_args(argv)
+    if args.command == "replay":
+        return _guarded(lambda: replay_cli.run(args))
     return _guarded(lambda: _execute(load_handler(args.handler), args))
 
 

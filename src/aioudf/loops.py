@@ -10,12 +10,30 @@ runs on whatever loop that is.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
+import logging
+import os
 import sys
+import threading
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Literal, TypeVar
 
-__all__ = ["LOOP_CHOICES", "LoopName", "loop_factory", "resolve_loop", "run_async"]
+__all__ = [
+    "LOOP_CHOICES",
+    "LoopName",
+    "exit_past_stuck_threads",
+    "loop_factory",
+    "resolve_loop",
+    "run_async",
+]
+
+logger = logging.getLogger("aioudf")
+
+# anyio's worker threads, which run blocking handlers' calls; they are not
+# daemon threads, so the interpreter waits for them at exit.
+_WORKER_THREAD_NAME = "AnyIO worker thread"
 
 T = TypeVar("T")
 LoopName = Literal["auto", "asyncio", "uvloop"]
@@ -61,3 +79,34 @@ def run_async(main: Coroutine[Any, Any, T], loop: str = "auto") -> T:
         return asyncio.run(main)
     finally:
         asyncio.set_event_loop_policy(policy)
+
+
+def exit_past_stuck_threads(status: int, wait: float = 1.0) -> None:
+    """End the process now if a blocking handler call outlived the event loop.
+
+    For entry points that own the process (``aioudf run``/``serve``,
+    :func:`aioudf.run`), once their loop has finished. A blocking handler's
+    call that was abandoned (``stop()`` past ``stop_timeout``, a connection
+    cancelled at shutdown) keeps running in a non-daemon worker thread, and
+    the interpreter would wait for it forever at exit: Kapacitor would be left
+    waiting for the process, and a second SIGINT would not end it. Idle worker
+    threads get ``wait`` seconds to end; if any call is still running, this
+    logs a warning and exits with ``status`` without running atexit handlers.
+    """
+    workers = [t for t in threading.enumerate() if t.name == _WORKER_THREAD_NAME]
+    deadline = time.monotonic() + wait
+    for worker in workers:
+        worker.join(max(0.0, deadline - time.monotonic()))
+    stuck = [t for t in workers if t.is_alive()]
+    if not stuck:
+        return
+    logger.warning(
+        "%d blocking handler call(s) still running in worker threads after the UDF "
+        "stopped; exiting without waiting for them",
+        len(stuck),
+    )
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a closed or broken stream: nothing to save
+            stream.flush()
+    os._exit(status)

@@ -13,25 +13,37 @@ status 1.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .agent import Agent
 from .errors import ConnectionFailed
 from .handler import BaseHandler
 from .logs import configure_logging
-from .loops import run_async
+from .loops import exit_past_stuck_threads, run_async
 from .stdio import open_stdio, reserved_stdout
+from .watchdog import DEFAULT_WARN_BLOCKED, LoopWatchdog
 
 __all__ = ["run", "run_stdio"]
 
 logger = logging.getLogger("aioudf")
 
 
-async def run_stdio(handler_factory: Callable[[], BaseHandler], **agent_options: Any) -> int:
-    """Serve Kapacitor on stdin/stdout with one handler; return the exit status."""
-    with reserved_stdout() as frames_fd:
+async def run_stdio(
+    handler_factory: Callable[[], BaseHandler],
+    *,
+    warn_blocked: float = DEFAULT_WARN_BLOCKED,
+    **agent_options: Any,
+) -> int:
+    """Serve Kapacitor on stdin/stdout with one handler; return the exit status.
+
+    ``warn_blocked``: log a warning when the event loop is blocked for longer
+    than this many seconds (see :class:`~aioudf.watchdog.LoopWatchdog`); 0
+    disables it.
+    """
+    with reserved_stdout() as frames_fd, _watchdog(warn_blocked):
         reader, writer = await open_stdio(frames_fd)
         try:
             handler = handler_factory()
@@ -47,6 +59,16 @@ async def run_stdio(handler_factory: Callable[[], BaseHandler], **agent_options:
             logger.error("UDF stopped: %s", exc.reason)
             return 1
     return 0
+
+
+@contextlib.contextmanager
+def _watchdog(threshold: float) -> Iterator[None]:
+    """A running LoopWatchdog for the block, unless ``threshold`` is 0."""
+    if threshold > 0:
+        with LoopWatchdog(threshold):
+            yield
+    else:
+        yield
 
 
 async def _send_error(writer: Any, reason: str) -> None:
@@ -66,16 +88,20 @@ def run(
     *,
     loop: str = "auto",
     log_level: str | int = "INFO",
+    warn_blocked: float = DEFAULT_WARN_BLOCKED,
     **agent_options: Any,
 ) -> None:
     """Run a process UDF until stdin closes; exit with status 1 on error.
 
     ``handler_factory`` is the Handler class (or any callable returning a
     handler). ``loop`` picks the event loop (``auto``, ``asyncio``,
-    ``uvloop``); ``agent_options`` are passed to :class:`~aioudf.Agent`
+    ``uvloop``); ``warn_blocked`` is the number of seconds the event loop may
+    be blocked before a warning is logged (0 disables the check);
+    ``agent_options`` are passed to :class:`~aioudf.Agent`
     (``max_frame_size``, ``max_backlog``, ``max_output``, ``stop_timeout``).
     """
     configure_logging(log_level)
-    status = run_async(run_stdio(handler_factory, **agent_options), loop)
+    status = run_async(run_stdio(handler_factory, warn_blocked=warn_blocked, **agent_options), loop)
+    exit_past_stuck_threads(status)
     if status:
         raise SystemExit(status)

@@ -40,6 +40,7 @@ from .agent import Agent
 from .errors import AioudfError, ConnectionFailed
 from .handler import BaseHandler
 from .messages import Response, encode_response
+from .watchdog import DEFAULT_WARN_BLOCKED, LoopWatchdog
 
 __all__ = ["DEFAULT_GRACE", "DEFAULT_SOCKET_MODE", "SocketPathError", "UnixServer", "serve"]
 
@@ -113,6 +114,11 @@ class UnixServer:
         Kapacitor needs write permission to connect).
     ``grace``
         seconds open connections get to finish at shutdown.
+    ``warn_blocked``
+        if set, seconds the event loop may be blocked before a warning is
+        logged (a :class:`~aioudf.watchdog.LoopWatchdog` runs while the
+        server does). Off by default here, since an embedding service owns
+        the loop; :func:`serve` turns it on.
     ``agent_options``
         passed to every :class:`~aioudf.Agent` (``max_frame_size``,
         ``max_backlog``, ``max_output``, ``stop_timeout``).
@@ -126,6 +132,7 @@ class UnixServer:
         mode: int = DEFAULT_SOCKET_MODE,
         grace: float = DEFAULT_GRACE,
         backlog: int = 128,
+        warn_blocked: float | None = None,
         **agent_options: Any,
     ) -> None:
         self.handler_factory = handler_factory
@@ -149,6 +156,7 @@ class UnixServer:
         self._idle.set()
         self._cut_short = asyncio.Event()  # set to end the grace period early
         self._inode: tuple[int, int] | None = None
+        self._watchdog = LoopWatchdog(warn_blocked) if warn_blocked else None
 
     # ---- start ----------------------------------------------------------
 
@@ -173,6 +181,8 @@ class UnixServer:
             self._remove_socket_file()
             await self._close_supervisor()
             raise
+        if self._watchdog is not None:
+            self._watchdog.start()
         logger.info("serving %s on %s", _factory_name(self.handler_factory), self.path)
 
     async def __aenter__(self) -> UnixServer:
@@ -275,6 +285,8 @@ class UnixServer:
             if self.active:
                 logger.warning("cancelling %d connection(s) still open", self.active)
         await self._close_supervisor()
+        if self._watchdog is not None:
+            self._watchdog.stop()
         logger.info("stopped serving on %s", self.path)
 
     def cut_short(self) -> None:
@@ -312,11 +324,14 @@ async def serve(
     grace: float = DEFAULT_GRACE,
     handle_signals: bool = True,
     ready: asyncio.Event | None = None,
+    warn_blocked: float = DEFAULT_WARN_BLOCKED,
     **agent_options: Any,
 ) -> None:
     """Serve a socket UDF until SIGINT or SIGTERM; for ``asyncio.run``.
 
     ``ready``, if given, is set once the socket accepts connections.
+    ``warn_blocked`` is the number of seconds the event loop may be blocked
+    before a warning is logged (0 disables the check).
 
     The first signal stops accepting and gives open connections ``grace``
     seconds to finish; the socket file is removed and the call returns. A
@@ -325,7 +340,9 @@ async def serve(
     cancelled. Signal handlers that were there before are restored.
     """
     loop = asyncio.get_running_loop()
-    server = UnixServer(handler_factory, path, mode=mode, grace=grace, **agent_options)
+    server = UnixServer(
+        handler_factory, path, mode=mode, grace=grace, warn_blocked=warn_blocked, **agent_options
+    )
     stop = asyncio.Event()
 
     def on_signal(signum: signal.Signals) -> None:
