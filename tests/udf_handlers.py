@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -131,3 +134,59 @@ class ThreadedEcho(BlockingHandler):
     def point(self, point: Point) -> None:
         self.threads.add(threading.get_ident())
         self.emit(point)
+
+
+# ---- issue 5: faults, stdout hygiene ------------------------------------------------------
+
+# Captured at import, before aioudf reserves stdout: what a library holding on
+# to the original sys.stdout (a logging handler set up at import...) writes to.
+_STDOUT_AT_IMPORT = sys.stdout
+
+
+class StopHangsInThread(BlockingHandler):
+    """Echoes points; its stop() blocks its worker thread forever."""
+
+    def point(self, point: Point) -> None:
+        self.emit(point)
+
+    def stop(self) -> None:
+        threading.Event().wait()  # never set: an abandoned call, on purpose
+
+
+class StopHangsOnLoop(Handler):
+    """Echoes points; its stop() awaits something that never happens."""
+
+    async def point(self, point: Point) -> None:
+        await self.emit(point)
+
+    async def stop(self) -> None:
+        await asyncio.Event().wait()
+
+
+class StrayWriters(Handler):
+    """Writes to stdout every way a library might, then echoes the point.
+
+    The ``via`` option picks one: ``libc`` (C stdio ``puts``, left in the C
+    buffer), ``libc_flushed`` (``puts`` + ``fflush``), ``child`` (a child
+    process inheriting fd 1), ``early`` (the ``sys.stdout`` object captured at
+    import, written without a newline or flush), ``dunder`` (``sys.__stdout__``).
+    """
+
+    via = Option(str)
+
+    async def point(self, point: Point) -> None:
+        text = f"stray {self.via} output at t={point.time}"
+        if self.via in ("libc", "libc_flushed"):
+            libc = ctypes.CDLL(None)
+            libc.puts(text.encode())
+            if self.via == "libc_flushed":
+                libc.fflush(None)
+        elif self.via == "child":
+            # A library running a child process: blocking, and the case tested.
+            subprocess.run([sys.executable, "-c", f"print({text!r})"], check=True)  # noqa: ASYNC221
+        elif self.via == "early":
+            _STDOUT_AT_IMPORT.write(text)
+        elif self.via == "dunder":
+            assert sys.__stdout__ is not None
+            sys.__stdout__.write(text + "\n")
+        await self.emit(point)

@@ -413,6 +413,10 @@ class Agent:
                         self._backlog_space.clear()
                         await self._backlog_space.wait()
                         self._reader_paused = False
+                    if self._output.size >= self._output.limit:
+                        # Kapacitor is not reading: keepalive replies, which
+                        # skip the backlog, would pile up without bound.
+                        await self._output.wait_space()
             except ProtocolError as exc:
                 backlog.append(_Failure(f"protocol error: {exc}"))
             except OSError as exc:
@@ -454,6 +458,12 @@ class Agent:
             except ProtocolError as exc:
                 self._fail(f"protocol error: {exc}")
                 return
+            except Exception as exc:  # a bug of ours; still end this connection only
+                logger.exception(
+                    "[%s] internal error handling %s", self.name, type(message).__name__
+                )
+                self._fail(f"internal error in the UDF agent: {exc!r}")
+                return
             if output.size >= output.limit:
                 await output.wait_space()
             if self._failure is not None:
@@ -486,6 +496,8 @@ class Agent:
 
     def _handler_failed(self, message: object, method: str, error: BaseException) -> None:
         handler = type(self.handler).__name__
+        if isinstance(error, ConnectionFailed) and self._failure is not None:
+            return  # emit() after the connection was lost: that is the cause, already told
         if isinstance(error, ProtocolError):
             self._fail(f"protocol error: {error}")
             return

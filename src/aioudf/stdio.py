@@ -44,11 +44,28 @@ def reserved_stdout() -> Iterator[int]:
     try:
         yield frames_fd
     finally:
+        # Text still buffered for fd 1 must reach stderr before fd 1 is the
+        # frame stream again, or it is flushed into the frames at exit: the
+        # original stdout objects (a library may hold sys.stdout from before,
+        # or write to sys.__stdout__) and C stdio's own buffer (printf, puts).
+        for stream in (saved_stdout, sys.__stdout__, sys.stderr):
+            with contextlib.suppress(Exception):
+                if stream is not None:
+                    stream.flush()
+        _flush_c_stdio()
         sys.stdout = saved_stdout
-        with contextlib.suppress(Exception):
-            sys.stderr.flush()
         os.dup2(saved_fd, 1)
         os.close(saved_fd)
+
+
+def _flush_c_stdio() -> None:
+    """fflush(NULL): write out every C stdio buffer (what C extensions printed)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):  # no C library to reach (not on POSIX)
+        pass
 
 
 def _is_regular_file(fd: int) -> bool:
