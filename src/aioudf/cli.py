@@ -2,6 +2,7 @@
 
     aioudf run   mymod:MyHandler                       # process UDF
     aioudf serve mymod:MyHandler --socket /run/udf.sock # socket UDF
+    aioudf replay mymod:MyHandler data.srpl -O size=10  # replay data through it
 
 A handler is named ``module:Class`` (module importable from the current
 directory or the Python path) or ``path/to/file.py:Class``.
@@ -22,7 +23,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import __version__
+from . import __version__, replay_cli
 from .agent import DEFAULT_MAX_BACKLOG, DEFAULT_MAX_OUTPUT, DEFAULT_STOP_TIMEOUT
 from .errors import AioudfError
 from .framing import DEFAULT_MAX_FRAME_SIZE
@@ -222,7 +223,11 @@ def cli(argv: Sequence[str] | None = None) -> int:
     _add_socket(serve_parser, required=True)
     _add_common(serve_parser)
 
+    replay_cli.add_parser(commands)  # aioudf replay: see aioudf.replay
+
     args = parser.parse_args(argv)
+    if args.command == "replay":
+        return _guarded(lambda: replay_cli.run(args))
     return _guarded(lambda: _execute(load_handler(args.handler), args))
 
 

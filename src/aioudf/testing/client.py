@@ -87,6 +87,8 @@ class UDFError(AioudfError):
         self.text = text
         #: The UDF's stderr, for a child process.
         self.stderr = stderr
+        #: What the UDF emitted on the connection before it failed, if known.
+        self.result: Result | None = None
 
     def __str__(self) -> str:
         if not self.stderr.strip():
@@ -338,6 +340,7 @@ class TaskConnection:
     def _raise_if_failed(self) -> None:
         if self._failure is not None:
             self._failure.stderr = self._conn.stderr
+            self._failure.result = self.result
             raise self._failure
 
     @property
@@ -362,6 +365,9 @@ class TaskConnection:
                     body = decoder.next_frame()
         except UDFError as exc:
             self._fail(exc)
+        except ConnectionResetError:
+            if not self._closing:
+                self._fail(UDFError("the UDF closed the connection unexpectedly (reset)"))
         except Exception as exc:
             self._fail(UDFError(f"cannot read the UDF's responses: {exc}"))
         finally:

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# aioudf end to end on a fresh machine, no Kapacitor needed: creates .venv (if
+# missing), installs aioudf, then replays a real Kapacitor stream recording
+# (tests/data/cpu_stream.srpl, 897 cpu points from 3 hosts) through
+# examples/moving_avg.py, started as a process UDF exactly as Kapacitor starts
+# it (python -u moving_avg.py, frames on stdin/stdout), grouped by host as
+# |from().groupBy('host') would group it. Prints the first moving averages and
+# the summary; the full output is in $OUT (default: a temporary file).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$python" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+
+out=${OUT:-$(mktemp -t aioudf-demo.XXXXXX)}
+echo "\$ aioudf replay --cmd '.venv/bin/python -u examples/moving_avg.py' tests/data/cpu_stream.srpl \\"
+echo "      --option field=usage_idle --option size=10 --option as=avg --group-by host"
+.venv/bin/aioudf replay \
+    --cmd ".venv/bin/python -u examples/moving_avg.py" \
+    tests/data/cpu_stream.srpl \
+    --option field=usage_idle --option size=10 --option as=avg \
+    --group-by host \
+    --output "$out"
+echo
+echo "First moving averages (line protocol), of $(wc -l < "$out") in $out:"
+head -n 9 "$out"
