@@ -64,6 +64,7 @@ points = st.builds(
 
 @settings(max_examples=300)
 @given(points)
+@example(DataPoint("m", {'"': "\n", "b": 'x"\ny'}, tags={"t": '"'}, time=0))  # quotes in keys
 @example(
     DataPoint(
         "my meas,x=y",

@@ -194,28 +194,33 @@ def _ends_inside_string(record: str) -> bool:
     """True if the record's field section has an unterminated string value."""
     if '"' not in record:
         return False
-    # The key (measurement and tags) ends at the first unescaped space; a
-    # double quote there is an ordinary character.
-    i = 0
     n = len(record)
-    while i < n:
-        c = record[i]
-        if c == "\\":
-            i += 2
-            continue
-        if c == " ":
-            break
+    # The key (measurement and tags) ends at the first unescaped space; a
+    # double quote there is an ordinary character, as it is in field keys.
+    i = 0
+    while i < n and record[i] != " ":
+        i += 2 if record[i] == "\\" else 1
+    while i < n and record[i] == " ":
         i += 1
-    quoted = False
     while i < n:
-        c = record[i]
-        if c == "\\" and quoted:
-            i += 2
-            continue
-        if c == '"':
-            quoted = not quoted
+        while i < n and record[i] != "=":  # a field key
+            if record[i] == " ":
+                return False
+            i += 2 if record[i] == "\\" else 1
         i += 1
-    return quoted
+        if i < n and record[i] == '"':  # a string value: up to the closing quote
+            i += 1
+            while i < n and record[i] != '"':
+                i += 2 if record[i] == "\\" else 1
+            if i >= n:
+                return True
+            i += 1
+        while i < n and record[i] not in ", ":  # the rest of the value
+            i += 1
+        if i >= n or record[i] == " ":
+            return False
+        i += 1
+    return False
 
 
 def parse_lines(
