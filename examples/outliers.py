@@ -19,11 +19,12 @@ least 1.0 (default 1.5).
 
 Quartiles follow Kapacitor's own outliers examples (Go and Python), which its
 server test pins (the 20 values 5..100 give 5 outliers): the median of an
-even-length list is the mean of the elements at indexes n/2 and n/2+1, the
-lower half runs up to and including that second element and the upper half
-starts after the first. This reproduces their results exactly. Where their
-indexes would run past the end of a very short list (which makes those
-examples crash), the last element is used instead.
+even-length list is the mean of the elements at indexes n/2 and n/2+1; the
+lower half is everything up to and including element n/2, the upper half
+everything after it (for an odd length, both halves leave the median out).
+This reproduces their results exactly. Where their indexes would run past the
+end of a very short list (which makes those examples crash), the last element
+is used instead.
 
 Kapacitor configuration (process UDF)::
 

@@ -151,17 +151,17 @@ def test_oversized_frame_limit_is_configurable(python_env: dict[str, str]) -> No
 
 
 async def slow_task(python_env: dict[str, str], handler: str, seconds: float) -> list[int]:
-    """Three points at `seconds` each under a 0.3 s UDF timeout (keepalive every 0.15 s).
+    """Two points at `seconds` each under a 1 s UDF timeout (keepalive every 0.5 s).
 
     The snapshot is requested right after the points, so its reply waits for
-    all three: the task stays open, with keepalives flowing, for the whole time.
+    both: the task stays open, with keepalives flowing, for the whole time.
     """
     udf = Kapacitor(
         Command([sys.executable, "-m", "aioudf", "run", f"udf_handlers:{handler}"], env=python_env),
-        timeout=0.3,
+        timeout=1.0,
     )
     async with udf.task({"seconds": seconds}) as task:
-        await task.send(*(make_point("cpu", {"v": 1.0}, time=t) for t in range(3)))
+        await task.send(*(make_point("cpu", {"v": 1.0}, time=t) for t in range(2)))
         await task.snapshot()
         result = await task.stop()
     return [p.time for p in result.points]
@@ -170,17 +170,17 @@ async def slow_task(python_env: dict[str, str], handler: str, seconds: float) ->
 async def test_awaiting_handler_survives_a_timeout_shorter_than_its_calls(
     python_env: dict[str, str],
 ) -> None:
-    assert await slow_task(python_env, "AwaitsSlowly", 0.6) == [0, 1, 2]
+    assert await slow_task(python_env, "AwaitsSlowly", 1.5) == [0, 1]
 
 
 async def test_declared_blocking_handler_survives_too(python_env: dict[str, str]) -> None:
-    assert await slow_task(python_env, "SleepsInThread", 0.6) == [0, 1, 2]
+    assert await slow_task(python_env, "SleepsInThread", 1.5) == [0, 1]
 
 
 async def test_undeclared_blocking_handler_misses_keepalives(python_env: dict[str, str]) -> None:
     # The control experiment: blocking the event loop is what kills tasks.
     with pytest.raises(KeepaliveTimeout, match="keepalive timedout"):
-        await slow_task(python_env, "SleepsOnLoop", 0.6)
+        await slow_task(python_env, "SleepsOnLoop", 1.5)
 
 
 def test_frames_written_by_hand_decode_as_responses() -> None:

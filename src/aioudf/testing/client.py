@@ -318,11 +318,13 @@ class TaskConnection:
         self._last_response_wall = _time.time()
         #: KeepaliveResponses received so far.
         self.keepalives_answered = 0
-        self._timers: list[asyncio.TimerHandle] = []
         self._tasks = [asyncio.create_task(self._read_loop(), name=f"{name} read")]
         if timeout:
             self._tasks.append(
                 asyncio.create_task(self._send_keepalives(timeout), name=f"{name} keepalive")
+            )
+            self._tasks.append(
+                asyncio.create_task(self._watch_keepalive(timeout), name=f"{name} watch")
             )
 
     # -- failure ---------------------------------------------------------
@@ -413,24 +415,30 @@ class TaskConnection:
             raise UDFError(f"the UDF sent an empty or unknown response ({kind})")
 
     async def _send_keepalives(self, timeout: float) -> None:
-        # Kapacitor sends a keepalive every timeout/2 until the task stops, and
-        # fails the task when one goes unanswered for a whole timeout (any
-        # response counts as an answer: it shows the UDF is alive).
+        # Kapacitor sends a keepalive every timeout/2 until the task stops.
         while not self._closing and not self._eof.is_set():
             await asyncio.sleep(timeout / 2)
             if self._closing or self._eof.is_set():
                 return
             request = Request()
             request.keepalive.time = _time.time_ns()
-            sent = self._loop.time()
             with contextlib.suppress(OSError):
                 self._conn.write(encode_frame(request.SerializeToString()))
-            self._timers.append(self._loop.call_at(sent + timeout, self._check_answered, sent))
-            del self._timers[:-4]  # at most three can still be pending
 
-    def _check_answered(self, sent: float) -> None:
-        if self._closing or self._eof.is_set() or self._last_response >= sent:
+    async def _watch_keepalive(self, timeout: float) -> None:
+        # Kapacitor fails the task when nothing at all has come from the UDF
+        # for a whole timeout, counted from the start of the connection or the
+        # last response (any response shows the UDF is alive). It stops
+        # watching at stop.
+        while not self._closing and not self._eof.is_set():
+            remaining = self._last_response + timeout - self._loop.time()
+            if remaining > 0:
+                await asyncio.sleep(remaining)
+                continue
+            self._keepalive_timed_out()
             return
+
+    def _keepalive_timed_out(self) -> None:
         self._fail(
             KeepaliveTimeout(
                 "keepalive timedout, last keepalive received was: "
@@ -575,8 +583,6 @@ class TaskConnection:
         self._closing = True
         if not self._eof.is_set():
             self._conn.abort()
-        for timer in self._timers:
-            timer.cancel()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
