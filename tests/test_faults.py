@@ -13,8 +13,10 @@ still exits); a server shut down with a blocking call stuck in its thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -42,6 +44,7 @@ from aioudf import (
     UnixServer,
 )
 from aioudf._pb import udf_pb2 as pb
+from aioudf.framing import FrameDecoder
 from aioudf.testing import MemoryPipe
 
 INIT = request(init=pb.InitRequest())
@@ -315,6 +318,58 @@ async def test_keepalive_flood_from_a_peer_that_never_reads_is_not_buffered() ->
     assert writer.largest_write < max_output + read_size + frame
 
 
+async def test_a_client_that_never_reads_gets_backpressure_not_buffering() -> None:
+    # Over a real socket pair: the client sends 200,000 points (about 6 MB)
+    # and reads nothing. The UDF must stop producing once its output queue
+    # and the kernel's buffers are full, stop reading once its backlog is full,
+    # and so push back on the client, whose writes then wait: memory stays
+    # bounded on both sides of the UDF. Then the client reads, and gets all.
+    n, max_output, max_backlog = 200_000, 64 * 1024, 100
+    udf_sock, client_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    udf_reader, udf_writer = await asyncio.open_unix_connection(sock=udf_sock)
+    client_reader, client_writer = await asyncio.open_unix_connection(sock=client_sock)
+    handler = Recorder()
+    agent = Agent(handler, udf_reader, udf_writer, max_output=max_output, max_backlog=max_backlog)
+    run = asyncio.create_task(agent.run())
+
+    async def send() -> None:
+        client_writer.write(INIT)
+        for t in range(n):
+            client_writer.write(point(t))
+            if t % 1000 == 999:
+                await client_writer.drain()
+        client_writer.write_eof()
+
+    sender = asyncio.create_task(send())
+
+    # The whole pipeline stalls: output full, handler waiting in emit(),
+    # backlog full, reader paused. The agent has no event for that state, so
+    # the flag is polled; a pipeline that never stalls fails by the timeout.
+    async def stalled() -> None:
+        while not agent._reader_paused:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(stalled(), 30)
+    assert not sender.done(), "the client could send everything: the UDF buffered it all"
+    # What the UDF processed is bounded by its limits and the kernel's
+    # buffers, nowhere near what the client tried to send.
+    assert handler.count < n // 10, handler.count
+    assert agent._output.size < max_output + 1024
+    # Now the client reads: everything arrives, in order, nothing lost.
+    decoder = FrameDecoder()
+    times: list[int] = []
+    while data := await asyncio.wait_for(client_reader.read(1 << 20), 60):
+        decoder.feed(data)
+        while (frame := decoder.next_frame()) is not None:
+            response = pb.Response.FromString(bytes(frame))
+            if response.HasField("point") and response.point.name == "cpu":
+                times.append(response.point.time)
+    await sender
+    await asyncio.wait_for(run, 30)
+    client_writer.close()
+    assert times == list(range(n))
+
+
 # ---- misbehaving handlers -------------------------------------------------------------------
 
 
@@ -579,6 +634,36 @@ async def test_second_sigint_exits_despite_a_blocking_call_stuck_in_its_thread(
 
 
 # ---- bugs in the agent itself end one connection, truthfully ------------------------------------
+
+
+async def test_unexpected_server_error_closes_that_connection(
+    socket_path: Path, logs: Logs
+) -> None:
+    # A factory returning something that is not a handler makes the agent
+    # fail before it starts. The connection used to be left open forever
+    # (Kapacitor waiting on it, its socket leaking); it is now closed, with
+    # an ErrorResponse if the peer is still there to read it.
+    made: list[object] = []
+
+    def factory() -> Any:
+        made.append(object() if not made else Recorder())
+        return made[-1]
+
+    async with UnixServer(factory, socket_path) as server:
+        broken = await Peer.unix(socket_path)
+        with contextlib.suppress(ConnectionResetError):
+            responses = await broken.receive_all()  # a hang fails by its timeout
+            assert [r.error.error for r in responses] == [
+                "internal error in the UDF server: AttributeError: "
+                "'object' object has no attribute '_aioudf_emitter'"
+            ]
+        await logs.wait_for("[conn 1] failed unexpectedly")
+        await asyncio.wait_for(server._idle.wait(), 30)
+        await broken.close()
+        healthy = await Peer.unix(socket_path)
+        await healthy.send(request(info=pb.InfoRequest()))
+        assert kind(await healthy.receive_kind("info")) == "info"
+        await healthy.close()
 
 
 async def test_unexpected_error_in_the_dispatcher_names_itself(

@@ -242,9 +242,14 @@ class UnixServer:
             logger.debug("[%s] closed", name)
         except ConnectionFailed as exc:
             logger.warning("[%s] ended with an error: %s", name, exc.reason)
-        except Exception:
-            # Never let one connection take the server down.
+        except Exception as exc:
+            # Never let one connection take the server down, nor leave it
+            # open: Kapacitor would wait on it, and its socket would leak.
             logger.exception("[%s] failed unexpectedly", name)
+            with contextlib.suppress(Exception):
+                await _refuse(
+                    writer, f"internal error in the UDF server: {type(exc).__name__}: {exc}"
+                )
         finally:
             self.active -= 1
             if self.active == 0:
