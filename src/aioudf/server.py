@@ -114,6 +114,9 @@ class UnixServer:
         Kapacitor needs write permission to connect).
     ``grace``
         seconds open connections get to finish at shutdown.
+    ``backlog``
+        connections the kernel queues before they are accepted (Kapacitor
+        opens one per task node, all at once when it starts).
     ``warn_blocked``
         if set, seconds the event loop may be blocked before a warning is
         logged (a :class:`~aioudf.watchdog.LoopWatchdog` runs while the
@@ -131,7 +134,7 @@ class UnixServer:
         *,
         mode: int = DEFAULT_SOCKET_MODE,
         grace: float = DEFAULT_GRACE,
-        backlog: int = 128,
+        backlog: int = 1024,
         warn_blocked: float | None = None,
         **agent_options: Any,
     ) -> None:
