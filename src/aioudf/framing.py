@@ -124,27 +124,30 @@ class FrameDecoder:
             return
         if isinstance(data, bytearray):
             data = bytes(data)  # the caller may reuse its buffer
+        start = 0
         acc = self._acc
         if acc is not None:
             # A frame is waiting for the rest of its body: gather only that,
-            # and parse whatever follows it in place.
+            # and parse whatever follows it in place (from ``start``; the
+            # chunk itself is kept, not a view of it, for RequestDecoder's
+            # fast path, which needs bytes).
             missing = self._acc_need - len(acc)
             if len(data) < missing:
                 acc += data
                 return
-            view = memoryview(data)
-            acc += view[:missing]
+            acc += memoryview(data)[:missing]
             self._ready = memoryview(acc)[self._acc_header :]
             self._acc = None
-            data = view[missing:]
+            start = missing
         rest = len(self._buf) - self._pos
         if rest:
             # Only a partial header is ever left behind (<= 10 bytes), unless
             # the caller fed again before taking every frame: join them.
-            data = bytes(self._view[self._pos :]) + bytes(data)
+            data = bytes(self._view[self._pos :]) + bytes(memoryview(data)[start:])
+            start = 0
         self._buf = data
         self._view = memoryview(data)
-        self._pos = 0
+        self._pos = start
 
     def next_frame(self) -> memoryview | None:
         """Return the next complete frame body, or ``None`` if more bytes are needed."""
@@ -184,6 +187,26 @@ class FrameDecoder:
         self._view = memoryview(self._buf)
         self._pos = 0
         return None
+
+    # In-place access for RequestDecoder's fast path, which splits and
+    # parses the frames of a chunk in one loop (see RequestDecoder.next_requests):
+    # a call per frame would cost more than finding the frame.
+
+    def _chunk(self) -> tuple[bytes, memoryview, int] | None:
+        """The chunk being split, a view of it and where the next frame starts.
+
+        ``None`` while a gathered frame or an error is pending, or when the
+        chunk was fed as a memoryview: then only :meth:`next_frame` may be used.
+        """
+        buf = self._buf
+        if self._ready is not None or self._error is not None or type(buf) is not bytes:
+            return None
+        return buf, self._view, self._pos
+
+    def _skip(self, pos: int, frames: int) -> None:
+        """``frames`` frames ending at ``pos`` of the chunk were taken in place."""
+        self._pos = pos
+        self.frames_decoded += frames
 
     def _read_header(self, pos: int, end: int) -> tuple[int, int]:
         """Decode a multi-byte varint at ``pos``: (value, header length) or (0, 0)."""
