@@ -1,0 +1,167 @@
+"""Instructions per point, counted by callgrind: a measure that does not drift.
+
+Timings on a shared or virtual machine wander by tens of percent from one
+second to the next; instruction counts do not. This runs the agent (or the
+protobuf-only baseline) over an in-memory stream of N points under
+``valgrind --tool=callgrind`` twice, with N = 2,000 and N = 12,000, and
+reports the difference divided by 10,000: the instructions one more point
+costs, start-up and workload generation cancelled out. No sockets, no pipes:
+the reader hands out 256 KiB chunks, the writer discards what it is given.
+Kernel time (system calls, page faults) is not counted; use run.py for that.
+
+    .venv/bin/python benchmarks/instructions.py            # baseline, mirror, moving_avg
+    .venv/bin/python benchmarks/instructions.py mirror     # one of them
+
+Needs valgrind. Takes about a minute per target. String hashing is fixed
+(PYTHONHASHSEED=0) so that two runs of the same code count the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "src"), str(ROOT / "examples")]
+
+from baseline import baseline_point_loop  # noqa: E402
+from workload import encode_request, point_stream  # noqa: E402
+
+from aioudf._pb import udf_pb2 as pb  # noqa: E402
+from aioudf.agent import Agent  # noqa: E402
+
+TARGETS = ("baseline", "mirror", "moving_avg")
+#: Points in the two counted runs; the workload is always built for the larger.
+SMALL, LARGE = 2_000, 12_000
+_CHUNK = 256 * 1024
+
+
+class _MemoryReader:
+    """Hands out ``data`` in chunks, suspending once per read as a socket would."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._pos = 0
+
+    async def read(self, n: int = -1) -> bytes:
+        size = min(n if n > 0 else _CHUNK, _CHUNK)
+        chunk = self._data[self._pos : self._pos + size]
+        self._pos += len(chunk)
+        await asyncio.sleep(0)
+        return chunk
+
+
+class _NullWriter:
+    def write(self, data: bytes) -> None:
+        pass
+
+    async def drain(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    async def wait_closed(self) -> None:
+        pass
+
+
+def _init(target: str) -> bytes:
+    request = pb.InitRequest()
+    if target == "moving_avg":
+        request.options.add(name="field").values.add(type=pb.STRING, stringValue="usage_idle")
+        request.options.add(name="size").values.add(type=pb.INT, intValue=10)
+    return encode_request(init=request)
+
+
+def run_once(target: str, points: int, loop: str) -> None:
+    """The measured work: ``points`` points through ``target`` (in the child)."""
+    workload = point_stream(LARGE)
+    # Where each frame ends (every frame has a 2-byte header), found for all
+    # of them whatever ``points`` is: only the work on the points may differ.
+    ends = []
+    pos = 0
+    for _ in range(LARGE):
+        pos += 2 + (workload.data[pos] & 0x7F | workload.data[pos + 1] << 7)
+        ends.append(pos)
+    data = workload.data[: ends[points - 1]]
+    if target == "baseline":
+        baseline_point_loop(data)
+        return
+    if target == "mirror":
+        from mirror import Mirror as handler_class
+    else:
+        from moving_avg import MovingAvg as handler_class  # type: ignore[assignment]
+
+    async def serve() -> None:
+        agent = Agent(handler_class(), _MemoryReader(_init(target) + data), _NullWriter())
+        await agent.run()
+
+    if loop == "uvloop":
+        import uvloop
+
+        uvloop.run(serve())
+    else:
+        asyncio.run(serve())
+
+
+def count(target: str, points: int, loop: str) -> int:
+    """Instructions callgrind counts for one child run."""
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    command = [
+        "valgrind",
+        "--tool=callgrind",
+        "--callgrind-out-file=/dev/null",
+        sys.executable,
+        __file__,
+        "--child",
+        target,
+        str(points),
+        "--loop",
+        loop,
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+    match = re.search(r"Collected : (\d+)", result.stderr)
+    if match is None:
+        raise RuntimeError(f"no instruction count from callgrind:\n{result.stderr[-2000:]}")
+    return int(match.group(1))
+
+
+def per_point(target: str, loop: str) -> float:
+    return (count(target, LARGE, loop) - count(target, SMALL, loop)) / (LARGE - SMALL)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("targets", nargs="*", choices=[[], *TARGETS], default=[])
+    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
+    parser.add_argument("--child", nargs=2, metavar=("TARGET", "POINTS"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        run_once(args.child[0], int(args.child[1]), args.loop)
+        return 0
+    if shutil.which("valgrind") is None:
+        parser.error("valgrind is not installed")
+    targets = args.targets or list(TARGETS)
+    if "baseline" not in targets:
+        targets.insert(0, "baseline")
+    baseline = 0.0
+    for target in targets:
+        value = per_point(target, args.loop)
+        if target == "baseline":
+            baseline = value
+            print(f"{target:<12} {value:>9,.0f} instructions/point", flush=True)
+        else:
+            ratio = baseline / value
+            print(f"{target:<12} {value:>9,.0f} instructions/point  ({ratio:.2f} x baseline)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
