@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -195,6 +196,40 @@ async def test_keepalive_is_answered_while_a_blocking_handler_runs_in_a_thread(
     points = [await peer.receive(), await peer.receive()]
     assert [p.point.time for p in points if p] == [1, 2]
     assert Held.threads and threading.get_ident() not in Held.threads
+
+
+class Busy(Handler):
+    """Computes for 1 ms in point() without ever awaiting: a CPU-bound async handler."""
+
+    seen: ClassVar[list[int]] = []
+    started = asyncio.Event()
+
+    async def point(self, point: Point) -> None:
+        self.started.set()
+        deadline = time.perf_counter() + 0.001
+        while time.perf_counter() < deadline:
+            pass
+        self.seen.append(point.time)
+
+
+async def test_a_handler_that_never_awaits_does_not_starve_other_connections(
+    serve: Any,
+) -> None:
+    connect = await serve(Busy)
+    busy = await connect()
+    await busy.send(init(), *(point(i, v=1.0) for i in range(1000)))
+    await Busy.started.wait()
+    # While the first connection's backlog (a second of work) is processed,
+    # a second connection is served: the dispatcher yields the event loop
+    # (once its 2 ms slice is over, checked every 16 points) instead of
+    # only once its backlog is empty.
+    other = await connect()
+    await other.send(init(), keepalive(5))
+    assert kind(await other.receive_kind("keepalive")) == "keepalive"
+    assert len(Busy.seen) < 1000
+    await busy.half_close()
+    await busy.receive_all()
+    assert Busy.seen == list(range(1000))
 
 
 async def test_blocking_handler_keeps_order_over_many_points(serve: Any) -> None:
