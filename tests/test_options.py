@@ -11,7 +11,7 @@ from wire import options as make_options
 from aioudf import EdgeType, Handler, Option, OptionError, ValueType
 from aioudf._pb import udf_pb2 as pb
 from aioudf.handler import describe
-from aioudf.options import parse_options
+from aioudf.options import bind_options, parse_options
 
 
 class Full(Handler):
@@ -150,7 +150,7 @@ def test_options_read_as_attributes_after_init_only() -> None:
     handler = Full()
     with pytest.raises(AttributeError, match="option 'field' has no value yet"):
         _ = handler.field
-    handler._aioudf_option_values = parse(Full, *make_options(field="f", size=3))
+    bind_options(handler, parse(Full, *make_options(field="f", size=3)))
     assert (handler.field, handler.size, handler.as_) == ("f", 3, "avg")
     with pytest.raises(AttributeError, match="set by Kapacitor at Init"):
         handler.size = 4

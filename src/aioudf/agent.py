@@ -59,7 +59,7 @@ from .messages import (
     encode_data_frame,
     encode_response,
 )
-from .options import parse_options
+from .options import bind_options, parse_options
 from .protocol import RequestDecoder
 
 __all__ = ["Agent", "ByteReader", "ByteWriter", "Emitter", "OutputQueue"]
@@ -659,7 +659,7 @@ class Agent:
         response = Response()
         try:
             values = parse_options(type(handler).options, request.options)
-            handler._aioudf_option_values = values
+            bind_options(handler, values)
             handler.task_id = request.taskID
             handler.node_id = request.nodeID
             await self._call("init", request, request)

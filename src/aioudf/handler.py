@@ -31,7 +31,7 @@ from .messages import (
     InitRequest,
     Point,
 )
-from .options import Option, collect_options
+from .options import Option, OptionValues, collect_options
 
 if TYPE_CHECKING:
     from .agent import Emitter
@@ -83,7 +83,8 @@ class BaseHandler:
 
     # Set by the agent when the handler is attached to a connection.
     _aioudf_emitter: Emitter | None = None
-    _aioudf_option_values: dict[str, Any] | None = None
+    # Read by the Option properties; replaced by the values at Init.
+    _aioudf_options: OptionValues = OptionValues({})
     #: Kapacitor's task and node ids, set at Init.
     task_id: str = ""
     node_id: str = ""
@@ -93,6 +94,7 @@ class BaseHandler:
         cls.wants = EdgeType(cls.wants)
         cls.provides = EdgeType(cls.provides)
         cls.options = collect_options(reversed(cls.__mro__))
+        cls._aioudf_options = OptionValues(cls.options)
         for name in REQUEST_METHODS:
             method = getattr(cls, name, None)
             if method is None or inspect.iscoroutinefunction(method) or cls.blocking:

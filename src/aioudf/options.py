@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Generic, Literal, TypeVar, overload
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 from .errors import OptionError
 from .messages import Option as OptionMessage
 from .messages import OptionValue, ValueType
 
-__all__ = ["Option", "OptionSpec", "parse_options"]
+__all__ = ["Option", "OptionSpec", "OptionValues", "parse_options"]
 
 T = TypeVar("T")
 A = TypeVar("A")
@@ -80,7 +81,7 @@ def _convert(vtype: ValueType, value: OptionValue) -> Any:
     return getattr(value, _ONEOF_FIELD[vtype])
 
 
-class Option(Generic[T]):
+class Option(property, Generic[T]):
     """One TICKscript method of a UDF, e.g. ``.field('name', 42.0)``.
 
     ``types`` are the types of the method's arguments, in order: ``bool``,
@@ -94,6 +95,11 @@ class Option(Generic[T]):
     Without a ``default`` the option is required, except flags and repeated
     options. ``repeated=True`` lets the method be called several times and
     gives a list of the values, in call order.
+
+    Reading an option is a read of a property implemented in C (the values
+    live in an :class:`OptionValues` on the handler): about 0.1 µs, a
+    quarter of what a descriptor written in Python costs, so a handler can
+    read its options for every point.
     """
 
     # Typing: the value read from an instance is T. The overloads spell out
@@ -198,25 +204,22 @@ class Option(Generic[T]):
         self.attribute = attribute
         if not self.name:
             self.name = attribute.rstrip("_") or attribute
+        name = self.name
 
-    @overload
-    def __get__(self, instance: None, owner: type) -> Option[T]: ...
-    @overload
-    def __get__(self, instance: object, owner: type) -> T: ...
-    def __get__(self, instance: object | None, owner: type) -> Option[T] | T:
-        if instance is None:
-            return self
-        values: dict[str, Any] | None = getattr(instance, "_aioudf_option_values", None)
-        if values is None or self.name not in values:
-            raise AttributeError(
-                f"option {self.name!r} has no value yet: options are set at Init, "
-                "before Handler.init() runs"
-            )
-        value: T = values[self.name]
-        return value
+        def refuse(instance: object, value: object) -> None:
+            raise AttributeError(f"option {name!r} is set by Kapacitor at Init")
 
-    def __set__(self, instance: object, value: Any) -> None:
-        raise AttributeError(f"option {self.name!r} is set by Kapacitor at Init")
+        # Now the attribute is known, become a property reading it from the
+        # handler's OptionValues (property.__init__ may be called again).
+        property.__init__(self, attrgetter(f"_aioudf_options.{attribute}"), refuse)
+
+    if TYPE_CHECKING:  # at run time, property.__get__ (in C)
+
+        @overload
+        def __get__(self, instance: None, owner: type | None = None, /) -> Option[T]: ...
+        @overload
+        def __get__(self, instance: object, owner: type | None = None, /) -> T: ...
+        def __get__(self, instance: object | None, owner: type | None = None, /) -> Any: ...
 
     def signature(self) -> str:
         """The method as TICKscript shows it, e.g. ``.field(STRING, DOUBLE)``."""
@@ -278,6 +281,35 @@ class Option(Generic[T]):
 
 #: The options of a handler class, keyed by TICKscript name.
 OptionSpec = Mapping[str, Option[Any]]
+
+
+class OptionValues:
+    """A handler's option values, as attributes named like its Option attributes.
+
+    Every handler has one: empty (each read explaining why) until Init, then
+    the values Kapacitor gave (:func:`bind_options`).
+    """
+
+    def __init__(self, spec: OptionSpec, values: Mapping[str, Any] | None = None) -> None:
+        self._aioudf_names = {option.attribute: name for name, option in spec.items()}
+        if values is not None:
+            for name, option in spec.items():
+                setattr(self, option.attribute, values[name])
+
+    def __getattr__(self, attribute: str) -> Any:  # only called for a missing value
+        name = self.__dict__.get("_aioudf_names", {}).get(attribute, attribute)
+        raise AttributeError(
+            f"option {name!r} has no value yet: options are set at Init, before Handler.init() runs"
+        )
+
+    def __repr__(self) -> str:
+        values = {k: v for k, v in vars(self).items() if k != "_aioudf_names"}
+        return f"OptionValues({values!r})"
+
+
+def bind_options(handler: Any, values: Mapping[str, Any]) -> None:
+    """Give ``handler`` the option values ``parse_options`` returned, read as attributes."""
+    handler._aioudf_options = OptionValues(type(handler).options, values)
 
 
 def collect_options(classes: Iterable[type]) -> dict[str, Option[Any]]:
