@@ -314,7 +314,7 @@ def decode_responses(output: bytes) -> list[pb.Response]:
 #: Every way a hostile stream may legitimately end a connection, by its cause.
 KNOWN_CAUSES = re.compile(
     r"protocol error: ("
-    r"frame of \d+ bytes exceeds the maximum frame size of \d+ bytes"
+    r"frame of (?:at least )?\d+ bytes exceeds the maximum frame size of \d+ bytes"
     r"|frame header at frame \d+ is not a valid uvarint \(.*\)"
     r"|stream ended inside a frame(: received \d+ of \d+ body bytes| header \(\d+ header bytes"
     r" received\))"
@@ -507,7 +507,7 @@ def expected_session(
             # The header alone (even unfinished) already announces too much.
             out.error_pattern = (
                 re.escape("protocol error: frame of ")
-                + r"\d+"
+                + r"(?:at least )?\d+"
                 + re.escape(f" bytes exceeds the maximum frame size of {max_frame_size} bytes")
             )
         elif reference.error == "truncated_header":

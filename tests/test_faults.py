@@ -30,6 +30,7 @@ from udf_handlers import BatchEcho, Recorder, ThreadedEcho
 from wire import Peer, decode_responses, kind, options, request
 
 import aioudf.agent
+import aioudf.server
 from aioudf import (
     Agent,
     BaseHandler,
@@ -637,25 +638,28 @@ async def test_second_sigint_exits_despite_a_blocking_call_stuck_in_its_thread(
 
 
 async def test_unexpected_server_error_closes_that_connection(
-    socket_path: Path, logs: Logs
+    socket_path: Path, logs: Logs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A factory returning something that is not a handler makes the agent
-    # fail before it starts. The connection used to be left open forever
+    # A bug that makes the agent fail before it starts (here: its first
+    # construction raises). The connection used to be left open forever
     # (Kapacitor waiting on it, its socket leaking); it is now closed, with
     # an ErrorResponse if the peer is still there to read it.
-    made: list[object] = []
+    built: list[Agent] = []
 
-    def factory() -> Any:
-        made.append(object() if not made else Recorder())
-        return made[-1]
+    class FirstFails(Agent):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            if not built:
+                built.append(self)
+                raise RuntimeError("a bug in the agent")
+            super().__init__(*args, **kwargs)
 
-    async with UnixServer(factory, socket_path) as server:
+    monkeypatch.setattr(aioudf.server, "Agent", FirstFails)
+    async with UnixServer(Recorder, socket_path) as server:
         broken = await Peer.unix(socket_path)
         with contextlib.suppress(ConnectionResetError):
             responses = await broken.receive_all()  # a hang fails by its timeout
             assert [r.error.error for r in responses] == [
-                "internal error in the UDF server: AttributeError: "
-                "'object' object has no attribute '_aioudf_emitter'"
+                "internal error in the UDF server: RuntimeError: a bug in the agent"
             ]
         await logs.wait_for("[conn 1] failed unexpectedly")
         await asyncio.wait_for(server._idle.wait(), 30)

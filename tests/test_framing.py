@@ -109,6 +109,17 @@ def test_huge_length_is_refused_from_the_header_alone() -> None:
         decoder.next_frame()
 
 
+def test_unfinished_header_already_too_large_names_a_lower_bound() -> None:
+    decoder = FrameDecoder(max_frame_size=1000)
+    # Two of five header bytes: the length is 16383 or more, whatever follows.
+    decoder.feed(encode_uvarint(2**35 - 1)[:2])
+    with pytest.raises(FrameTooLarge) as caught:
+        decoder.next_frame()
+    assert str(caught.value) == (
+        "frame of at least 16383 bytes exceeds the maximum frame size of 1000 bytes"
+    )
+
+
 def test_errors_are_sticky() -> None:
     decoder = FrameDecoder(max_frame_size=10)
     decoder.feed(encode_uvarint(11))

@@ -190,3 +190,24 @@ def test_frames_written_by_hand_decode_as_responses() -> None:
 
     point = pb.Point(name="cpu", time=1, fieldsDouble={"v": 2.0})
     assert encode_data_frame(point) == encode_frame(pb.Response(point=point).SerializeToString())
+
+
+@pytest.mark.parametrize(
+    ("factory", "reason"),
+    [
+        ("no_database", "could not create the UDF handler: RuntimeError: no database"),
+        (
+            "not_a_handler",
+            "could not create the UDF handler: not_a_handler() returned a str, "
+            "not a Handler or BlockingHandler",
+        ),
+    ],
+)
+def test_handler_factory_failure_is_reported_and_exits_non_zero(
+    python_env: dict[str, str], factory: str, reason: str
+) -> None:
+    done = run_udf(python_env, ["run", f"udf_handlers:{factory}"], session())
+    assert done.returncode == 1
+    (error,) = decode_responses(done.stdout)
+    assert error.error.error == reason
+    assert reason in done.stderr.decode()

@@ -12,10 +12,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from udf_handlers import Recorder
+from udf_handlers import Recorder, no_database, not_a_handler
 from wire import Peer, kind, request
 
-from aioudf import SocketPathError, UnixServer, serve
+from aioudf import Handler, SocketPathError, UnixServer, serve
 from aioudf._pb import udf_pb2 as pb
 
 INIT = request(init=pb.InitRequest())
@@ -73,11 +73,14 @@ Spawn = Callable[..., Awaitable[ServerProcess]]
 
 
 @pytest.fixture
-async def spawn(python_env: dict[str, str]) -> AsyncIterator[Spawn]:
+async def spawn(python_env: dict[str, str], socket_path: Path) -> AsyncIterator[Spawn]:
+    """Start `aioudf serve udf_handlers:Recorder --socket socket_path` plus extra arguments."""
     started: list[ServerProcess] = []
 
-    async def start(*args: str) -> ServerProcess:
-        server = await ServerProcess.start(python_env, *args)
+    async def start(*extra: str) -> ServerProcess:
+        server = await ServerProcess.start(
+            python_env, "udf_handlers:Recorder", "--socket", str(socket_path), *extra
+        )
         started.append(server)
         return server
 
@@ -90,7 +93,7 @@ async def spawn(python_env: dict[str, str]) -> AsyncIterator[Spawn]:
 async def test_sigterm_lets_open_connections_finish_then_exits_0(
     spawn: Spawn, socket_path: Path
 ) -> None:
-    server = await spawn("udf_handlers:Recorder", "--socket", str(socket_path), "--grace", "30")
+    server = await spawn("--grace", "30")
     peer = await Peer.unix(socket_path)
     await peer.send(INIT, point(1))
     assert kind(await peer.receive_kind("point")) == "point"
@@ -115,7 +118,7 @@ async def test_sigterm_lets_open_connections_finish_then_exits_0(
 async def test_connections_still_open_after_the_grace_period_are_told_why(
     spawn: Spawn, socket_path: Path
 ) -> None:
-    server = await spawn("udf_handlers:Recorder", "--socket", str(socket_path), "--grace", "0.2")
+    server = await spawn("--grace", "0.2")
     peer = await Peer.unix(socket_path)
     await peer.send(INIT, point(1))
     await peer.receive_kind("point")
@@ -128,7 +131,7 @@ async def test_connections_still_open_after_the_grace_period_are_told_why(
 
 
 async def test_second_sigint_closes_connections_at_once(spawn: Spawn, socket_path: Path) -> None:
-    server = await spawn("udf_handlers:Recorder", "--socket", str(socket_path), "--grace", "600")
+    server = await spawn("--grace", "600")
     peer = await Peer.unix(socket_path)
     await peer.send(INIT)
     await peer.receive_kind("init")
@@ -143,11 +146,19 @@ async def test_second_sigint_closes_connections_at_once(spawn: Spawn, socket_pat
 
 
 async def test_sigterm_with_no_connection(spawn: Spawn, socket_path: Path) -> None:
-    server = await spawn("udf_handlers:Recorder", "--socket", str(socket_path))
+    server = await spawn()
     assert stat.S_ISSOCK(socket_path.stat().st_mode)
     server.process.send_signal(signal.SIGTERM)
     assert await server.exit_code() == 0
     assert not socket_path.exists()
+
+
+async def assert_serves(path: Path) -> None:
+    """A server answers an InfoRequest on ``path``."""
+    peer = await Peer.unix(path)
+    await peer.send(request(info=pb.InfoRequest()))
+    assert kind(await peer.receive_kind("info")) == "info"
+    await peer.close()
 
 
 def make_stale_socket(path: Path) -> None:
@@ -159,11 +170,9 @@ def make_stale_socket(path: Path) -> None:
 
 async def test_stale_socket_file_is_replaced(spawn: Spawn, socket_path: Path) -> None:
     make_stale_socket(socket_path)
-    server = await spawn("udf_handlers:Recorder", "--socket", str(socket_path))
+    server = await spawn()
     assert any("removing stale socket file" in line for line in server.log)
-    peer = await Peer.unix(socket_path)
-    await peer.send(request(info=pb.InfoRequest()))
-    assert kind(await peer.receive_kind("info")) == "info"
+    await assert_serves(socket_path)
 
 
 async def test_live_socket_is_refused_and_left_alone(socket_path: Path) -> None:
@@ -172,10 +181,7 @@ async def test_live_socket_is_refused_and_left_alone(socket_path: Path) -> None:
         with pytest.raises(SocketPathError, match="is in use: another server answers on it"):
             await second.start()
         # The first server still serves on its socket.
-        peer = await Peer.unix(socket_path)
-        await peer.send(request(info=pb.InfoRequest()))
-        assert kind(await peer.receive_kind("info")) == "info"
-        await peer.close()
+        await assert_serves(socket_path)
 
 
 async def test_live_socket_refused_by_the_command_line(
@@ -224,7 +230,7 @@ async def test_socket_mode_default_is_not_world_writable(socket_path: Path) -> N
 
 
 async def test_socket_mode_is_configurable(spawn: Spawn, socket_path: Path) -> None:
-    await spawn("udf_handlers:Recorder", "--socket", str(socket_path), "--mode", "600")
+    await spawn("--mode", "600")
     assert stat.S_IMODE(socket_path.stat().st_mode) == 0o600
 
 
@@ -262,21 +268,30 @@ async def test_serve_restores_signal_handlers_and_cleans_up_when_cancelled(
     assert kind((await peer.receive_all())[-1]) == "error"
 
 
-async def test_failing_handler_factory_is_reported_per_connection(socket_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("failure", "reason"),
+    [
+        (no_database, "could not create the UDF handler: RuntimeError: no database"),
+        (
+            not_a_handler,
+            "could not create the UDF handler: "
+            "test_failing_handler_factory_is_reported_per_connection.<locals>.factory() "
+            "returned a str, not a Handler or BlockingHandler",
+        ),
+    ],
+)
+async def test_failing_handler_factory_is_reported_per_connection(
+    socket_path: Path, failure: Callable[[], Handler], reason: str
+) -> None:
     calls = 0
 
-    def factory() -> Recorder:
+    def factory() -> Handler:
         nonlocal calls
         calls += 1
-        if calls == 1:
-            raise RuntimeError("no database")
-        return Recorder()
+        return failure() if calls == 1 else Recorder()
 
     async with UnixServer(factory, socket_path):
         first = await Peer.unix(socket_path)
         (error,) = await first.receive_all()
-        assert error.error.error == "could not create the UDF handler: RuntimeError: no database"
-        second = await Peer.unix(socket_path)
-        await second.send(request(info=pb.InfoRequest()))
-        assert kind(await second.receive_kind("info")) == "info"
-        await second.close()
+        assert error.error.error == reason
+        await assert_serves(socket_path)  # the next connection is served

@@ -190,3 +190,13 @@ class StrayWriters(Handler):
             assert sys.__stdout__ is not None
             sys.__stdout__.write(text + "\n")
         await self.emit(point)
+
+
+def no_database() -> Handler:
+    """A handler factory that fails, as one that connects somewhere might."""
+    raise RuntimeError("no database")
+
+
+def not_a_handler() -> Handler:
+    """A handler factory that returns something else (a user's mistake)."""
+    return "Recorder"  # type: ignore[return-value]

@@ -62,7 +62,15 @@ from .messages import (
 from .options import bind_options, parse_options
 from .protocol import RequestDecoder
 
-__all__ = ["Agent", "ByteReader", "ByteWriter", "Emitter", "OutputQueue"]
+__all__ = [
+    "Agent",
+    "ByteReader",
+    "ByteWriter",
+    "Emitter",
+    "OutputQueue",
+    "create_handler",
+    "refuse",
+]
 
 logger = logging.getLogger("aioudf")
 
@@ -297,6 +305,41 @@ class _HandlerFailed(Exception):
         self.message = message
         self.method = method
         self.error = error
+
+
+def create_handler(factory: Callable[[], BaseHandler]) -> BaseHandler:
+    """Call ``factory`` for one connection's handler.
+
+    Raises :class:`~aioudf.ConnectionFailed` whose ``reason`` (the text for
+    Kapacitor) names the cause, if the factory raises or returns something
+    that is not a handler.
+    """
+    try:
+        handler = factory()
+    except Exception as exc:
+        raise ConnectionFailed(
+            f"could not create the UDF handler: {type(exc).__name__}: {exc}"
+        ) from exc
+    if not isinstance(handler, BaseHandler):
+        name = getattr(factory, "__qualname__", repr(factory))
+        raise ConnectionFailed(
+            f"could not create the UDF handler: {name}() returned a "
+            f"{type(handler).__name__}, not a Handler or BlockingHandler"
+        )
+    return handler
+
+
+async def refuse(writer: ByteWriter, reason: str) -> None:
+    """Answer a connection no agent serves with one ErrorResponse, then close it."""
+    response = Response()
+    response.error.error = reason
+    try:
+        writer.write(encode_response(response))
+        await writer.drain()
+    except OSError:  # Kapacitor already gone: nothing more to tell it
+        pass
+    finally:
+        writer.close()
 
 
 class Agent:

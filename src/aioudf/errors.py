@@ -34,8 +34,13 @@ class FrameError(ProtocolError):
 class FrameTooLarge(FrameError):
     """A frame header announced a body larger than the configured maximum."""
 
-    def __init__(self, size: int, limit: int) -> None:
-        super().__init__(f"frame of {size} bytes exceeds the maximum frame size of {limit} bytes")
+    def __init__(self, size: int, limit: int, *, at_least: bool = False) -> None:
+        # ``at_least``: the header was not read to its end, ``size`` is what
+        # its first bytes already announce.
+        announced = f"at least {size}" if at_least else str(size)
+        super().__init__(
+            f"frame of {announced} bytes exceeds the maximum frame size of {limit} bytes"
+        )
         self.size = size
         self.limit = limit
 

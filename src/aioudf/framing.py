@@ -230,7 +230,7 @@ class FrameDecoder:
             shift += 7
             if value > self.max_frame_size:
                 # Already too large, whatever the remaining bytes say.
-                self._error = FrameTooLarge(value, self.max_frame_size)
+                self._error = FrameTooLarge(value, self.max_frame_size, at_least=True)
                 raise self._error
         if i - pos >= MAX_VARINT_LENGTH:
             self._error = FrameError(

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .agent import Agent
+from .agent import Agent, create_handler, refuse
 from .errors import ConnectionFailed
 from .handler import BaseHandler
 from .logs import configure_logging
@@ -46,11 +46,10 @@ async def run_stdio(
     with reserved_stdout() as frames_fd, _watchdog(warn_blocked):
         reader, writer = await open_stdio(frames_fd)
         try:
-            handler = handler_factory()
-        except Exception as exc:
-            logger.exception("could not create the handler")
-            agent_failure = f"could not create the UDF handler: {type(exc).__name__}: {exc}"
-            await _send_error(writer, agent_failure)
+            handler = create_handler(handler_factory)
+        except ConnectionFailed as exc:
+            logger.error("%s", exc.reason, exc_info=exc.__cause__)
+            await refuse(writer, exc.reason)
             return 1
         agent = Agent(handler, reader, writer, name="stdio", **agent_options)
         try:
@@ -69,18 +68,6 @@ def _watchdog(threshold: float) -> Iterator[None]:
             yield
     else:
         yield
-
-
-async def _send_error(writer: Any, reason: str) -> None:
-    from .messages import Response, encode_response
-
-    response = Response()
-    response.error.error = reason
-    try:
-        writer.write(encode_response(response))
-        await writer.drain()
-    finally:
-        writer.close()
 
 
 def run(

@@ -36,10 +36,9 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from .agent import Agent
+from .agent import Agent, create_handler, refuse
 from .errors import AioudfError, ConnectionFailed
 from .handler import BaseHandler
-from .messages import Response, encode_response
 from .watchdog import DEFAULT_WARN_BLOCKED, LoopWatchdog
 
 __all__ = ["DEFAULT_GRACE", "DEFAULT_SOCKET_MODE", "SocketPathError", "UnixServer", "serve"]
@@ -233,12 +232,10 @@ class UnixServer:
         logger.debug("[%s] connected", name)
         try:
             try:
-                handler = self.handler_factory()
-            except Exception as exc:
-                logger.exception("[%s] could not create the handler", name)
-                await _refuse(
-                    writer, f"could not create the UDF handler: {type(exc).__name__}: {exc}"
-                )
+                handler = create_handler(self.handler_factory)
+            except ConnectionFailed as exc:
+                logger.error("[%s] %s", name, exc.reason, exc_info=exc.__cause__)
+                await refuse(writer, exc.reason)
                 return
             agent = Agent(handler, reader, writer, name=name, **self.agent_options)
             await agent.run()
@@ -250,7 +247,7 @@ class UnixServer:
             # open: Kapacitor would wait on it, and its socket would leak.
             logger.exception("[%s] failed unexpectedly", name)
             with contextlib.suppress(Exception):
-                await _refuse(
+                await refuse(
                     writer, f"internal error in the UDF server: {type(exc).__name__}: {exc}"
                 )
         finally:
@@ -309,15 +306,6 @@ class UnixServer:
             return
         if self._inode == (info.st_dev, info.st_ino) and stat.S_ISSOCK(info.st_mode):
             os.unlink(self.path)
-
-
-async def _refuse(writer: asyncio.StreamWriter, reason: str) -> None:
-    response = Response()
-    response.error.error = reason
-    with contextlib.suppress(OSError):
-        writer.write(encode_response(response))
-        await writer.drain()
-    writer.close()
 
 
 def _factory_name(factory: Callable[..., Any]) -> str:
