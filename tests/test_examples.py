@@ -108,9 +108,9 @@ def moving_averages(values: list[float], size: int) -> list[float]:
 
 
 def cpu(host: str, value: float, t: int) -> DataPoint:
-    return DataPoint(
-        "cpu", {"idle": value, "user": 1.0}, tags={"host": host}, time=t, group_by=["host"]
-    )
+    # Fields of every type: the average replaces them all.
+    fields = {"idle": value, "user": 1.0, "procs": 7, "state": "ok", "up": True}
+    return DataPoint("cpu", fields, tags={"host": host}, time=t, group_by=["host"])
 
 
 SERIES = {
