@@ -208,10 +208,12 @@ def run_throughput(
     if target_ratio is not None:
         verdict = "met" if ratio >= target_ratio else f"missed by {target_ratio - ratio:.2f}"
     text = f"{kilo(rate)} points/s"
-    ratio_text = f"**{ratio:.2f}**"
-    if not math.isnan(cpu_per_point):  # unknown for a socket UDF given without --pid
+    spread = f"runs {min(ratios):.2f} to {max(ratios):.2f}"
+    if math.isnan(cpu_per_point):  # unknown for a socket UDF given without --pid
+        ratio_text = f"**{ratio:.2f}** ({spread})"
+    else:
         text += f"; UDF CPU {cpu_per_point * 1e6:.2f} µs/point"
-        ratio_text += f" (CPU {cpu_ratio:.2f})"
+        ratio_text = f"**{ratio:.2f}** ({spread}; CPU {cpu_ratio:.2f})"
     return Row(
         case=title,
         loop=loop,
@@ -522,9 +524,10 @@ def report(
     lines += [
         "",
         "Ratios: for each run, the UDF's points/s divided by the mean of the baselines "
-        "measured just before and just after it; the median of those. 1.00 would be as fast "
-        "as the bare protobuf loop. In brackets, the same for CPU: the baseline's time per "
-        "point divided by the CPU time (user + system) the UDF process spent per point.",
+        "measured just before and just after it; in bold the median of those, then the "
+        "lowest and highest. 1.00 would be as fast as the bare protobuf loop. CPU: the "
+        "baseline's time per point divided by the CPU time (user + system) the UDF process "
+        "spent per point (median).",
         "",
         f"Machine: {machine['cpu']}, {machine['cores']}; {machine['os']}. "
         f"Load average (1/5/15 min) at start {load[0]}, at end {load[1]}.",
@@ -552,9 +555,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         epilog="See benchmarks/README.md for what each case measures.",
     )
     parser.add_argument("--quick", action="store_true", help="small workloads, 3 runs: a smoke run")
-    parser.add_argument("--runs", type=int, help="runs per throughput figure (default 7, quick 3)")
-    parser.add_argument("--points", type=int, help="points per stream run (default 200,000)")
-    parser.add_argument("--batches", type=int, help="batches per batch run (default 200)")
+    parser.add_argument("--runs", type=int, help="runs per throughput figure (default 21, quick 3)")
+    parser.add_argument("--points", type=int, help="points per stream run (default 60,000)")
+    parser.add_argument("--batches", type=int, help="batches per batch run (default 60)")
     parser.add_argument("--batch-size", type=int, default=1000, help="points per batch (1,000)")
     parser.add_argument(
         "--latency-points", type=int, help="round trips timed in the latency case (default 5,000)"
@@ -598,9 +601,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(allowed)}")
     settings = Settings(
-        runs=args.runs or (3 if quick else 7),
-        points=args.points or (50_000 if quick else 200_000),
-        batches=args.batches or (50 if quick else 200),
+        runs=args.runs or (3 if quick else 21),
+        points=args.points or (50_000 if quick else 60_000),
+        batches=args.batches or (50 if quick else 60),
         batch_size=args.batch_size,
         latency_points=args.latency_points or (1_000 if quick else 5_000),
         rate=args.rate,
