@@ -91,19 +91,14 @@ def _split_lines(chunks: Iterator[bytes], on_truncated: list[bool]) -> Iterator[
 # ---- stream recordings ------------------------------------------------------------
 
 
-class StreamRecording:
-    """A stream recording (.srpl), read point by point.
-
-    Iterating yields :class:`~aioudf.points.DataPoint` values with their
-    database and retention policy set (no group: that is the task's
-    business). :attr:`position` and :attr:`size` are in bytes of the file.
-    """
+class _Recording:
+    """What both kinds of recording share: the file, and how far it has been read."""
 
     def __init__(self, path: PathLike) -> None:
         self.path = os.fspath(path)
         self.size = os.path.getsize(self.path)
         self._raw: IO[bytes] | None = None
-        #: Points read so far.
+        #: Records (points or batches) read so far.
         self.records = 0
 
     @property
@@ -113,6 +108,15 @@ class StreamRecording:
         if raw is None or raw.closed:
             return self.size if self.records else 0
         return raw.tell()
+
+
+class StreamRecording(_Recording):
+    """A stream recording (.srpl), read point by point.
+
+    Iterating yields :class:`~aioudf.points.DataPoint` values with their
+    database and retention policy set (no group: that is the task's
+    business). :attr:`position` and :attr:`size` are in bytes of the file.
+    """
 
     def _error(self, message: str, *, line: int = 0) -> RecordingError:
         return RecordingError(message, path=self.path, record=self.records + 1, line=line)
@@ -253,27 +257,13 @@ def batch_to_json(batch: Batch) -> dict[str, Any]:
     return out
 
 
-class BatchRecording:
+class BatchRecording(_Recording):
     """A batch recording (.brpl), read batch by batch.
 
     Members are read in order of their names (``0``, ``1``, ... one per
     query of the recorded task). :attr:`position` and :attr:`size` are in
     bytes of the file.
     """
-
-    def __init__(self, path: PathLike) -> None:
-        self.path = os.fspath(path)
-        self.size = os.path.getsize(self.path)
-        self._raw: IO[bytes] | None = None
-        #: Batches read so far.
-        self.records = 0
-
-    @property
-    def position(self) -> int:
-        raw = self._raw
-        if raw is None or raw.closed:
-            return self.size if self.records else 0
-        return raw.tell()
 
     def __iter__(self) -> Iterator[Batch]:
         with open(self.path, "rb") as raw:
