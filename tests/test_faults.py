@@ -618,6 +618,9 @@ async def test_second_sigint_exits_despite_a_blocking_call_stuck_in_its_thread(
         peer = await Peer.unix(socket_path)
         await peer.send(request(init=pb.InitRequest(options=options(seconds=3600.0))), point(1))
         await peer.receive_kind("init")
+        # Not before the call is in its thread: an answered Init does not
+        # mean the point behind it has been handed over yet.
+        await wait_for_log("sleeping 3600 s in a worker thread")
         process.send_signal(signal.SIGINT)
         await wait_for_log("waiting up to 600 s for 1 connection(s)")
         process.send_signal(signal.SIGINT)

@@ -111,6 +111,8 @@ class SleepsInThread(BlockingHandler):
     seconds = Option(float, default=1.0)
 
     def point(self, point: Point) -> None:
+        # Tests wait for this line to know the call is under way.
+        print(f"sleeping {self.seconds:g} s in a worker thread", file=sys.stderr, flush=True)
         time.sleep(self.seconds)
         self.emit(point)
 
