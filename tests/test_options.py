@@ -156,6 +156,16 @@ def test_options_read_as_attributes_after_init_only() -> None:
         handler.size = 4
 
 
+def test_options_document_themselves() -> None:
+    class Documented(Handler):
+        field = Option(str, help="the field to average")
+        size = Option(int)
+
+    # What help() and IDEs show for the attribute.
+    assert Documented.field.__doc__ == ".field(STRING): the field to average"
+    assert Documented.size.__doc__ == ".size(INT)"
+
+
 def test_options_are_inherited_and_can_be_overridden() -> None:
     class Child(Full):
         size = Option(int, default=5)

@@ -103,8 +103,8 @@ _DECODE_RUN = 256
 # one connection after another: with 200 connections flooding one server,
 # a pass of the loop took 8 s (measured), and every reader, so every
 # keepalive answer, waited that long. The clock is read every
-# _SLICE_CHECK requests: reading it for every point cost 14% of a mirror's
-# instructions per point, every 16th costs under 1%.
+# _SLICE_CHECK requests, not for each: the slice then costs a mirror 0.7%
+# more instructions per point (benchmarks/instructions.py).
 _TIME_SLICE = 0.002
 _SLICE_CHECK = 16
 

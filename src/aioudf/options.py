@@ -211,7 +211,10 @@ class Option(property, Generic[T]):
 
         # Now the attribute is known, become a property reading it from the
         # handler's OptionValues (property.__init__ may be called again).
-        property.__init__(self, attrgetter(f"_aioudf_options.{attribute}"), refuse)
+        # Its doc (help(), IDEs) is the TICKscript method and the help text.
+        doc = f"{self.signature()}: {self.help}" if self.help else self.signature()
+        property.__init__(self, attrgetter(f"_aioudf_options.{attribute}"), refuse, None, doc)
+        self.__doc__ = doc  # a subclass's own docstring would hide property's
 
     if TYPE_CHECKING:  # at run time, property.__get__ (in C)
 
