@@ -57,6 +57,7 @@ from .messages import (
     RestoreRequest,
     SnapshotRequest,
     encode_data_frame,
+    encode_error,
     encode_response,
 )
 from .options import bind_options, parse_options
@@ -331,10 +332,8 @@ def create_handler(factory: Callable[[], BaseHandler]) -> BaseHandler:
 
 async def refuse(writer: ByteWriter, reason: str) -> None:
     """Answer a connection no agent serves with one ErrorResponse, then close it."""
-    response = Response()
-    response.error.error = reason
     try:
-        writer.write(encode_response(response))
+        writer.write(encode_error(reason))
         await writer.drain()
     except OSError:  # Kapacitor already gone: nothing more to tell it
         pass
@@ -453,9 +452,7 @@ class Agent:
             return
         self._failure = reason
         if send and not self._output.closed:
-            response = Response()
-            response.error.error = reason
-            self._output.put(encode_response(response))
+            self._output.put(encode_error(reason))
 
     def _abort(self, reason: str) -> None:
         """Cancelled mid-way: hand pending output and an error to the transport."""

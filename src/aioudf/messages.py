@@ -39,6 +39,7 @@ __all__ = [
     "SnapshotRequest",
     "ValueType",
     "encode_data_frame",
+    "encode_error",
     "encode_response",
 ]
 
@@ -134,3 +135,10 @@ def _data_header(kind: type, length: int) -> bytes:
 def encode_response(response: pb.Response) -> bytes:
     """Frame a complete Response message."""
     return encode_frame(response.SerializeToString())
+
+
+def encode_error(reason: str) -> bytes:
+    """Frame the ErrorResponse that tells Kapacitor why a connection ends."""
+    response = pb.Response()
+    response.error.error = reason
+    return encode_response(response)
