@@ -8,11 +8,7 @@
 # the summary; the full output is in $OUT (default: a temporary file).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-    "$python" -m venv .venv
-fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+source scripts/venv.sh
 
 out=${OUT:-$(mktemp -t aioudf-demo.XXXXXX)}
 echo "\$ aioudf replay --cmd '.venv/bin/python -u examples/moving_avg.py' tests/data/cpu_stream.srpl \\"

@@ -4,9 +4,5 @@
 # pytest, e.g. `bash scripts/test.sh -k keepalive -x`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-    "$python" -m venv .venv
-fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+source scripts/venv.sh
 exec .venv/bin/python -m pytest "$@"

@@ -26,6 +26,8 @@ from typing import Any, ClassVar
 
 import pytest
 from hostile import Echo, drive_agent
+from logcapture import capturing
+from serverproc import ServerProcess
 from udf_handlers import BatchEcho, Recorder, ThreadedEcho
 from wire import Peer, decode_responses, kind, options, request
 
@@ -88,16 +90,8 @@ def _resolve(future: asyncio.Future[str], line: str) -> None:
 
 @pytest.fixture
 def logs() -> Iterator[Logs]:
-    logger = logging.getLogger("aioudf")
-    handler = Logs()
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    try:
+    with capturing(Logs()) as handler:
         yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 Factory = Callable[[], BaseHandler]
@@ -588,53 +582,26 @@ async def test_second_sigint_exits_despite_a_blocking_call_stuck_in_its_thread(
     # SleepsInThread sleeping an hour: the first SIGINT waits for it (grace),
     # the second cancels the connection, and the process must then exit
     # although the thread is still asleep.
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "aioudf",
-        "serve",
-        "udf_handlers:SleepsInThread",
-        "--socket",
-        str(socket_path),
-        "--grace",
-        "600",
-        stderr=asyncio.subprocess.PIPE,
-        env=python_env,
+    server = await ServerProcess.start(
+        python_env, "udf_handlers:SleepsInThread", socket_path, "--grace", "600"
     )
-    assert process.stderr is not None
-    log: list[str] = []
-
-    async def wait_for_log(text: str) -> None:
-        assert process.stderr is not None
-        while True:
-            line = (await asyncio.wait_for(process.stderr.readline(), 30)).decode()
-            assert line, f"server exited before logging {text!r}: {log}"
-            log.append(line)
-            if text in line:
-                return
-
     try:
-        await wait_for_log("serving ")
         peer = await Peer.unix(socket_path)
         await peer.send(request(init=pb.InitRequest(options=options(seconds=3600.0))), point(1))
         await peer.receive_kind("init")
         # Not before the call is in its thread: an answered Init does not
         # mean the point behind it has been handed over yet.
-        await wait_for_log("sleeping 3600 s in a worker thread")
-        process.send_signal(signal.SIGINT)
-        await wait_for_log("waiting up to 600 s for 1 connection(s)")
-        process.send_signal(signal.SIGINT)
+        await server.wait_for_log("sleeping 3600 s in a worker thread")
+        server.process.send_signal(signal.SIGINT)
+        await server.wait_for_log("waiting up to 600 s for 1 connection(s)")
+        server.process.send_signal(signal.SIGINT)
         responses = await peer.receive_all()
         assert kind(responses[-1]) == "error"
-        assert await asyncio.wait_for(process.wait(), 30) == 0
-        rest = await process.stderr.read()
-        log.extend(rest.decode().splitlines())
-        assert any("still running in worker threads" in line for line in log)
+        assert await server.exit_code() == 0
+        assert any("still running in worker threads" in line for line in server.log)
         assert not socket_path.exists()
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        await server.kill()
 
 
 # ---- bugs in the agent itself end one connection, truthfully ------------------------------------

@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import os
 import socket
-import sys
 import threading
 from collections.abc import Awaitable, Callable
 from itertools import count
@@ -30,6 +29,7 @@ from pathlib import Path
 
 import pytest
 from hostile import BlockingEcho, Echo
+from serverproc import ServerProcess
 from wire import Peer, kind, options, request
 
 from aioudf import BaseHandler, UnixServer, encode_frame
@@ -37,29 +37,6 @@ from aioudf._pb import udf_pb2 as pb
 from aioudf.framing import FrameDecoder
 
 # ---- many connections at once ------------------------------------------------------
-
-
-async def start_server(env: dict[str, str], path: Path) -> asyncio.subprocess.Process:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "aioudf",
-        "serve",
-        "udf_handlers:Recorder",
-        "--socket",
-        str(path),
-        # The blocked-loop watchdog stays on (1 s): however many connections
-        # flood at once, the agent's time slice keeps every pass of the loop
-        # short, and a warning fails the test (docs/guarantees.md).
-        stdin=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
-    assert process.stderr is not None
-    while b"serving " not in (line := await asyncio.wait_for(process.stderr.readline(), 30)):
-        if not line:
-            raise AssertionError("the server exited before serving")
-    return process
 
 
 async def connect_like_kapacitor(
@@ -132,15 +109,18 @@ async def concurrent_connections(
         request(point=pb.Point(name="cpu", time=t, fieldsInt={"n": t}, tags={"host": "a"}))
         for t in range(points)
     )
-    server = await start_server(env, path)
+    # The blocked-loop watchdog stays on (1 s): however many connections
+    # flood at once, the agent's time slice keeps every pass of the loop
+    # short, and a warning fails the test (docs/guarantees.md).
+    server = await ServerProcess.start(env, "udf_handlers:Recorder", path)
     try:
         await asyncio.gather(*(one_connection(path, n, body, points) for n in range(connections)))
-        assert server.returncode is None, "the server died under load"
+        assert server.process.returncode is None, "the server died under load"
+        server.process.terminate()
+        assert await server.exit_code() == 0, server.log
     finally:
-        server.terminate()
-        assert server.stderr is not None
-        stderr = (await server.stderr.read()).decode()
-        assert await server.wait() == 0, stderr
+        await server.kill()
+    stderr = "".join(server.log)
     # Nothing went wrong on the server's side either: no error, no warning.
     assert " ERROR " not in stderr, stderr
     assert " WARNING " not in stderr, stderr

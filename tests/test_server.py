@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from serverproc import ServerProcess
 from udf_handlers import Recorder, no_database, not_a_handler
 from wire import Peer, kind, request
 
@@ -25,50 +26,6 @@ def point(t: int) -> bytes:
     return request(point=pb.Point(name="cpu", time=t, fieldsDouble={"v": 1.0}))
 
 
-class ServerProcess:
-    """`python -m aioudf serve ...` as a child process, with its log lines."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process = process
-        self.log: list[str] = []
-
-    @classmethod
-    async def start(cls, env: dict[str, str], *args: str) -> ServerProcess:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "aioudf",
-            "serve",
-            *args,
-            stderr=asyncio.subprocess.PIPE,
-            env=env,
-        )
-        server = cls(process)
-        await server.wait_for_log("serving ")
-        return server
-
-    async def wait_for_log(self, text: str) -> str:
-        """Read log lines until one contains ``text`` (the server's own signal)."""
-        assert self.process.stderr is not None
-        while True:
-            line = (await asyncio.wait_for(self.process.stderr.readline(), 30)).decode()
-            if not line:
-                raise AssertionError(f"server exited before logging {text!r}: {self.log}")
-            self.log.append(line)
-            if text in line:
-                return line
-
-    async def exit_code(self) -> int:
-        assert self.process.stderr is not None
-        rest = await asyncio.wait_for(self.process.stderr.read(), 30)
-        self.log.extend(rest.decode().splitlines(keepends=True))
-        return await asyncio.wait_for(self.process.wait(), 30)
-
-    def kill(self) -> None:
-        if self.process.returncode is None:
-            self.process.kill()
-
-
 Spawn = Callable[..., Awaitable[ServerProcess]]
 
 
@@ -78,16 +35,13 @@ async def spawn(python_env: dict[str, str], socket_path: Path) -> AsyncIterator[
     started: list[ServerProcess] = []
 
     async def start(*extra: str) -> ServerProcess:
-        server = await ServerProcess.start(
-            python_env, "udf_handlers:Recorder", "--socket", str(socket_path), *extra
-        )
+        server = await ServerProcess.start(python_env, "udf_handlers:Recorder", socket_path, *extra)
         started.append(server)
         return server
 
     yield start
     for server in started:
-        server.kill()
-        await server.process.wait()
+        await server.kill()
 
 
 async def test_sigterm_lets_open_connections_finish_then_exits_0(

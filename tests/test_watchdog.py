@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from hostile import drive_agent
+from logcapture import capturing
 from udf_handlers import Recorder, SleepsOnLoop
 from wire import Peer, decode_responses, kind, options, request
 
@@ -73,16 +74,8 @@ class Watch(logging.Handler):
 
 @pytest.fixture
 def watch() -> Iterator[Watch]:
-    logger = logging.getLogger("aioudf")
-    handler = Watch()
-    logger.addHandler(handler)
-    level = logger.level
-    logger.setLevel(logging.DEBUG)
-    try:
+    with capturing(Watch()) as handler:
         yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 async def wait_thread_event(event: threading.Event, timeout: float = 30) -> None:
