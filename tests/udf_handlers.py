@@ -10,6 +10,8 @@ import sys
 import threading
 import time
 
+from moving_avg import MovingAvg as _MovingAvg
+
 from aioudf import BeginBatch, BlockingHandler, EdgeType, EndBatch, Handler, Option, Point
 
 
@@ -202,3 +204,16 @@ def no_database() -> Handler:
 def not_a_handler() -> Handler:
     """A handler factory that returns something else (a user's mistake)."""
     return "Recorder"  # type: ignore[return-value]
+
+
+class LoggedMovingAvg(_MovingAvg):
+    """examples/moving_avg.py, saying on stderr each time Kapacitor takes a snapshot.
+
+    Tests against a real Kapacitor wait for that line (it lands in kapacitord's
+    log as a ``UDF log`` entry) instead of guessing when a snapshot was taken.
+    """
+
+    async def snapshot(self) -> bytes:
+        state = await super().snapshot()
+        print(f"snapshot taken: {len(state)} bytes", file=sys.stderr, flush=True)
+        return state

@@ -1,0 +1,211 @@
+"""The examples and the agent's guarantees, checked with a real Kapacitor.
+
+Each test starts ``kapacitord`` 1.4.1 hermetically (tests/kapacitord.py),
+defines a task that runs a UDF of ours as Kapacitor runs it (a process it
+starts, or a socket served by ``aioudf serve``), writes line protocol to it
+and reads what the task put out through ``|httpOut()``, or the task's error.
+Expected numbers are computed here, independently of the UDF's code.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from conftest import EXAMPLES
+from kapacitord import Kapacitord, ProcessUDF, SocketUDF, require_kapacitord, rows
+
+pytestmark = pytest.mark.usefixtures("kapacitord_binary")
+
+
+@pytest.fixture(scope="module")
+def kapacitord_binary() -> Path:
+    return require_kapacitord()
+
+
+def process_udf(python_env: dict[str, str], *args: str, timeout: str = "10s") -> ProcessUDF:
+    """A process UDF Kapacitor starts as ``python -u ARGS``, finding aioudf and the tests."""
+    env = {"PYTHONPATH": python_env["PYTHONPATH"]}
+    return ProcessUDF(sys.executable, ["-u", *args], env=env, timeout=timeout)
+
+
+class SocketServer:
+    """``aioudf serve HANDLER --socket PATH`` in a child process, its log in a file."""
+
+    def __init__(self, env: dict[str, str], handler: str, path: Path, log: Path) -> None:
+        self.path = path
+        self.log_path = log
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "aioudf", "serve", handler, "--socket", str(path)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=open(log, "wb"),  # noqa: SIM115
+            env=env,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> int:
+        self.process.terminate()
+        return self.process.wait(30)
+
+
+@pytest.fixture
+def serve(python_env: dict[str, str], short_tmp: Path) -> Iterator[Callable[[str], SocketServer]]:
+    """Start ``aioudf serve HANDLER`` on a socket in ``short_tmp``; stopped after the test."""
+    servers: list[SocketServer] = []
+
+    def start(handler: str) -> SocketServer:
+        path = short_tmp / f"udf{len(servers)}.sock"
+        server = SocketServer(python_env, handler, path, short_tmp / f"serve{len(servers)}.log")
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        if server.process.poll() is None:
+            server.stop()
+
+
+def expected_moving_averages(values: list[float], size: int) -> list[float]:
+    return [statistics.fmean(values[max(0, i + 1 - size) : i + 1]) for i in range(len(values))]
+
+
+CPU_BY_HOST = """stream
+    |from()
+        .measurement('cpu')
+        .groupBy('host')
+    @movingAverage()
+        .field('usage_idle')
+        .size(3)
+        .as('avg')
+    |httpOut('out')
+"""
+
+
+def test_moving_avg_process_udf_per_group(python_env: dict[str, str], short_tmp: Path) -> None:
+    udf = process_udf(python_env, str(EXAMPLES / "moving_avg.py"))
+    with Kapacitord(short_tmp / "k", {"movingAverage": udf}) as k:
+        k.define_task(
+            "avg",
+            CPU_BY_HOST.replace("|httpOut", "|window().period(10s).every(10s)\n    |httpOut"),
+        )
+        values = {"a": [float(t * t % 17) for t in range(10)], "b": [100.0 - t for t in range(10)]}
+        k.write(
+            f"cpu,host={host} usage_idle={series[t]} {t}"
+            for t in range(10)
+            for host, series in values.items()
+        )
+        k.write(f"cpu,host={host} usage_idle=0 10" for host in values)  # closes the window
+        out = rows(k.wait_output("avg", "out", 20))
+        for host, series in values.items():
+            got = [row["avg"] for row in out if row["host"] == host]
+            assert got == pytest.approx(expected_moving_averages(series, 3), rel=1e-12)
+        assert not k.task("avg")["error"]
+
+
+def test_mirror_socket_udf_sets_fields(
+    serve: Callable[[str], SocketServer], short_tmp: Path
+) -> None:
+    server = serve("mirror:Mirror")
+    udf = SocketUDF(str(server.path))
+    # The socket must answer before kapacitord asks it for Info at start-up.
+    waiter = Kapacitord(short_tmp / "k", {"mirror": udf})
+    waiter.wait_for(lambda: "serving" in server.log(), "aioudf serve to listen")
+    with waiter as k:
+        k.define_task(
+            "m",
+            """stream
+    |from().measurement('cpu')
+    @mirror().field('mirrored', 1.0).field('usage_idle', -1.0)
+    |window().period(10s).every(10s)
+    |httpOut('out')
+""",
+        )
+        k.write(f"cpu,host=h usage_idle={t}i,usage_user={t / 2} {t}" for t in range(11))
+        out = rows(k.wait_output("m", "out", 10))
+        assert [row["usage_user"] for row in out] == [t / 2 for t in range(10)]
+        # .field() replaced the integer field by a double of the same name.
+        assert all(row["mirrored"] == 1.0 and row["usage_idle"] == -1.0 for row in out)
+
+
+def test_handler_exception_fails_only_its_task(python_env: dict[str, str], short_tmp: Path) -> None:
+    udf = process_udf(python_env, "-m", "aioudf", "run", "udf_handlers:Fails")
+    with Kapacitord(short_tmp / "k", {"fails": udf}) as k:
+        script = "stream\n    |from().measurement('{m}')\n    @fails().in('point')\n"
+        script += "    |httpOut('out')\n"
+        k.define_task("bad", script.format(m="cpu"))
+        k.define_task("good", script.format(m="mem"))
+        k.write(["cpu boom=1 1", "mem ok=1 1"])
+        # Kapacitor logs the ErrorResponse at once, and fails the task when
+        # the UDF node next takes a point.
+        k.wait_for(lambda: "received error message" in k.log(), "the ErrorResponse")
+        k.write("cpu boom=0 2")
+        error = k.wait_task_error("bad")
+        assert "Fails.point() failed" in error
+        assert "ValueError: bad value at t=1000000000" in error
+        assert rows(k.wait_output("good", "out", 1))[0]["ok"] == 1
+        assert not k.task("good")["error"]
+
+
+def test_init_error_names_the_option(python_env: dict[str, str], short_tmp: Path) -> None:
+    udf = process_udf(python_env, str(EXAMPLES / "moving_avg.py"))
+    with Kapacitord(short_tmp / "k", {"movingAverage": udf}) as k:
+        k.define_task("avg", CPU_BY_HOST.replace(".size(3)", ".size(0)"))
+        k.write("cpu,host=a usage_idle=1 1")
+        assert "size" in k.wait_task_error("avg")
+
+
+def test_slow_lookup_keeps_the_task_alive_past_the_timeout(
+    python_env: dict[str, str], short_tmp: Path
+) -> None:
+    # Each point takes 1.5 s under a 1 s UDF timeout: Kapacitor sends a
+    # keepalive every 0.5 s and fails the task if one goes unanswered for 1 s.
+    udf = process_udf(python_env, str(EXAMPLES / "async_lookup.py"), timeout="1s")
+    with Kapacitord(short_tmp / "k", {"lookup": udf}) as k:
+        k.define_task(
+            "slow",
+            "stream\n    |from().measurement('cpu')\n    @lookup().delay(1500ms)\n"
+            "    |httpOut('out')\n",
+        )
+        k.write(["cpu v=1 1", "cpu v=2 2"])
+
+        def second_point() -> bool:
+            out = rows(k.output("slow", "out"))
+            return bool(out) and out[-1]["v"] == 2
+
+        k.wait_for(second_point, "both looked-up points")
+        assert rows(k.output("slow", "out"))[-1]["looked_up"] == 1.0
+        assert not k.task("slow")["error"]
+        assert "keepalive timedout" not in k.log()
+
+
+def test_snapshot_restores_groups_after_task_restart(
+    python_env: dict[str, str], short_tmp: Path
+) -> None:
+    udf = process_udf(python_env, "-m", "aioudf", "run", "udf_handlers:LoggedMovingAvg")
+    with Kapacitord(short_tmp / "k", {"movingAverage": udf}, snapshot_interval="300ms") as k:
+        k.define_task("avg", CPU_BY_HOST)
+        k.write(f"cpu,host=a usage_idle={v} {t}" for t, v in enumerate([1.0, 2.0, 4.0, 8.0]))
+        k.wait_for(
+            lambda: any(
+                row["avg"] == pytest.approx(14 / 3) for row in rows(k.output("avg", "out"))
+            ),
+            "the fourth average",
+        )
+        taken = k.log().count("snapshot taken")
+        k.wait_for(lambda: k.log().count("snapshot taken") > taken, "a snapshot after it")
+        k.set_enabled("avg", False)
+        k.set_enabled("avg", True)  # a new UDF process, restored from the snapshot
+        k.write("cpu,host=a usage_idle=16 10")
+        # The window continues from [2, 4, 8]: (4 + 8 + 16) / 3, not 16.
+        out = k.wait_for(
+            lambda: [r for r in rows(k.output("avg", "out")) if r["time"].endswith(":10Z")],
+            "the average after the restart",
+        )
+        assert out[0]["avg"] == pytest.approx(28 / 3)
