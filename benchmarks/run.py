@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import datetime
 import json
 import math
@@ -31,7 +32,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,11 +54,15 @@ from driver import (  # noqa: E402
     throughput,
 )
 from machine import describe_machine, load_average  # noqa: E402
+from peers import Peer, peers_for  # noqa: E402
 from workload import Workload, batch_stream, point_stream  # noqa: E402
 
 LOOPS = ("asyncio", "uvloop")
 SUITE = ("mirror", "moving_avg", "outliers", "latency", "stall")
 CUSTOM = ("throughput", "latency", "stall")
+# The examples' options, the same for ours and for Kapacitor's agents (peers.py).
+AVERAGE_OPTIONS = {"field": ["usage_idle"], "size": ["10"]}
+OUTLIER_OPTIONS = {"field": ["usage_idle"], "scale": ["1.5"]}
 
 
 def log(message: str) -> None:
@@ -159,8 +164,13 @@ def run_throughput(
     runs: int,
     baselines: Baselines,
     target_ratio: float | None,
+    strict: bool = True,
 ) -> Row:
-    """Median points/s of ``runs`` runs, as a ratio to the baseline measured alongside."""
+    """Median points/s of ``runs`` runs, as a ratio to the baseline measured alongside.
+
+    ``strict``: a run whose responses are not all there fails the case; otherwise
+    (peers, which we report but do not vouch for) the shortfall is noted in the row.
+    """
     info = query_info(target)
     init = init_request(options, info)
     # A short first run, not counted, warms the UDF up and checks that it works.
@@ -171,6 +181,7 @@ def run_throughput(
     ratios: list[float] = []
     cpu_ratios: list[float] = []
     counts: collections.Counter[str] = collections.Counter()
+    shortfalls: list[str] = []
 
     def measure_baseline() -> float:
         measured = local.measure(workload_name, workload)
@@ -185,7 +196,12 @@ def run_throughput(
     for number in range(1, runs + 1):
         result = throughput(target, init, workload)
         after = measure_baseline()
-        check_counts(kind, result.responses, workload)
+        try:
+            check_counts(kind, result.responses, workload)
+        except UDFFailed as exc:
+            if strict:
+                raise
+            shortfalls.append(str(exc))
         counts = result.responses
         base = (before + after) / 2
         rates.append(result.points_per_second)
@@ -207,6 +223,8 @@ def run_throughput(
     verdict = ""
     if target_ratio is not None:
         verdict = "met" if ratio >= target_ratio else f"missed by {target_ratio - ratio:.2f}"
+    if shortfalls:
+        verdict = f"incomplete output in {len(shortfalls)} of {runs} runs: {shortfalls[0]}"
     text = f"{kilo(rate)} points/s"
     spread = f"runs {min(ratios):.2f} to {max(ratios):.2f}"
     if math.isnan(cpu_per_point):  # unknown for a socket UDF given without --pid
@@ -233,6 +251,7 @@ def run_throughput(
             "cpu_ratios": cpu_ratios,
             "cpu_ratio": cpu_ratio,
             "responses": dict(counts),
+            "shortfalls": shortfalls,
         },
     )
 
@@ -327,6 +346,7 @@ class Settings:
     stall_points: int
     loops: Sequence[str]
     cases: Sequence[str]
+    peers: bool = True
 
 
 def run_suite(settings: Settings, baselines: Baselines) -> list[Row]:
@@ -336,8 +356,8 @@ def run_suite(settings: Settings, baselines: Baselines) -> list[Row]:
     stream = point_stream(settings.points)
     batches = batch_stream(settings.batches, settings.batch_size)
     mirror_options: dict[str, list[str]] = {}
-    average_options = {"field": ["usage_idle"], "size": ["10"]}
-    outlier_options = {"field": ["usage_idle"], "scale": ["1.5"]}
+    average_options = AVERAGE_OPTIONS
+    outlier_options = OUTLIER_OPTIONS
     with tempfile.TemporaryDirectory(prefix="aioudf-bench-") as directory:
         for loop in settings.loops:
             path = os.path.join(directory, f"mirror-{loop}.sock")
@@ -423,6 +443,62 @@ def run_suite(settings: Settings, baselines: Baselines) -> list[Row]:
                             point_stream(settings.stall_points, seed=3),
                         )
                     )
+        if settings.peers:
+            rows += run_peers(settings, baselines, directory, stream, batches)
+    return rows
+
+
+@contextlib.contextmanager
+def peer_target(peer: Peer, directory: str) -> Iterator[Target]:
+    """A peer as the driver's target: its socket server running, or its command."""
+    if peer.serves_socket:
+        path = os.path.join(directory, f"peer-{len(os.listdir(directory))}.sock")
+        with start_socket_server(peer.command(path), path, peer.env) as server:
+            yield server
+    else:
+        yield CommandTarget(peer.command(), peer.env)
+
+
+def run_peers(
+    settings: Settings, baselines: Baselines, directory: str, stream: Workload, batches: Workload
+) -> list[Row]:
+    """Kapacitor's own agents on the same workloads, against the same baseline."""
+    cases = [
+        ("mirror", "mirror, unix socket", {}, stream, "stream"),
+        ("moving_avg", "moving_avg, process (stdin/stdout)", AVERAGE_OPTIONS, stream, "stream"),
+        (
+            "outliers",
+            f"outliers, process, batches of {settings.batch_size:,}",
+            OUTLIER_OPTIONS,
+            batches,
+            "batch",
+        ),
+    ]
+    rows = []
+    for kind, title, options, workload, workload_name in cases:
+        if kind not in settings.cases:
+            continue
+        for peer in peers_for(kind):
+            log(f"{kind}: Kapacitor's {peer.name}")
+            try:
+                with peer_target(peer, directory) as target:
+                    row = run_throughput(
+                        title,
+                        kind,
+                        loop=f"peer: {peer.name}",
+                        target=target,
+                        options=options,
+                        workload=workload,
+                        workload_name=workload_name,
+                        runs=settings.runs,
+                        baselines=baselines,
+                        target_ratio=None,
+                        strict=False,
+                    )
+            except UDFFailed as exc:  # a peer that cannot run here is reported, not fatal
+                log(f"  {peer.name} failed: {exc}")
+                row = Row(title, f"peer: {peer.name}", f"failed: {exc}", "", "", "")
+            rows.append(row)
     return rows
 
 
@@ -574,6 +650,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"comma-separated; suite: {','.join(SUITE)} (default all); "
         f"custom target: {','.join(CUSTOM)},batch (default throughput)",
     )
+    parser.add_argument(
+        "--no-peers",
+        action="store_true",
+        help="skip Kapacitor's own Python and Go agents (run beside ours when "
+        "shared/kapacitor/peers is found)",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write every sample as JSON")
     parser.add_argument("--markdown", metavar="FILE", help="also write the report to FILE")
     custom = parser.add_mutually_exclusive_group()
@@ -610,6 +692,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stall_points=args.stall_points or (200_000 if quick else 1_000_000),
         loops=[loop for loop in args.loops.split(",") if loop],
         cases=cases,
+        peers=not args.no_peers,
     )
     for loop in settings.loops:
         if loop not in LOOPS:
