@@ -13,6 +13,7 @@ from .agent import Agent
 from .cli import main
 from .errors import (
     AioudfError,
+    ConfigError,
     ConnectionFailed,
     FrameError,
     FrameTooLarge,
@@ -20,6 +21,7 @@ from .errors import (
     OptionError,
     ProtocolError,
     RestoreError,
+    StateError,
 )
 from .framing import FrameDecoder, encode_frame
 from .handler import BaseHandler, BlockingHandler, Handler
@@ -34,7 +36,7 @@ from .messages import (
 )
 from .options import Option
 from .process import run
-from .protocol import RequestDecoder
+from .protocol import UDFConnection
 from .server import SocketPathError, UnixServer, serve
 from .watchdog import LoopWatchdog
 
@@ -44,6 +46,7 @@ __all__ = [
     "BaseHandler",
     "BeginBatch",
     "BlockingHandler",
+    "ConfigError",
     "ConnectionFailed",
     "EdgeType",
     "EndBatch",
@@ -59,7 +62,8 @@ __all__ = [
     "OptionError",
     "Point",
     "ProtocolError",
-    "RequestDecoder",
+    "StateError",
+    "UDFConnection",
     "RestoreError",
     "SocketPathError",
     "UnixServer",

@@ -1,25 +1,32 @@
 """The asyncio agent: one Kapacitor connection driven through a handler.
 
-An :class:`Agent` owns three tasks in one task group, which end together:
+The agent is a shell around :class:`~aioudf.protocol.UDFConnection`, which
+holds every rule of the conversation (request order, keepalive answers, the
+reply each request is owed, what a refused Init forbids, the ErrorResponse).
+The agent adds what needs an event loop: scheduling, backpressure, worker
+threads for a :class:`~aioudf.BlockingHandler`, and the I/O. It runs two
+tasks in one task group, beside its own :meth:`Agent.run`:
 
 ``read``
-    reads bytes, decodes them with :class:`~aioudf.protocol.RequestDecoder`,
-    answers keepalives on the spot and queues every other request in a
-    bounded backlog. It keeps reading while a handler call runs, so a
-    keepalive is answered even when points are queued in front of it.
-``dispatch``
-    takes requests from the backlog one at a time, in order, and calls the
-    handler (on the loop for ``async def`` methods, in a worker thread for a
-    blocking handler's). It answers Info, Init, Snapshot and Restore.
+    reads bytes and feeds them to the connection, writes the keepalive
+    answers the connection produced at once, and queues every request in a
+    bounded backlog (a deque). It keeps reading while a handler call runs,
+    so a keepalive is answered even when points are queued in front of it.
 ``write``
-    drains the output queue (an asyncio queue of encoded frames, bounded in
-    bytes) into the transport, coalescing whatever accumulated into one write,
-    and awaits ``drain()`` so a slow reader on Kapacitor's side slows us down.
+    drains the output (an :class:`OutputQueue` of encoded frames, bounded in
+    bytes) into the transport, coalescing whatever accumulated into one
+    write, and awaits ``drain()`` so a slow reader on Kapacitor's side slows
+    us down.
+
+:meth:`Agent.run` itself dispatches: it takes requests from the backlog one
+at a time, in order, calls the handler (on the loop for ``async def``
+methods, in a worker thread for plain ones) and hands the results to the
+connection, which turns them into the replies.
 
 When the backlog is full, reading pauses until the handler catches up; a
 keepalive arriving then waits in the socket like everything else, so a handler
 stalled for longer than Kapacitor's UDF timeout gets the task failed with
-"keepalive timedout", which is the truth. When the output queue is full,
+"keepalive timedout", which is the truth. When the output is full,
 ``await emit()`` waits, and the next request is not dispatched until there is
 room again.
 
@@ -42,8 +49,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
+from .config import (
+    DEFAULT_MAX_BACKLOG,
+    DEFAULT_MAX_OUTPUT,
+    DEFAULT_STOP_TIMEOUT,
+    Config,
+)
 from .errors import ConnectionFailed, InitError, ProtocolError, RestoreError
-from .framing import DEFAULT_MAX_FRAME_SIZE
 from .handler import BaseHandler
 from .messages import (
     BeginBatch,
@@ -51,19 +63,19 @@ from .messages import (
     EndBatch,
     InfoRequest,
     InitRequest,
-    KeepaliveRequest,
     Point,
-    Response,
     RestoreRequest,
     SnapshotRequest,
     encode_data_frame,
     encode_error,
-    encode_response,
 )
 from .options import bind_options, parse_options
-from .protocol import RequestDecoder
+from .protocol import UDFConnection
 
 __all__ = [
+    "DEFAULT_MAX_BACKLOG",
+    "DEFAULT_MAX_OUTPUT",
+    "DEFAULT_STOP_TIMEOUT",
     "Agent",
     "ByteReader",
     "ByteWriter",
@@ -74,17 +86,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("aioudf")
-
-#: Requests queued between the reader and the handler before reading pauses.
-DEFAULT_MAX_BACKLOG = 10_000
-#: Bytes of encoded output queued before ``emit()`` waits.
-DEFAULT_MAX_OUTPUT = 1024 * 1024
-#: Bytes asked of the transport per read.
-DEFAULT_READ_SIZE = 256 * 1024
-#: Seconds ``Handler.stop()`` may take before it is cancelled.
-DEFAULT_STOP_TIMEOUT = 10.0
-#: Seconds the final flush may take when the peer stops reading at close.
-DEFAULT_CLOSE_TIMEOUT = 10.0
 
 # Points decoded per run before the reader lets the dispatcher take them.
 # Decoding a whole read (or all the socket buffer holds: up to the backlog
@@ -351,14 +352,10 @@ class Agent:
     raises :class:`~aioudf.ConnectionFailed` when the connection ended on an
     error.
 
-    Limits, each bounding memory per connection:
-
-    ``max_frame_size``
-        largest request accepted (bytes); larger ones end the connection.
-    ``max_backlog``
-        requests read ahead of the handler before reading pauses.
-    ``max_output``
-        bytes of encoded output queued before ``emit()`` waits.
+    The limits that bound its memory (``max_frame_size``, ``max_backlog``,
+    ``max_output``...) come from ``config`` (a :class:`~aioudf.config.Config`)
+    with ``settings`` changed, checked here: an unknown or invalid setting
+    raises :class:`~aioudf.ConfigError` before anything is read.
     """
 
     def __init__(
@@ -367,33 +364,27 @@ class Agent:
         reader: ByteReader,
         writer: ByteWriter,
         *,
-        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
-        max_backlog: int = DEFAULT_MAX_BACKLOG,
-        max_output: int = DEFAULT_MAX_OUTPUT,
-        read_size: int = DEFAULT_READ_SIZE,
-        stop_timeout: float = DEFAULT_STOP_TIMEOUT,
-        close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
+        config: Config | None = None,
         name: str = "",
+        **settings: Any,
     ) -> None:
-        if max_backlog < 1 or max_output < 1 or read_size < 1:
-            raise ValueError("max_backlog, max_output and read_size must be positive")
+        config = Config.of(config, **settings)
+        self.config = config
         self.handler = handler
         self.name = name or f"{type(handler).__name__}@{id(self):x}"
         self._reader = reader
         self._writer = writer
-        self._decoder = RequestDecoder(max_frame_size)
-        self._max_backlog = max_backlog
-        self._read_size = read_size
-        self._stop_timeout = stop_timeout
-        self._close_timeout = close_timeout
+        self._conn = UDFConnection(config.max_frame_size)
+        self._max_backlog = config.max_backlog
+        self._read_size = config.read_size
+        self._stop_timeout = config.stop_timeout
+        self._close_timeout = config.close_timeout
         self._backlog: collections.deque[Any] = collections.deque()
-        self._output = OutputQueue(max_output)
+        self._output = OutputQueue(config.max_output)
         self._requests_ready = asyncio.Event()
         self._backlog_space = asyncio.Event()
         self._reader_paused = False
         self._reader_scope = anyio.CancelScope()
-        self._failure: str | None = None  # why the connection ended, if it failed
-        self._initialized = False
         self._done = False
         self._flushed = False  # the writer emptied the output after it was closed
         self._emitter = Emitter(self._output, asyncio.get_running_loop())
@@ -433,26 +424,25 @@ class Agent:
                 self._reader_scope.cancel()
                 tg.cancel_scope.deadline = anyio.current_time() + self._close_timeout
             self._done = True
-            if not self._flushed and self._failure is None:
-                self._failure = (
+            if not self._flushed and self._conn.failure is None:
+                self._fail(
                     f"Kapacitor stopped reading: {self._output.size} bytes of responses "
-                    f"could not be written within {self._close_timeout:g} s of closing"
+                    f"could not be written within {self._close_timeout:g} s of closing",
+                    send=False,
                 )
-                logger.warning("[%s] %s", self.name, self._failure)
+                logger.warning("[%s] %s", self.name, self._conn.failure)
         finally:
             if not self._done:
                 self._abort("UDF connection cancelled (the UDF server is shutting down)")
             await self._close_transport()
-        if self._failure is not None:
-            raise ConnectionFailed(self._failure)
+        if self._conn.failure is not None:
+            raise ConnectionFailed(self._conn.failure)
 
     def _fail(self, reason: str, *, send: bool = True) -> None:
         """Record why the connection ends and queue the ErrorResponse."""
-        if self._failure is not None:
-            return
-        self._failure = reason
-        if send and not self._output.closed:
-            self._output.put(encode_error(reason))
+        frame = self._conn.fail(reason, send=send and not self._output.closed)
+        if frame:
+            self._output.put(frame)
 
     def _abort(self, reason: str) -> None:
         """Cancelled mid-way: hand pending output and an error to the transport."""
@@ -475,34 +465,35 @@ class Agent:
     # ---- reading ----------------------------------------------------------
 
     async def _read_loop(self) -> None:
-        decoder = self._decoder
+        conn = self._conn
         backlog = self._backlog
+        output = self._output
         read = self._reader.read
         ready = self._requests_ready
-        next_requests = decoder.next_requests
+        next_requests = conn.next_requests
         max_backlog = self._max_backlog
         with self._reader_scope:
             try:
                 while True:
                     data = await read(self._read_size)
                     if not data:
-                        decoder.feed_eof()
+                        conn.receive_eof()
                         backlog.append(_EndOfInput())
                         ready.set()
                         return
-                    decoder.feed(data)
+                    conn.receive_data(data)
                     # Points come in runs, queued with one extend() each; any
-                    # other request comes alone, so a keepalive is answered
-                    # here, ahead of the points queued before it. No more
+                    # other request comes alone. Keepalives are answered by
+                    # the connection as they are decoded, and their answers
+                    # go out at once, ahead of the points queued. No more
                     # points are decoded than the backlog has room for: the
                     # rest of the chunk waits as bytes, ~16 times smaller
                     # than parsed points.
                     while requests := next_requests(
                         max(1, min(_DECODE_RUN, max_backlog - len(backlog)))
                     ):
-                        if type(requests[0]) is KeepaliveRequest:
-                            self._answer_keepalive(requests[0])
-                            continue
+                        if answers := conn.data_to_send():
+                            output.put(answers)
                         backlog.extend(requests)
                         ready.set()
                         if len(backlog) >= max_backlog:
@@ -514,12 +505,16 @@ class Agent:
                             # Let the dispatcher take this run before the
                             # next is decoded (see _DECODE_RUN).
                             await asyncio.sleep(0)
+                    if answers := conn.data_to_send():
+                        output.put(answers)
                     ready.set()
-                    if self._output.size >= self._output.limit:
+                    if output.size >= output.limit:
                         # Kapacitor is not reading: keepalive replies, which
                         # skip the backlog, would pile up without bound.
-                        await self._output.wait_space()
+                        await output.wait_space()
             except ProtocolError as exc:
+                if answers := conn.data_to_send():  # keepalives before the fault
+                    output.put(answers)
                 backlog.append(_Failure(f"protocol error: {exc}"))
             except OSError as exc:
                 backlog.append(_Failure(f"connection lost while reading: {exc}", send=False))
@@ -527,11 +522,6 @@ class Agent:
                 logger.exception("[%s] reader failed", self.name)
                 backlog.append(_Failure(f"internal error in the UDF agent: {exc!r}"))
             ready.set()
-
-    def _answer_keepalive(self, request: KeepaliveRequest) -> None:
-        response = Response()
-        response.keepalive.time = request.time
-        self._output.put(encode_response(response))
 
     # ---- dispatching -----------------------------------------------------
 
@@ -590,7 +580,7 @@ class Agent:
                 point = self._async_point  # a failed Init changes how points are handled
             if output.size >= output.limit:
                 await output.wait_space()
-            if self._failure is not None:
+            if self._conn.failure is not None:
                 return
 
     async def _on_marker(self, marker: object) -> None:
@@ -603,7 +593,7 @@ class Agent:
             await self._call_stop()
 
     async def _call_stop(self) -> None:
-        if not self._initialized:
+        if not self._conn.init_accepted:
             return
         with anyio.move_on_after(self._stop_timeout) as scope:
             try:
@@ -620,7 +610,7 @@ class Agent:
 
     def _handler_failed(self, message: object, method: str, error: BaseException) -> None:
         handler = type(self.handler).__name__
-        if isinstance(error, ConnectionFailed) and self._failure is not None:
+        if isinstance(error, ConnectionFailed) and self._conn.failure is not None:
             return  # emit() after the connection was lost: that is the cause, already told
         if isinstance(error, ProtocolError):
             self._fail(f"protocol error: {error}")
@@ -690,13 +680,11 @@ class Agent:
         return None
 
     async def _on_info(self, request: InfoRequest) -> None:
-        response = Response()
-        response.info.CopyFrom(await self._call("info", request))
-        self._output.put(encode_response(response))
+        info = await self._call("info", request)
+        self._output.put(self._conn.send_info(info))
 
     async def _on_init(self, request: InitRequest) -> None:
         handler = self.handler
-        response = Response()
         try:
             values = parse_options(type(handler).options, request.options)
             bind_options(handler, values)
@@ -704,20 +692,16 @@ class Agent:
             handler.node_id = request.nodeID
             await self._call("init", request, request)
         except InitError as exc:
-            response.init.success = False
-            response.init.error = str(exc)
             logger.warning("[%s] Init refused: %s", self.name, exc)
-            self._refuse_data_after_failed_init(str(exc))
+            self._output.put(self._conn.send_init_result(str(exc)))
+            self._refuse_data_after_failed_init()
         else:
-            response.init.success = True
-            self._initialized = True
-        self._output.put(encode_response(response))
+            self._output.put(self._conn.send_init_result())
 
-    def _refuse_data_after_failed_init(self, error: str) -> None:
+    def _refuse_data_after_failed_init(self) -> None:
+        # Requests read before the handler refused Init are violations too.
         async def refuse(message: Any) -> None:
-            raise ProtocolError(
-                f"unexpected {type(message).__name__} after a failed Init ({error})"
-            )
+            raise self._conn.refusal(message)
 
         for kind in (SnapshotRequest, RestoreRequest, *_DATA_TYPES):
             self._table[kind] = refuse
@@ -725,29 +709,20 @@ class Agent:
 
     async def _on_snapshot(self, request: SnapshotRequest) -> None:
         snapshot = await self._call("snapshot", request)
-        if isinstance(snapshot, (bytearray, memoryview)):
-            snapshot = bytes(snapshot)
-        if not isinstance(snapshot, bytes):
-            raise _HandlerFailed(
-                request,
-                "snapshot",
-                TypeError(f"snapshot() must return bytes, not {type(snapshot).__name__}"),
-            )
-        response = Response()
-        response.snapshot.snapshot = snapshot
-        self._output.put(encode_response(response))
+        try:
+            reply = self._conn.send_snapshot(snapshot)
+        except TypeError as exc:
+            raise _HandlerFailed(request, "snapshot", exc) from None
+        self._output.put(reply)
 
     async def _on_restore(self, request: RestoreRequest) -> None:
-        response = Response()
         try:
             await self._call("restore", request, request.snapshot)
         except RestoreError as exc:
-            response.restore.success = False
-            response.restore.error = str(exc)
             logger.warning("[%s] Restore refused: %s", self.name, exc)
+            self._output.put(self._conn.send_restore_result(str(exc)))
         else:
-            response.restore.success = True
-        self._output.put(encode_response(response))
+            self._output.put(self._conn.send_restore_result())
 
     # ---- writing ---------------------------------------------------------
 
@@ -767,6 +742,5 @@ class Agent:
         except OSError as exc:
             # Kapacitor went away; nothing more can be written. Stop everything.
             output.close()
-            if self._failure is None:
-                self._failure = f"connection lost while writing: {exc}"
+            self._conn.fail(f"connection lost while writing: {exc}", send=False)
             self._tasks.cancel_scope.cancel()

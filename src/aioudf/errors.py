@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "AioudfError",
+    "ConfigError",
     "ConnectionFailed",
     "FrameError",
     "FrameTooLarge",
@@ -16,6 +17,7 @@ __all__ = [
     "OptionError",
     "ProtocolError",
     "RestoreError",
+    "StateError",
 ]
 
 
@@ -43,6 +45,22 @@ class FrameTooLarge(FrameError):
         )
         self.size = size
         self.limit = limit
+
+
+class ConfigError(AioudfError, ValueError):
+    """A setting is unknown or has a value that cannot work (named in the message).
+
+    Raised when the server, process UDF or agent is built, never later.
+    """
+
+
+class StateError(AioudfError):
+    """A protocol object was asked for what its state does not allow.
+
+    Our side's mistake, where :class:`ProtocolError` is the peer's: a reply
+    nobody asked for, a connection state exported inside a batch, bytes that
+    are not an exported state.
+    """
 
 
 class InitError(AioudfError):
