@@ -164,23 +164,20 @@ def test_init_error_names_the_option(python_env: dict[str, str], short_tmp: Path
 def test_slow_lookup_keeps_the_task_alive_past_the_timeout(
     python_env: dict[str, str], short_tmp: Path
 ) -> None:
-    # Each point takes 1.5 s under a 1 s UDF timeout: Kapacitor sends a
-    # keepalive every 0.5 s and fails the task if one goes unanswered for 1 s.
-    udf = process_udf(python_env, str(EXAMPLES / "async_lookup.py"), timeout="1s")
+    # The lookup takes 3 s under a 2 s UDF timeout: Kapacitor sends a
+    # keepalive every second and fails the task if one goes unanswered for
+    # 2 s, so the agent must answer while the handler awaits.
+    udf = process_udf(python_env, str(EXAMPLES / "async_lookup.py"), timeout="2s")
     with Kapacitord(short_tmp / "k", {"lookup": udf}) as k:
         k.define_task(
             "slow",
-            "stream\n    |from().measurement('cpu')\n    @lookup().delay(1500ms)\n"
+            "stream\n    |from().measurement('cpu')\n    @lookup().delay(3s)\n"
             "    |httpOut('out')\n",
         )
-        k.write(["cpu v=1 1", "cpu v=2 2"])
-
-        def second_point() -> bool:
-            out = rows(k.output("slow", "out"))
-            return bool(out) and out[-1]["v"] == 2
-
-        k.wait_for(second_point, "both looked-up points")
-        assert rows(k.output("slow", "out"))[-1]["looked_up"] == 1.0
+        k.write("cpu v=1 1")
+        out = rows(k.wait_output("slow", "out", 1))
+        assert out[0]["looked_up"] == 1.0
+        assert out[0]["v"] == 1
         assert not k.task("slow")["error"]
         assert "keepalive timedout" not in k.log()
 
