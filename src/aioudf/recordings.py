@@ -33,7 +33,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
-from .errors import AioudfError
+from .errors import RecordingError
 from .lineprotocol import LineProtocolError, _ends_inside_string, format_line, parse_line
 from .points import Batch, DataPoint, format_time, is_finite, parse_time
 
@@ -52,16 +52,6 @@ __all__ = [
 _CHUNK = 1 << 16
 
 PathLike = str | os.PathLike[str]
-
-
-class RecordingError(AioudfError, ValueError):
-    """A recording that cannot be read (further); the message says where."""
-
-    def __init__(self, message: str, *, path: str, record: int = 0, line: int = 0) -> None:
-        self.path = path
-        self.record = record
-        self.line = line
-        super().__init__(f"{path}: {message}")
 
 
 class _Truncated(Exception):

@@ -37,7 +37,7 @@ import anyio
 import anyio.abc
 
 from .agent import Agent, create_handler, refuse
-from .errors import AioudfError, ConnectionFailed
+from .errors import ConnectionFailed, SocketPathError
 from .handler import BaseHandler
 from .watchdog import DEFAULT_WARN_BLOCKED, LoopWatchdog
 
@@ -52,10 +52,6 @@ DEFAULT_GRACE = 10.0
 
 # sun_path is 108 bytes on Linux (104 on the BSDs), including the final NUL.
 _MAX_SOCKET_PATH = 107
-
-
-class SocketPathError(AioudfError):
-    """The socket path cannot be used (in use, not a socket, too long...)."""
 
 
 async def _socket_is_live(path: str) -> bool:

@@ -24,7 +24,7 @@ from typing import Any
 
 import anyio
 
-from .agent import ByteReader, ByteWriter
+from .streams import ByteReader, ByteWriter
 
 __all__ = ["open_stdio", "reserved_stdout"]
 

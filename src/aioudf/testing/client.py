@@ -34,7 +34,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import AioudfError
+from ..errors import InitFailed, KeepaliveTimeout, RestoreFailed, UDFError
 from ..framing import FrameDecoder, encode_frame
 from ..handler import BaseHandler
 from ..messages import (
@@ -76,37 +76,6 @@ OptionArg = Any
 Sendable = DataPoint | Point | Batch | BeginBatch | EndBatch
 #: What a UDF emits, as :class:`Result` holds it.
 Emitted = DataPoint | Batch
-
-
-class UDFError(AioudfError):
-    """The UDF failed the task: ErrorResponse, unexpected close, bad response."""
-
-    def __init__(self, text: str, *, stderr: str = "") -> None:
-        super().__init__(text)
-        #: The UDF's own words (the ErrorResponse text), or what went wrong.
-        self.text = text
-        #: The UDF's stderr, for a child process.
-        self.stderr = stderr
-        #: What the UDF emitted on the connection before it failed, if known.
-        self.result: Result | None = None
-
-    def __str__(self) -> str:
-        if not self.stderr.strip():
-            return self.text
-        tail = "\n".join(self.stderr.rstrip().splitlines()[-20:])
-        return f"{self.text}\n--- the UDF's stderr (last lines) ---\n{tail}"
-
-
-class InitFailed(UDFError):
-    """InitResponse came back with success=false; ``text`` is the UDF's error."""
-
-
-class RestoreFailed(UDFError):
-    """RestoreResponse came back with success=false; ``text`` is the UDF's error."""
-
-
-class KeepaliveTimeout(UDFError):
-    """No response at all within the timeout: Kapacitor fails the task."""
 
 
 def as_target(udf: Any) -> Target:
