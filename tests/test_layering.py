@@ -39,8 +39,8 @@ def _imports(tree: ast.AST, module: str, is_package: bool, known: set[str]) -> s
 
     def visit(node: ast.AST) -> None:
         if isinstance(node, ast.If) and _is_type_checking(node):
-            for child in node.orelse:
-                visit(child)
+            for branch in node.orelse:
+                visit(branch)
             return
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name.split(".")[0] == "aioudf")
@@ -185,7 +185,7 @@ def test_the_public_api_and_the_old_low_level_names() -> None:
     for name in ("Agent", "FrameDecoder", "RequestDecoder", "encode_frame", "LoopWatchdog"):
         assert getattr(aioudf, name) is getattr(aioudf.lowlevel, name)
     with pytest.raises(AttributeError, match="no attribute 'Agnet'"):
-        _ = aioudf.Agnet  # type: ignore[attr-defined]
+        _ = aioudf.Agnet
 
 
 def test_every_exception_class_is_defined_in_errors() -> None:
