@@ -32,6 +32,7 @@ from .logs import configure_logging
 from .loops import LOOP_CHOICES, exit_past_stuck_threads, run_async
 from .process import run_stdio
 from .server import DEFAULT_GRACE, DEFAULT_SOCKET_MODE, serve
+from .stdio import check_stdio
 from .watchdog import DEFAULT_WARN_BLOCKED
 
 __all__ = ["load_handler", "main", "cli"]
@@ -154,6 +155,7 @@ def _execute(factory: Callable[[], BaseHandler], args: argparse.Namespace) -> in
         run_async(coroutine, args.loop)
         exit_past_stuck_threads(0)
         return 0
+    check_stdio()
     status: int = run_async(
         run_stdio(factory, warn_blocked=args.warn_blocked, **_agent_options(args)), args.loop
     )

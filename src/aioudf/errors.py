@@ -14,6 +14,7 @@ Every message is one line naming the cause::
     ├── RestoreError             a handler refuses a snapshot (raise it in restore())
     ├── ConnectionFailed         a connection ended with an ErrorResponse
     ├── SocketPathError          a socket path that cannot be served on
+    ├── StdioError               a process UDF's stdin or stdout is closed
     ├── MissingDependency        an optional dependency is not installed
     ├── LineProtocolError        invalid line protocol (also a ValueError)
     ├── RecordingError           a recording that cannot be read (also a ValueError)
@@ -51,6 +52,7 @@ __all__ = [
     "RestoreError",
     "RestoreFailed",
     "SocketPathError",
+    "StdioError",
     "UDFError",
 ]
 
@@ -110,6 +112,10 @@ class ConnectionFailed(AioudfError):
 
 class SocketPathError(AioudfError):
     """The socket path cannot be used (in use, not a socket, too long...)."""
+
+
+class StdioError(AioudfError):
+    """A process UDF's stdin or stdout cannot carry frames (closed, for one)."""
 
 
 class MissingDependency(AioudfError):
