@@ -27,7 +27,7 @@ INFO = request(info=pb.InfoRequest())
 
 
 def run_shell(
-    redirects: str, loop: str, env: dict[str, str], **kwargs: object
+    redirects: str, loop: str, env: dict[str, str], input: bytes = b""
 ) -> subprocess.CompletedProcess[bytes]:
     """The example UDF started by bash with ``redirects`` applied (``<&-`` and the like)."""
     command = 'exec "$@" ' + redirects
@@ -36,7 +36,7 @@ def run_shell(
         capture_output=True,
         env=env,
         timeout=60,  # a hang fails the test instead of the suite
-        **kwargs,  # type: ignore[call-overload]
+        input=input,
     )
 
 
@@ -86,8 +86,8 @@ def test_a_socket_as_stdin_and_stdout(loop: str, python_env: dict[str, str]) -> 
     with ours, theirs:
         child = subprocess.Popen(
             [*UDF, "--loop", loop],
-            stdin=theirs,
-            stdout=theirs,
+            stdin=theirs.fileno(),
+            stdout=theirs.fileno(),
             stderr=subprocess.PIPE,
             env=python_env,
         )
