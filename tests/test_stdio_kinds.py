@@ -136,7 +136,7 @@ def test_aioudf_run_refuses_a_closed_stdin_too(python_env: dict[str, str]) -> No
     )
     assert done.returncode == 2
     assert done.stderr.decode().splitlines() == [
-        "aioudf: error: stdin is closed: a process UDF reads requests from it "
+        "aioudf run: error: stdin is closed: a process UDF reads requests from it "
         "(Kapacitor connects it to a pipe)"
     ]
 

@@ -163,11 +163,16 @@ def _execute(factory: Callable[[], BaseHandler], args: argparse.Namespace) -> in
     return status
 
 
-def _guarded(action: Callable[[], int]) -> int:
+def _guarded(action: Callable[[], int], prog: str) -> int:
+    """Run ``action``; an error of ours is one line, ``PROG: error: ...``, status 2.
+
+    ``prog`` is what argparse prints for usage errors (``aioudf run``,
+    ``aioudf replay``, a script's name), so every error reads alike.
+    """
     try:
         return action()
     except AioudfError as exc:
-        print(f"aioudf: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -190,12 +195,20 @@ def cli(argv: Sequence[str] | None = None) -> int:
     _add_socket(serve_parser, required=True)
     _add_common(serve_parser)
 
-    replay_cli.add_parser(commands)  # aioudf replay: see aioudf.replay
+    replay_parser = replay_cli.add_parser(commands)  # aioudf replay: see aioudf.replay
+    subparsers = {"run": run_parser, "serve": serve_parser, "replay": replay_parser}
 
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    subparser = subparsers[args.command]
+    if extra:
+        if args.command == "replay" and not any(e.startswith("-") for e in extra):
+            # inputs after the options: aioudf replay H --socket S in.lp
+            args.arguments += extra
+        else:
+            subparser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "replay":
-        return _guarded(lambda: replay_cli.run(args))
-    return _guarded(lambda: _execute(load_handler(args.handler), args))
+        return _guarded(lambda: replay_cli.run(args), subparser.prog)
+    return _guarded(lambda: _execute(load_handler(args.handler), args), subparser.prog)
 
 
 def main(handler_factory: Callable[[], BaseHandler], argv: Sequence[str] | None = None) -> None:
@@ -215,4 +228,4 @@ def main(handler_factory: Callable[[], BaseHandler], argv: Sequence[str] | None 
     _add_socket(parser, required=False)
     _add_common(parser)
     args = parser.parse_args(argv)
-    raise SystemExit(_guarded(lambda: _execute(handler_factory, args)))
+    raise SystemExit(_guarded(lambda: _execute(handler_factory, args), parser.prog))

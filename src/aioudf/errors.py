@@ -22,6 +22,7 @@ Every message is one line naming the cause::
     └── UDFError                 the UDF under test failed the task (aioudf.testing)
         ├── InitFailed           InitResponse with success=false
         ├── RestoreFailed        RestoreResponse with success=false
+        ├── UDFUnreachable       no such socket, no such program: no connection at all
         └── KeepaliveTimeout     no response within the timeout
 
 Each is also importable from the module that raises it (``aioudf.server``,
@@ -54,6 +55,7 @@ __all__ = [
     "SocketPathError",
     "StdioError",
     "UDFError",
+    "UDFUnreachable",
 ]
 
 
@@ -183,3 +185,7 @@ class RestoreFailed(UDFError):
 
 class KeepaliveTimeout(UDFError):
     """No response at all within the timeout: Kapacitor fails the task."""
+
+
+class UDFUnreachable(UDFError):
+    """The UDF could not be reached at all: no socket at the path, no such program."""

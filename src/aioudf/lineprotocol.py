@@ -61,7 +61,8 @@ def _load_parser() -> Callable[[str], Any]:
             import line_protocol_parser
         except ImportError:
             raise MissingDependency(
-                "reading line protocol needs the line-protocol-parser package; " + INSTALL_HINT
+                "reading line protocol (and stream recordings, .srpl, which hold it) needs "
+                "the line-protocol-parser package, in aioudf's replay extra; " + INSTALL_HINT
             ) from None
         _parser = line_protocol_parser.parse_line
         _parser_error = line_protocol_parser.LineFormatError

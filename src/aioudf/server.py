@@ -54,6 +54,21 @@ DEFAULT_GRACE = 10.0
 _MAX_SOCKET_PATH = 107
 
 
+def _why(path: str, exc: OSError) -> str:
+    """Why a socket cannot be created at ``path``, in the words a user acts on."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if exc.errno == errno.ENOENT:
+        return f"no such directory: {directory}"
+    if exc.errno == errno.ENOTDIR:
+        return f"a part of {directory} is not a directory"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return (
+            f"permission denied to this user (uid {os.geteuid()}): check the owner and "
+            f"mode of {directory} and of the path (a volume mounted with the wrong owner?)"
+        )
+    return exc.strerror or str(exc)
+
+
 async def _socket_is_live(path: str) -> bool:
     """True if something accepts connections on the socket at ``path``."""
     try:
@@ -160,10 +175,20 @@ class UnixServer:
 
     async def start(self) -> None:
         """Prepare the path, bind, set the mode and start accepting."""
-        await prepare_socket_path(self.path)
+        try:
+            await prepare_socket_path(self.path)
+        except OSError as exc:
+            raise SocketPathError(
+                f"cannot use the socket path {self.path}: {_why(self.path, exc)}"
+            ) from None
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            sock.bind(self.path)
+            try:
+                sock.bind(self.path)
+            except OSError as exc:
+                raise SocketPathError(
+                    f"cannot create the socket {self.path}: {_why(self.path, exc)}"
+                ) from None
             # Before listen(): nobody can connect while the mode is still the umask's.
             os.chmod(self.path, self.mode)
             info = os.stat(self.path)

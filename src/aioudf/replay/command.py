@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from ..errors import AioudfError, LineProtocolError, ReplayError
+from ..errors import AioudfError, LineProtocolError, ReplayError, UDFUnreachable
 from ..loader import load_handler
 from ..logs import configure_logging
 from ..loops import run_async
@@ -45,6 +45,12 @@ def _target(args: argparse.Namespace, stderr_lines: _StderrLines) -> tuple[Targe
     positional = list(args.arguments)
     if args.socket and args.cmd:
         raise ReplayError("give one UDF: --socket or --cmd, not both")
+    if (args.socket or args.cmd) and positional and _names_a_handler(positional[0]):
+        flag = f"--socket {args.socket}" if args.socket else f"--cmd {args.cmd!r}"
+        raise ReplayError(
+            f"give one UDF: the handler {positional[0]} or {flag}, not both "
+            "(with --socket or --cmd, every argument is an input)"
+        )
     if args.socket:
         return Socket(args.socket), positional
     if args.cmd:
@@ -52,12 +58,17 @@ def _target(args: argparse.Namespace, stderr_lines: _StderrLines) -> tuple[Targe
         if not argv:
             raise ReplayError("--cmd is empty")
         return Command(argv, on_stderr=lambda line: stderr_lines(f"[udf] {line}")), positional
-    if not positional or ":" not in positional[0] or os.path.exists(positional[0]):
+    if not positional or not _names_a_handler(positional[0]):
         raise ReplayError(
             "name the UDF: MODULE:CLASS (or FILE.py:CLASS) as the first argument, "
             "--socket PATH, or --cmd COMMAND"
         )
     return InProcess(load_handler(positional[0])), positional[1:]
+
+
+def _names_a_handler(argument: str) -> bool:
+    """``module:Class`` or ``file.py:Class``, not an input file."""
+    return ":" in argument and not os.path.exists(argument)
 
 
 def run(args: argparse.Namespace, *, stdout: TextIO | None = None) -> int:
@@ -83,6 +94,12 @@ def run(args: argparse.Namespace, *, stdout: TextIO | None = None) -> int:
         )
         for path in (paths or ["-"])
     ]
+    if "-" in (paths or ["-"]) and _isatty(sys.stdin):
+        # Otherwise a user who forgot the input file sees nothing happen.
+        stderr_lines(
+            "aioudf replay: reading line protocol from stdin (the terminal); "
+            "end it with Ctrl-D, or give an input file"
+        )
     out_stream: TextIO
     with contextlib.ExitStack() as stack:
         if args.output:
@@ -130,7 +147,7 @@ def run(args: argparse.Namespace, *, stdout: TextIO | None = None) -> int:
             print(f"aioudf replay: {invalid:,} invalid line(s) skipped", file=stderr)
         if error is not None:
             message = str(error)
-            if isinstance(error, UDFError):
+            if isinstance(error, UDFError) and not isinstance(error, UDFUnreachable):
                 # A process UDF's stderr was shown as it came: do not repeat it.
                 text = error.text if isinstance(target, Command) else str(error)
                 message = f"the UDF failed: {text}"
@@ -150,8 +167,8 @@ async def _run_with_progress(
     progress: Progress | None,
 ) -> None:
     painter = asyncio.create_task(progress.run()) if progress is not None else None
-    try:
-        await replay(
+    replaying = asyncio.create_task(
+        replay(
             kapacitor,
             inputs,
             options=args.options,
@@ -162,11 +179,26 @@ async def _run_with_progress(
             task_id=args.task_id,
             node_id=args.node_id,
         )
+    )
+    # The reader of the output went away (| head): stop at once, quietly.
+    output.on_broken = replaying.cancel
+    try:
+        await replaying
+    except asyncio.CancelledError:
+        if not output.broken:
+            raise
     finally:
         if painter is not None:
             painter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await painter
+
+
+def _isatty(stream: TextIO | None) -> bool:
+    try:
+        return stream is not None and stream.isatty()
+    except (OSError, ValueError):
+        return False
 
 
 def _same_terminal(a: TextIO, b: TextIO) -> bool:

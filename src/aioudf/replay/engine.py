@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 
-from ..errors import AioudfError, LineProtocolError, RecordingError, ReplayError
+from ..errors import AioudfError, InitFailed, LineProtocolError, RecordingError, ReplayError
 from ..messages import EdgeType, Option
 from ..points import Batch, DataPoint
 from ..testing.client import Emitted, Kapacitor
@@ -20,6 +21,29 @@ __all__ = ["replay"]
 _CHUNK_POINTS = 500
 #: Batches sent to the UDF per write.
 _CHUNK_BATCHES = 8
+
+
+#: What a program that echoes its input (``--cmd cat``) looks like from here:
+#: Kapacitor's requests read back as responses, an empty Info and an Init
+#: "refused" with the task id that was sent.
+_NOT_A_UDF = (
+    "the UDF's Info is empty: is it a UDF at all? A program that sends back what "
+    "it reads (as cat does) looks like this"
+)
+
+
+@contextlib.asynccontextmanager
+async def _echo_explained(task_id: str) -> AsyncIterator[None]:
+    """Turn the Init failure of a program that echoes its input into what it is."""
+    try:
+        yield
+    except InitFailed as exc:
+        if exc.text != task_id:
+            raise
+        raise ReplayError(
+            f"the UDF answered Init with the task id it was sent ({task_id!r}): it sends "
+            "back what it reads (as cat does), it is not a UDF"
+        ) from None
 
 
 async def replay(
@@ -62,6 +86,8 @@ async def replay(
         try:
             messages = parse_option_args([str(o) for o in option_list], info)
         except ValueError as exc:
+            if info.ByteSize() == 0:  # not even an edge type or an option declared
+                raise ReplayError(f"{exc}: {_NOT_A_UDF}") from None
             raise ReplayError(str(exc)) from None
     else:
         messages = [o for o in option_list if isinstance(o, Option)]
@@ -70,9 +96,10 @@ async def replay(
     if progress is not None:
         progress.inputs = len(inputs)
     try:
-        async with kapacitor.task(
-            messages, task_id=task_id, node_id=node_id, on_output=output
-        ) as task:
+        async with (
+            _echo_explained(task_id),
+            kapacitor.task(messages, task_id=task_id, node_id=node_id, on_output=output) as task,
+        ):
             for number, source in enumerate(inputs, start=1):
                 if progress is not None:
                     progress.current, progress.input_number = source, number

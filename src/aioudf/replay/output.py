@@ -21,8 +21,19 @@ from .inputs import Input
 __all__ = ["Output", "Progress", "ReplayStats"]
 
 
+#: Seconds output may wait in memory before it is written: a slow UDF's
+#: lines show as they come, and a reader that went away (``| head``) is
+#: noticed at the next line instead of at the end of the replay.
+FLUSH_INTERVAL = 0.1
+
+
 class Output:
-    """Writes what the UDF emits to a text stream, counting as it goes."""
+    """Writes what the UDF emits to a text stream, counting as it goes.
+
+    When the stream's reader has gone (a broken pipe), :attr:`broken` is set
+    and ``on_broken`` is called: the replay is then stopped, as ``yes | head``
+    stops ``yes``.
+    """
 
     def __init__(self, stream: TextIO, stats: ReplayStats, fmt: str, precision: str) -> None:
         self.stream = stream
@@ -31,8 +42,10 @@ class Output:
         self.precision = precision
         self.broken = False
         self.before_write: Callable[[], None] | None = None
+        self.on_broken: Callable[[], object] | None = None
         self._pending: list[str] = []
         self._pending_size = 0
+        self._flushed_at = time.monotonic()
 
     def __call__(self, item: Emitted) -> None:
         stats = self.stats
@@ -50,7 +63,7 @@ class Output:
                 self._add(json.dumps(point_to_json(item), separators=(",", ":")))
             else:
                 self._add_line(item)
-        if self._pending_size >= 1 << 16:
+        if self._pending_size >= 1 << 16 or time.monotonic() - self._flushed_at >= FLUSH_INTERVAL:
             self.flush()
 
     def _add_line(self, point: DataPoint) -> None:
@@ -76,6 +89,7 @@ class Output:
         data = "\n".join(self._pending) + "\n"
         self._pending = []
         self._pending_size = 0
+        self._flushed_at = time.monotonic()
         if self.before_write is not None:
             self.before_write()
         try:
@@ -83,6 +97,8 @@ class Output:
             self.stream.flush()
         except BrokenPipeError:
             self.broken = True
+            if self.on_broken is not None:
+                self.on_broken()
 
 
 @dataclass
