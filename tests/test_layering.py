@@ -9,6 +9,7 @@ depends on which module happened to be imported first. Imports under
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -204,3 +205,22 @@ def test_every_exception_class_is_defined_in_errors() -> None:
     documented = aioudf.errors.__doc__ or ""
     for name in aioudf.errors.__all__:
         assert name in documented  # the docstring's tree names every class
+
+
+def test_no_absolute_path_of_a_machine_in_the_repository() -> None:
+    root = PACKAGE.parent.parent
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout.split()
+    machine_paths = re.compile(r"(?<![\w.])/(?:work|home|Users|root|tmp/aioudf)/\w")
+    found = []
+    for name in tracked:
+        path = root / name
+        if path.suffix in {".srpl", ".brpl", ".gz", ".bin", ".pyc"} or not path.is_file():
+            continue
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError:
+            continue
+        found += [f"{name}: {m.group()}" for m in machine_paths.finditer(text)]
+    assert found == []
