@@ -119,6 +119,12 @@ class BaseHandler:
         The message is serialized and queued at once, in order. Await the
         result (``await self.emit(p)``) to wait while the output queue is full;
         from a blocking handler's worker thread just call it: it blocks then.
+
+        Without ``await`` the message is still queued, in order, and memory
+        stays bounded: once the queue is full the agent takes no further
+        request until Kapacitor has read it below its limit (so it holds at
+        most the limit plus one request's output). Python then warns that a
+        coroutine "was never awaited": that is the missing ``await``.
         """
         emitter = self._aioudf_emitter
         if emitter is None:
