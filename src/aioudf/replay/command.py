@@ -15,6 +15,7 @@ from ..errors import AioudfError, LineProtocolError, ReplayError, UDFUnreachable
 from ..loader import load_handler
 from ..logs import configure_logging
 from ..loops import run_async
+from ..watchdog import DEFAULT_WARN_BLOCKED, LoopWatchdog
 from ..testing.client import Kapacitor, UDFError
 from ..testing.transports import Command, InProcess, Socket, Target
 from .engine import replay
@@ -127,6 +128,9 @@ def run(args: argparse.Namespace, *, stdout: TextIO | None = None) -> int:
                     output=output,
                     stats=stats,
                     progress=progress,
+                    # A handler run in process shares this loop: name what
+                    # blocks it, as `aioudf run` does for a process UDF.
+                    warn_blocked=DEFAULT_WARN_BLOCKED if isinstance(target, InProcess) else 0,
                 ),
                 "auto",
             )
@@ -157,6 +161,24 @@ def run(args: argparse.Namespace, *, stdout: TextIO | None = None) -> int:
 
 
 async def _run_with_progress(
+    kapacitor: Kapacitor,
+    inputs: Sequence[Input],
+    *,
+    args: argparse.Namespace,
+    grouping: Grouping,
+    output: Output,
+    stats: ReplayStats,
+    progress: Progress | None,
+    warn_blocked: float,
+) -> None:
+    with LoopWatchdog(warn_blocked) if warn_blocked else contextlib.nullcontext():
+        await _replay_until_done(
+            kapacitor, inputs, args=args, grouping=grouping, output=output, stats=stats,
+            progress=progress,
+        )  # fmt: skip
+
+
+async def _replay_until_done(
     kapacitor: Kapacitor,
     inputs: Sequence[Input],
     *,

@@ -128,6 +128,14 @@ async def replay(
                     break
             if progress is not None:
                 progress.reading = False
+            if kapacitor.timeout and input_error is None:
+                # A live task would still be running while the UDF works
+                # through the data, its keepalives watched; a replay stops
+                # right after sending. A snapshot, answered only once every
+                # point before it is handled, keeps the keepalive clock on
+                # the UDF until then: a handler that blocks its loop past the
+                # timeout fails here as it would under Kapacitor.
+                await task.snapshot()
             await task.stop()
     finally:
         stats.elapsed = time.monotonic() - started

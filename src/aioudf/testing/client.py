@@ -295,6 +295,10 @@ class TaskConnection:
             self._tasks.append(
                 asyncio.create_task(self._watch_keepalive(timeout), name=f"{name} watch")
             )
+            if getattr(connection, "shares_loop", False):
+                self._tasks.append(
+                    asyncio.create_task(self._watch_loop(timeout), name=f"{name} loop watch")
+                )
 
     # -- failure ---------------------------------------------------------
 
@@ -406,6 +410,22 @@ class TaskConnection:
                 continue
             self._keepalive_timed_out()
             return
+
+    async def _watch_loop(self, timeout: float) -> None:
+        # An in-process UDF runs on this event loop: when its handler blocks
+        # the loop, the watcher above cannot run on time either, and late
+        # responses look fresh. Under Kapacitor the UDF is a process of its
+        # own whose blocked loop misses the keepalive: so a stall of this
+        # loop longer than the timeout fails the task the same way, whenever
+        # it happens (a replay stops right after sending the data, while a
+        # live task would still be running).
+        interval = min(timeout / 4, 0.25)
+        while not self._eof.is_set() and self._failure is None:
+            before = self._loop.time()
+            await asyncio.sleep(interval)
+            if self._loop.time() - before - interval > timeout:
+                self._keepalive_timed_out()
+                return
 
     def _keepalive_timed_out(self) -> None:
         self._fail(

@@ -114,6 +114,9 @@ class MemoryPipe:
 
 
 class _InProcessConnection:
+    #: The UDF runs on the client's own event loop (see TaskConnection).
+    shares_loop = True
+
     def __init__(self, handler: BaseHandler, agent_options: Mapping[str, Any]) -> None:
         self._to_udf = MemoryPipe()
         self._from_udf = MemoryPipe()
