@@ -96,7 +96,6 @@ def run_pytest(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     "settings",
     [
-        pytest.param([], id="pytest-asyncio-strict-default"),
         pytest.param(["-p", "no:asyncio", "-p", "no:anyio"], id="no-async-plugin"),
         pytest.param(["-o", "asyncio_mode=auto"], id="pytest-asyncio-auto"),
     ],
@@ -109,7 +108,8 @@ def test_async_tests_run_in_a_fresh_project(tmp_path: Path, settings: list[str])
     assert "never awaited" not in done.stdout + done.stderr
 
 
-def test_tests_marked_for_an_async_plugin_are_left_to_it(tmp_path: Path) -> None:
-    done = run_pytest(project(tmp_path, marked=True))
+def test_strict_default_runs_ours_and_leaves_marked_tests_to_their_plugin(tmp_path: Path) -> None:
+    done = run_pytest(project(tmp_path, marked=True))  # pytest-asyncio loaded, strict mode
     assert done.returncode == 0, done.stdout + done.stderr
     assert "5 passed" in done.stdout, done.stdout
+    assert "never awaited" not in done.stdout + done.stderr

@@ -15,9 +15,9 @@ from ..errors import AioudfError, LineProtocolError, ReplayError, UDFUnreachable
 from ..loader import load_handler
 from ..logs import configure_logging
 from ..loops import run_async
-from ..watchdog import DEFAULT_WARN_BLOCKED, LoopWatchdog
 from ..testing.client import Kapacitor, UDFError
 from ..testing.transports import Command, InProcess, Socket, Target
+from ..watchdog import DEFAULT_WARN_BLOCKED, LoopWatchdog
 from .engine import replay
 from .grouping import Grouping
 from .inputs import Input, open_input
@@ -172,48 +172,32 @@ async def _run_with_progress(
     warn_blocked: float,
 ) -> None:
     with LoopWatchdog(warn_blocked) if warn_blocked else contextlib.nullcontext():
-        await _replay_until_done(
-            kapacitor, inputs, args=args, grouping=grouping, output=output, stats=stats,
-            progress=progress,
-        )  # fmt: skip
-
-
-async def _replay_until_done(
-    kapacitor: Kapacitor,
-    inputs: Sequence[Input],
-    *,
-    args: argparse.Namespace,
-    grouping: Grouping,
-    output: Output,
-    stats: ReplayStats,
-    progress: Progress | None,
-) -> None:
-    painter = asyncio.create_task(progress.run()) if progress is not None else None
-    replaying = asyncio.create_task(
-        replay(
-            kapacitor,
-            inputs,
-            options=args.options,
-            grouping=grouping,
-            output=output,
-            stats=stats,
-            progress=progress,
-            task_id=args.task_id,
-            node_id=args.node_id,
+        painter = asyncio.create_task(progress.run()) if progress is not None else None
+        replaying = asyncio.create_task(
+            replay(
+                kapacitor,
+                inputs,
+                options=args.options,
+                grouping=grouping,
+                output=output,
+                stats=stats,
+                progress=progress,
+                task_id=args.task_id,
+                node_id=args.node_id,
+            )
         )
-    )
-    # The reader of the output went away (| head): stop at once, quietly.
-    output.on_broken = replaying.cancel
-    try:
-        await replaying
-    except asyncio.CancelledError:
-        if not output.broken:
-            raise
-    finally:
-        if painter is not None:
-            painter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await painter
+        # The reader of the output went away (| head): stop at once, quietly.
+        output.on_broken = replaying.cancel
+        try:
+            await replaying
+        except asyncio.CancelledError:
+            if not output.broken:
+                raise
+        finally:
+            if painter is not None:
+                painter.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await painter
 
 
 def _isatty(stream: TextIO | None) -> bool:
