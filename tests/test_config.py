@@ -74,7 +74,7 @@ def test_the_command_line_names_a_bad_flag(
     socket = tmp_path / "udf.sock"
     argv = ["serve", f"{EXAMPLE}:MovingAvg", "--socket", str(socket), "--grace", "-5"]
     assert cli(argv) == 2
-    assert "aioudf: error: invalid setting grace=-5.0: must be 0 or more seconds" in (
+    assert "aioudf serve: error: invalid setting grace=-5.0: must be 0 or more seconds" in (
         capsys.readouterr().err
     )
     assert not os.path.exists(socket)

@@ -45,7 +45,7 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Generator
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -71,6 +71,7 @@ from .messages import (
 )
 from .options import bind_options, parse_options
 from .protocol import UDFConnection
+from .streams import ByteReader, ByteWriter
 
 __all__ = [
     "DEFAULT_MAX_BACKLOG",
@@ -115,21 +116,6 @@ _SLICE_CHECK = 16
 _THREAD_BATCH = 512
 
 _DATA_TYPES = (Point, BeginBatch, EndBatch)
-
-
-class ByteReader(Protocol):
-    """What the agent reads from (``asyncio.StreamReader`` fits)."""
-
-    async def read(self, n: int = -1) -> bytes: ...
-
-
-class ByteWriter(Protocol):
-    """What the agent writes to (``asyncio.StreamWriter`` fits)."""
-
-    def write(self, data: bytes) -> None: ...
-    async def drain(self) -> None: ...
-    def close(self) -> None: ...
-    async def wait_closed(self) -> None: ...
 
 
 class _Ready(tuple[()]):

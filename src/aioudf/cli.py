@@ -15,63 +15,29 @@ Kapacitor's ``prog``/``args`` run), with ``--socket PATH`` a socket server.
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import __version__, replay_cli
+from . import replay_cli
+from ._version import __version__
 from .agent import DEFAULT_MAX_BACKLOG, DEFAULT_MAX_OUTPUT, DEFAULT_STOP_TIMEOUT
 from .errors import AioudfError
 from .framing import DEFAULT_MAX_FRAME_SIZE
 from .handler import BaseHandler
+from .loader import load_handler
 from .logs import configure_logging
 from .loops import LOOP_CHOICES, exit_past_stuck_threads, run_async
 from .process import run_stdio
 from .server import DEFAULT_GRACE, DEFAULT_SOCKET_MODE, serve
+from .stdio import check_stdio
 from .watchdog import DEFAULT_WARN_BLOCKED
 
 __all__ = ["load_handler", "main", "cli"]
 
 logger = logging.getLogger("aioudf")
-
-
-def load_handler(spec: str) -> Callable[[], BaseHandler]:
-    """Import ``module:Class`` or ``file.py:Class`` and return the class."""
-    target, sep, attribute = spec.rpartition(":")
-    if not sep or not target or not attribute:
-        raise AioudfError(f"expected MODULE:CLASS or FILE.py:CLASS, got {spec!r}")
-    if target.endswith(".py") or os.sep in target:
-        path = os.path.abspath(target)
-        if not os.path.exists(path):
-            raise AioudfError(f"no such file: {target}")
-        name = os.path.splitext(os.path.basename(path))[0]
-        module_spec = importlib.util.spec_from_file_location(name, path)
-        if module_spec is None or module_spec.loader is None:
-            raise AioudfError(f"cannot import {target}")
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules.setdefault(name, module)
-        module_spec.loader.exec_module(module)
-    else:
-        if "" not in sys.path and os.getcwd() not in sys.path:
-            sys.path.insert(0, os.getcwd())
-        try:
-            module = importlib.import_module(target)
-        except ModuleNotFoundError as exc:
-            raise AioudfError(f"cannot import module {target!r}: {exc}") from None
-    try:
-        factory = getattr(module, attribute)
-    except AttributeError:
-        raise AioudfError(f"module {target!r} has no attribute {attribute!r}") from None
-    if isinstance(factory, type) and not issubclass(factory, BaseHandler):
-        raise AioudfError(f"{spec} is not an aioudf handler class")
-    if not callable(factory):
-        raise AioudfError(f"{spec} is not callable")
-    result: Callable[[], BaseHandler] = factory
-    return result
 
 
 def _mode(text: str) -> int:
@@ -189,6 +155,7 @@ def _execute(factory: Callable[[], BaseHandler], args: argparse.Namespace) -> in
         run_async(coroutine, args.loop)
         exit_past_stuck_threads(0)
         return 0
+    check_stdio()
     status: int = run_async(
         run_stdio(factory, warn_blocked=args.warn_blocked, **_agent_options(args)), args.loop
     )
@@ -196,11 +163,16 @@ def _execute(factory: Callable[[], BaseHandler], args: argparse.Namespace) -> in
     return status
 
 
-def _guarded(action: Callable[[], int]) -> int:
+def _guarded(action: Callable[[], int], prog: str) -> int:
+    """Run ``action``; an error of ours is one line, ``PROG: error: ...``, status 2.
+
+    ``prog`` is what argparse prints for usage errors (``aioudf run``,
+    ``aioudf replay``, a script's name), so every error reads alike.
+    """
     try:
         return action()
     except AioudfError as exc:
-        print(f"aioudf: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -223,12 +195,20 @@ def cli(argv: Sequence[str] | None = None) -> int:
     _add_socket(serve_parser, required=True)
     _add_common(serve_parser)
 
-    replay_cli.add_parser(commands)  # aioudf replay: see aioudf.replay
+    replay_parser = replay_cli.add_parser(commands)  # aioudf replay: see aioudf.replay
+    subparsers = {"run": run_parser, "serve": serve_parser, "replay": replay_parser}
 
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    subparser = subparsers[args.command]
+    if extra:
+        if args.command == "replay" and not any(e.startswith("-") for e in extra):
+            # inputs after the options: aioudf replay H --socket S in.lp
+            args.arguments += extra
+        else:
+            subparser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "replay":
-        return _guarded(lambda: replay_cli.run(args))
-    return _guarded(lambda: _execute(load_handler(args.handler), args))
+        return _guarded(lambda: replay_cli.run(args), subparser.prog)
+    return _guarded(lambda: _execute(load_handler(args.handler), args), subparser.prog)
 
 
 def main(handler_factory: Callable[[], BaseHandler], argv: Sequence[str] | None = None) -> None:
@@ -248,4 +228,4 @@ def main(handler_factory: Callable[[], BaseHandler], argv: Sequence[str] | None 
     _add_socket(parser, required=False)
     _add_common(parser)
     args = parser.parse_args(argv)
-    raise SystemExit(_guarded(lambda: _execute(handler_factory, args)))
+    raise SystemExit(_guarded(lambda: _execute(handler_factory, args), parser.prog))

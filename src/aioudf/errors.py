@@ -1,11 +1,42 @@
-"""The exceptions aioudf raises, in one family.
+"""The exceptions aioudf raises, in one family, all defined here.
 
 Everything derives from :class:`AioudfError`. Errors that end a connection
 carry the text that goes into the ErrorResponse sent to Kapacitor, so the
 message of each one is written for the person reading Kapacitor's task error.
+Every message is one line naming the cause::
+
+    AioudfError
+    ├── ProtocolError            the peer broke the wire contract
+    │   └── FrameError           the bytes cannot be split into frames
+    │       └── FrameTooLarge    a frame over the size limit
+    ├── InitError                a handler refuses Init (raise it in init())
+    │   └── OptionError          options do not match the declaration
+    ├── RestoreError             a handler refuses a snapshot (raise it in restore())
+    ├── ConnectionFailed         a connection ended with an ErrorResponse
+    ├── ConfigError              an unknown or invalid setting (also a ValueError)
+    ├── StateError               a protocol object used out of turn, or bad exported state
+    ├── SocketPathError          a socket path that cannot be served on
+    ├── StdioError               a process UDF's stdin or stdout is closed
+    ├── MissingDependency        an optional dependency is not installed
+    ├── LineProtocolError        invalid line protocol (also a ValueError)
+    ├── RecordingError           a recording that cannot be read (also a ValueError)
+    ├── ReplayError              ``aioudf replay`` cannot do what it was asked
+    └── UDFError                 the UDF under test failed the task (aioudf.testing)
+        ├── InitFailed           InitResponse with success=false
+        ├── RestoreFailed        RestoreResponse with success=false
+        ├── UDFUnreachable       no such socket, no such program: no connection at all
+        └── KeepaliveTimeout     no response within the timeout
+
+Each is also importable from the module that raises it (``aioudf.server``,
+``aioudf.lineprotocol``, ``aioudf.recordings``, ``aioudf.testing``...).
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: no import at run time
+    from .testing.client import Result
 
 __all__ = [
     "AioudfError",
@@ -14,10 +45,21 @@ __all__ = [
     "FrameError",
     "FrameTooLarge",
     "InitError",
+    "InitFailed",
+    "KeepaliveTimeout",
+    "LineProtocolError",
+    "MissingDependency",
     "OptionError",
     "ProtocolError",
+    "RecordingError",
+    "ReplayError",
     "RestoreError",
+    "RestoreFailed",
+    "SocketPathError",
     "StateError",
+    "StdioError",
+    "UDFError",
+    "UDFUnreachable",
 ]
 
 
@@ -88,3 +130,82 @@ class ConnectionFailed(AioudfError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class SocketPathError(AioudfError):
+    """The socket path cannot be used (in use, not a socket, too long...)."""
+
+
+class StdioError(AioudfError):
+    """A process UDF's stdin or stdout cannot carry frames (closed, for one)."""
+
+
+class MissingDependency(AioudfError):
+    """An optional dependency is not installed; the message says how to get it."""
+
+
+class LineProtocolError(AioudfError, ValueError):
+    """A line that is not valid line protocol.
+
+    ``source`` and ``lineno`` say where (when known), ``line`` is the text.
+    """
+
+    def __init__(self, reason: str, line: str, *, source: str = "", lineno: int = 0) -> None:
+        self.reason = reason
+        self.line = line
+        self.source = source
+        self.lineno = lineno
+        where = f"line {lineno}: " if lineno else ""
+        if source and lineno:
+            where = f"{source}:{lineno}: "
+        shown = line if len(line) <= 120 else line[:117] + "..."
+        super().__init__(f"{where}invalid line protocol ({reason}): {shown}")
+
+
+class RecordingError(AioudfError, ValueError):
+    """A recording that cannot be read (further); the message says where."""
+
+    def __init__(self, message: str, *, path: str, record: int = 0, line: int = 0) -> None:
+        self.path = path
+        self.record = record
+        self.line = line
+        super().__init__(f"{path}: {message}")
+
+
+class ReplayError(AioudfError):
+    """The replay could not be done as asked (before any data was sent)."""
+
+
+class UDFError(AioudfError):
+    """The UDF failed the task: ErrorResponse, unexpected close, bad response."""
+
+    def __init__(self, text: str, *, stderr: str = "") -> None:
+        super().__init__(text)
+        #: The UDF's own words (the ErrorResponse text), or what went wrong.
+        self.text = text
+        #: The UDF's stderr, for a child process.
+        self.stderr = stderr
+        #: What the UDF emitted on the connection before it failed, if known.
+        self.result: Result | None = None
+
+    def __str__(self) -> str:
+        if not self.stderr.strip():
+            return self.text
+        tail = "\n".join(self.stderr.rstrip().splitlines()[-20:])
+        return f"{self.text}\n--- the UDF's stderr (last lines) ---\n{tail}"
+
+
+class InitFailed(UDFError):
+    """InitResponse came back with success=false; ``text`` is the UDF's error."""
+
+
+class RestoreFailed(UDFError):
+    """RestoreResponse came back with success=false; ``text`` is the UDF's error."""
+
+
+class KeepaliveTimeout(UDFError):
+    """No response at all within the timeout: Kapacitor fails the task."""
+
+
+class UDFUnreachable(UDFError):
+    """The UDF could not be reached at all: no socket at the path, no such program."""

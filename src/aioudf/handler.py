@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Iterable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from .errors import ProtocolError
 from .messages import (
@@ -33,10 +33,18 @@ from .messages import (
 )
 from .options import Option, OptionValues, collect_options
 
-if TYPE_CHECKING:
-    from .agent import Emitter
+__all__ = ["BaseHandler", "BlockingHandler", "EmitSink", "Handler"]
 
-__all__ = ["BaseHandler", "BlockingHandler", "Handler"]
+
+class EmitSink(Protocol):
+    """Where a handler's ``emit()`` goes: the agent serving its connection.
+
+    Declared here, on the handler's side, so that the handler module does not
+    depend on the agent (the agent depends on it).
+    """
+
+    def emit(self, message: DataMessage) -> Awaitable[None]: ...
+
 
 # The request methods a handler may implement (and the agent dispatches to).
 REQUEST_METHODS = (
@@ -85,7 +93,7 @@ class BaseHandler:
     options: ClassVar[dict[str, Option[Any]]] = {}
 
     # Set by the agent when the handler is attached to a connection.
-    _aioudf_emitter: Emitter | None = None
+    _aioudf_emitter: EmitSink | None = None
     # Read by the Option properties; replaced by the values at Init.
     _aioudf_options: OptionValues = OptionValues({})
     #: Kapacitor's task and node ids, set at Init.
@@ -114,6 +122,12 @@ class BaseHandler:
         The message is serialized and queued at once, in order. Await the
         result (``await self.emit(p)``) to wait while the output queue is full;
         from a blocking handler's worker thread just call it: it blocks then.
+
+        Without ``await`` the message is still queued, in order, and memory
+        stays bounded: once the queue is full the agent takes no further
+        request until Kapacitor has read it below its limit (so it holds at
+        most the limit plus one request's output). Python then warns that a
+        coroutine "was never awaited": that is the missing ``await``.
         """
         emitter = self._aioudf_emitter
         if emitter is None:

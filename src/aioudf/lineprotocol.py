@@ -25,18 +25,21 @@ times outside InfluxDB's range.
 
 from __future__ import annotations
 
-import math
 import time as _time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from .errors import AioudfError
+from .errors import LineProtocolError, MissingDependency
+from .lineformat import MAX_TIME, MIN_TIME, PRECISIONS, format_record
+from .lineformat import multiplier as _multiplier
 from .messages import Point
 from .points import DataPoint, FieldValue, fields_of
 
 __all__ = [
     "PRECISIONS",
     "LineProtocolError",
+    "MAX_TIME",
+    "MIN_TIME",
     "MissingDependency",
     "format_line",
     "parse_line",
@@ -44,41 +47,7 @@ __all__ = [
     "split_records",
 ]
 
-#: Multipliers from a timestamp precision to nanoseconds (InfluxDB's names).
-PRECISIONS: dict[str, int] = {
-    "ns": 1,
-    "n": 1,
-    "us": 1_000,
-    "u": 1_000,
-    "ms": 1_000_000,
-    "s": 1_000_000_000,
-    "m": 60_000_000_000,
-    "h": 3_600_000_000_000,
-}
-
 INSTALL_HINT = 'install it with: pip install "aioudf[replay]"'
-
-
-class MissingDependency(AioudfError):
-    """An optional dependency is not installed; the message says how to get it."""
-
-
-class LineProtocolError(AioudfError, ValueError):
-    """A line that is not valid line protocol.
-
-    ``source`` and ``lineno`` say where (when known), ``line`` is the text.
-    """
-
-    def __init__(self, reason: str, line: str, *, source: str = "", lineno: int = 0) -> None:
-        self.reason = reason
-        self.line = line
-        self.source = source
-        self.lineno = lineno
-        where = f"line {lineno}: " if lineno else ""
-        if source and lineno:
-            where = f"{source}:{lineno}: "
-        shown = line if len(line) <= 120 else line[:117] + "..."
-        super().__init__(f"{where}invalid line protocol ({reason}): {shown}")
 
 
 _parser: Callable[[str], Any] | None = None
@@ -92,20 +61,12 @@ def _load_parser() -> Callable[[str], Any]:
             import line_protocol_parser
         except ImportError:
             raise MissingDependency(
-                "reading line protocol needs the line-protocol-parser package; " + INSTALL_HINT
+                "reading line protocol (and stream recordings, .srpl, which hold it) needs "
+                "the line-protocol-parser package, in aioudf's replay extra; " + INSTALL_HINT
             ) from None
         _parser = line_protocol_parser.parse_line
         _parser_error = line_protocol_parser.LineFormatError
     return _parser
-
-
-def _multiplier(precision: str) -> int:
-    try:
-        return PRECISIONS[precision]
-    except KeyError:
-        raise ValueError(
-            f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}"
-        ) from None
 
 
 def _reason(exc: Exception) -> str:
@@ -255,52 +216,6 @@ def parse_lines(
             yield point
 
 
-# ---- formatting -----------------------------------------------------------------
-
-_MEASUREMENT_ESCAPES = str.maketrans({",": "\\,", " ": "\\ "})
-_KEY_ESCAPES = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ "})
-_STRING_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"'})
-
-
-#: The times InfluxDB can store (and its parser accepts), in nanoseconds.
-MIN_TIME = -(2**63) + 2
-MAX_TIME = 2**63 - 2
-
-
-def _check_name(what: str, text: str, specials: str = ",= ") -> None:
-    if "\n" in text or "\r" in text:
-        raise ValueError(f"line protocol cannot carry a newline in a {what}: {text!r}")
-    if "\x00" in text:
-        raise ValueError(f"line protocol cannot carry a NUL character in a {what}: {text!r}")
-    if "\\" in text:
-        # A backslash before a character that must be escaped reads as an
-        # escape pair (InfluxDB's scanner), and so does one at the end.
-        if text.endswith("\\"):
-            raise ValueError(f"line protocol cannot carry a {what} ending in a backslash: {text!r}")
-        for special in specials:
-            if "\\" + special in text:
-                raise ValueError(
-                    f"line protocol cannot carry a backslash before {special!r} "
-                    f"in a {what}: {text!r}"
-                )
-
-
-def _format_value(key: str, value: FieldValue) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return f"{value}i"
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"line protocol cannot carry the value {value} of field {key!r}")
-        return repr(value)
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError(f"line protocol cannot carry a NUL character in field {key!r}")
-        return '"' + value.translate(_STRING_ESCAPES) + '"'
-    raise TypeError(f"field {key!r} has a value of type {type(value).__name__}")
-
-
 def format_line(point: DataPoint | Point, *, precision: str = "ns") -> str:
     """The point as one line of line protocol (no trailing newline).
 
@@ -313,35 +228,4 @@ def format_line(point: DataPoint | Point, *, precision: str = "ns") -> str:
         name, tags, fields, stamp = point.name, point.tags, fields_of(point), point.time
     else:
         name, tags, fields, stamp = point.name, point.tags, point.fields, point.time
-    if not name:
-        raise ValueError("line protocol cannot carry a point without a measurement name")
-    if not fields:
-        raise ValueError(f"line protocol cannot carry a point without fields ({name!r})")
-    _check_name("measurement", name, ", ")
-    if name.startswith(("#", "\t")):
-        raise ValueError(
-            f"line protocol cannot carry a measurement starting with {name[0]!r}: {name!r}"
-        )
-    if not MIN_TIME <= stamp <= MAX_TIME:
-        raise ValueError(f"time {stamp} is outside the range InfluxDB can store")
-    parts = [name.translate(_MEASUREMENT_ESCAPES)]
-    for key in sorted(tags):
-        value = tags[key]
-        if not key or not value:
-            continue
-        _check_name("tag key", key)
-        _check_name("tag value", value)
-        parts.append(f",{key.translate(_KEY_ESCAPES)}={value.translate(_KEY_ESCAPES)}")
-    parts.append(" ")
-    field_parts: list[str] = []
-    for key in sorted(fields):
-        if not key:
-            raise ValueError(f"line protocol cannot carry a field without a name ({name!r})")
-        if key.startswith("\t") and not field_parts:
-            # The parser skips whitespace before the first field.
-            raise ValueError(f"line protocol cannot carry a field key starting with a tab: {key!r}")
-        _check_name("field key", key)
-        field_parts.append(f"{key.translate(_KEY_ESCAPES)}={_format_value(key, fields[key])}")
-    parts.append(",".join(field_parts))
-    parts.append(f" {stamp // _multiplier(precision)}")
-    return "".join(parts)
+    return format_record(name, tags, fields, stamp, precision=precision)

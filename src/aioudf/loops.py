@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, Literal, TypeVar
 
+from .errors import MissingDependency
+
 __all__ = [
     "LOOP_CHOICES",
     "LoopName",
@@ -46,7 +48,10 @@ def resolve_loop(loop: str) -> Literal["asyncio", "uvloop"]:
         raise ValueError(f"unknown event loop {loop!r}: choose one of {', '.join(LOOP_CHOICES)}")
     have_uvloop = sys.platform != "win32" and importlib.util.find_spec("uvloop") is not None
     if loop == "uvloop" and not have_uvloop:
-        raise RuntimeError("uvloop is not installed: pip install 'aioudf[uvloop]'")
+        raise MissingDependency(
+            "--loop uvloop: uvloop is not installed (pip install 'aioudf[uvloop]'), "
+            "or use --loop asyncio"
+        )
     if loop == "asyncio" or not have_uvloop:
         return "asyncio"
     return "uvloop"
@@ -62,8 +67,16 @@ def loop_factory(loop: str = "auto") -> Callable[[], asyncio.AbstractEventLoop]:
 
 
 def run_async(main: Coroutine[Any, Any, T], loop: str = "auto") -> T:
-    """Run ``main`` to completion on a new loop of the chosen kind (like asyncio.run)."""
-    factory = loop_factory(loop)
+    """Run ``main`` to completion on a new loop of the chosen kind (like asyncio.run).
+
+    Raises :class:`~aioudf.errors.MissingDependency` if the loop cannot be had
+    (``main`` is then closed, never started).
+    """
+    try:
+        factory = loop_factory(loop)
+    except BaseException:
+        main.close()  # no "coroutine was never awaited" warning on top of the error
+        raise
     if sys.version_info >= (3, 11):
         with asyncio.Runner(loop_factory=factory) as runner:
             return runner.run(main)

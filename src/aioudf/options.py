@@ -87,6 +87,37 @@ _EXAMPLE = {
 }
 
 
+# The Python values a default of each type may be (bool is an int: refused).
+_DEFAULT_TYPES: dict[ValueType, tuple[type, ...]] = {
+    ValueType.BOOL: (bool,),
+    ValueType.INT: (int,),
+    ValueType.DOUBLE: (float, int),
+    ValueType.STRING: (str,),
+    ValueType.DURATION: (datetime.timedelta,),
+}
+
+
+def _check_default(types: tuple[ValueType, ...], default: Any) -> None:
+    """Raise TypeError, when the class is defined, for a default of the wrong type."""
+    declared = f"Option({', '.join(t.name.lower() for t in types)})"
+    if not types:
+        if not isinstance(default, bool):
+            raise TypeError(f"{declared}: a flag's default is True or False, got {default!r}")
+        return
+    values = default if len(types) > 1 else (default,)
+    if len(types) > 1 and (not isinstance(default, tuple) or len(default) != len(types)):
+        raise TypeError(
+            f"{declared}: default must be a tuple of {len(types)} values, got {default!r}"
+        )
+    for vtype, value in zip(types, values, strict=True):
+        allowed = _DEFAULT_TYPES[vtype]
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            raise TypeError(
+                f"{declared}: default {value!r} does not fit {vtype.name}: give "
+                f"{' or '.join(t.__name__ for t in allowed)}"
+            )
+
+
 def _value_type(spec: Any) -> ValueType:
     if isinstance(spec, ValueType):
         return spec
@@ -494,6 +525,8 @@ class Option(property, Generic[T]):
                 default = False
         elif repeated:
             raise TypeError("a repeated option defaults to an empty list; drop default=")
+        elif default is not None:
+            _check_default(self.value_types, default)
         self.default = default
 
     @property

@@ -34,6 +34,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from .lineformat import FieldValue, format_record
 from .messages import BeginBatch, EndBatch, Point
 
 __all__ = [
@@ -48,9 +49,6 @@ __all__ = [
     "set_fields",
     "to_nanoseconds",
 ]
-
-#: A field value as InfluxDB types it: float, integer, string or boolean.
-FieldValue = float | int | str | bool
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 _INT64_MIN = -(2**63)
@@ -373,9 +371,7 @@ class DataPoint:
 
     def __str__(self) -> str:
         """The point as a line of InfluxDB line protocol."""
-        from .lineprotocol import format_line
-
-        return format_line(self)
+        return format_record(self.name, self.tags, self.fields, self.time)
 
 
 class Batch:

@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from .agent import Agent, create_handler, refuse
 from .config import Config
-from .errors import ConnectionFailed
+from .errors import AioudfError, ConnectionFailed
 from .handler import BaseHandler
 from .logs import configure_logging
 from .loops import exit_past_stuck_threads, run_async
-from .stdio import open_stdio, reserved_stdout
+from .stdio import check_stdio, open_stdio, reserved_stdout
 from .watchdog import DEFAULT_WARN_BLOCKED, LoopWatchdog
 
 __all__ = ["run", "run_stdio"]
@@ -87,12 +88,21 @@ def run(
     handler). ``loop`` picks the event loop (``auto``, ``asyncio``,
     ``uvloop``); ``warn_blocked`` is the number of seconds the event loop may
     be blocked before a warning is logged (0 disables the check);
-    ``agent_options`` are passed to :class:`~aioudf.Agent`
+    ``agent_options`` are passed to :class:`~aioudf.lowlevel.Agent`
     (``max_frame_size``, ``max_backlog``, ``max_output``, ``stop_timeout``).
+    What cannot start (a closed stdin or stdout, ``loop="uvloop"`` without
+    uvloop) is one line on stderr and exit status 2.
     """
     Config.of(warn_blocked=warn_blocked, **agent_options)  # an error before any set-up
     configure_logging(log_level)
-    status = run_async(run_stdio(handler_factory, warn_blocked=warn_blocked, **agent_options), loop)
+    try:
+        check_stdio()
+        status = run_async(
+            run_stdio(handler_factory, warn_blocked=warn_blocked, **agent_options), loop
+        )
+    except AioudfError as exc:
+        print(f"aioudf: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     exit_past_stuck_threads(status)
     if status:
         raise SystemExit(status)

@@ -868,6 +868,10 @@ class KapacitorConnection:
         """Kapacitor's error if nothing came from the UDF for a whole timeout, else ``None``."""
         if self.timeout is None or self.stopped or now < self._heard + self.timeout:
             return None
+        return self.keepalive_failure()
+
+    def keepalive_failure(self) -> str:
+        """Kapacitor's error for a missed keepalive, naming when the UDF was last heard."""
         return "keepalive timedout, last keepalive received was: " + go_time(self._heard_wall)
 
     # ---- responses in -----------------------------------------------------

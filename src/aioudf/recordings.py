@@ -33,7 +33,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
-from .errors import AioudfError
+from .errors import RecordingError
 from .lineprotocol import LineProtocolError, _ends_inside_string, format_line, parse_line
 from .points import Batch, DataPoint, format_time, is_finite, parse_time
 
@@ -52,16 +52,6 @@ __all__ = [
 _CHUNK = 1 << 16
 
 PathLike = str | os.PathLike[str]
-
-
-class RecordingError(AioudfError, ValueError):
-    """A recording that cannot be read (further); the message says where."""
-
-    def __init__(self, message: str, *, path: str, record: int = 0, line: int = 0) -> None:
-        self.path = path
-        self.record = record
-        self.line = line
-        super().__init__(f"{path}: {message}")
 
 
 class _Truncated(Exception):
@@ -94,9 +84,14 @@ def _split_lines(chunks: Iterator[bytes], on_truncated: list[bool]) -> Iterator[
 class _Recording:
     """What both kinds of recording share: the file, and how far it has been read."""
 
+    _is_stream = False
+
     def __init__(self, path: PathLike) -> None:
         self.path = os.fspath(path)
         self.size = os.path.getsize(self.path)
+        if self.size == 0:
+            kind = "stream recording (.srpl)" if self._is_stream else "batch recording (.brpl)"
+            raise RecordingError(f"empty file (0 bytes): not a {kind}", path=self.path)
         self._raw: IO[bytes] | None = None
         #: Records (points or batches) read so far.
         self.records = 0
@@ -117,6 +112,8 @@ class StreamRecording(_Recording):
     database and retention policy set (no group: that is the task's
     business). :attr:`position` and :attr:`size` are in bytes of the file.
     """
+
+    _is_stream = True
 
     def _error(self, message: str, *, line: int = 0) -> RecordingError:
         return RecordingError(message, path=self.path, record=self.records + 1, line=line)

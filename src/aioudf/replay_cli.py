@@ -134,6 +134,6 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Execute ``aioudf replay`` for arguments parsed by :func:`add_parser`'s parser."""
-    from .replay import run as run_replay
+    from .replay.command import run as run_replay
 
     return run_replay(args)

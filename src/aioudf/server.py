@@ -38,7 +38,7 @@ import anyio.abc
 
 from .agent import Agent, create_handler, refuse
 from .config import DEFAULT_GRACE, DEFAULT_SOCKET_MODE, Config
-from .errors import AioudfError, ConnectionFailed
+from .errors import ConnectionFailed, SocketPathError
 from .handler import BaseHandler
 from .watchdog import DEFAULT_WARN_BLOCKED, LoopWatchdog
 
@@ -50,8 +50,19 @@ logger = logging.getLogger("aioudf")
 _MAX_SOCKET_PATH = 107
 
 
-class SocketPathError(AioudfError):
-    """The socket path cannot be used (in use, not a socket, too long...)."""
+def _why(path: str, exc: OSError) -> str:
+    """Why a socket cannot be created at ``path``, in the words a user acts on."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if exc.errno == errno.ENOENT:
+        return f"no such directory: {directory}"
+    if exc.errno == errno.ENOTDIR:
+        return f"a part of {directory} is not a directory"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return (
+            f"permission denied to this user (uid {os.geteuid()}): check the owner and "
+            f"mode of {directory} and of the path (a volume mounted with the wrong owner?)"
+        )
+    return exc.strerror or str(exc)
 
 
 async def _socket_is_live(path: str) -> bool:
@@ -150,10 +161,20 @@ class UnixServer:
 
     async def start(self) -> None:
         """Prepare the path, bind, set the mode and start accepting."""
-        await prepare_socket_path(self.path)
+        try:
+            await prepare_socket_path(self.path)
+        except OSError as exc:
+            raise SocketPathError(
+                f"cannot use the socket path {self.path}: {_why(self.path, exc)}"
+            ) from None
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            sock.bind(self.path)
+            try:
+                sock.bind(self.path)
+            except OSError as exc:
+                raise SocketPathError(
+                    f"cannot create the socket {self.path}: {_why(self.path, exc)}"
+                ) from None
             # Before listen(): nobody can connect while the mode is still the umask's.
             os.chmod(self.path, self.mode)
             info = os.stat(self.path)

@@ -6,9 +6,13 @@ real stdout file descriptor for the frames and points file descriptor 1 and
 ``sys.stdout`` at stderr, so a stray ``print()`` (or a C library writing to
 fd 1) lands in Kapacitor's log instead of corrupting the stream.
 
-Pipes, sockets and terminals go through asyncio's pipe transports. Regular
-files (``aioudf run mod:H < requests.bin > out.bin``) cannot, so they are read
-and written in a worker thread instead.
+Pipes, sockets and terminals go through asyncio's pipe transports. What the
+event loop cannot watch (regular files, ``/dev/null`` and other character
+devices: ``aioudf run mod:H < requests.bin > out.bin``, cron, systemd's
+``StandardInput=null``) is read and written in a worker thread instead: a file
+is read to its end, ``/dev/null`` is an empty stream. A closed stdin or
+stdout (``<&-``) is refused up front by :func:`check_stdio`, with one line
+naming it, before anything else can take over the descriptor.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import asyncio
 import collections
 import contextlib
 import os
+import select
 import stat
 import sys
 from collections.abc import Iterator
@@ -24,9 +29,10 @@ from typing import Any
 
 import anyio
 
-from .agent import ByteReader, ByteWriter
+from .errors import StdioError
+from .streams import ByteReader, ByteWriter
 
-__all__ = ["open_stdio", "reserved_stdout"]
+__all__ = ["StdioError", "check_stdio", "open_stdio", "reserved_stdout"]
 
 
 @contextlib.contextmanager
@@ -69,8 +75,35 @@ def _flush_c_stdio() -> None:
         pass
 
 
-def _is_regular_file(fd: int) -> bool:
-    return stat.S_ISREG(os.fstat(fd).st_mode)
+def check_stdio() -> None:
+    """Raise :class:`StdioError` if stdin or stdout is not open.
+
+    Call it before creating the event loop: once a descriptor is closed, the
+    next file the process opens (the loop's own epoll descriptor, say) takes
+    its number, and frames would be read from or written to that.
+    """
+    for fd, name, role in ((0, "stdin", "reads requests from"), (1, "stdout", "writes frames to")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            raise StdioError(
+                f"{name} is closed: a process UDF {role} it (Kapacitor connects it to a pipe)"
+            ) from None
+
+
+def _pollable(fd: int, *, for_writing: bool = False) -> bool:
+    """True if ``fd`` goes through the event loop: a pipe, a terminal, a socket to read.
+
+    epoll refuses regular files and devices such as ``/dev/null`` (EPERM),
+    and uvloop aborts the process on them. A socket is polled for reading
+    only: a pipe transport writing to a socket takes the peer's end of input
+    (``shutdown(SHUT_WR)``, what inetd-style callers do once the requests are
+    sent) for a closed stdout, and stdin and stdout are then one socket.
+    """
+    mode = os.fstat(fd).st_mode
+    if stat.S_ISSOCK(mode):
+        return not for_writing
+    return stat.S_ISFIFO(mode) or os.isatty(fd)
 
 
 class _PipeWriter(asyncio.Protocol):
@@ -196,7 +229,7 @@ class _PipeReader(asyncio.Protocol):
 
 
 class _FileReader:
-    """Reads a regular file in a worker thread."""
+    """Reads a regular file or a device in a worker thread."""
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
@@ -206,7 +239,7 @@ class _FileReader:
 
 
 class _FileWriter:
-    """Writes a regular file in a worker thread."""
+    """Writes a regular file or a device in a worker thread."""
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
@@ -222,7 +255,12 @@ class _FileWriter:
     def _write_all(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
-            view = view[os.write(self._fd, view) :]
+            try:
+                view = view[os.write(self._fd, view) :]
+            except BlockingIOError:
+                # A socket shared with stdin, which the read transport made
+                # non-blocking: wait until it takes more.
+                select.select([], [self._fd], [])
 
     def close(self) -> None:
         if self._pending:
@@ -238,15 +276,16 @@ class _FileWriter:
 async def open_stdio(frames_fd: int, *, limit: int = 1 << 20) -> tuple[ByteReader, ByteWriter]:
     """Streams over stdin and ``frames_fd`` (from :func:`reserved_stdout`)."""
     loop = asyncio.get_running_loop()
+    check_stdio()
     in_fd = os.dup(0)  # the transport closes what it is given; keep fd 0 open
     reader: ByteReader
     writer: ByteWriter
-    if _is_regular_file(in_fd):
+    if not _pollable(in_fd):
         reader = _FileReader(in_fd)
     else:
         pipe: Any = os.fdopen(in_fd, "rb", buffering=0)
         _, reader = await loop.connect_read_pipe(lambda: _PipeReader(limit), pipe)
-    if _is_regular_file(frames_fd):
+    if not _pollable(frames_fd, for_writing=True):
         writer = _FileWriter(frames_fd)
     else:
         out: Any = os.fdopen(frames_fd, "wb", buffering=0)

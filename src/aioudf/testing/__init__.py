@@ -19,6 +19,7 @@ plugin (installed with aioudf) the ``kapacitor`` fixture is that constructor:
 
 from __future__ import annotations
 
+from ..errors import UDFUnreachable
 from ..points import Batch, DataPoint, fields_of, group_key, make_point
 from .client import (
     DEFAULT_TIMEOUT,
@@ -50,6 +51,7 @@ __all__ = [
     "Target",
     "TaskConnection",
     "UDFError",
+    "UDFUnreachable",
     "as_target",
     "encode_options",
     "fields_of",

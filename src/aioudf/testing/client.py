@@ -33,7 +33,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import AioudfError, ProtocolError
+from ..errors import InitFailed, KeepaliveTimeout, ProtocolError, RestoreFailed, UDFError
 from ..handler import BaseHandler
 from ..messages import (
     BeginBatch,
@@ -75,37 +75,6 @@ OptionArg = Any
 Sendable = DataPoint | Point | Batch | BeginBatch | EndBatch
 #: What a UDF emits, as :class:`Result` holds it.
 Emitted = DataPoint | Batch
-
-
-class UDFError(AioudfError):
-    """The UDF failed the task: ErrorResponse, unexpected close, bad response."""
-
-    def __init__(self, text: str, *, stderr: str = "") -> None:
-        super().__init__(text)
-        #: The UDF's own words (the ErrorResponse text), or what went wrong.
-        self.text = text
-        #: The UDF's stderr, for a child process.
-        self.stderr = stderr
-        #: What the UDF emitted on the connection before it failed, if known.
-        self.result: Result | None = None
-
-    def __str__(self) -> str:
-        if not self.stderr.strip():
-            return self.text
-        tail = "\n".join(self.stderr.rstrip().splitlines()[-20:])
-        return f"{self.text}\n--- the UDF's stderr (last lines) ---\n{tail}"
-
-
-class InitFailed(UDFError):
-    """InitResponse came back with success=false; ``text`` is the UDF's error."""
-
-
-class RestoreFailed(UDFError):
-    """RestoreResponse came back with success=false; ``text`` is the UDF's error."""
-
-
-class KeepaliveTimeout(UDFError):
-    """No response at all within the timeout: Kapacitor fails the task."""
 
 
 def as_target(udf: Any) -> Target:
@@ -205,6 +174,10 @@ class TaskConnection:
             self._tasks.append(
                 asyncio.create_task(self._keepalive_clock(), name=f"{name} keepalive")
             )
+            if getattr(connection, "shares_loop", False):
+                self._tasks.append(
+                    asyncio.create_task(self._watch_loop(timeout), name=f"{name} loop watch")
+                )
 
     @property
     def keepalives_answered(self) -> int:
@@ -286,13 +259,32 @@ class TaskConnection:
             now = loop.time()
             expired = protocol.keepalive_expired(now)
             if expired is not None:
-                self._fail(KeepaliveTimeout(expired))
-                self._conn.abort()
+                self._keepalive_timed_out(expired)
                 return
             request = protocol.keepalive_due(now, _time.time_ns())
             if request:
                 with contextlib.suppress(OSError):
                     self._conn.write(request)
+
+    async def _watch_loop(self, timeout: float) -> None:
+        # An in-process UDF runs on this event loop: when its handler blocks
+        # the loop, the clock above cannot run on time either, and late
+        # responses look fresh. Under Kapacitor the UDF is a process of its
+        # own whose blocked loop misses the keepalive: so a stall of this
+        # loop longer than the timeout fails the task the same way, whenever
+        # it happens (a replay stops right after sending the data, while a
+        # live task would still be running).
+        interval = min(timeout / 4, 0.25)
+        while not self._eof.is_set() and self._failure is None:
+            before = self._loop.time()
+            await asyncio.sleep(interval)
+            if self._loop.time() - before - interval > timeout:
+                self._keepalive_timed_out(self._protocol.keepalive_failure())
+                return
+
+    def _keepalive_timed_out(self, message: str) -> None:
+        self._fail(KeepaliveTimeout(message))
+        self._conn.abort()
 
     # -- requests -------------------------------------------------------------
 

@@ -8,8 +8,14 @@ aioudf installed can write::
 
 ``kapacitor(udf, timeout=...)`` returns a :class:`~aioudf.testing.Kapacitor`
 for a Handler class (run in process), a socket path, or an argv list (a
-process UDF). Async tests need an async test runner (pytest-asyncio or
-anyio's plugin); in a plain ``def`` test use ``.run_sync(...)``.
+process UDF). In a plain ``def`` test use ``.run_sync(...)``.
+
+An ``async def`` test that uses the fixture runs as it is, with nothing to
+configure: when no async plugin has taken it (pytest-asyncio in its default
+strict mode leaves unmarked tests alone; without any plugin pytest would skip
+them with "async def functions are not natively supported"), this plugin runs
+it on a new event loop of its own. Tests marked for pytest-asyncio or anyio,
+or collected by pytest-asyncio's auto mode, are left to those plugins.
 
 The UDF timeout defaults to Kapacitor's 10 s; change it for a whole test
 session with ``--kapacitor-timeout SECONDS`` or the ``kapacitor_timeout`` ini
@@ -18,14 +24,19 @@ option.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from ..loops import run_async
 from .client import DEFAULT_TIMEOUT, Kapacitor, kapacitor_factory
 
-__all__ = ["kapacitor", "pytest_addoption"]
+__all__ = ["kapacitor", "pytest_addoption", "pytest_pyfunc_call"]
+
+# Markers of the async plugins that run coroutine tests themselves.
+_OTHER_RUNNERS = ("asyncio", "anyio", "trio")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -51,3 +62,19 @@ def kapacitor(request: pytest.FixtureRequest) -> Callable[..., Kapacitor]:
     if timeout is None:
         timeout = float(request.config.getini("kapacitor_timeout"))
     return kapacitor_factory(timeout)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Run an ``async def`` test that uses ``kapacitor`` if no other plugin will."""
+    function = pyfuncitem.obj
+    if (
+        "kapacitor" not in pyfuncitem.fixturenames
+        or not inspect.iscoroutinefunction(function)  # pytest-asyncio wraps what it runs
+        or any(pyfuncitem.get_closest_marker(name) for name in _OTHER_RUNNERS)
+        or "anyio_backend" in pyfuncitem.funcargs
+    ):
+        return None
+    arguments = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+    run_async(function(**arguments))
+    return True

@@ -16,13 +16,15 @@ import asyncio
 import collections
 import contextlib
 import os
+import shutil
+import stat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..agent import Agent
 from ..config import Config
-from ..errors import ConnectionFailed
+from ..errors import ConnectionFailed, UDFUnreachable
 from ..handler import BaseHandler
 
 __all__ = ["Command", "InProcess", "MemoryPipe", "Socket", "Target", "UDFConnection"]
@@ -112,6 +114,9 @@ class MemoryPipe:
 
 
 class _InProcessConnection:
+    #: The UDF runs on the client's own event loop (see TaskConnection).
+    shares_loop = True
+
     def __init__(self, handler: BaseHandler, agent_options: Mapping[str, Any]) -> None:
         self._to_udf = MemoryPipe()
         self._from_udf = MemoryPipe()
@@ -211,11 +216,33 @@ class Socket:
     path: str | os.PathLike[str]
 
     async def open(self) -> UDFConnection:
-        reader, writer = await asyncio.open_unix_connection(os.fspath(self.path), limit=1 << 20)
+        path = os.fspath(self.path)
+        try:
+            reader, writer = await asyncio.open_unix_connection(path, limit=1 << 20)
+        except OSError as exc:
+            raise UDFUnreachable(
+                f"cannot connect to the socket UDF at {path}: {_why(path, exc)}"
+            ) from exc
         return _StreamConnection(reader, writer)
 
     def describe(self) -> str:
         return f"socket {os.fspath(self.path)}"
+
+
+def _why(path: str, exc: OSError) -> str:
+    """Why connecting to ``path`` failed, in the words a user acts on."""
+    if isinstance(exc, FileNotFoundError):
+        return "no such file (is the UDF serving? is the path right?)"
+    with contextlib.suppress(OSError):
+        if not stat.S_ISSOCK(os.stat(path).st_mode):
+            return "not a socket"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused: nothing is serving on it (a socket left by a stopped UDF?)"
+    return exc.strerror or str(exc)
+
+
+def _path(env: Mapping[str, str] | None) -> str | None:
+    return (env or os.environ).get("PATH")
 
 
 class _ProcessConnection:
@@ -297,15 +324,25 @@ class Command:
         env = None
         if self.env is not None:
             env = {**os.environ, **self.env}
-        process = await asyncio.create_subprocess_exec(
-            *self.argv,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=env,
-            cwd=self.cwd,
-            limit=1 << 20,
-        )
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *self.argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=env,
+                cwd=self.cwd,
+                limit=1 << 20,
+            )
+        except OSError as exc:
+            program = self.argv[0]
+            why = exc.strerror or str(exc)
+            if (
+                isinstance(exc, FileNotFoundError)
+                and shutil.which(program, path=_path(env)) is None
+            ):
+                why = "no such program" + ("" if os.sep in program else " on PATH")
+            raise UDFUnreachable(f"cannot start the UDF {program!r}: {why}") from exc
         return _ProcessConnection(process, self.on_stderr)
 
     def describe(self) -> str:

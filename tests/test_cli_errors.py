@@ -1,0 +1,241 @@
+"""What a newcomer's mistakes print: one line naming the cause, never a traceback or a hang.
+
+Each case runs the ``aioudf`` command as a user does, in a child process.
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import EXAMPLES
+
+MIRROR = f"{EXAMPLES / 'mirror.py'}:Mirror"
+MOVING_AVG = f"{EXAMPLES / 'moving_avg.py'}:MovingAvg"
+
+
+def aioudf(env: dict[str, str], *args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "aioudf", *args],
+        input=stdin.decode(),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+def one_error_line(done: subprocess.CompletedProcess[str], prefix: str) -> str:
+    """The single line of stderr, which must start with ``prefix: error: ``."""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"{prefix}: error: "), lines
+    return lines[0]
+
+
+@pytest.fixture
+def points(tmp_path: Path) -> Path:
+    path = tmp_path / "points.lp"
+    path.write_text("".join(f"cpu v={i} {i}\n" for i in range(200)))
+    return path
+
+
+# ---- socket paths (serve) -----------------------------------------------------------
+
+
+def test_socket_in_a_missing_directory(python_env: dict[str, str], tmp_path: Path) -> None:
+    path = tmp_path / "missing" / "udf.sock"
+    done = aioudf(python_env, "serve", MIRROR, "--socket", str(path))
+    assert done.returncode == 2
+    line = one_error_line(done, "aioudf serve")
+    assert str(path) in line and f"no such directory: {path.parent}" in line
+
+
+def test_socket_under_a_regular_file(python_env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    done = aioudf(python_env, "serve", MIRROR, "--socket", str(tmp_path / "file" / "udf.sock"))
+    assert done.returncode == 2
+    assert "is not a directory" in one_error_line(done, "aioudf serve")
+
+
+def test_socket_in_a_directory_the_user_may_not_write(
+    python_env: dict[str, str], short_tmp: Path
+) -> None:
+    locked = short_tmp / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    short_tmp.chmod(0o755)
+    command = [sys.executable, "-m", "aioudf", "serve", MIRROR, "--socket", str(locked / "u.sock")]
+    if os.geteuid() == 0:  # root writes anywhere: be somebody else, as in a container
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root and setpriv is not installed")
+        command = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+    done = subprocess.run(command, capture_output=True, text=True, env=python_env, timeout=60)
+    assert done.returncode == 2, done.stderr
+    line = one_error_line(done, "aioudf serve")
+    assert str(locked / "u.sock") in line and "permission denied" in line
+
+
+# ---- replay: the target -----------------------------------------------------------------
+
+
+def test_replay_socket_that_does_not_exist(
+    python_env: dict[str, str], points: Path, tmp_path: Path
+) -> None:
+    path = tmp_path / "nope.sock"
+    done = aioudf(python_env, "replay", "--socket", str(path), str(points))
+    assert done.returncode != 0
+    line = one_error_line(done, "aioudf replay")
+    assert f"cannot connect to the socket UDF at {path}: no such file" in line
+
+
+def test_replay_socket_that_is_a_regular_file(python_env: dict[str, str], points: Path) -> None:
+    done = aioudf(python_env, "replay", "--socket", str(points), str(points))
+    assert done.returncode != 0
+    assert f"{points}: not a socket" in one_error_line(done, "aioudf replay")
+
+
+def test_replay_socket_nobody_serves(
+    python_env: dict[str, str], points: Path, short_tmp: Path
+) -> None:
+    stale = short_tmp / "stale.sock"
+    with socket.socket(socket.AF_UNIX) as left_behind:
+        left_behind.bind(str(stale))  # bound, never listening: a UDF that died
+    done = aioudf(python_env, "replay", "--socket", str(stale), str(points))
+    assert "connection refused: nothing is serving on it" in one_error_line(done, "aioudf replay")
+
+
+def test_replay_cmd_that_does_not_exist(python_env: dict[str, str], points: Path) -> None:
+    done = aioudf(python_env, "replay", "--cmd", "no-such-udf-program --flag", str(points))
+    assert done.returncode != 0
+    line = one_error_line(done, "aioudf replay")
+    assert "cannot start the UDF 'no-such-udf-program': no such program on PATH" in line
+
+
+@pytest.mark.parametrize("options", [[], ["--option", "field=value"]])
+def test_replay_cmd_that_is_not_a_udf(
+    python_env: dict[str, str], points: Path, options: list[str]
+) -> None:
+    done = aioudf(python_env, "replay", "--cmd", "cat", str(points), *options)
+    assert done.returncode == 2
+    line = one_error_line(done, "aioudf replay")
+    assert "as cat does" in line
+    assert "no option" not in line or "is it a UDF at all?" in line
+
+
+def test_replay_handler_and_socket_both_given(
+    python_env: dict[str, str], points: Path, tmp_path: Path
+) -> None:
+    done = aioudf(python_env, "replay", MIRROR, "--socket", str(tmp_path / "s"), str(points))
+    assert done.returncode == 2
+    line = one_error_line(done, "aioudf replay")
+    assert "give one UDF" in line and "not both" in line
+    assert "usage:" not in done.stderr and "unrecognized" not in done.stderr
+
+
+def test_replay_inputs_may_follow_the_options(python_env: dict[str, str], points: Path) -> None:
+    done = aioudf(python_env, "replay", MIRROR, "-q", str(points))
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 200
+
+
+def test_unknown_flags_are_usage_errors_of_the_subcommand(python_env: dict[str, str]) -> None:
+    done = aioudf(python_env, "replay", MIRROR, "--frobnicate")
+    assert done.returncode == 2
+    assert (
+        done.stderr.splitlines()[-1] == "aioudf replay: error: unrecognized arguments: --frobnicate"
+    )
+
+
+@pytest.mark.parametrize("command", [["run"], ["serve", "--socket", "x.sock"], ["replay"]])
+def test_one_error_prefix_for_every_subcommand(
+    python_env: dict[str, str], command: list[str]
+) -> None:
+    done = aioudf(python_env, command[0], "no_such_module:Handler", *command[1:])
+    assert done.returncode == 2
+    line = one_error_line(done, f"aioudf {command[0]}")
+    assert "cannot import module 'no_such_module'" in line
+
+
+def test_replay_on_a_terminal_says_it_reads_stdin(python_env: dict[str, str]) -> None:
+    controller, terminal = pty.openpty()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "aioudf", "replay", MIRROR, "-q"],
+            stdin=terminal,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=python_env,
+        )
+        assert process.stderr is not None
+        notice = process.stderr.readline().decode()  # waits for the line, no sleep
+        os.write(controller, b"cpu v=1 1\n\x04")  # a line, then Ctrl-D
+        out, _ = process.communicate(timeout=60)
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    assert "reading line protocol from stdin" in notice and "Ctrl-D" in notice
+    assert process.returncode == 0
+    assert out == b"cpu v=1.0 1\n"
+
+
+def test_replay_from_a_pipe_says_nothing_about_stdin(python_env: dict[str, str]) -> None:
+    done = aioudf(python_env, "replay", MIRROR, "-q", stdin=b"cpu v=1 1\n")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "cpu v=1.0 1\n", "")
+
+
+# ---- replay: recordings -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".srpl", ".brpl"])
+def test_an_empty_file_is_not_a_recording(
+    python_env: dict[str, str], tmp_path: Path, suffix: str
+) -> None:
+    empty = tmp_path / f"empty{suffix}"
+    empty.write_bytes(b"")
+    done = aioudf(python_env, "replay", MOVING_AVG, str(empty))
+    assert done.returncode != 0
+    line = one_error_line(done, "aioudf replay")
+    assert f"{empty}: empty file (0 bytes): not a" in line
+
+
+# ---- replay | head ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", ["in-process", "process"])
+def test_a_closed_output_pipe_ends_the_replay_at_once(
+    python_env: dict[str, str], points: Path, transport: str
+) -> None:
+    # 200 points at 1 s each: without stopping, this replay takes minutes.
+    udf = (
+        ["udf_handlers:AwaitsSlowly"]
+        if transport == "in-process"
+        else ["--cmd", f"{sys.executable} -m aioudf run udf_handlers:AwaitsSlowly"]
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aioudf", "replay", *udf, str(points), "-O", "seconds=1.0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=python_env,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    first = process.stdout.readline()  # as `| head -1` reads
+    process.stdout.close()
+    try:
+        status = process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        pytest.fail("the replay went on after its reader had gone")
+    stderr = process.stderr.read().decode()
+    process.stderr.close()
+    assert first == b"cpu v=0.0 0\n"
+    assert status == 0 and stderr == ""
