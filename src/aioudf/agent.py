@@ -293,11 +293,12 @@ class _EndOfInput:
 class _Failure:
     """Backlog marker: the input failed; ``reason`` goes into the ErrorResponse."""
 
-    __slots__ = ("reason", "send")
+    __slots__ = ("level", "reason", "send")
 
-    def __init__(self, reason: str, send: bool = True) -> None:
+    def __init__(self, reason: str, send: bool = True, level: int = logging.WARNING) -> None:
         self.reason = reason
         self.send = send  # False when the connection is gone and nothing can be sent
+        self.level = level  # how the end is logged
 
 
 class _HandlerFailed(Exception):
@@ -392,6 +393,7 @@ class Agent:
         self._backlog_space = asyncio.Event()
         self._reader_paused = False
         self._reader_scope = anyio.CancelScope()
+        self._reader_stopped = asyncio.Event()  # set once the read loop has returned
         self._failure: str | None = None  # why the connection ended, if it failed
         self._initialized = False
         self._done = False
@@ -472,6 +474,43 @@ class Agent:
         except Exception:  # closing a broken connection may fail; nothing to save
             pass
 
+    # ---- ending from outside ------------------------------------------------
+
+    async def finish(self, reason: str) -> None:
+        """End the connection on our side: answer what was received, then tell ``reason``.
+
+        Kapacitor never closes a task's connection by itself, so a server
+        that stops must end it: reading stops, the requests in the bytes
+        already read are handled (their output written), and an
+        ErrorResponse saying ``reason`` follows. :meth:`run` then raises
+        :class:`~aioudf.ConnectionFailed` with ``reason``. Returns once the
+        end is queued; a connection already ending is left as it is.
+        """
+        if self._done:
+            return
+        await self._stop_reading()
+        if not any(isinstance(item, (_EndOfInput, _Failure)) for item in self._backlog):
+            self._decode_buffered()  # the reader did not end by itself: finish its bytes
+        self._backlog.append(_Failure(reason, level=logging.INFO))
+        self._requests_ready.set()
+
+    async def _stop_reading(self) -> None:
+        """Stop the read loop and wait until it has returned (decoded requests are queued)."""
+        self._reader_scope.cancel()
+        await self._reader_stopped.wait()
+
+    def _decode_buffered(self) -> None:
+        """Queue the requests in bytes read but not decoded yet (the reader has stopped)."""
+        backlog = self._backlog
+        try:
+            while requests := self._decoder.next_requests(_DECODE_RUN):
+                if type(requests[0]) is KeepaliveRequest:
+                    self._answer_keepalive(requests[0])
+                else:
+                    backlog.extend(requests)
+        except ProtocolError as exc:
+            backlog.append(_Failure(f"protocol error: {exc}"))
+
     # ---- reading ----------------------------------------------------------
 
     async def _read_loop(self) -> None:
@@ -526,6 +565,8 @@ class Agent:
             except Exception as exc:  # a bug of ours; still end this connection only
                 logger.exception("[%s] reader failed", self.name)
                 backlog.append(_Failure(f"internal error in the UDF agent: {exc!r}"))
+            finally:
+                self._reader_stopped.set()
             ready.set()
 
     def _answer_keepalive(self, request: KeepaliveRequest) -> None:
@@ -597,7 +638,7 @@ class Agent:
         if isinstance(marker, _Failure):
             # A failed connection is torn down without stop(): its output
             # would follow the ErrorResponse, which Kapacitor has acted on.
-            logger.warning("[%s] %s", self.name, marker.reason)
+            logger.log(marker.level, "[%s] %s", self.name, marker.reason)
             self._fail(marker.reason, send=marker.send)
         else:
             await self._call_stop()

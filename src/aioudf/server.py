@@ -4,8 +4,9 @@ Embedded in an existing async service::
 
     async with UnixServer(MyHandler, "/run/udf.sock") as server:
         ...                     # the service runs; connections are served
-    # leaving the block stops accepting, lets connections finish
-    # (up to ``grace`` seconds), cancels the rest and removes the socket file
+    # leaving the block stops accepting, gives connections ``grace`` seconds
+    # to end, then ends the rest (each answers what it received and is told
+    # the server is shutting down) and removes the socket file
 
 As the whole program (installs SIGINT/SIGTERM handlers, since it owns the
 loop)::
@@ -47,8 +48,16 @@ logger = logging.getLogger("aioudf")
 
 #: Socket file permissions: owner and group may connect, others may not.
 DEFAULT_SOCKET_MODE = 0o660
-#: Seconds open connections get to finish at shutdown before they are cancelled.
-DEFAULT_GRACE = 10.0
+#: Seconds open connections get to end on their own at shutdown. Kapacitor
+#: closes a task's connection only when the task stops, so after this the
+#: server ends them itself (see :meth:`UnixServer.shutdown`). Short enough that
+#: a SIGTERM ends in exit 0 well within the 10 s Docker and systemd give
+#: before SIGKILL.
+DEFAULT_GRACE = 2.0
+#: Seconds connections get, once told to end, to answer what they received.
+FINISH_TIMEOUT = 2.0
+#: The reason the ErrorResponse gives to each connection ended by a shutdown.
+SHUTDOWN_REASON = "the UDF server is shutting down"
 
 # sun_path is 108 bytes on Linux (104 on the BSDs), including the final NUL.
 _MAX_SOCKET_PATH = 107
@@ -157,6 +166,7 @@ class UnixServer:
         self._idle = asyncio.Event()  # set while no connection is open
         self._idle.set()
         self._cut_short = asyncio.Event()  # set to end the grace period early
+        self._agents: dict[int, Agent] = {}  # the connections being served, by number
         self._inode: tuple[int, int] | None = None
         self._watchdog = LoopWatchdog(warn_blocked) if warn_blocked else None
 
@@ -238,10 +248,16 @@ class UnixServer:
                 await refuse(writer, exc.reason)
                 return
             agent = Agent(handler, reader, writer, name=name, **self.agent_options)
+            self._agents[number] = agent
+            if self._closing:
+                await agent.finish(SHUTDOWN_REASON)  # accepted as the server stopped
             await agent.run()
             logger.debug("[%s] closed", name)
         except ConnectionFailed as exc:
-            logger.warning("[%s] ended with an error: %s", name, exc.reason)
+            if exc.reason == SHUTDOWN_REASON:
+                logger.debug("[%s] ended: %s", name, exc.reason)
+            else:
+                logger.warning("[%s] ended with an error: %s", name, exc.reason)
         except Exception as exc:
             # Never let one connection take the server down, nor leave it
             # open: Kapacitor would wait on it, and its socket would leak.
@@ -251,6 +267,7 @@ class UnixServer:
                     writer, f"internal error in the UDF server: {type(exc).__name__}: {exc}"
                 )
         finally:
+            self._agents.pop(number, None)
             self.active -= 1
             if self.active == 0:
                 self._idle.set()
@@ -262,12 +279,16 @@ class UnixServer:
     # ---- stop -----------------------------------------------------------
 
     async def shutdown(self, grace: float | None = None) -> None:
-        """Stop accepting, wait for connections, cancel the rest, remove the socket.
+        """Stop accepting, end the open connections, remove the socket file.
 
         Open connections get ``grace`` seconds (default: the server's) to end
-        on their own; :meth:`cut_short` ends that wait early. Connections still
-        open then are cancelled: each gets an ErrorResponse saying the server is
-        shutting down, after whatever output it had queued.
+        on their own. Then each is told to end: it stops reading, answers
+        every request it has received, and gets an ErrorResponse saying
+        ``the UDF server is shutting down`` (Kapacitor fails the task with
+        that text). Connections that have not ended :data:`FINISH_TIMEOUT`
+        seconds later are cancelled: their queued output, then an
+        ErrorResponse, is written as is. :meth:`cut_short` skips what is left
+        of both waits.
         """
         if self._tasks is None or self._closing:
             return
@@ -276,23 +297,33 @@ class UnixServer:
         if self._server is not None:
             self._server.close()
         self._remove_socket_file()
-        if self.active:
+        if self.active and grace > 0:
             logger.info("waiting up to %g s for %d connection(s) to finish", grace, self.active)
-            with anyio.move_on_after(grace):
-                async with anyio.create_task_group() as tg:
-
-                    async def wait_for(event: asyncio.Event) -> None:
-                        await event.wait()
-                        tg.cancel_scope.cancel()
-
-                    tg.start_soon(wait_for, self._idle)
-                    tg.start_soon(wait_for, self._cut_short)
-            if self.active:
-                logger.warning("cancelling %d connection(s) still open", self.active)
+            await self._wait_idle(grace)
+        if self.active and not self._cut_short.is_set():
+            logger.info("ending %d open connection(s): %s", self.active, SHUTDOWN_REASON)
+            async with anyio.create_task_group() as tg:
+                for agent in list(self._agents.values()):
+                    tg.start_soon(agent.finish, SHUTDOWN_REASON)
+            await self._wait_idle(FINISH_TIMEOUT)
+        if self.active:
+            logger.warning("cancelling %d connection(s) still open", self.active)
         await self._close_supervisor()
         if self._watchdog is not None:
             self._watchdog.stop()
         logger.info("stopped serving on %s", self.path)
+
+    async def _wait_idle(self, seconds: float) -> None:
+        """Wait up to ``seconds`` until no connection is open, or until cut_short()."""
+        with anyio.move_on_after(seconds):
+            async with anyio.create_task_group() as tg:
+
+                async def wait_for(event: asyncio.Event) -> None:
+                    await event.wait()
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(wait_for, self._idle)
+                tg.start_soon(wait_for, self._cut_short)
 
     def cut_short(self) -> None:
         """End a running :meth:`shutdown`'s grace period now."""
