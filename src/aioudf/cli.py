@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import __version__, replay_cli
+from .activation import activated_socket
 from .agent import DEFAULT_MAX_BACKLOG, DEFAULT_MAX_OUTPUT, DEFAULT_STOP_TIMEOUT
 from .errors import AioudfError
 from .framing import DEFAULT_MAX_FRAME_SIZE
@@ -184,6 +185,7 @@ def _execute(factory: Callable[[], BaseHandler], args: argparse.Namespace) -> in
             mode=args.mode,
             grace=args.grace,
             warn_blocked=args.warn_blocked,
+            sock=activated_socket(args.socket),
             **_agent_options(args),
         )
         run_async(coroutine, args.loop)

@@ -8,10 +8,12 @@ message of each one is written for the person reading Kapacitor's task error.
 from __future__ import annotations
 
 __all__ = [
+    "ActivationError",
     "AioudfError",
     "ConnectionFailed",
     "FrameError",
     "FrameTooLarge",
+    "HandoverError",
     "InitError",
     "OptionError",
     "ProtocolError",
@@ -70,3 +72,11 @@ class ConnectionFailed(AioudfError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class ActivationError(AioudfError):
+    """The sockets a service manager passed (``LISTEN_FDS``) cannot be served."""
+
+
+class HandoverError(AioudfError):
+    """Taking over from, or handing over to, another server process failed."""

@@ -37,6 +37,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
+from .activation import notify
 from .agent import Agent, create_handler, refuse
 from .errors import AioudfError, ConnectionFailed
 from .handler import BaseHandler
@@ -130,6 +131,11 @@ class UnixServer:
         logged (a :class:`~aioudf.watchdog.LoopWatchdog` runs while the
         server does). Off by default here, since an embedding service owns
         the loop; :func:`serve` turns it on.
+    ``sock``
+        an already listening unix socket to serve instead of binding
+        ``path``: one passed by systemd (:func:`~aioudf.activation.activated_socket`)
+        or a supervisor. Its file belongs to whoever made it: the server
+        leaves it in place at shutdown.
     ``agent_options``
         passed to every :class:`~aioudf.Agent` (``max_frame_size``,
         ``max_backlog``, ``max_output``, ``stop_timeout``).
@@ -144,6 +150,7 @@ class UnixServer:
         grace: float = DEFAULT_GRACE,
         backlog: int = 1024,
         warn_blocked: float | None = None,
+        sock: socket.socket | None = None,
         **agent_options: Any,
     ) -> None:
         self.handler_factory = handler_factory
@@ -169,19 +176,27 @@ class UnixServer:
         self._agents: dict[int, Agent] = {}  # the connections being served, by number
         self._inode: tuple[int, int] | None = None
         self._watchdog = LoopWatchdog(warn_blocked) if warn_blocked else None
+        self._given_sock = sock
 
     # ---- start ----------------------------------------------------------
 
     async def start(self) -> None:
-        """Prepare the path, bind, set the mode and start accepting."""
-        await prepare_socket_path(self.path)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        """Prepare the path, bind, set the mode and start accepting.
+
+        With a ``sock`` given, serve it instead: nothing is bound.
+        """
+        if self._given_sock is not None:
+            sock = self._given_sock
+        else:
+            await prepare_socket_path(self.path)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            sock.bind(self.path)
-            # Before listen(): nobody can connect while the mode is still the umask's.
-            os.chmod(self.path, self.mode)
-            info = os.stat(self.path)
-            self._inode = (info.st_dev, info.st_ino)
+            if self._given_sock is None:
+                sock.bind(self.path)
+                # Before listen(): nobody can connect while the mode is still the umask's.
+                os.chmod(self.path, self.mode)
+                info = os.stat(self.path)
+                self._inode = (info.st_dev, info.st_ino)
             ready = asyncio.Event()
             self._supervisor = asyncio.create_task(self._supervise(ready))
             await ready.wait()
@@ -352,13 +367,16 @@ async def serve(
     handle_signals: bool = True,
     ready: asyncio.Event | None = None,
     warn_blocked: float = DEFAULT_WARN_BLOCKED,
+    sock: socket.socket | None = None,
     **agent_options: Any,
 ) -> None:
     """Serve a socket UDF until SIGINT or SIGTERM; for ``asyncio.run``.
 
     ``ready``, if given, is set once the socket accepts connections.
     ``warn_blocked`` is the number of seconds the event loop may be blocked
-    before a warning is logged (0 disables the check).
+    before a warning is logged (0 disables the check). ``sock``: a listening
+    socket to serve instead of binding ``path`` (see :class:`UnixServer`).
+    Under systemd with ``Type=notify``, readiness and stopping are notified.
 
     The first signal stops accepting and gives open connections ``grace``
     seconds to finish; the socket file is removed and the call returns. A
@@ -368,7 +386,13 @@ async def serve(
     """
     loop = asyncio.get_running_loop()
     server = UnixServer(
-        handler_factory, path, mode=mode, grace=grace, warn_blocked=warn_blocked, **agent_options
+        handler_factory,
+        path,
+        mode=mode,
+        grace=grace,
+        warn_blocked=warn_blocked,
+        sock=sock,
+        **agent_options,
     )
     stop = asyncio.Event()
 
@@ -387,6 +411,7 @@ async def serve(
                 installed[signum] = signal.getsignal(signum)
                 loop.add_signal_handler(signum, on_signal, signum)
         await server.start()
+        notify("READY=1")
         if ready is not None:
             ready.set()
         try:
@@ -396,6 +421,7 @@ async def serve(
             with anyio.CancelScope(shield=True):
                 await server.shutdown(grace=0)
             raise
+        notify("STOPPING=1")
         await server.shutdown()
     finally:
         for signum, previous in installed.items():
