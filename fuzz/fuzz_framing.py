@@ -1,11 +1,12 @@
-"""Coverage-guided fuzzing of FrameDecoder and RequestDecoder (atheris).
+"""Coverage-guided fuzzing of FrameDecoder and UDFConnection (atheris).
 
     .venv/bin/python fuzz/fuzz_framing.py fuzz/corpus/framing -max_total_time=600
 
 The input picks a maximum frame size, where the stream is cut and whether the
 next chunk is fed before the frames are taken; the rest is the byte stream.
 The oracles are tests/hostile.py's: the same frames and error as a reference
-decoder, and nothing but ProtocolError from the request decoder.
+decoder, and the requests, keepalive answers and error of a reference
+decoder with the order rules, in runs of points of any size.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def test_one_input(data: bytes) -> None:
     hold = [provider.ConsumeBool() for _ in range(count)]
     stream = provider.ConsumeBytes(provider.remaining_bytes())
     check_frame_decoder(stream, cuts, max_size, hold)
-    check_request_decoder(stream, cuts, max_size)
+    check_request_decoder(stream, cuts, max_size, [1 + (c % 300) for c in cuts])
 
 
 def main() -> None:

@@ -40,10 +40,10 @@ from aioudf import (
     Option,
     Point,
     ProtocolError,
-    RequestDecoder,
     encode_frame,
 )
 from aioudf._pb import udf_pb2 as pb
+from aioudf.protocol import State, UDFConnection
 from aioudf.testing import MemoryPipe
 
 #: Bounded time for one hostile connection: a hang becomes a failure.
@@ -172,22 +172,160 @@ def check_frame_error(error: Exception | None, expected: ReferenceFrames, max_si
         ), text
 
 
-def check_request_decoder(stream: bytes, cuts: Sequence[int], max_size: int) -> None:
-    """Only ProtocolError may come out of the request decoder, and only after every
-    frame before the bad one has been returned as its Request."""
-    reference = reference_frames(stream, max_size)
-    decoder = RequestDecoder(max_size)
-    returned = 0
+@dataclass
+class ReferenceRequests:
+    """What a stream asks of the UDF side, by the rules of PROTOCOL.md."""
+
+    requests: list[Any]  # handed out, in order (keepalives apart)
+    keepalives: list[int]  # times of the keepalives answered, in order
+    error: str | None = None  # exact text of the ProtocolError, if one ends it
+    error_prefix: str | None = None  # or its start (protobuf's own words follow)
+
+
+def reference_requests(stream: bytes, max_size: int) -> ReferenceRequests:
+    """Decode ``stream`` the slow, obvious way: whole frames, full Request parses.
+
+    The order rules are applied here from PROTOCOL.md: Info and Keepalive
+    anywhere, Init once and first, batches not nested.
+    """
+    frames = reference_frames(stream, max_size)
+    out = ReferenceRequests([], [])
+    initialized = False
+    batch: str | None = None
+    for number, body in enumerate(frames.bodies, start=1):
+        try:
+            request = pb.Request.FromString(body)
+        except Exception:
+            out.error_prefix = (
+                f"frame {number} ({len(body)} bytes) is not a valid Request message: "
+            )
+            return out
+        kind = request.WhichOneof("message")
+        if kind is None:
+            out.error = f"frame {number} ({len(body)} bytes) is a Request that carries no message"
+            return out
+        message = getattr(request, kind)
+        name = type(message).__name__.replace("Request", "")
+        fault = None
+        if kind == "keepalive":
+            out.keepalives.append(message.time)
+            continue
+        if kind == "init":
+            if initialized:
+                fault = "after Init (Init may come only once)"
+            initialized = True
+        elif kind != "info" and not initialized:
+            fault = "before Init"
+        elif kind == "begin":
+            if batch is not None:
+                fault = f"while the batch for group {batch!r} is still open"
+            batch = message.group
+        elif kind == "end":
+            if batch is None:
+                fault = "without a BeginBatch"
+            batch = None
+        if fault is not None:
+            out.error = f"unexpected {name} {fault} (frame {number})"
+            return out
+        out.requests.append(message)
+    if frames.error is not None:
+        out.error_prefix = ""  # the framing errors, checked by check_frame_decoder
+    elif batch is not None:
+        out.error = (
+            f"stream ended inside the batch for group {batch!r} (BeginBatch without EndBatch)"
+        )
+    return out
+
+
+def check_request_decoder(
+    stream: bytes, cuts: Sequence[int], max_size: int, limits: Sequence[int] = (1,)
+) -> None:
+    """The connection hands out exactly the reference's requests, answers its
+    keepalives, and raises its error, whatever the chunks and the run limits.
+
+    ``limits`` are the run sizes asked of next_requests() in turn (the fast
+    path decodes runs of points in place; a run of one is the slow path).
+    """
+    expected = reference_requests(stream, max_size)
+    conn = UDFConnection(max_size)
+    got: list[Any] = []
+    error: ProtocolError | None = None
+    turn = itertools.cycle(limits or (1,))
     try:
         for chunk in cut(stream, cuts):
-            decoder.feed(chunk)
-            while decoder.next_request() is not None:
-                returned += 1
-        decoder.feed_eof()
-    except ProtocolError:
-        pass
-    # Each returned request came from one complete frame.
-    assert returned <= len(reference.bodies)
+            conn.receive_data(chunk)
+            while requests := conn.next_requests(next(turn)):
+                got.extend(requests)
+                for request in requests:
+                    answer_request(conn, request)
+        conn.receive_eof()
+    except ProtocolError as exc:
+        error = exc
+    assert got == expected.requests, (got, expected.requests)
+    answered = [r.keepalive.time for r in decode_responses(conn.data_to_send())]
+    assert answered == expected.keepalives, (answered, expected.keepalives)
+    if expected.error is not None:
+        assert error is not None and str(error) == expected.error, (error, expected.error)
+    elif expected.error_prefix is not None:
+        assert error is not None and str(error).startswith(expected.error_prefix), error
+    else:
+        assert error is None, error
+        assert conn.state is State.CLOSED
+
+
+def answer_request(
+    conn: UDFConnection,
+    request: Any,
+    info: pb.InfoResponse | None = None,
+    snapshot: bytes = b"",
+) -> bytes:
+    """What the echo handlers answer, through the connection's own replies."""
+    kind = type(request)
+    if kind is pb.InfoRequest:
+        return conn.send_info(info or pb.InfoResponse())
+    if kind is pb.InitRequest:
+        return conn.send_init_result()
+    if kind is pb.SnapshotRequest:
+        return conn.send_snapshot(snapshot)
+    if kind is pb.RestoreRequest:
+        return conn.send_restore_result()
+    return conn.send_data(request)
+
+
+def drive_connection(
+    chunks: Sequence[bytes],
+    *,
+    max_frame_size: int,
+    info: pb.InfoResponse,
+    limit: int = 256,
+    move: bool = False,
+) -> Outcome:
+    """The echo handler's session over a bare :class:`UDFConnection`, no agent.
+
+    Each request is answered as :class:`Echo` answers it (the snapshot is
+    the number of points seen). With ``move``, the connection is exported and
+    imported again at every chunk boundary where that is allowed, as a
+    hand-over to another process would: the outcome must not change.
+    """
+    conn = UDFConnection(max_frame_size)
+    out = bytearray()
+    points = 0
+    try:
+        for chunk in chunks:
+            conn.receive_data(chunk)
+            while requests := conn.next_requests(limit):
+                out += conn.data_to_send()
+                for request in requests:
+                    points += type(request) is pb.Point
+                    out += answer_request(conn, request, info, str(points).encode())
+            out += conn.data_to_send()
+            if move and conn.can_export:
+                conn = UDFConnection.from_state(conn.export_state())
+        conn.receive_eof()
+    except ProtocolError as exc:
+        out += conn.data_to_send()
+        out += conn.fail(f"protocol error: {exc}")
+    return Outcome(decode_responses(bytes(out)), conn.failure)
 
 
 # ---- handlers ---------------------------------------------------------------

@@ -153,11 +153,11 @@ def test_frame_decoder_matches_the_reference(
 
 
 @settings(max_examples=400)
-@given(streams, cuts, max_sizes)
-def test_request_decoder_raises_only_protocol_errors(
-    stream: bytes, cut_at: list[int], max_size: int
+@given(streams, cuts, max_sizes, st.lists(st.integers(1, 300), max_size=4))
+def test_request_decoder_matches_the_reference_and_the_order_model(
+    stream: bytes, cut_at: list[int], max_size: int, limits: list[int]
 ) -> None:
-    check_request_decoder(stream, cut_at, max_size)
+    check_request_decoder(stream, cut_at, max_size, limits)
 
 
 # ---- one agent over in-memory pipes ---------------------------------------------------

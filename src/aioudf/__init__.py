@@ -20,6 +20,7 @@ from .errors import (
     OptionError,
     ProtocolError,
     RestoreError,
+    StateError,
 )
 from .framing import FrameDecoder, encode_frame
 from .handler import BaseHandler, BlockingHandler, Handler
@@ -34,7 +35,7 @@ from .messages import (
 )
 from .options import Option
 from .process import run
-from .protocol import RequestDecoder
+from .protocol import UDFConnection
 from .server import SocketPathError, UnixServer, serve
 from .watchdog import LoopWatchdog
 
@@ -59,7 +60,8 @@ __all__ = [
     "OptionError",
     "Point",
     "ProtocolError",
-    "RequestDecoder",
+    "StateError",
+    "UDFConnection",
     "RestoreError",
     "SocketPathError",
     "UnixServer",

@@ -3,7 +3,7 @@
 An :class:`Agent` owns three tasks in one task group, which end together:
 
 ``read``
-    reads bytes, decodes them with :class:`~aioudf.protocol.RequestDecoder`,
+    reads bytes, decodes them with :class:`~aioudf.protocol.UDFConnection`,
     answers keepalives on the spot and queues every other request in a
     bounded backlog. It keeps reading while a handler call runs, so a
     keepalive is answered even when points are queued in front of it.
@@ -51,17 +51,14 @@ from .messages import (
     EndBatch,
     InfoRequest,
     InitRequest,
-    KeepaliveRequest,
     Point,
-    Response,
     RestoreRequest,
     SnapshotRequest,
     encode_data_frame,
     encode_error,
-    encode_response,
 )
 from .options import bind_options, parse_options
-from .protocol import RequestDecoder
+from .protocol import UDFConnection
 
 __all__ = [
     "Agent",
@@ -382,7 +379,7 @@ class Agent:
         self.name = name or f"{type(handler).__name__}@{id(self):x}"
         self._reader = reader
         self._writer = writer
-        self._decoder = RequestDecoder(max_frame_size)
+        self._conn = UDFConnection(max_frame_size)
         self._max_backlog = max_backlog
         self._read_size = read_size
         self._stop_timeout = stop_timeout
@@ -394,8 +391,6 @@ class Agent:
         self._reader_paused = False
         self._reader_scope = anyio.CancelScope()
         self._reader_stopped = asyncio.Event()  # set once the read loop has returned
-        self._failure: str | None = None  # why the connection ended, if it failed
-        self._initialized = False
         self._done = False
         self._flushed = False  # the writer emptied the output after it was closed
         self._emitter = Emitter(self._output, asyncio.get_running_loop())
@@ -435,26 +430,25 @@ class Agent:
                 self._reader_scope.cancel()
                 tg.cancel_scope.deadline = anyio.current_time() + self._close_timeout
             self._done = True
-            if not self._flushed and self._failure is None:
-                self._failure = (
+            if not self._flushed and self._conn.failure is None:
+                self._fail(
                     f"Kapacitor stopped reading: {self._output.size} bytes of responses "
-                    f"could not be written within {self._close_timeout:g} s of closing"
+                    f"could not be written within {self._close_timeout:g} s of closing",
+                    send=False,
                 )
-                logger.warning("[%s] %s", self.name, self._failure)
+                logger.warning("[%s] %s", self.name, self._conn.failure)
         finally:
             if not self._done:
                 self._abort("UDF connection cancelled (the UDF server is shutting down)")
             await self._close_transport()
-        if self._failure is not None:
-            raise ConnectionFailed(self._failure)
+        if self._conn.failure is not None:
+            raise ConnectionFailed(self._conn.failure)
 
     def _fail(self, reason: str, *, send: bool = True) -> None:
         """Record why the connection ends and queue the ErrorResponse."""
-        if self._failure is not None:
-            return
-        self._failure = reason
-        if send and not self._output.closed:
-            self._output.put(encode_error(reason))
+        frame = self._conn.fail(reason, send=send and not self._output.closed)
+        if frame:
+            self._output.put(frame)
 
     def _abort(self, reason: str) -> None:
         """Cancelled mid-way: hand pending output and an error to the transport."""
@@ -502,46 +496,48 @@ class Agent:
     def _decode_buffered(self) -> None:
         """Queue the requests in bytes read but not decoded yet (the reader has stopped)."""
         backlog = self._backlog
+        conn = self._conn
         try:
-            while requests := self._decoder.next_requests(_DECODE_RUN):
-                if type(requests[0]) is KeepaliveRequest:
-                    self._answer_keepalive(requests[0])
-                else:
-                    backlog.extend(requests)
+            while requests := conn.next_requests(_DECODE_RUN):
+                backlog.extend(requests)
         except ProtocolError as exc:
             backlog.append(_Failure(f"protocol error: {exc}"))
+        finally:
+            if conn._outbox:
+                self._output.put(conn.data_to_send())
 
     # ---- reading ----------------------------------------------------------
 
     async def _read_loop(self) -> None:
-        decoder = self._decoder
+        conn = self._conn
         backlog = self._backlog
+        output = self._output
         read = self._reader.read
         ready = self._requests_ready
-        next_requests = decoder.next_requests
+        next_requests = conn.next_requests
         max_backlog = self._max_backlog
         with self._reader_scope:
             try:
                 while True:
                     data = await read(self._read_size)
                     if not data:
-                        decoder.feed_eof()
+                        conn.receive_eof()
                         backlog.append(_EndOfInput())
                         ready.set()
                         return
-                    decoder.feed(data)
+                    conn.receive_data(data)
                     # Points come in runs, queued with one extend() each; any
-                    # other request comes alone, so a keepalive is answered
-                    # here, ahead of the points queued before it. No more
+                    # other request comes alone. Keepalives are answered by
+                    # the connection as they are decoded, and their answers
+                    # go out at once, ahead of the points queued. No more
                     # points are decoded than the backlog has room for: the
                     # rest of the chunk waits as bytes, ~16 times smaller
                     # than parsed points.
                     while requests := next_requests(
                         max(1, min(_DECODE_RUN, max_backlog - len(backlog)))
                     ):
-                        if type(requests[0]) is KeepaliveRequest:
-                            self._answer_keepalive(requests[0])
-                            continue
+                        if conn._outbox:
+                            output.put(conn.data_to_send())
                         backlog.extend(requests)
                         ready.set()
                         if len(backlog) >= max_backlog:
@@ -553,12 +549,16 @@ class Agent:
                             # Let the dispatcher take this run before the
                             # next is decoded (see _DECODE_RUN).
                             await asyncio.sleep(0)
+                    if conn._outbox:
+                        output.put(conn.data_to_send())
                     ready.set()
-                    if self._output.size >= self._output.limit:
+                    if output.size >= output.limit:
                         # Kapacitor is not reading: keepalive replies, which
                         # skip the backlog, would pile up without bound.
-                        await self._output.wait_space()
+                        await output.wait_space()
             except ProtocolError as exc:
+                if conn._outbox:  # keepalives answered before the fault
+                    output.put(conn.data_to_send())
                 backlog.append(_Failure(f"protocol error: {exc}"))
             except OSError as exc:
                 backlog.append(_Failure(f"connection lost while reading: {exc}", send=False))
@@ -568,11 +568,6 @@ class Agent:
             finally:
                 self._reader_stopped.set()
             ready.set()
-
-    def _answer_keepalive(self, request: KeepaliveRequest) -> None:
-        response = Response()
-        response.keepalive.time = request.time
-        self._output.put(encode_response(response))
 
     # ---- dispatching -----------------------------------------------------
 
@@ -631,7 +626,7 @@ class Agent:
                 point = self._async_point  # a failed Init changes how points are handled
             if output.size >= output.limit:
                 await output.wait_space()
-            if self._failure is not None:
+            if self._conn.failure is not None:
                 return
 
     async def _on_marker(self, marker: object) -> None:
@@ -644,7 +639,7 @@ class Agent:
             await self._call_stop()
 
     async def _call_stop(self) -> None:
-        if not self._initialized:
+        if not self._conn.init_accepted:
             return
         with anyio.move_on_after(self._stop_timeout) as scope:
             try:
@@ -661,7 +656,7 @@ class Agent:
 
     def _handler_failed(self, message: object, method: str, error: BaseException) -> None:
         handler = type(self.handler).__name__
-        if isinstance(error, ConnectionFailed) and self._failure is not None:
+        if isinstance(error, ConnectionFailed) and self._conn.failure is not None:
             return  # emit() after the connection was lost: that is the cause, already told
         if isinstance(error, ProtocolError):
             self._fail(f"protocol error: {error}")
@@ -731,13 +726,11 @@ class Agent:
         return None
 
     async def _on_info(self, request: InfoRequest) -> None:
-        response = Response()
-        response.info.CopyFrom(await self._call("info", request))
-        self._output.put(encode_response(response))
+        info = await self._call("info", request)
+        self._output.put(self._conn.send_info(info))
 
     async def _on_init(self, request: InitRequest) -> None:
         handler = self.handler
-        response = Response()
         try:
             values = parse_options(type(handler).options, request.options)
             bind_options(handler, values)
@@ -745,20 +738,16 @@ class Agent:
             handler.node_id = request.nodeID
             await self._call("init", request, request)
         except InitError as exc:
-            response.init.success = False
-            response.init.error = str(exc)
             logger.warning("[%s] Init refused: %s", self.name, exc)
-            self._refuse_data_after_failed_init(str(exc))
+            self._output.put(self._conn.send_init_result(str(exc)))
+            self._refuse_data_after_failed_init()
         else:
-            response.init.success = True
-            self._initialized = True
-        self._output.put(encode_response(response))
+            self._output.put(self._conn.send_init_result())
 
-    def _refuse_data_after_failed_init(self, error: str) -> None:
+    def _refuse_data_after_failed_init(self) -> None:
+        # Requests read before the handler refused Init are violations too.
         async def refuse(message: Any) -> None:
-            raise ProtocolError(
-                f"unexpected {type(message).__name__} after a failed Init ({error})"
-            )
+            raise self._conn.refusal(message)
 
         for kind in (SnapshotRequest, RestoreRequest, *_DATA_TYPES):
             self._table[kind] = refuse
@@ -774,21 +763,16 @@ class Agent:
                 "snapshot",
                 TypeError(f"snapshot() must return bytes, not {type(snapshot).__name__}"),
             )
-        response = Response()
-        response.snapshot.snapshot = snapshot
-        self._output.put(encode_response(response))
+        self._output.put(self._conn.send_snapshot(snapshot))
 
     async def _on_restore(self, request: RestoreRequest) -> None:
-        response = Response()
         try:
             await self._call("restore", request, request.snapshot)
         except RestoreError as exc:
-            response.restore.success = False
-            response.restore.error = str(exc)
             logger.warning("[%s] Restore refused: %s", self.name, exc)
+            self._output.put(self._conn.send_restore_result(str(exc)))
         else:
-            response.restore.success = True
-        self._output.put(encode_response(response))
+            self._output.put(self._conn.send_restore_result())
 
     # ---- writing ---------------------------------------------------------
 
@@ -808,6 +792,5 @@ class Agent:
         except OSError as exc:
             # Kapacitor went away; nothing more can be written. Stop everything.
             output.close()
-            if self._failure is None:
-                self._failure = f"connection lost while writing: {exc}"
+            self._conn.fail(f"connection lost while writing: {exc}", send=False)
             self._tasks.cancel_scope.cancel()

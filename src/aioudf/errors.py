@@ -18,6 +18,7 @@ __all__ = [
     "OptionError",
     "ProtocolError",
     "RestoreError",
+    "StateError",
 ]
 
 
@@ -45,6 +46,15 @@ class FrameTooLarge(FrameError):
         )
         self.size = size
         self.limit = limit
+
+
+class StateError(AioudfError):
+    """A protocol object was asked for what its state does not allow.
+
+    Our side's mistake, where :class:`ProtocolError` is the peer's: a reply
+    nobody asked for, a connection state exported inside a batch, bytes that
+    are not an exported state.
+    """
 
 
 class InitError(AioudfError):

@@ -116,6 +116,23 @@ class FrameDecoder:
             held += len(self._ready)
         return held
 
+    def unconsumed(self) -> bytes:
+        """Every byte received but not handed out as a frame, as received.
+
+        Feeding them to a new decoder continues the stream where this one
+        stands (a gathered frame comes back with a minimal header, which
+        means the same). Refused after an error: that stream cannot go on.
+        """
+        if self._error is not None:
+            raise self._error
+        parts: list[bytes | bytearray | memoryview] = []
+        if self._ready is not None:
+            parts += (encode_uvarint(len(self._ready)), self._ready)
+        if self._acc is not None:
+            parts.append(self._acc)
+        parts.append(self._view[self._pos :])
+        return b"".join(parts)
+
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Add bytes received from the peer."""
         if self._error is not None:
@@ -129,7 +146,7 @@ class FrameDecoder:
         if acc is not None:
             # A frame is waiting for the rest of its body: gather only that,
             # and parse whatever follows it in place (from ``start``; the
-            # chunk itself is kept, not a view of it, for RequestDecoder's
+            # chunk itself is kept, not a view of it, for UDFConnection's
             # fast path, which needs bytes).
             missing = self._acc_need - len(acc)
             if len(data) < missing:
@@ -188,8 +205,8 @@ class FrameDecoder:
         self._pos = 0
         return None
 
-    # In-place access for RequestDecoder's fast path, which splits and
-    # parses the frames of a chunk in one loop (see RequestDecoder.next_requests):
+    # In-place access for UDFConnection's fast path, which splits and
+    # parses the frames of a chunk in one loop (see UDFConnection.next_requests):
     # a call per frame would cost more than finding the frame.
 
     def _chunk(self) -> tuple[bytes, memoryview, int] | None:
@@ -256,7 +273,17 @@ class FrameDecoder:
             raise self._error
         left = len(self._buf) - self._pos
         if left:
-            self._error = FrameError(
-                f"stream ended inside a frame header ({left} header bytes received)"
-            )
+            # Only a header was left, complete or not (a decoder fed the
+            # unconsumed bytes of another one may hold a whole header).
+            size, header = self._buf[self._pos], 1
+            if size >= 0x80:
+                size, header = self._read_header(self._pos, len(self._buf))
+            if header:
+                self._error = FrameError(
+                    f"stream ended inside a frame: received {left - header} of {size} body bytes"
+                )
+            else:
+                self._error = FrameError(
+                    f"stream ended inside a frame header ({left} header bytes received)"
+                )
             raise self._error

@@ -1,55 +1,115 @@
-"""The UDF side of the protocol as a state machine, without I/O.
+"""The UDF protocol, both sides of the wire, as state machines without I/O.
 
-:class:`RequestDecoder` turns the bytes Kapacitor writes into the typed
-request messages a handler sees (``InfoRequest``, ``InitRequest``,
-``KeepaliveRequest``, ``SnapshotRequest``, ``RestoreRequest``, ``BeginBatch``,
-``Point``, ``EndBatch``) and enforces the order Kapacitor follows:
+Every rule of the conversation lives here, next to the state it reads:
 
-* Info and Keepalive may come at any time;
-* Init comes once, before any Snapshot, Restore or data;
+:class:`UDFConnection`
+    the UDF's side. Fed the bytes Kapacitor writes (:meth:`~UDFConnection.receive_data`,
+    :meth:`~UDFConnection.receive_eof`), it hands out typed requests
+    (:meth:`~UDFConnection.next_requests`), answers keepalives by itself
+    (:meth:`~UDFConnection.data_to_send`), and turns the handler's results
+    (info, init result, snapshot, restore result, emitted data, a failure)
+    into the bytes to send. Its whole state can be exported as bytes and
+    imported in another process (:meth:`~UDFConnection.export_state`,
+    :meth:`~UDFConnection.from_state`).
+:class:`KapacitorConnection`
+    Kapacitor's side: requests out, responses in, batches assembled, replies
+    matched to the requests that asked for them, and the keepalive clock of
+    Kapacitor's ``udf/server.go``.
+
+The states of the UDF side (:class:`State`), and what moves between them::
+
+             Init              BeginBatch
+     NEW ──────────► READY ◄────────────► IN_BATCH
+                       │        EndBatch       │
+                       │ init result: refused  │
+                       ▼                       │
+                  INIT_FAILED ◄────────────────┘
+     any state ── fail() ──► FAILED       any state ── clean EOF ──► CLOSED
+
+* Info and Keepalive may come in any state; a keepalive is answered inside.
+* Init comes once, before any Snapshot, Restore or data.
 * BeginBatch opens a batch that EndBatch closes; batches never nest.
+* After a refused Init, Snapshot, Restore and data are violations.
+* Each Info, Init, Snapshot and Restore gets exactly one reply of its type.
 
-Any violation, like any undecodable frame, raises a :class:`ProtocolError`
-whose message names the cause and where it happened. Requests before the
-violation have already been returned, so the caller can finish them first.
+A violation by Kapacitor, like an undecodable frame, raises
+:class:`~aioudf.ProtocolError` (the requests before it have been handed out
+first) and keeps raising it: the byte stream cannot be resynchronised. A call
+the state does not allow on our side (a reply nobody asked for, an export
+inside a batch, a state that cannot be read) raises
+:class:`~aioudf.StateError`. Nothing here reads a clock, a socket or a
+thread: the asyncio agent, the test client, replay and the benchmark driver
+are shells that move bytes between a transport and one of these objects.
 """
 
 from __future__ import annotations
 
+import enum
 import sys
 from itertools import repeat
 
 from google.protobuf.message import DecodeError
 
-from .errors import ProtocolError
-from .framing import DEFAULT_MAX_FRAME_SIZE, FrameDecoder
+from .errors import ProtocolError, StateError
+from .framing import DEFAULT_MAX_FRAME_SIZE, FrameDecoder, encode_uvarint
 from .messages import (
     BeginBatch,
+    DataMessage,
     EndBatch,
     InfoRequest,
+    InfoResponse,
     InitRequest,
     KeepaliveRequest,
     Point,
     Request,
     RequestMessage,
+    Response,
     RestoreRequest,
     SnapshotRequest,
+    encode_data_frame,
+    encode_error,
+    encode_response,
 )
 
-__all__ = ["RequestDecoder"]
+__all__ = ["STATE_FORMAT_VERSION", "State", "UDFConnection"]
 
 _parse_point = Point.FromString
 _parse_request = Request.FromString
 
-# Requests that are only valid once Init has been received.
-_NEEDS_INIT = (SnapshotRequest, RestoreRequest, BeginBatch, Point, EndBatch)
+
+class State(enum.Enum):
+    """Where a :class:`UDFConnection` stands in the conversation."""
+
+    #: Nothing but Info and Keepalive yet; Init is awaited.
+    NEW = "new"
+    #: Init received: data, Snapshot and Restore may come.
+    READY = "ready"
+    #: Between a BeginBatch and its EndBatch.
+    IN_BATCH = "in batch"
+    #: The handler refused Init: only Info and Keepalive are accepted.
+    INIT_FAILED = "init failed"
+    #: An ErrorResponse was sent (or the connection was lost): nothing more.
+    FAILED = "failed"
+    #: Kapacitor closed its side cleanly; replies still owed may be sent.
+    CLOSED = "closed"
+
+
+# The requests that must be answered, and the Response field of their reply.
+_REPLY_FIELD: dict[type, str] = {
+    InfoRequest: "info",
+    InitRequest: "init",
+    SnapshotRequest: "snapshot",
+    RestoreRequest: "restore",
+}
+# States in which Points are decoded on the fast paths.
+_DATA_STATES = frozenset((State.READY, State.IN_BATCH))
 
 
 # The layout of frames that hold nothing but a Point, by their first bytes.
 # Such a frame is uvarint(body length), the tag of field 17 (0x8a 0x01) and
 # uvarint(Point length), then the Point; the first bytes (four with a one-byte
 # header, six with a two-byte one) fix where the Point starts and ends. The
-# fast path of RequestDecoder.next_requests looks each frame's first bytes up
+# fast path of UDFConnection.next_requests looks each frame's first bytes up
 # here: one slice and one lookup instead of decoding two varints and checking
 # the tag in Python (measured: a quarter fewer instructions per decoded point,
 # protobuf's own parse included). Filled on first sight; bounded.
@@ -90,77 +150,207 @@ def _point_layout(buf: bytes, pos: int) -> tuple[int, int] | None:
     return layout
 
 
-class RequestDecoder:
-    """Decode and validate the Request stream of one connection.
+# ---- the exported state ----------------------------------------------------
+#
+# export_state() writes, and from_state() reads, this layout (every integer
+# an unsigned protobuf varint, every "bytes" a varint length then the bytes):
+#
+#     magic           4 bytes   b"AUDC"
+#     version         varint    STATE_FORMAT_VERSION (1)
+#     state           varint    0 = NEW, 1 = READY
+#     max_frame_size  varint    the limit frames were checked against
+#     frames_decoded  varint    frames handed out so far (named in errors)
+#     init            bytes     the InitRequest (serialized), READY only
+#     unconsumed      bytes     received but not yet handed out, as received
+#
+# Nothing follows. A state is exported only at a safe point: outside a
+# batch, with every Info/Init/Snapshot/Restore answered and the keepalive
+# answers taken, so nothing else of the conversation is pending. A version
+# this code does not know is refused, never guessed at.
 
-    Use it like :class:`~aioudf.framing.FrameDecoder`: :meth:`feed` bytes,
-    then call :meth:`next_request` until it returns ``None``; call
-    :meth:`feed_eof` at end of stream.
+#: The version of the exported state written by :meth:`UDFConnection.export_state`.
+STATE_FORMAT_VERSION = 1
+_STATE_MAGIC = b"AUDC"
+_STATE_CODES = {State.NEW: 0, State.READY: 1}
+_CODE_STATES = {code: state for state, code in _STATE_CODES.items()}
+
+
+class _StateReader:
+    """Reads the fields of an exported state, refusing anything malformed."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def varint(self, what: str) -> int:
+        value = shift = 0
+        for _ in range(10):
+            if self.pos >= len(self.data):
+                break
+            byte = self.data[self.pos]
+            self.pos += 1
+            value |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                return value
+            shift += 7
+        raise StateError(f"not a UDF connection state: its {what} is cut short or malformed")
+
+    def bytes(self, what: str) -> bytes:
+        length = self.varint(what)
+        end = self.pos + length
+        if end > len(self.data):
+            raise StateError(f"not a UDF connection state: its {what} is cut short")
+        out = self.data[self.pos : end]
+        self.pos = end
+        return out
+
+
+class UDFConnection:
+    """The UDF's side of one connection: bytes in, requests out, replies to bytes.
+
+    Feed it what Kapacitor writes with :meth:`receive_data` (and
+    :meth:`receive_eof` at end of stream), then take requests with
+    :meth:`next_requests` (or :meth:`next_request`) until none is left.
+    Keepalives never come out: they are answered inside, and the answers
+    wait in :meth:`data_to_send` for the caller to write. Each Info, Init,
+    Snapshot and Restore handed out is owed exactly one reply, built by
+    :meth:`send_info`, :meth:`send_init_result`, :meth:`send_snapshot` and
+    :meth:`send_restore_result`; the emitted data is framed by
+    :meth:`send_data`, and :meth:`fail` builds the ErrorResponse that ends
+    the connection. Those methods return the bytes to write, in the order
+    they are called.
+
+    ``max_frame_size`` bounds one request (bytes); a larger one is a
+    :class:`~aioudf.FrameTooLarge` before any of its body is buffered.
     """
 
-    __slots__ = ("_batch", "_frames", "initialized")
+    __slots__ = (
+        "_batch",
+        "_error",
+        "_frames",
+        "_init_error",
+        "_outbox",
+        "_owed",
+        "failure",
+        "init_accepted",
+        "init_request",
+        "state",
+    )
 
     def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
         self._frames = FrameDecoder(max_frame_size)
-        #: True once an InitRequest has been received.
-        self.initialized = False
+        #: Where the conversation stands; see :class:`State`.
+        self.state = State.NEW
+        #: The InitRequest, once received (what a handler is built from).
+        self.init_request: InitRequest | None = None
+        #: True once the handler accepted Init (:meth:`send_init_result`).
+        self.init_accepted = False
+        #: Why the connection ended, once :meth:`fail` was called.
+        self.failure: str | None = None
         self._batch: BeginBatch | None = None  # the open batch, if any
+        self._init_error: str | None = None  # the handler's reason for refusing Init
+        self._error: ProtocolError | None = None  # Kapacitor's violation, raised again
+        self._outbox: list[bytes] = []  # keepalive answers, for data_to_send()
+        # Replies owed, by Response field: requests handed out, not yet answered.
+        self._owed: dict[str, int] = dict.fromkeys(_REPLY_FIELD.values(), 0)
+
+    def __repr__(self) -> str:
+        return f"<UDFConnection {self.state.value}, {self._frames.frames_decoded} frames>"
+
+    # ---- bytes in ---------------------------------------------------------
+
+    @property
+    def max_frame_size(self) -> int:
+        """The largest request accepted, in bytes."""
+        return self._frames.max_frame_size
 
     @property
     def in_batch(self) -> bool:
-        """True between a BeginBatch and its EndBatch."""
+        """True between a BeginBatch and its EndBatch (the requests handed out)."""
         return self._batch is not None
 
-    def feed(self, data: bytes | bytearray | memoryview) -> None:
-        """Add bytes received from Kapacitor."""
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet handed out as requests."""
+        return self._frames.buffered
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Add bytes received from Kapacitor (must not be modified afterwards)."""
         self._frames.feed(data)
 
-    def feed_eof(self) -> None:
-        """Kapacitor closed its side; raise if it stopped mid-frame or mid-batch."""
-        self._frames.feed_eof()
+    def receive_eof(self) -> None:
+        """Kapacitor closed its side; raise if it stopped mid-frame or mid-batch.
+
+        Call it once :meth:`next_requests` has returned everything. A clean
+        end moves to CLOSED; replies still owed may be sent after it.
+        """
+        try:
+            self._frames.feed_eof()
+        except ProtocolError as exc:
+            self._error = exc
+            raise
         if self._batch is not None:
-            raise ProtocolError(
+            self._error = ProtocolError(
                 f"stream ended inside the batch for group {self._batch.group!r} "
                 "(BeginBatch without EndBatch)"
             )
+            raise self._error
+        if self.state is not State.FAILED:
+            self.state = State.CLOSED
+
+    # ---- requests out -----------------------------------------------------
 
     def next_request(self) -> RequestMessage | None:
-        """Return the next request, or ``None`` if more bytes are needed."""
-        body = self._frames.next_frame()
-        if body is None:
-            return None
-        size = len(body)
-        # Fast path for the bulk of the traffic: a frame holding nothing but
-        # field 17 (a point). Parse the Point directly, without the wrapper.
-        if size > 3 and body[0] == 0x8A and body[1] == 0x01:
-            n = body[2]
-            if n < 0x80:
-                start = 3
-            elif size > 4 and body[3] < 0x80:
-                n = (n & 0x7F) | (body[3] << 7)
-                start = 4
-            else:
-                start = 0
-            if start and start + n == size:
-                if not self.initialized:
-                    raise self._out_of_order("Point", "before Init")
-                try:
-                    return _parse_point(body[start:])  # type: ignore[arg-type]  # buffers are accepted
-                except DecodeError as exc:
-                    raise self._undecodable(size, exc) from None
-        try:
-            request = _parse_request(body)  # type: ignore[arg-type]
-        except DecodeError as exc:
-            raise self._undecodable(size, exc) from None
-        kind = request.WhichOneof("message")
-        if kind is None:
-            raise ProtocolError(
-                f"frame {self._frames.frames_decoded} ({size} bytes) is a Request "
-                "that carries no message"
-            )
-        message: RequestMessage = getattr(request, kind)
-        self._check_order(message)
-        return message
+        """Return the next request, or ``None`` if more bytes are needed.
+
+        Keepalives are answered (see :meth:`data_to_send`) and skipped.
+        """
+        if self._error is not None:
+            raise self._error
+        frames = self._frames
+        while True:
+            try:
+                body = frames.next_frame()
+            except ProtocolError as exc:
+                self._error = exc
+                raise
+            if body is None:
+                return None
+            size = len(body)
+            # Fast path for the bulk of the traffic: a frame holding nothing but
+            # field 17 (a point). Parse the Point directly, without the wrapper.
+            if size > 3 and body[0] == 0x8A and body[1] == 0x01:
+                n = body[2]
+                if n < 0x80:
+                    start = 3
+                elif size > 4 and body[3] < 0x80:
+                    n = (n & 0x7F) | (body[3] << 7)
+                    start = 4
+                else:
+                    start = 0
+                if start and start + n == size and self.state in _DATA_STATES:
+                    try:
+                        return _parse_point(body[start:])  # type: ignore[arg-type]  # buffers are accepted
+                    except DecodeError as exc:
+                        raise self._violation(self._undecodable(size, exc)) from None
+            try:
+                request = _parse_request(body)  # type: ignore[arg-type]
+            except DecodeError as exc:
+                raise self._violation(self._undecodable(size, exc)) from None
+            kind = request.WhichOneof("message")
+            if kind is None:
+                raise self._violation(
+                    ProtocolError(
+                        f"frame {frames.frames_decoded} ({size} bytes) is a Request "
+                        "that carries no message"
+                    )
+                )
+            message: RequestMessage = getattr(request, kind)
+            if type(message) is KeepaliveRequest:
+                self._answer_keepalive(message)
+                continue
+            self._accept(message)
+            return message
 
     def next_requests(self, limit: int = sys.maxsize) -> list[RequestMessage]:
         """Return the next run of Points (at most ``limit``), or one request of another kind.
@@ -169,9 +359,9 @@ class RequestDecoder:
         Points that follow each other in the bytes received are decoded in
         one loop (the bulk of the traffic: a chunk read holds a thousand), and
         any other request comes alone in its list, so the caller can act on
-        it (answer a keepalive) before taking the Points behind it. An empty
-        list means more bytes are needed. Like :meth:`next_request`, a bad
-        frame raises only once the requests before it have been returned.
+        it before taking the Points behind it. An empty list means more bytes
+        are needed. Like :meth:`next_request`, a bad frame raises only once
+        the requests before it have been returned.
 
         Points not returned stay undecoded: a parsed Point takes about 16
         times the memory of its bytes, so a caller that can only queue so
@@ -182,7 +372,11 @@ class RequestDecoder:
         frames = self._frames
         # (A two-byte header announces at most 16383 bytes: the fast path
         # needs no size check unless the limit is below that.)
-        chunk = frames._chunk() if self.initialized and frames.max_frame_size >= 0x3FFF else None
+        chunk = (
+            frames._chunk()
+            if self.state in _DATA_STATES and frames.max_frame_size >= 0x3FFF
+            else None
+        )
         if chunk is not None:
             # Split frames and parse Points in place, in one loop over the
             # chunk: no call per frame but the parse, no view but the Point's.
@@ -221,28 +415,61 @@ class RequestDecoder:
         message = self.next_request()
         return [] if message is None else [message]
 
-    def _check_order(self, message: RequestMessage) -> None:
+    def _accept(self, message: RequestMessage) -> None:
+        """Apply the order rules to ``message`` and move the state."""
         kind = type(message)
-        if kind is InfoRequest or kind is KeepaliveRequest:
+        reply = _REPLY_FIELD.get(kind)
+        if kind is InfoRequest:
+            self._owed["info"] += 1
             return
+        state = self.state
         if kind is InitRequest:
-            if self.initialized:
-                raise self._out_of_order("Init", "after Init (Init may come only once)")
-            self.initialized = True
-            return
-        if kind in _NEEDS_INIT and not self.initialized:
-            raise self._out_of_order(kind.__name__.replace("Request", ""), "before Init")
-        if kind is BeginBatch:
+            if self.init_request is not None:
+                raise self._violation(
+                    self._out_of_order("Init", "after Init (Init may come only once)")
+                )
+            self.init_request = message  # type: ignore[assignment]
+            if state is State.NEW:
+                self.state = State.READY
+        elif self._init_error is not None:
+            raise self._violation(self.refusal(message))
+        elif self.init_request is None:
+            name = kind.__name__.replace("Request", "")
+            raise self._violation(self._out_of_order(name, "before Init"))
+        elif kind is BeginBatch:
             if self._batch is not None:
-                raise self._out_of_order(
-                    "BeginBatch",
-                    f"while the batch for group {self._batch.group!r} is still open",
+                raise self._violation(
+                    self._out_of_order(
+                        "BeginBatch",
+                        f"while the batch for group {self._batch.group!r} is still open",
+                    )
                 )
             self._batch = message  # type: ignore[assignment]
+            if state is State.READY:
+                self.state = State.IN_BATCH
         elif kind is EndBatch:
             if self._batch is None:
-                raise self._out_of_order("EndBatch", "without a BeginBatch")
+                raise self._violation(self._out_of_order("EndBatch", "without a BeginBatch"))
             self._batch = None
+            if state is State.IN_BATCH:
+                self.state = State.READY
+        if reply is not None:
+            self._owed[reply] += 1
+
+    def refusal(self, message: RequestMessage) -> ProtocolError:
+        """The violation a request that came after a refused Init is.
+
+        For the requests handed out before the handler refused Init (the
+        ones decoded later raise it from :meth:`next_requests` themselves).
+        """
+        return ProtocolError(
+            f"unexpected {type(message).__name__.replace('Request', '')} after a failed Init "
+            f"({self._init_error})"
+        )
+
+    def _violation(self, error: ProtocolError) -> ProtocolError:
+        self._error = error
+        return error
 
     def _out_of_order(self, what: str, when: str) -> ProtocolError:
         return ProtocolError(f"unexpected {what} {when} (frame {self._frames.frames_decoded})")
@@ -252,3 +479,190 @@ class RequestDecoder:
             f"frame {self._frames.frames_decoded} ({size} bytes) is not a valid "
             f"Request message: {exc}"
         )
+
+    # ---- bytes out --------------------------------------------------------
+
+    def _answer_keepalive(self, request: KeepaliveRequest) -> None:
+        if self.state is State.FAILED:
+            return
+        response = Response()
+        response.keepalive.time = request.time
+        self._outbox.append(encode_response(response))
+
+    def data_to_send(self) -> bytes:
+        """The bytes the connection produced by itself (keepalive answers); then empty."""
+        outbox = self._outbox
+        if not outbox:
+            return b""
+        self._outbox = []
+        return b"".join(outbox)
+
+    def _reply(self, field: str, fill: Response) -> bytes:
+        if self.state is State.FAILED:
+            raise StateError(f"cannot send a {field} reply: the connection has failed")
+        if not self._owed[field]:
+            raise StateError(f"cannot send a {field} reply: Kapacitor did not ask for one")
+        self._owed[field] -= 1
+        return encode_response(fill)
+
+    def send_info(self, info: InfoResponse) -> bytes:
+        """The reply to an InfoRequest."""
+        response = Response()
+        response.info.CopyFrom(info)
+        return self._reply("info", response)
+
+    def send_init_result(self, error: str | None = None) -> bytes:
+        """The reply to Init: accepted, or refused with ``error`` (shown as the task's error).
+
+        A refused Init makes every later Snapshot, Restore and data request
+        a violation (:meth:`refusal`).
+        """
+        response = Response()
+        response.init.success = error is None
+        if error is not None:
+            response.init.error = error
+        data = self._reply("init", response)
+        self.init_accepted = error is None
+        if error is not None:
+            self._init_error = error
+            if self.state is not State.CLOSED:
+                self.state = State.INIT_FAILED
+        return data
+
+    def send_snapshot(self, snapshot: bytes) -> bytes:
+        """The reply to a SnapshotRequest: the handler's state as bytes."""
+        response = Response()
+        response.snapshot.snapshot = snapshot
+        return self._reply("snapshot", response)
+
+    def send_restore_result(self, error: str | None = None) -> bytes:
+        """The reply to a RestoreRequest: restored, or refused with ``error``."""
+        response = Response()
+        response.restore.success = error is None
+        if error is not None:
+            response.restore.error = error
+        return self._reply("restore", response)
+
+    @staticmethod
+    def send_data(message: DataMessage) -> bytes:
+        """A Point, BeginBatch or EndBatch the handler emits, framed.
+
+        The UDF may emit at any time; nothing of the state is read, which is
+        why the agent's emit() may call :func:`~aioudf.messages.encode_data_frame`
+        itself, without the method call, once per point.
+        """
+        return encode_data_frame(message)
+
+    def fail(self, reason: str, *, send: bool = True) -> bytes:
+        """End the connection: the ErrorResponse telling Kapacitor ``reason``.
+
+        Keepalive answers not yet taken come first. The first cause is kept
+        (:attr:`failure`); later calls return nothing. ``send=False`` records
+        a cause that cannot be told (the connection is lost) and returns
+        nothing.
+        """
+        if self.failure is not None:
+            return b""
+        self.failure = reason
+        self.state = State.FAILED
+        pending = self.data_to_send()
+        return pending + encode_error(reason) if send else b""
+
+    # ---- moving the connection --------------------------------------------
+
+    @property
+    def can_export(self) -> bool:
+        """True at a safe point: :meth:`export_state` would succeed now."""
+        return self._unsafe() is None
+
+    def _unsafe(self) -> str | None:
+        """Why the state cannot be exported now, or ``None``."""
+        if self._batch is not None:
+            return f"a batch (group {self._batch.group!r}) is open: export after its EndBatch"
+        if self.state not in _STATE_CODES:
+            return f"the connection is {self.state.value}"
+        owed = [field for field, count in self._owed.items() if count]
+        if owed:
+            return f"Kapacitor is owed a reply ({', '.join(owed)}): send it first"
+        if self._outbox:
+            return "keepalive answers are waiting: take data_to_send() first"
+        if self._error is not None:
+            return f"the stream is broken ({self._error})"
+        return None
+
+    def export_state(self) -> bytes:
+        """The whole state of the connection, as bytes another process can import.
+
+        Holds where the conversation stands, the InitRequest, and every byte
+        received but not yet handed out; see the format above
+        :data:`STATE_FORMAT_VERSION`. Allowed only at a safe point
+        (:attr:`can_export`): between batches, every reply sent, the
+        keepalive answers taken. Raises :class:`~aioudf.StateError` naming
+        what is pending otherwise. The requests handed out must have been
+        processed by the handler: what they changed moves with the
+        handler's own snapshot, not here.
+        """
+        unsafe = self._unsafe()
+        if unsafe is not None:
+            raise StateError(f"cannot export the connection state: {unsafe}")
+        init = b"" if self.init_request is None else self.init_request.SerializeToString()
+        unconsumed = self._frames.unconsumed()
+        return b"".join(
+            (
+                _STATE_MAGIC,
+                encode_uvarint(STATE_FORMAT_VERSION),
+                encode_uvarint(_STATE_CODES[self.state]),
+                encode_uvarint(self._frames.max_frame_size),
+                encode_uvarint(self._frames.frames_decoded),
+                encode_uvarint(len(init)),
+                init,
+                encode_uvarint(len(unconsumed)),
+                unconsumed,
+            )
+        )
+
+    @classmethod
+    def from_state(cls, state: bytes, *, max_frame_size: int | None = None) -> UDFConnection:
+        """A connection continuing where the one that exported ``state`` stopped.
+
+        Its next requests are those the exporter had received but not
+        handed out; the bytes Kapacitor writes next follow them. Give
+        ``max_frame_size`` to check frames against this process's limit
+        instead of the exporter's. Raises :class:`~aioudf.StateError` for
+        bytes that are not an exported state of a version known here.
+        """
+        data = bytes(state)
+        if data[:4] != _STATE_MAGIC:
+            raise StateError("not a UDF connection state (it does not start with b'AUDC')")
+        reader = _StateReader(data)
+        reader.pos = 4
+        version = reader.varint("version")
+        if version != STATE_FORMAT_VERSION:
+            raise StateError(
+                f"UDF connection state version {version} cannot be read here "
+                f"(this aioudf reads version {STATE_FORMAT_VERSION})"
+            )
+        code = reader.varint("state")
+        if code not in _CODE_STATES:
+            raise StateError(f"not a UDF connection state: unknown state code {code}")
+        limit = reader.varint("max_frame_size")
+        decoded = reader.varint("frame count")
+        init = reader.bytes("InitRequest")
+        unconsumed = reader.bytes("unconsumed bytes")
+        if reader.pos != len(data):
+            raise StateError(
+                f"not a UDF connection state: {len(data) - reader.pos} bytes follow its end"
+            )
+        conn = cls(limit if max_frame_size is None else max_frame_size)
+        conn.state = _CODE_STATES[code]
+        if conn.state is State.READY:
+            conn.init_accepted = True
+            try:
+                conn.init_request = InitRequest.FromString(init)
+            except DecodeError as exc:
+                raise StateError(f"not a UDF connection state: its InitRequest: {exc}") from None
+        elif init:
+            raise StateError("not a UDF connection state: an InitRequest before Init")
+        conn._frames.frames_decoded = decoded
+        conn._frames.feed(unconsumed)
+        return conn
