@@ -58,15 +58,17 @@ from .messages import (
     encode_error,
 )
 from .options import bind_options, parse_options
-from .protocol import UDFConnection
+from .protocol import State, UDFConnection
 
 __all__ = [
     "Agent",
     "ByteReader",
     "ByteWriter",
     "Emitter",
+    "HandOff",
     "OutputQueue",
     "create_handler",
+    "prepare_handler",
     "refuse",
 ]
 
@@ -158,7 +160,7 @@ class OutputQueue:
     data.
     """
 
-    __slots__ = ("_frames", "_has_data", "_space", "closed", "limit", "size")
+    __slots__ = ("_drained", "_frames", "_has_data", "_space", "closed", "limit", "size")
 
     def __init__(self, limit: int = DEFAULT_MAX_OUTPUT) -> None:
         self.limit = limit
@@ -168,6 +170,7 @@ class OutputQueue:
         self._has_data = asyncio.Event()
         self._space = asyncio.Event()
         self._space.set()
+        self._drained = asyncio.Event()  # set when the writer has flushed everything
 
     def put(self, frame: bytes) -> bool:
         """Queue ``frame``; return True while the queue is still below its limit."""
@@ -215,12 +218,21 @@ class OutputQueue:
         self.size -= nbytes
         if self.size < self.limit:
             self._space.set()
+            if not self.size:
+                self._drained.set()
+
+    async def wait_empty(self) -> None:
+        """Wait until the writer has flushed every frame queued (or the queue is closed)."""
+        while self.size and not self.closed:
+            self._drained.clear()
+            await self._drained.wait()
 
     def close(self) -> None:
         """No more frames will be accepted; wake everyone waiting."""
         self.closed = True
         self._has_data.set()
         self._space.set()
+        self._drained.set()
 
 
 class Emitter:
@@ -298,12 +310,81 @@ class _Failure:
         self.level = level  # how the end is logged
 
 
+class _Pause:
+    """Backlog marker: stop here for a hand-over, after every request before it."""
+
+    __slots__ = ("decision", "paused", "snapshot")
+
+    def __init__(self) -> None:
+        self.paused = asyncio.Event()  # the dispatcher stopped (snapshot taken, or not)
+        self.snapshot: bytes | None = None  # None: the handler could not give one
+        self.decision: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+
+class HandOff:
+    """A connection stopped at a safe point, ready to move to another process.
+
+    ``state`` is the protocol state (:meth:`UDFConnection.export_state
+    <aioudf.protocol.UDFConnection.export_state>`: the Init request and the
+    bytes received but not handled), ``snapshot`` the handler's own. Every
+    request before that point has been handled and its output flushed to
+    the transport. Exactly one of :meth:`commit` (another process serves the
+    connection now: the agent ends without a word to Kapacitor) or
+    :meth:`resume` (it stays: the agent reads on as if nothing happened).
+    """
+
+    def __init__(self, agent: Agent, pause: _Pause, state: bytes) -> None:
+        self._agent = agent
+        self._pause = pause
+        self.state = state
+        self.snapshot: bytes = pause.snapshot or b""
+        init = agent._conn.init_request
+        #: Kapacitor's ids of the task and node (empty before Init).
+        self.task_id = init.taskID if init is not None else ""
+        self.node_id = init.nodeID if init is not None else ""
+
+    def commit(self) -> None:
+        """The connection moved: end this agent quietly (no stop(), no ErrorResponse)."""
+        if not self._pause.decision.done():
+            self._agent._handed_over = True
+            self._pause.decision.set_result(True)
+
+    def resume(self) -> None:
+        """The connection stays: handle requests and read again."""
+        if not self._pause.decision.done():
+            self._pause.decision.set_result(False)
+            self._agent._start_reading()
+
+
 class _HandlerFailed(Exception):
     def __init__(self, message: object, method: str, error: BaseException) -> None:
         super().__init__(method)
         self.message = message
         self.method = method
         self.error = error
+
+
+async def prepare_handler(handler: BaseHandler, init: InitRequest, snapshot: bytes) -> None:
+    """Bring a fresh handler to where a moved connection's handler was.
+
+    The connection's Init is given again (options bound, ``init()`` called),
+    then ``restore(snapshot)`` unless the snapshot is empty. Raises what the
+    handler raises: :class:`~aioudf.InitError` or
+    :class:`~aioudf.RestoreError` when it refuses, or any other exception;
+    the caller leaves the connection where it was.
+    """
+    handler.task_id = init.taskID
+    handler.node_id = init.nodeID
+    bind_options(handler, parse_options(type(handler).options, init.options))
+    calls: list[tuple[str, object]] = [("init", init)]
+    if snapshot:
+        calls.append(("restore", snapshot))
+    for method, argument in calls:
+        function = getattr(handler, method)
+        if inspect.iscoroutinefunction(function):
+            await function(argument)
+        else:
+            await anyio.to_thread.run_sync(function, argument)
 
 
 def create_handler(factory: Callable[[], BaseHandler]) -> BaseHandler:
@@ -372,6 +453,7 @@ class Agent:
         stop_timeout: float = DEFAULT_STOP_TIMEOUT,
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
         name: str = "",
+        connection: UDFConnection | None = None,
     ) -> None:
         if max_backlog < 1 or max_output < 1 or read_size < 1:
             raise ValueError("max_backlog, max_output and read_size must be positive")
@@ -379,7 +461,10 @@ class Agent:
         self.name = name or f"{type(handler).__name__}@{id(self):x}"
         self._reader = reader
         self._writer = writer
-        self._conn = UDFConnection(max_frame_size)
+        # A connection taken over from another process continues its state.
+        self._conn = connection or UDFConnection(max_frame_size)
+        self._handed_over = False  # True once the connection moved to another process
+        self._ended = asyncio.Event()  # set when run() ends
         self._max_backlog = max_backlog
         self._read_size = read_size
         self._stop_timeout = stop_timeout
@@ -419,6 +504,8 @@ class Agent:
 
     async def run(self) -> None:
         """Serve the connection until it ends; raise ConnectionFailed on error."""
+        if self._conn.buffered:
+            self._decode_buffered()  # taken over: the bytes the previous process had not handled
         try:
             async with anyio.create_task_group() as tg:
                 self._tasks = tg
@@ -438,6 +525,7 @@ class Agent:
                 )
                 logger.warning("[%s] %s", self.name, self._conn.failure)
         finally:
+            self._ended.set()
             if not self._done:
                 self._abort("UDF connection cancelled (the UDF server is shutting down)")
             await self._close_transport()
@@ -487,6 +575,125 @@ class Agent:
             self._decode_buffered()  # the reader did not end by itself: finish its bytes
         self._backlog.append(_Failure(reason, level=logging.INFO))
         self._requests_ready.set()
+
+    # ---- hand-over ----------------------------------------------------------
+
+    @property
+    def handed_over(self) -> bool:
+        """True once the connection moved to another process (see :meth:`pause_for_handover`)."""
+        return self._handed_over
+
+    async def pause_for_handover(self) -> HandOff | None:
+        """Stop at the next point where the connection can move to another process.
+
+        Reading stops (inside a batch, once its EndBatch has been read), every
+        request read is handled, the handler's ``snapshot()`` is taken and the
+        output is flushed to the transport; the agent then waits for the
+        returned :class:`HandOff`'s ``commit()`` or ``resume()``. Returns
+        ``None``, and carries on by itself, when the connection cannot move:
+        it is ending, its Init was refused, its stream broke, or
+        ``snapshot()`` failed (logged).
+        """
+        conn = self._conn
+        if self._done or self._ended.is_set() or conn.failure is not None:
+            return None
+        if conn.state not in (State.NEW, State.READY, State.IN_BATCH):
+            return None
+        await self._stop_reading()
+        backlog = self._backlog
+        if any(isinstance(item, (_EndOfInput, _Failure)) for item in backlog):
+            return None  # the input ended by itself: the connection is ending
+        try:
+            await self._read_to_batch_end()
+        except ProtocolError as exc:
+            backlog.append(_Failure(f"protocol error: {exc}"))
+        except OSError as exc:
+            backlog.append(_Failure(f"connection lost while reading: {exc}", send=False))
+        pause = _Pause()
+        backlog.append(pause)
+        self._requests_ready.set()
+        handoff: HandOff | None = None
+        if (
+            await self._unless_ended(pause.paused.wait())
+            and pause.snapshot is not None
+            and conn.can_export
+            and await self._unless_ended(self._output.wait_empty())
+        ):
+            handoff = HandOff(self, pause, conn.export_state())
+        if handoff is None and not pause.decision.done():
+            pause.decision.set_result(False)
+            if not self._ended.is_set() and not any(
+                isinstance(item, (_EndOfInput, _Failure)) for item in backlog
+            ):
+                self._start_reading()
+        return handoff
+
+    async def _unless_ended(self, waiting: Awaitable[Any]) -> bool:
+        """Await ``waiting``; False if the agent ends first."""
+        result = False
+        async with anyio.create_task_group() as tg:
+
+            async def wait() -> None:
+                nonlocal result
+                await waiting
+                result = True
+                tg.cancel_scope.cancel()
+
+            async def ended() -> None:
+                await self._ended.wait()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(wait)
+            tg.start_soon(ended)
+        return result
+
+    async def _read_to_batch_end(self) -> None:
+        """Reading has stopped: read on until no batch is open (a batch moves whole)."""
+        conn = self._conn
+        while conn.in_batch:
+            requests = conn.next_requests(_DECODE_RUN)
+            if conn._outbox:
+                self._output.put(conn.data_to_send())
+            if requests:
+                self._backlog.extend(requests)
+                self._requests_ready.set()
+                continue
+            data = await self._reader.read(self._read_size)
+            if not data:
+                conn.receive_eof()  # raises: the stream ended inside the batch
+                return
+            conn.receive_data(data)
+
+    async def _paused(self, pause: _Pause) -> bool:
+        """The dispatcher reached a hand-over point: snapshot, then wait. True if handed over."""
+        snapshot: Any = b""
+        if self._conn.init_accepted:
+            try:
+                snapshot = await self._call("snapshot", None)
+                if isinstance(snapshot, (bytearray, memoryview)):
+                    snapshot = bytes(snapshot)
+                if not isinstance(snapshot, bytes):
+                    raise TypeError(f"snapshot() must return bytes, not {type(snapshot).__name__}")
+            except Exception as exc:
+                error = exc.error if isinstance(exc, _HandlerFailed) else exc
+                logger.warning(
+                    "[%s] stays in this process: %s.snapshot() failed: %s: %s",
+                    self.name,
+                    type(self.handler).__name__,
+                    type(error).__name__,
+                    error,
+                )
+                snapshot = None
+        pause.snapshot = snapshot
+        pause.paused.set()
+        return await pause.decision
+
+    def _start_reading(self) -> None:
+        """Read again after a hand-over that did not happen."""
+        self._reader_scope = anyio.CancelScope()
+        self._reader_stopped = asyncio.Event()
+        self._reader_paused = False
+        self._tasks.start_soon(self._read_loop, name=f"{self.name} read")
 
     async def _stop_reading(self) -> None:
         """Stop the read loop and wait until it has returned (decoded requests are queued)."""
@@ -607,6 +814,8 @@ class Agent:
             else:
                 call = table.get(type(message))
                 if call is None:
+                    if type(message) is _Pause and not await self._paused(message):
+                        continue  # the hand-over did not happen: carry on
                     await self._on_marker(message)
                     return
                 try:
@@ -630,6 +839,8 @@ class Agent:
                 return
 
     async def _on_marker(self, marker: object) -> None:
+        if isinstance(marker, _Pause):
+            return  # handed over: end without a word
         if isinstance(marker, _Failure):
             # A failed connection is torn down without stop(): its output
             # would follow the ErrorResponse, which Kapacitor has acted on.

@@ -30,17 +30,31 @@ import os
 import signal
 import socket
 import stat
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import anyio.abc
 
 from .activation import notify
-from .agent import Agent, create_handler, refuse
-from .errors import AioudfError, ConnectionFailed
+from .agent import Agent, create_handler, prepare_handler, refuse
+from .errors import AioudfError, ConnectionFailed, HandoverError
 from .handler import BaseHandler
+from .handover import (
+    Channel,
+    Message,
+    NothingToTakeOver,
+    Observer,
+    control_path,
+    give,
+    give_connections,
+    offer_connection,
+    socket_pair,
+    take_connections,
+    take_over,
+)
+from .protocol import UDFConnection
 from .watchdog import DEFAULT_WARN_BLOCKED, LoopWatchdog
 
 __all__ = ["DEFAULT_GRACE", "DEFAULT_SOCKET_MODE", "SocketPathError", "UnixServer", "serve"]
@@ -59,6 +73,9 @@ DEFAULT_GRACE = 2.0
 FINISH_TIMEOUT = 2.0
 #: The reason the ErrorResponse gives to each connection ended by a shutdown.
 SHUTDOWN_REASON = "the UDF server is shutting down"
+
+# Bytes a connection's stream reads ahead of the agent.
+_READ_LIMIT = 1 << 20
 
 # sun_path is 108 bytes on Linux (104 on the BSDs), including the final NUL.
 _MAX_SOCKET_PATH = 107
@@ -136,9 +153,24 @@ class UnixServer:
         ``path``: one passed by systemd (:func:`~aioudf.activation.activated_socket`)
         or a supervisor. Its file belongs to whoever made it: the server
         leaves it in place at shutdown.
+    ``handover``
+        serve the control socket ``PATH.ctl`` (mode 0600), through which
+        another process of the same user takes everything over (see
+        :mod:`aioudf.handover`). On by default; a path too long for the
+        control socket turns it off, with a warning.
+    ``observer``
+        a :class:`~aioudf.handover.Observer` told of every hand-over.
     ``agent_options``
         passed to every :class:`~aioudf.Agent` (``max_frame_size``,
         ``max_backlog``, ``max_output``, ``stop_timeout``).
+
+    Hand-over, embedded: ``await server.start(takeover=True)`` takes the
+    listening socket and the live connections from the server running on
+    ``path`` (or starts afresh if there is none). The server that gave
+    everything away sets :attr:`handed_over`; its :meth:`shutdown` then
+    leaves the socket files to the new owner. Connections the new process
+    refused stay and are served here until they end. No signal handler is
+    installed for any of this.
     """
 
     def __init__(
@@ -151,6 +183,8 @@ class UnixServer:
         backlog: int = 1024,
         warn_blocked: float | None = None,
         sock: socket.socket | None = None,
+        handover: bool = True,
+        observer: Observer | None = None,
         **agent_options: Any,
     ) -> None:
         self.handler_factory = handler_factory
@@ -173,18 +207,36 @@ class UnixServer:
         self._idle = asyncio.Event()  # set while no connection is open
         self._idle.set()
         self._cut_short = asyncio.Event()  # set to end the grace period early
-        self._agents: dict[int, Agent] = {}  # the connections being served, by number
-        self._inode: tuple[int, int] | None = None
+        # The connections being served, by number: agent, reader, writer.
+        self._connections: dict[int, tuple[Agent, asyncio.StreamReader, asyncio.StreamWriter]] = {}
+        self._inode: tuple[int, int] | None = None  # the socket file, while it is ours
         self._watchdog = LoopWatchdog(warn_blocked) if warn_blocked else None
         self._given_sock = sock
+        self._listen_sock: socket.socket | None = None
+        self.handover = handover
+        self.observer = observer or Observer()
+        self._control: socket.socket | None = None
+        self._control_inode: tuple[int, int] | None = None
+        self._control_task: asyncio.Task[None] | None = None
+        #: Set once another process took the listening socket over: this
+        #: server accepts no more, and serves only the connections it kept.
+        self.handed_over = asyncio.Event()
 
     # ---- start ----------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, *, takeover: bool = False) -> None:
         """Prepare the path, bind, set the mode and start accepting.
 
-        With a ``sock`` given, serve it instead: nothing is bound.
+        With a ``sock`` given, serve it instead: nothing is bound. With
+        ``takeover``, take the sockets and live connections over from the
+        server running on the path, if one answers on its control socket.
         """
+        if takeover:
+            try:
+                await take_over(self.path, self)
+                return
+            except NothingToTakeOver:
+                logger.info("no server to take over from on %s: starting afresh", self.path)
         if self._given_sock is not None:
             sock = self._given_sock
         else:
@@ -195,22 +247,51 @@ class UnixServer:
                 sock.bind(self.path)
                 # Before listen(): nobody can connect while the mode is still the umask's.
                 os.chmod(self.path, self.mode)
-                info = os.stat(self.path)
-                self._inode = (info.st_dev, info.st_ino)
+                self._inode = _inode_of(self.path)
+            await self._listen(sock)
+        except BaseException:
+            sock.close()
+            self._remove_socket_file()
+            raise
+        if self.handover:
+            await self._open_control()
+
+    async def _listen(self, sock: socket.socket) -> None:
+        """Start the connections' task group and accept on ``sock``."""
+        try:
             ready = asyncio.Event()
             self._supervisor = asyncio.create_task(self._supervise(ready))
             await ready.wait()
             self._server = await asyncio.start_unix_server(
-                self._accept, sock=sock, backlog=self.backlog, limit=1 << 20
+                self._accept, sock=sock, backlog=self.backlog, limit=_READ_LIMIT
             )
         except BaseException:
-            sock.close()
-            self._remove_socket_file()
             await self._close_supervisor()
             raise
+        self._listen_sock = sock
         if self._watchdog is not None:
             self._watchdog.start()
         logger.info("serving %s on %s", _factory_name(self.handler_factory), self.path)
+
+    async def _open_control(self) -> None:
+        """Bind the control socket beside the served one (owner only)."""
+        path = control_path(self.path)
+        try:
+            await prepare_socket_path(path)
+        except SocketPathError as exc:
+            logger.warning("no hand-over on this server: %s", exc)
+            return
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(path)
+            os.chmod(path, 0o600)
+            sock.listen(8)
+        except OSError as exc:
+            sock.close()
+            logger.warning("no hand-over on this server: cannot listen on %s: %s", path, exc)
+            return
+        self._control_inode = _inode_of(path)
+        await self.serve_control(sock)
 
     async def __aenter__(self) -> UnixServer:
         await self.start()
@@ -244,30 +325,45 @@ class UnixServer:
         if self._closing or self._tasks is None:
             writer.close()
             return
+        self._start_connection(reader, writer, None)
+
+    def _start_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, agent: Agent | None
+    ) -> None:
+        assert self._tasks is not None
         self.accepted += 1
         self.active += 1
         self._idle.clear()
         number = self.accepted
-        self._tasks.start_soon(self._serve_connection, reader, writer, number, name=f"udf-{number}")
+        self._tasks.start_soon(
+            self._serve_connection, reader, writer, number, agent, name=f"udf-{number}"
+        )
 
     async def _serve_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        number: int,
+        agent: Agent | None,
     ) -> None:
         name = f"conn {number}"
         logger.debug("[%s] connected", name)
         try:
-            try:
-                handler = create_handler(self.handler_factory)
-            except ConnectionFailed as exc:
-                logger.error("[%s] %s", name, exc.reason, exc_info=exc.__cause__)
-                await refuse(writer, exc.reason)
-                return
-            agent = Agent(handler, reader, writer, name=name, **self.agent_options)
-            self._agents[number] = agent
+            if agent is None:
+                try:
+                    handler = create_handler(self.handler_factory)
+                except ConnectionFailed as exc:
+                    logger.error("[%s] %s", name, exc.reason, exc_info=exc.__cause__)
+                    await refuse(writer, exc.reason)
+                    return
+                agent = Agent(handler, reader, writer, name=name, **self.agent_options)
+            else:
+                agent.name = name
+            self._connections[number] = (agent, reader, writer)
             if self._closing:
                 await agent.finish(SHUTDOWN_REASON)  # accepted as the server stopped
             await agent.run()
-            logger.debug("[%s] closed", name)
+            logger.debug("[%s] %s", name, "handed over" if agent.handed_over else "closed")
         except ConnectionFailed as exc:
             if exc.reason == SHUTDOWN_REASON:
                 logger.debug("[%s] ended: %s", name, exc.reason)
@@ -282,10 +378,160 @@ class UnixServer:
                     writer, f"internal error in the UDF server: {type(exc).__name__}: {exc}"
                 )
         finally:
-            self._agents.pop(number, None)
+            self._connections.pop(number, None)
             self.active -= 1
             if self.active == 0:
                 self._idle.set()
+
+    # ---- hand-over: giving ------------------------------------------------
+
+    async def serve_control(self, control: socket.socket) -> None:
+        """Answer hand-over requests on the listening ``control`` socket."""
+        self._control = control
+        control.setblocking(False)
+        path = control_path(self.path)
+        if control.getsockname() == path:
+            with contextlib.suppress(FileNotFoundError):
+                self._control_inode = _inode_of(path)  # ours to remove at shutdown
+        self._control_task = asyncio.create_task(self._control_loop(control))
+
+    async def _control_loop(self, control: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while not self.handed_over.is_set():
+            sock, _ = await loop.sock_accept(control)
+            channel = Channel(sock)
+            try:
+                kept = await give(channel, self, path=self.path)
+            except Exception as exc:
+                logger.error("hand-over failed, still serving everything here: %s", exc)
+                continue
+            finally:
+                channel.close()
+            if kept:
+                logger.warning("handed over; %d connection(s) stay here until they end", kept)
+            else:
+                logger.info("handed everything over")
+
+    def handover_sockets(self) -> tuple[socket.socket, socket.socket, bool]:
+        if self._listen_sock is None or self._control is None or self._closing:
+            raise HandoverError("this server is not serving: nothing to hand over")
+        return self._listen_sock, self._control, self._inode is not None
+
+    async def stop_accepting(self) -> None:
+        """The taker accepts now: stop accepting; the socket files are its own."""
+        self.handed_over.set()
+        if self._server is not None:
+            self._server.close()
+        self._inode = None
+        self._control_inode = None
+        if self._control is not None:
+            self._control.close()
+
+    async def open_channels(self) -> list[tuple[socket.socket, Awaitable[int]]]:
+        mine, theirs = socket_pair()
+        giving = asyncio.create_task(give_connections(Channel(mine), self._offer_all))
+        giving.add_done_callback(lambda _: mine.close())
+        return [(theirs, giving)]
+
+    async def _offer_all(self, channel: Channel) -> int:
+        """Offer every connection over ``channel``; return how many stay here."""
+        kept: set[int] = set()
+        offered: set[int] = set()
+        # Until none is left: connections accepted while the taker started
+        # accepting too are offered as well.
+        while pending := [number for number in self._connections if number not in offered]:
+            for number in pending:
+                offered.add(number)
+                if number in self._connections and not await self._offer(number, channel):
+                    kept.add(number)
+        return len(kept & self._connections.keys())
+
+    async def _offer(self, number: int, channel: Channel) -> bool:
+        """Pause one connection and offer it; True if the other process took it."""
+        agent, reader, writer = self._connections[number]
+        handoff = await agent.pause_for_handover()
+        if handoff is None:
+            logger.warning("[%s] cannot be handed over now: it stays here", agent.name)
+            return False
+        transport = cast(asyncio.Transport, writer.transport)
+        transport.pause_reading()  # what arrives now waits in the socket for the taker
+        try:
+            # Everything answered so far reaches the socket before it moves.
+            transport.set_write_buffer_limits(0)
+            await writer.drain()
+            sock = writer.get_extra_info("socket")
+            reason = await offer_connection(
+                channel,
+                fd=sock.fileno(),
+                state=handoff.state,
+                read_ahead=_read_ahead(reader),
+                snapshot=handoff.snapshot,
+                name=agent.name,
+                task=handoff.task_id,
+                node=handoff.node_id,
+            )
+        except BaseException:
+            transport.set_write_buffer_limits()
+            transport.resume_reading()
+            handoff.resume()
+            raise
+        if reason is None:
+            handoff.commit()
+            self.observer.connection_handed_over(handoff.task_id)
+            logger.info("[%s] task %r handed over", agent.name, handoff.task_id)
+            return True
+        logger.warning(
+            "[%s] task %r stays with this process, served by the code it started with: "
+            "the new process refused it: %s",
+            agent.name,
+            handoff.task_id,
+            reason,
+        )
+        self.observer.connection_kept(handoff.task_id, reason)
+        transport.set_write_buffer_limits()
+        transport.resume_reading()
+        handoff.resume()
+        return False
+
+    # ---- hand-over: taking ------------------------------------------------
+
+    async def listen_on(self, listener: socket.socket, owns_path: bool) -> None:
+        if owns_path:
+            self._inode = _inode_of(self.path)
+        await self._listen(listener)
+
+    async def take_from(self, end: socket.socket) -> None:
+        channel = Channel(end)
+        try:
+            taken = await take_connections(channel, self._adopt)
+            logger.info("took over %d connection(s)", taken)
+        finally:
+            channel.close()
+
+    async def _adopt(self, message: Message) -> str | None:
+        """Take one offered connection; the reason if it is refused."""
+        state, read_ahead, snapshot = message.blobs
+        task = message.header.get("task", "")
+        try:
+            conn = UDFConnection.from_state(
+                state, max_frame_size=self.agent_options.get("max_frame_size")
+            )
+            handler = create_handler(self.handler_factory)
+            if conn.init_request is not None:
+                await prepare_handler(handler, conn.init_request, snapshot)
+        except ConnectionFailed as exc:
+            return exc.reason
+        except Exception as exc:
+            logger.warning("task %r stays with the previous process: %s", task, exc)
+            return f"{type(exc).__name__}: {exc}"
+        conn.receive_data(read_ahead)
+        sock = socket.socket(fileno=message.fds.pop())
+        reader, writer = await asyncio.open_unix_connection(sock=sock, limit=_READ_LIMIT)
+        agent = Agent(handler, reader, writer, connection=conn, **self.agent_options)
+        self._start_connection(reader, writer, agent)
+        self.observer.connection_taken_over(task)
+        logger.info("task %r taken over", task)
+        return None
 
     async def serve_forever(self) -> None:
         """Serve until cancelled (the server keeps running after an error)."""
@@ -318,7 +564,7 @@ class UnixServer:
         if self.active and not self._cut_short.is_set():
             logger.info("ending %d open connection(s): %s", self.active, SHUTDOWN_REASON)
             async with anyio.create_task_group() as tg:
-                for agent in list(self._agents.values()):
+                for agent, _, _ in list(self._connections.values()):
                     tg.start_soon(agent.finish, SHUTDOWN_REASON)
             await self._wait_idle(FINISH_TIMEOUT)
         if self.active:
@@ -326,6 +572,7 @@ class UnixServer:
         await self._close_supervisor()
         if self._watchdog is not None:
             self._watchdog.stop()
+        self._close_control()
         logger.info("stopped serving on %s", self.path)
 
     async def _wait_idle(self, seconds: float) -> None:
@@ -346,12 +593,38 @@ class UnixServer:
 
     def _remove_socket_file(self) -> None:
         """Remove the socket file, but only if it is still the one we created."""
-        try:
-            info = os.lstat(self.path)
-        except FileNotFoundError:
-            return
-        if self._inode == (info.st_dev, info.st_ino) and stat.S_ISSOCK(info.st_mode):
-            os.unlink(self.path)
+        _remove_if_same(self.path, self._inode)
+
+    def _close_control(self) -> None:
+        if self._control_task is not None:
+            self._control_task.cancel()
+        if self._control is not None:
+            self._control.close()
+        _remove_if_same(control_path(self.path), self._control_inode)
+
+
+def _inode_of(path: str) -> tuple[int, int]:
+    info = os.stat(path)
+    return info.st_dev, info.st_ino
+
+
+def _remove_if_same(path: str, inode: tuple[int, int] | None) -> None:
+    """Remove the socket file at ``path`` if it is the one with ``inode``."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if inode == (info.st_dev, info.st_ino) and stat.S_ISSOCK(info.st_mode):
+        os.unlink(path)
+
+
+def _read_ahead(reader: asyncio.StreamReader) -> bytes:
+    """What the stream has read from the socket but the agent has not taken yet.
+
+    asyncio's StreamReader offers no public way to see its buffer; the
+    transport's reading is paused first, so it no longer changes.
+    """
+    return bytes(reader._buffer)  # type: ignore[attr-defined]
 
 
 def _factory_name(factory: Callable[..., Any]) -> str:

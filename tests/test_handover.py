@@ -1,0 +1,171 @@
+"""Hand-over of live connections between two servers in one process.
+
+A Kapacitor stand-in (tests/wire.py) streams points to a server; part way
+through, a second server takes everything over (``start(takeover=True)``),
+and the rest of the stream goes on over the same connection. The responses
+must be those of a run that never moved: nothing lost, nothing twice, in
+order, with the handler's per-group state carried across.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from moving_avg import MovingAvg
+from wire import Peer, kind, options, request
+
+from aioudf import InitError, RestoreError, UnixServer
+from aioudf._pb import udf_pb2 as pb
+from aioudf.handover import Observer, control_path
+
+INIT = request(init=pb.InitRequest(taskID="avg", nodeID="udf1", options=options(field="v", size=3)))
+
+
+def point(t: int, host: str) -> bytes:
+    return request(
+        point=pb.Point(
+            name="cpu",
+            time=t,
+            group=f"host={host}",
+            tags={"host": host},
+            fieldsDouble={"v": t * t % 7},
+        )
+    )
+
+
+def stream(n: int) -> bytes:
+    return b"".join(point(t, host) for t in range(n) for host in ("a", "b"))
+
+
+def averages(responses: list[pb.Response]) -> list[tuple[int, str, float]]:
+    return [
+        (r.point.time, r.point.tags["host"], r.point.fieldsDouble["avg"])
+        for r in responses
+        if kind(r) == "point"
+    ]
+
+
+async def unmoved_run(path: Path, data: bytes) -> list[pb.Response]:
+    async with UnixServer(MovingAvg, path, handover=False):
+        peer = await Peer.unix(path)
+        await peer.send(INIT, data)
+        await peer.half_close()
+        return await peer.receive_all()
+
+
+class Counting(Observer):
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+
+    def connection_handed_over(self, task_id: str) -> None:
+        self.events.append(("handed over", task_id))
+
+    def connection_taken_over(self, task_id: str) -> None:
+        self.events.append(("taken over", task_id))
+
+
+@pytest.mark.parametrize("cut", [0, 1, 7, 40, 99])
+async def test_connection_moves_mid_stream_and_continues_unchanged(
+    short_tmp: Path, cut: int
+) -> None:
+    data = stream(30)
+    # The move happens while Kapacitor's bytes are in flight: the first part
+    # ends mid-frame (at byte ``cut`` of a frame) whenever ``cut`` is not 0.
+    split = len(INIT) + len(stream(12)) + cut
+    expected = await unmoved_run(short_tmp / "ref.sock", data)
+
+    path = short_tmp / "udf.sock"
+    seen = Counting()
+    old = UnixServer(MovingAvg, path, observer=seen)
+    await old.start()
+    new = UnixServer(MovingAvg, path, observer=seen)
+    try:
+        peer = await Peer.unix(path)
+        await peer.send((INIT + data)[:split])
+        first = [await peer.receive() for _ in range(1 + 2 * 12)]  # Init and 24 points
+        await new.start(takeover=True)
+        assert old.handed_over.is_set()
+        assert sorted(seen.events) == [("handed over", "avg"), ("taken over", "avg")]
+        await peer.send((INIT + data)[split:])
+        await peer.half_close()
+        rest = await peer.receive_all()
+    finally:
+        await new.shutdown()
+        await old.shutdown()
+    got = [r for r in first if r is not None] + rest
+    assert averages(got) == averages(expected)
+    assert [kind(r) for r in got] == [kind(r) for r in expected]
+    # The socket files belong to the new server, which removed them.
+    assert not path.exists() and not Path(control_path(str(path))).exists()
+
+
+async def test_new_server_answers_new_connections_and_old_one_stops(short_tmp: Path) -> None:
+    path = short_tmp / "udf.sock"
+    async with UnixServer(MovingAvg, path) as old:
+        new = UnixServer(MovingAvg, path)
+        await new.start(takeover=True)
+        try:
+            peer = await Peer.unix(path)
+            await peer.send(request(info=pb.InfoRequest()))
+            assert kind(await peer.receive_kind("info")) == "info"
+            assert old.accepted == 0 and new.accepted == 1
+        finally:
+            await new.shutdown()
+
+
+class RefusesRestore(MovingAvg):
+    async def restore(self, snapshot: bytes) -> None:
+        raise RestoreError("this version cannot read that state")
+
+
+class RefusesInit(MovingAvg):
+    async def init(self, request: object) -> None:
+        raise InitError("this version needs another option")
+
+
+@pytest.mark.parametrize(
+    ("new_code", "reason"),
+    [(RefusesRestore, "this version cannot read that state"), (RefusesInit, "another option")],
+)
+async def test_refused_connection_stays_with_the_old_code(
+    short_tmp: Path, caplog: pytest.LogCaptureFixture, new_code: type[MovingAvg], reason: str
+) -> None:
+    data = stream(10)
+    expected = await unmoved_run(short_tmp / "ref.sock", data)
+    path = short_tmp / "udf.sock"
+    old = UnixServer(MovingAvg, path)
+    await old.start()
+    new = UnixServer(new_code, path)
+    try:
+        peer = await Peer.unix(path)
+        await peer.send(INIT, data[: len(data) // 2])
+        first = [await peer.receive() for _ in range(1 + 10)]
+        with caplog.at_level(logging.WARNING, logger="aioudf"):
+            await new.start(takeover=True)
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert any("task 'avg' stays with this process" in w and reason in w for w in warnings)
+        # New connections go to the new server; the old one serves the refused one.
+        assert old.handed_over.is_set() and old.active == 1
+        await peer.send(data[len(data) // 2 :])
+        await peer.half_close()
+        rest = await peer.receive_all()
+    finally:
+        await new.shutdown()
+        await old.shutdown()
+    assert averages([r for r in first if r is not None] + rest) == averages(expected)
+
+
+async def test_takeover_with_nothing_running_starts_afresh(short_tmp: Path) -> None:
+    path = short_tmp / "udf.sock"
+    server = UnixServer(MovingAvg, path)
+    await server.start(takeover=True)
+    try:
+        assert path.exists()
+        peer = await Peer.unix(path)
+        await peer.send(request(info=pb.InfoRequest()))
+        assert kind(await peer.receive_kind("info")) == "info"
+    finally:
+        await server.shutdown()
+    assert not path.exists()
