@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -387,6 +388,10 @@ class SocketServer:
                 raise AssertionError(f"server did not log {text!r} in {timeout} s:\n{self.log()}")
             time.sleep(delay)  # a log file has no event to await
             delay = min(delay * 2, 0.1)
+
+    def successors(self) -> list[int]:
+        """Processes a SIGHUP reload started (they log as this one does)."""
+        return [int(pid) for pid in re.findall(r"process (\d+) loads the code anew", self.log())]
 
     def wait(self, timeout: float = 30) -> int:
         return self.process.wait(timeout)

@@ -8,6 +8,8 @@ see. Expected numbers are computed here, independently of the UDF's code.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import statistics
 import time
@@ -45,6 +47,9 @@ def serve(python_env: dict[str, str], short_tmp: Path) -> Iterator[Serve]:
         if server.process.poll() is None:
             server.process.kill()
             server.process.wait()
+        for pid in server.successors():  # processes a reload started: not our children
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 AVG_BY_HOST = """stream
@@ -94,3 +99,119 @@ def test_sigterm_with_live_tasks_answers_them_and_exits_0(serve: Serve, short_tm
     # Docker and systemd send SIGKILL 10 s after SIGTERM; the default settings
     # end well before (the bound here is loose on purpose: a shared CI machine).
     assert took < 10, server.log()
+
+
+HANDLER_CODE = """\
+from moving_avg import MovingAvg
+
+
+class Avg(MovingAvg):
+    \"\"\"The example's moving average, each point marked with the code's version.\"\"\"
+
+    def emit(self, message):
+        message.fieldsDouble["version"] = {version}
+        return super().emit(message)
+"""
+
+
+def write_handler(folder: Path, version: float) -> str:
+    """(Re)write the handler's file; return its MODULE:CLASS for aioudf serve."""
+    (folder / "versioned.py").write_text(HANDLER_CODE.format(version=version))
+    return str(folder / "versioned.py") + ":Avg"
+
+
+VALUES = {"a": [float(t * t % 11) for t in range(12)], "b": [float(100 - 3 * t) for t in range(12)]}
+
+
+def write_points(k: Kapacitord, times: range) -> None:
+    k.write(f"cpu,host={host} v={VALUES[host][t]} {t}" for t in times for host in VALUES)
+
+
+def wait_until_handled(k: Kapacitord, task: str, t: int) -> dict[str, dict[str, float]]:
+    """Wait until the task put out the point at time ``t`` for every host; the last rows."""
+    stamp = f":{t:02d}Z"
+
+    def done() -> dict[str, dict[str, float]] | None:
+        last = {row["host"]: row for row in rows(k.output(task, "out"))}
+        if set(last) == set(VALUES) and all(row["time"].endswith(stamp) for row in last.values()):
+            return last
+        error = k.task(task).get("error")
+        if error:
+            raise AssertionError(f"task {task} failed: {error}")
+        return None
+
+    return k.wait_for(done, f"{task} to handle the points at t={t}")
+
+
+def check_continuity(k: Kapacitord, task: str, t: int, version: float) -> None:
+    """Averages at ``t`` are those of one uninterrupted run; made by code ``version``."""
+    last = wait_until_handled(k, task, t)
+    for host, values in VALUES.items():
+        assert last[host]["avg"] == pytest.approx(expected_averages(values[: t + 1])[t], rel=1e-12)
+        assert last[host]["version"] == version
+
+
+def run_through(
+    k: Kapacitord, tasks: list[str], move: Callable[[], None], *, after_version: float
+) -> None:
+    """Stream half the points, ``move()`` the server, stream the rest; check every task."""
+    for task in tasks:
+        k.define_task(task, AVG_BY_HOST.format(measurement="cpu"))
+    write_points(k, range(0, 6))
+    for task in tasks:
+        check_continuity(k, task, 5, version=1.0)
+    move()
+    # A window of 3 across the move: the averages at t=6 and 7 still hold
+    # values from before it, so they are right only if the state moved.
+    for t in range(6, 12):
+        write_points(k, range(t, t + 1))
+        for task in tasks:
+            check_continuity(k, task, t, version=after_version)
+    for task in tasks:
+        assert not k.task(task)["error"]
+    assert "keepalive timedout" not in k.log()
+    assert "received error message" not in k.log()
+
+
+def test_sighup_reload_runs_new_code_and_tasks_carry_on(serve: Serve, short_tmp: Path) -> None:
+    server = serve(write_handler(short_tmp, 1.0))
+    server.wait_log("serving ")
+    udf = SocketUDF(str(server.path), timeout="2s")  # a keepalive every second
+    with Kapacitord(short_tmp / "k", {"movingAverage": udf}) as k:
+
+        def reload() -> None:
+            write_handler(short_tmp, 2.0)  # the new version, installed on disk
+            server.process.send_signal(signal.SIGHUP)
+            assert server.wait() == 0  # it exits once everything moved
+            assert "handed everything over" in server.log()
+
+        run_through(k, ["one", "two"], reload, after_version=2.0)
+    assert "took over 2 connection(s)" in server.log()
+
+
+def test_takeover_by_a_second_process(serve: Serve, short_tmp: Path) -> None:
+    old = serve(write_handler(short_tmp, 1.0))
+    old.wait_log("serving ")
+    udf = SocketUDF(str(old.path), timeout="2s")
+    with Kapacitord(short_tmp / "k", {"movingAverage": udf}) as k:
+        new: list[SocketServer] = []
+
+        def takeover() -> None:
+            new.append(serve(write_handler(short_tmp, 2.0), "--takeover"))
+            assert old.wait() == 0
+            new[0].wait_log("took over 1 connection(s)")
+
+        run_through(k, ["one"], takeover, after_version=2.0)
+        # Kapacitor's new tasks connect to the new process.
+        k.define_task("late", AVG_BY_HOST.format(measurement="mem"))
+        k.write("mem,host=a v=4 1")
+        assert rows(k.wait_output("late", "out", 1))[0]["version"] == 2.0
+
+
+def test_takeover_without_the_flag_is_refused(serve: Serve, short_tmp: Path) -> None:
+    first = serve("moving_avg:MovingAvg")
+    first.wait_log("serving ")
+    second = serve("moving_avg:MovingAvg")
+    assert second.wait() == 2
+    assert "is in use: another server answers on it" in second.log()
+    assert first.process.poll() is None

@@ -158,6 +158,12 @@ def _add_socket(parser: argparse.ArgumentParser, *, required: bool) -> None:
         help="socket file permissions (default: 660)",
     )
     parser.add_argument(
+        "--takeover",
+        action="store_true",
+        help="take the socket and its live connections over from the server running on it "
+        "(starts afresh if none runs); without it, a live socket is refused",
+    )
+    parser.add_argument(
         "--grace",
         type=float,
         default=DEFAULT_GRACE,
@@ -186,6 +192,7 @@ def _execute(factory: Callable[[], BaseHandler], args: argparse.Namespace) -> in
             grace=args.grace,
             warn_blocked=args.warn_blocked,
             sock=activated_socket(args.socket),
+            takeover=args.takeover,
             **_agent_options(args),
         )
         run_async(coroutine, args.loop)

@@ -55,6 +55,7 @@ import errno
 import json
 import logging
 import os
+import signal
 import socket
 import struct
 from collections.abc import Awaitable, Callable, Sequence
@@ -75,6 +76,7 @@ __all__ = [
     "Observer",
     "Taker",
     "control_path",
+    "describe_exit",
     "give",
     "give_connections",
     "offer_connection",
@@ -463,3 +465,14 @@ async def process_exit(pid: int) -> None:
     finally:
         loop.remove_reader(pidfd)
         os.close(pidfd)
+
+
+def describe_exit(status: int) -> str:
+    """A child's exit status as a person reads it: ``exit status 2``, ``killed by SIGKILL``."""
+    if status < 0:
+        try:
+            name = signal.Signals(-status).name
+        except ValueError:
+            name = f"signal {-status}"
+        return f"killed by {name}"
+    return f"exit status {status}"

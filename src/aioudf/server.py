@@ -30,7 +30,9 @@ import os
 import signal
 import socket
 import stat
-from collections.abc import Awaitable, Callable
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any, cast
 
@@ -47,9 +49,11 @@ from .handover import (
     NothingToTakeOver,
     Observer,
     control_path,
+    describe_exit,
     give,
     give_connections,
     offer_connection,
+    process_exit,
     socket_pair,
     take_connections,
     take_over,
@@ -575,6 +579,10 @@ class UnixServer:
         self._close_control()
         logger.info("stopped serving on %s", self.path)
 
+    async def wait_idle(self) -> None:
+        """Wait until no connection is open."""
+        await self._idle.wait()
+
     async def _wait_idle(self, seconds: float) -> None:
         """Wait up to ``seconds`` until no connection is open, or until cut_short()."""
         with anyio.move_on_after(seconds):
@@ -631,6 +639,10 @@ def _factory_name(factory: Callable[..., Any]) -> str:
     return getattr(factory, "__qualname__", repr(factory))
 
 
+#: Set to 1 in a process started to take over (a reload): serve() then does.
+TAKEOVER_ENV = "AIOUDF_TAKEOVER"
+
+
 async def serve(
     handler_factory: Callable[[], BaseHandler],
     path: str | os.PathLike[str],
@@ -641,6 +653,9 @@ async def serve(
     ready: asyncio.Event | None = None,
     warn_blocked: float = DEFAULT_WARN_BLOCKED,
     sock: socket.socket | None = None,
+    takeover: bool = False,
+    reload_command: Sequence[str] | None = None,
+    observer: Observer | None = None,
     **agent_options: Any,
 ) -> None:
     """Serve a socket UDF until SIGINT or SIGTERM; for ``asyncio.run``.
@@ -656,8 +671,17 @@ async def serve(
     second signal cancels the remaining connections at once. With
     ``handle_signals=False`` nothing is installed and the call serves until
     cancelled. Signal handlers that were there before are restored.
+
+    Hand-over: with ``takeover`` (or ``AIOUDF_TAKEOVER=1`` in the
+    environment), everything is taken over from the server running on
+    ``path``. SIGHUP starts ``reload_command`` (default: this process's own
+    command line, :data:`sys.orig_argv`) with ``AIOUDF_TAKEOVER=1``: a fresh
+    process that imports the handler code anew from disk and takes
+    everything over. Once another process has taken over, the call returns
+    (after the connections it refused have ended).
     """
     loop = asyncio.get_running_loop()
+    takeover = takeover or os.environ.pop(TAKEOVER_ENV, "") == "1"
     server = UnixServer(
         handler_factory,
         path,
@@ -665,9 +689,11 @@ async def serve(
         grace=grace,
         warn_blocked=warn_blocked,
         sock=sock,
+        observer=observer,
         **agent_options,
     )
     stop = asyncio.Event()
+    reloading: list[asyncio.Task[None]] = []
 
     def on_signal(signum: signal.Signals) -> None:
         if stop.is_set():
@@ -677,26 +703,74 @@ async def serve(
             logger.info("received %s: shutting down (again to force)", signum.name)
             stop.set()
 
+    def on_hangup() -> None:
+        if reloading and not reloading[-1].done():
+            logger.warning("received SIGHUP: a reload is already under way")
+        elif not server.handed_over.is_set():
+            command = list(reload_command or sys.orig_argv)
+            reloading.append(asyncio.create_task(_reload(server, command)))
+
     installed: dict[signal.Signals, Any] = {}
     try:
         if handle_signals:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 installed[signum] = signal.getsignal(signum)
                 loop.add_signal_handler(signum, on_signal, signum)
-        await server.start()
-        notify("READY=1")
+            installed[signal.SIGHUP] = signal.getsignal(signal.SIGHUP)
+            loop.add_signal_handler(signal.SIGHUP, on_hangup)
+        await server.start(takeover=takeover)
+        notify("READY=1", f"MAINPID={os.getpid()}")
         if ready is not None:
             ready.set()
         try:
-            await stop.wait()
+            await _first(stop.wait(), server.handed_over.wait())
+            if server.handed_over.is_set() and not stop.is_set():
+                # What the new process refused is served here until it ends.
+                await _first(stop.wait(), server.wait_idle())
         except BaseException:
             # Cancelled from outside: no grace, but still close and clean up.
             with anyio.CancelScope(shield=True):
                 await server.shutdown(grace=0)
             raise
-        notify("STOPPING=1")
+        if not server.handed_over.is_set():
+            notify("STOPPING=1")
         await server.shutdown()
     finally:
+        for task in reloading:
+            task.cancel()
         for signum, previous in installed.items():
             loop.remove_signal_handler(signum)
             signal.signal(signum, previous)
+
+
+async def _first(*waits: Awaitable[Any]) -> None:
+    """Return as soon as one of ``waits`` is done (the others are cancelled)."""
+    async with anyio.create_task_group() as tg:
+
+        async def one(wait: Awaitable[Any]) -> None:
+            await wait
+            tg.cancel_scope.cancel()
+
+        for wait in waits:
+            tg.start_soon(one, wait)
+
+
+async def _reload(server: UnixServer, command: list[str]) -> None:
+    """SIGHUP: start ``command`` to take everything over; report if it fails to."""
+    # Not asyncio's subprocess API: its transport kills the child when it is
+    # closed, and this child must outlive us. Popen() only forks and execs.
+    process = subprocess.Popen(  # noqa: ASYNC220
+        command, env=dict(os.environ, **{TAKEOVER_ENV: "1"}), stdin=subprocess.DEVNULL
+    )
+    logger.info("received SIGHUP: process %d loads the code anew and takes over", process.pid)
+    await _first(process_exit(process.pid), server.handed_over.wait())
+    if server.handed_over.is_set():
+        notify(f"MAINPID={process.pid}")
+        return
+    status = process.wait()
+    logger.error(
+        "reload failed: process %d exited (%s) before taking over; still serving with the "
+        "code loaded before",
+        process.pid,
+        describe_exit(status),
+    )
