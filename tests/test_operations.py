@@ -102,6 +102,8 @@ def test_sigterm_with_live_tasks_answers_them_and_exits_0(serve: Serve, short_tm
 
 
 HANDLER_CODE = """\
+import os
+
 from moving_avg import MovingAvg
 
 
@@ -110,6 +112,7 @@ class Avg(MovingAvg):
 
     def emit(self, message):
         message.fieldsDouble["version"] = {version}
+        message.fieldsDouble["pid"] = float(os.getpid())
         return super().emit(message)
 """
 
@@ -215,3 +218,59 @@ def test_takeover_without_the_flag_is_refused(serve: Serve, short_tmp: Path) -> 
     assert second.wait() == 2
     assert "is in use: another server answers on it" in second.log()
     assert first.process.poll() is None
+
+
+def test_reload_under_two_workers(serve: Serve, short_tmp: Path) -> None:
+    server = serve(write_handler(short_tmp, 1.0), "--workers", "2")
+    server.wait_log("serving ", count=2)
+    udf = SocketUDF(str(server.path), timeout="2s")
+    with Kapacitord(short_tmp / "k", {"movingAverage": udf}) as k:
+
+        def reload() -> None:
+            write_handler(short_tmp, 2.0)
+            server.process.send_signal(signal.SIGHUP)
+            # Each old worker hands its connections to a new one, then ends.
+            server.wait_log("ended (exit status 0)", count=2)
+
+        run_through(k, ["one", "two", "three"], reload, after_version=2.0)
+    assert server.process.poll() is None  # the supervisor stays: its pid is the service's
+    assert server.stop() == 0
+
+
+def test_sigkill_of_a_worker_leaves_the_other_workers_tasks_running(
+    serve: Serve, short_tmp: Path
+) -> None:
+    server = serve(write_handler(short_tmp, 1.0), "--workers", "2")
+    server.wait_log("serving ", count=2)
+    with Kapacitord(short_tmp / "k", {"movingAverage": SocketUDF(str(server.path))}) as k:
+        pids: dict[str, int] = {}  # task -> the worker serving it
+
+        def start_task(task: str, t: int) -> int:
+            k.define_task(task, AVG_BY_HOST.format(measurement=task))
+            k.write(f"{task},host=a v=1 {t}")
+            return int(rows(k.wait_output(task, "out", 1))[-1]["pid"])
+
+        # Kapacitor connects once per task; the workers take the connections
+        # in turn, as the kernel wakes them: start tasks until both serve some.
+        for n in range(16):
+            pids[f"t{n}"] = start_task(f"t{n}", 1)
+            if len(set(pids.values())) == 2:
+                break
+        assert len(set(pids.values())) == 2, f"one worker took every connection: {pids}"
+        victim = next(iter(pids.values()))
+        os.kill(victim, signal.SIGKILL)
+        server.wait_log(f"worker {victim} died (killed by SIGKILL); starting a new one")
+        # (Only the survivors get points: Kapacitor finds out about the
+        # victim's tasks by a keepalive timeout, on its own schedule.)
+        survivors = [task for task, pid in pids.items() if pid != victim]
+        for task in survivors:
+            k.write(f"{task},host=a v=3 2")
+        for task in survivors:
+            k.wait_for(
+                lambda task=task: rows(k.output(task, "out"))[-1]["avg"] == 2.0,  # type: ignore[misc]
+                f"{task} on the surviving worker to go on",
+            )
+            assert not k.task(task)["error"]
+        # The socket kept answering: a new task connects and runs.
+        assert start_task("late", 5) != victim
+    assert server.stop() == 0

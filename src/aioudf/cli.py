@@ -33,6 +33,7 @@ from .logs import configure_logging
 from .loops import LOOP_CHOICES, exit_past_stuck_threads, run_async
 from .process import run_stdio
 from .server import DEFAULT_GRACE, DEFAULT_SOCKET_MODE, serve
+from .supervisor import WORKER_ENV, Supervisor, run_worker, worker_count
 from .watchdog import DEFAULT_WARN_BLOCKED
 
 __all__ = ["load_handler", "main", "cli"]
@@ -90,6 +91,13 @@ def _non_negative_seconds(text: str) -> float:
     if not value >= 0:  # also refuses nan
         raise argparse.ArgumentTypeError(f"must be 0 or more seconds, got {text}")
     return value
+
+
+def _workers(text: str) -> int:
+    try:
+        return worker_count(text)
+    except AioudfError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--workers ")) from None
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -158,6 +166,14 @@ def _add_socket(parser: argparse.ArgumentParser, *, required: bool) -> None:
         help="socket file permissions (default: 660)",
     )
     parser.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N",
+        help="worker processes serving the socket, under a supervisor that replaces any "
+        "that dies; 'auto': one per usable core (default: 1, a single process)",
+    )
+    parser.add_argument(
         "--takeover",
         action="store_true",
         help="take the socket and its live connections over from the server running on it "
@@ -181,10 +197,40 @@ def _agent_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _execute(factory: Callable[[], BaseHandler], args: argparse.Namespace) -> int:
-    """Run the process UDF or the socket server the flags describe."""
+def _execute(load: Callable[[], Callable[[], BaseHandler]], args: argparse.Namespace) -> int:
+    """Run the process UDF or the socket server the flags describe.
+
+    ``load()`` gives the handler factory; a supervisor never calls it.
+    """
     configure_logging(args.log_level)
     if getattr(args, "socket", None):
+        worker = os.environ.pop(WORKER_ENV, None)
+        if worker is not None:  # started by a supervisor
+            run_async(
+                run_worker(
+                    load(),
+                    args.socket,
+                    worker,
+                    grace=args.grace,
+                    warn_blocked=args.warn_blocked,
+                    **_agent_options(args),
+                ),
+                args.loop,
+            )
+            exit_past_stuck_threads(0)
+            return 0
+        if args.workers > 1:
+            supervisor = Supervisor(
+                args.socket,
+                args.workers,
+                mode=args.mode,
+                grace=args.grace,
+                sock=activated_socket(args.socket),
+                takeover=args.takeover,
+            )
+            status: int = run_async(supervisor.run(), args.loop)
+            return status
+        factory = load()
         coroutine: Any = serve(
             factory,
             args.socket,
@@ -198,7 +244,8 @@ def _execute(factory: Callable[[], BaseHandler], args: argparse.Namespace) -> in
         run_async(coroutine, args.loop)
         exit_past_stuck_threads(0)
         return 0
-    status: int = run_async(
+    factory = load()
+    status = run_async(
         run_stdio(factory, warn_blocked=args.warn_blocked, **_agent_options(args)), args.loop
     )
     exit_past_stuck_threads(status)
@@ -237,7 +284,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "replay":
         return _guarded(lambda: replay_cli.run(args))
-    return _guarded(lambda: _execute(load_handler(args.handler), args))
+    return _guarded(lambda: _execute(lambda: load_handler(args.handler), args))
 
 
 def main(handler_factory: Callable[[], BaseHandler], argv: Sequence[str] | None = None) -> None:
@@ -257,4 +304,4 @@ def main(handler_factory: Callable[[], BaseHandler], argv: Sequence[str] | None 
     _add_socket(parser, required=False)
     _add_common(parser)
     args = parser.parse_args(argv)
-    raise SystemExit(_guarded(lambda: _execute(handler_factory, args)))
+    raise SystemExit(_guarded(lambda: _execute(lambda: handler_factory, args)))

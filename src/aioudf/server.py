@@ -433,11 +433,11 @@ class UnixServer:
 
     async def open_channels(self) -> list[tuple[socket.socket, Awaitable[int]]]:
         mine, theirs = socket_pair()
-        giving = asyncio.create_task(give_connections(Channel(mine), self._offer_all))
+        giving = asyncio.create_task(give_connections(Channel(mine), self.offer_all))
         giving.add_done_callback(lambda _: mine.close())
         return [(theirs, giving)]
 
-    async def _offer_all(self, channel: Channel) -> int:
+    async def offer_all(self, channel: Channel) -> int:
         """Offer every connection over ``channel``; return how many stay here."""
         kept: set[int] = set()
         offered: set[int] = set()
