@@ -9,11 +9,13 @@ order, with the handler's per-group state carried across.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
 import pytest
 from moving_avg import MovingAvg
+from udf_handlers import BatchEcho
 from wire import Peer, kind, options, request
 
 from aioudf import InitError, RestoreError, UnixServer
@@ -169,3 +171,48 @@ async def test_takeover_with_nothing_running_starts_afresh(short_tmp: Path) -> N
     finally:
         await server.shutdown()
     assert not path.exists()
+
+
+def batch(n: int, group: str) -> bytes:
+    return b"".join(
+        [request(begin=pb.BeginBatch(name="cpu", group=group, size=3))]
+        + [
+            request(point=pb.Point(name="cpu", time=n * 10 + i, group=group, fieldsInt={"i": i}))
+            for i in range(3)
+        ]
+        + [request(end=pb.EndBatch(name="cpu", group=group, tmax=n * 10 + 2))]
+    )
+
+
+async def test_connection_inside_a_batch_moves_at_the_batch_end(short_tmp: Path) -> None:
+    init = request(init=pb.InitRequest(taskID="batches"))
+    data = batch(1, "a") + batch(2, "b") + batch(3, "a")
+    async with UnixServer(BatchEcho, short_tmp / "ref.sock", handover=False):
+        peer = await Peer.unix(short_tmp / "ref.sock")
+        await peer.send(init, data)
+        await peer.half_close()
+        expected = await peer.receive_all()
+
+    path = short_tmp / "udf.sock"
+    seen = Counting()
+    old = UnixServer(BatchEcho, path, observer=seen)
+    await old.start()
+    new = UnixServer(BatchEcho, path)
+    try:
+        peer = await Peer.unix(path)
+        inside = len(batch(1, "a")) + len(batch(2, "b")) // 2  # in the middle of batch 2
+        await peer.send(init, data[:inside])
+        first = [await peer.receive() for _ in range(1 + 5)]  # Init, then batch 1
+        taking_over = asyncio.create_task(new.start(takeover=True))
+        await old.handed_over.wait()  # the new server listens; the old one is offering
+        assert not taking_over.done()  # ... waiting for the end of batch 2
+        await peer.send(data[inside:])
+        await taking_over
+        assert seen.events == [("handed over", "batches")]
+        await peer.half_close()
+        rest = await peer.receive_all()
+    finally:
+        await new.shutdown()
+        await old.shutdown()
+    got = [r for r in first if r is not None] + rest
+    assert got == expected

@@ -65,7 +65,7 @@ async def test_takeover_moves_live_connections_between_forms(
         await peer.send(INIT, data[:half])
         first.append([await peer.receive() for _ in range(1 + 20)])
     new = await spawn("--takeover", *after)
-    assert await old.exit_code() == 0
+    assert await old.exit_code() == 0, "".join(old.log)
     assert any("handed over" in line for line in old.log)
     for peer, responses in zip(peers, first, strict=True):
         await peer.send(data[half:])
@@ -73,7 +73,7 @@ async def test_takeover_moves_live_connections_between_forms(
         got = [r for r in responses if r is not None] + await peer.receive_all()
         assert averages(got) == averages(expected)
     new.process.send_signal(signal.SIGTERM)
-    assert await new.exit_code() == 0
+    assert await new.exit_code() == 0, "".join(new.log)
     assert not socket_path.exists()
 
 

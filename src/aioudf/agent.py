@@ -603,29 +603,31 @@ class Agent:
         backlog = self._backlog
         if any(isinstance(item, (_EndOfInput, _Failure)) for item in backlog):
             return None  # the input ended by itself: the connection is ending
-        try:
-            await self._read_to_batch_end()
-        except ProtocolError as exc:
-            backlog.append(_Failure(f"protocol error: {exc}"))
-        except OSError as exc:
-            backlog.append(_Failure(f"connection lost while reading: {exc}", send=False))
         pause = _Pause()
-        backlog.append(pause)
-        self._requests_ready.set()
         handoff: HandOff | None = None
-        if (
-            await self._unless_ended(pause.paused.wait())
-            and pause.snapshot is not None
-            and conn.can_export
-            and await self._unless_ended(self._output.wait_empty())
-        ):
-            handoff = HandOff(self, pause, conn.export_state())
-        if handoff is None and not pause.decision.done():
-            pause.decision.set_result(False)
-            if not self._ended.is_set() and not any(
-                isinstance(item, (_EndOfInput, _Failure)) for item in backlog
+        try:  # (cancelled part way, e.g. by a timeout: the connection carries on)
+            try:
+                await self._read_to_batch_end()
+            except ProtocolError as exc:
+                backlog.append(_Failure(f"protocol error: {exc}"))
+            except OSError as exc:
+                backlog.append(_Failure(f"connection lost while reading: {exc}", send=False))
+            backlog.append(pause)
+            self._requests_ready.set()
+            if (
+                await self._unless_ended(pause.paused.wait())
+                and pause.snapshot is not None
+                and conn.can_export
+                and await self._unless_ended(self._output.wait_empty())
             ):
-                self._start_reading()
+                handoff = HandOff(self, pause, conn.export_state())
+        finally:
+            if handoff is None and not pause.decision.done():
+                pause.decision.set_result(False)
+                if not self._ended.is_set() and not any(
+                    isinstance(item, (_EndOfInput, _Failure)) for item in backlog
+                ):
+                    self._start_reading()
         return handoff
 
     async def _unless_ended(self, waiting: Awaitable[Any]) -> bool:

@@ -44,6 +44,7 @@ from .agent import Agent, create_handler, prepare_handler, refuse
 from .errors import AioudfError, ConnectionFailed, HandoverError
 from .handler import BaseHandler
 from .handover import (
+    HANDOVER_TIMEOUT,
     Channel,
     Message,
     NothingToTakeOver,
@@ -453,7 +454,9 @@ class UnixServer:
     async def _offer(self, number: int, channel: Channel) -> bool:
         """Pause one connection and offer it; True if the other process took it."""
         agent, reader, writer = self._connections[number]
-        handoff = await agent.pause_for_handover()
+        handoff = None
+        with anyio.move_on_after(HANDOVER_TIMEOUT):  # Kapacitor not reading, say
+            handoff = await agent.pause_for_handover()
         if handoff is None:
             logger.warning("[%s] cannot be handed over now: it stays here", agent.name)
             return False

@@ -229,9 +229,10 @@ class Supervisor:
         for worker in list(self.workers):
             worker.retiring = True
         while self.workers:
-            await process_exit(self.workers[0].pid)
-            with contextlib.suppress(ValueError):
-                self.workers.remove(self.workers[0])
+            worker = self.workers[0]
+            await process_exit(worker.pid)
+            with contextlib.suppress(ValueError):  # (its reaper may have removed it)
+                self.workers.remove(worker)
 
     def _remove_files(self) -> None:
         if self._owns_path:
