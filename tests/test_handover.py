@@ -10,7 +10,9 @@ order, with the handler's per-group state carried across.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,7 @@ from moving_avg import MovingAvg
 from udf_handlers import BatchEcho
 from wire import Peer, kind, options, request
 
-from aioudf import InitError, RestoreError, UnixServer
+from aioudf import Handler, InitError, RestoreError, UnixServer
 from aioudf._pb import udf_pb2 as pb
 from aioudf.handover import Observer, control_path
 
@@ -57,6 +59,28 @@ async def unmoved_run(path: Path, data: bytes) -> list[pb.Response]:
         return await peer.receive_all()
 
 
+@contextlib.asynccontextmanager
+async def old_and_new(
+    path: Path, old_code: type[Handler], new_code: type[Handler], observer: Observer | None = None
+) -> AsyncIterator[tuple[UnixServer, UnixServer]]:
+    """A started server of ``old_code`` and one of ``new_code`` to take over; both shut down."""
+    old = UnixServer(old_code, path, observer=observer)
+    await old.start()
+    new = UnixServer(new_code, path, observer=observer)
+    try:
+        yield old, new
+    finally:
+        await new.shutdown()
+        await old.shutdown()
+
+
+async def rest_of_stream(peer: Peer, data: bytes) -> list[pb.Response]:
+    """Send the rest of the stream, close our side, and take every response."""
+    await peer.send(data)
+    await peer.half_close()
+    return await peer.receive_all()
+
+
 class Counting(Observer):
     def __init__(self) -> None:
         self.events: list[tuple[str, str]] = []
@@ -80,22 +104,14 @@ async def test_connection_moves_mid_stream_and_continues_unchanged(
 
     path = short_tmp / "udf.sock"
     seen = Counting()
-    old = UnixServer(MovingAvg, path, observer=seen)
-    await old.start()
-    new = UnixServer(MovingAvg, path, observer=seen)
-    try:
+    async with old_and_new(path, MovingAvg, MovingAvg, seen) as (old, new):
         peer = await Peer.unix(path)
         await peer.send((INIT + data)[:split])
         first = [await peer.receive() for _ in range(1 + 2 * 12)]  # Init and 24 points
         await new.start(takeover=True)
         assert old.handed_over.is_set()
         assert sorted(seen.events) == [("handed over", "avg"), ("taken over", "avg")]
-        await peer.send((INIT + data)[split:])
-        await peer.half_close()
-        rest = await peer.receive_all()
-    finally:
-        await new.shutdown()
-        await old.shutdown()
+        rest = await rest_of_stream(peer, (INIT + data)[split:])
     got = [r for r in first if r is not None] + rest
     assert averages(got) == averages(expected)
     assert [kind(r) for r in got] == [kind(r) for r in expected]
@@ -137,10 +153,7 @@ async def test_refused_connection_stays_with_the_old_code(
     data = stream(10)
     expected = await unmoved_run(short_tmp / "ref.sock", data)
     path = short_tmp / "udf.sock"
-    old = UnixServer(MovingAvg, path)
-    await old.start()
-    new = UnixServer(new_code, path)
-    try:
+    async with old_and_new(path, MovingAvg, new_code) as (old, new):
         peer = await Peer.unix(path)
         await peer.send(INIT, data[: len(data) // 2])
         first = [await peer.receive() for _ in range(1 + 10)]
@@ -150,12 +163,7 @@ async def test_refused_connection_stays_with_the_old_code(
         assert any("task 'avg' stays with this process" in w and reason in w for w in warnings)
         # New connections go to the new server; the old one serves the refused one.
         assert old.handed_over.is_set() and old.active == 1
-        await peer.send(data[len(data) // 2 :])
-        await peer.half_close()
-        rest = await peer.receive_all()
-    finally:
-        await new.shutdown()
-        await old.shutdown()
+        rest = await rest_of_stream(peer, data[len(data) // 2 :])
     assert averages([r for r in first if r is not None] + rest) == averages(expected)
 
 
@@ -195,10 +203,7 @@ async def test_connection_inside_a_batch_moves_at_the_batch_end(short_tmp: Path)
 
     path = short_tmp / "udf.sock"
     seen = Counting()
-    old = UnixServer(BatchEcho, path, observer=seen)
-    await old.start()
-    new = UnixServer(BatchEcho, path)
-    try:
+    async with old_and_new(path, BatchEcho, BatchEcho, seen) as (old, new):
         peer = await Peer.unix(path)
         inside = len(batch(1, "a")) + len(batch(2, "b")) // 2  # in the middle of batch 2
         await peer.send(init, data[:inside])
@@ -208,11 +213,7 @@ async def test_connection_inside_a_batch_moves_at_the_batch_end(short_tmp: Path)
         assert not taking_over.done()  # ... waiting for the end of batch 2
         await peer.send(data[inside:])
         await taking_over
-        assert seen.events == [("handed over", "batches")]
-        await peer.half_close()
-        rest = await peer.receive_all()
-    finally:
-        await new.shutdown()
-        await old.shutdown()
+        assert sorted(seen.events) == [("handed over", "batches"), ("taken over", "batches")]
+        rest = await rest_of_stream(peer, b"")
     got = [r for r in first if r is not None] + rest
     assert got == expected

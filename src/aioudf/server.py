@@ -46,6 +46,7 @@ from .handler import BaseHandler
 from .handover import (
     HANDOVER_TIMEOUT,
     Channel,
+    Giver,
     Message,
     NothingToTakeOver,
     Observer,
@@ -220,12 +221,10 @@ class UnixServer:
         self._listen_sock: socket.socket | None = None
         self.handover = handover
         self.observer = observer or Observer()
-        self._control: socket.socket | None = None
-        self._control_inode: tuple[int, int] | None = None
-        self._control_task: asyncio.Task[None] | None = None
         #: Set once another process took the listening socket over: this
         #: server accepts no more, and serves only the connections it kept.
         self.handed_over = asyncio.Event()
+        self._control = ControlSocket(self.path, self, self.handed_over)
 
     # ---- start ----------------------------------------------------------
 
@@ -259,7 +258,7 @@ class UnixServer:
             self._remove_socket_file()
             raise
         if self.handover:
-            await self._open_control()
+            await self._control.open()
 
     async def _listen(self, sock: socket.socket) -> None:
         """Start the connections' task group and accept on ``sock``."""
@@ -277,26 +276,6 @@ class UnixServer:
         if self._watchdog is not None:
             self._watchdog.start()
         logger.info("serving %s on %s", _factory_name(self.handler_factory), self.path)
-
-    async def _open_control(self) -> None:
-        """Bind the control socket beside the served one (owner only)."""
-        path = control_path(self.path)
-        try:
-            await prepare_socket_path(path)
-        except SocketPathError as exc:
-            logger.warning("no hand-over on this server: %s", exc)
-            return
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            sock.bind(path)
-            os.chmod(path, 0o600)
-            sock.listen(8)
-        except OSError as exc:
-            sock.close()
-            logger.warning("no hand-over on this server: cannot listen on %s: %s", path, exc)
-            return
-        self._control_inode = _inode_of(path)
-        await self.serve_control(sock)
 
     async def __aenter__(self) -> UnixServer:
         await self.start()
@@ -392,35 +371,12 @@ class UnixServer:
 
     async def serve_control(self, control: socket.socket) -> None:
         """Answer hand-over requests on the listening ``control`` socket."""
-        self._control = control
-        control.setblocking(False)
-        path = control_path(self.path)
-        if control.getsockname() == path:
-            with contextlib.suppress(FileNotFoundError):
-                self._control_inode = _inode_of(path)  # ours to remove at shutdown
-        self._control_task = asyncio.create_task(self._control_loop(control))
-
-    async def _control_loop(self, control: socket.socket) -> None:
-        loop = asyncio.get_running_loop()
-        while not self.handed_over.is_set():
-            sock, _ = await loop.sock_accept(control)
-            channel = Channel(sock)
-            try:
-                kept = await give(channel, self, path=self.path)
-            except Exception as exc:
-                logger.error("hand-over failed, still serving everything here: %s", exc)
-                continue
-            finally:
-                channel.close()
-            if kept:
-                logger.warning("handed over; %d connection(s) stay here until they end", kept)
-            else:
-                logger.info("handed everything over")
+        self._control.serve(control)
 
     def handover_sockets(self) -> tuple[socket.socket, socket.socket, bool]:
-        if self._listen_sock is None or self._control is None or self._closing:
+        if self._listen_sock is None or self._control.sock is None or self._closing:
             raise HandoverError("this server is not serving: nothing to hand over")
-        return self._listen_sock, self._control, self._inode is not None
+        return self._listen_sock, self._control.sock, self._inode is not None
 
     async def stop_accepting(self) -> None:
         """The taker accepts now: stop accepting; the socket files are its own."""
@@ -428,9 +384,7 @@ class UnixServer:
         if self._server is not None:
             self._server.close()
         self._inode = None
-        self._control_inode = None
-        if self._control is not None:
-            self._control.close()
+        self._control.release()
 
     async def open_channels(self) -> list[tuple[socket.socket, Awaitable[int]]]:
         mine, theirs = socket_pair()
@@ -579,7 +533,7 @@ class UnixServer:
         await self._close_supervisor()
         if self._watchdog is not None:
             self._watchdog.stop()
-        self._close_control()
+        self._control.close()
         logger.info("stopped serving on %s", self.path)
 
     async def wait_idle(self) -> None:
@@ -606,12 +560,80 @@ class UnixServer:
         """Remove the socket file, but only if it is still the one we created."""
         _remove_if_same(self.path, self._inode)
 
-    def _close_control(self) -> None:
-        if self._control_task is not None:
-            self._control_task.cancel()
-        if self._control is not None:
-            self._control.close()
-        _remove_if_same(control_path(self.path), self._control_inode)
+
+class ControlSocket:
+    """The control socket ``PATH.ctl`` through which another process takes over.
+
+    Shared by :class:`UnixServer` and the supervisor: bound with mode 0600
+    beside the served socket (or handed over), answered with
+    :func:`~aioudf.handover.give` until ``done`` is set.
+    """
+
+    def __init__(self, path: str, giver: Giver, done: asyncio.Event) -> None:
+        self.path = control_path(path)
+        self.sock: socket.socket | None = None
+        self._giver = giver
+        self._served = path
+        self._done = done
+        self._inode: tuple[int, int] | None = None  # the file, while it is ours
+        self._task: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        """Bind it beside the served socket; without it (path too long...), warn."""
+        try:
+            await prepare_socket_path(self.path)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.bind(self.path)
+                os.chmod(self.path, 0o600)
+                sock.listen(8)
+            except OSError:
+                sock.close()
+                raise
+        except (AioudfError, OSError) as exc:
+            logger.warning("no hand-over on this server: %s", exc)
+            return
+        self.serve(sock)
+
+    def serve(self, sock: socket.socket) -> None:
+        """Answer hand-over requests on the listening ``sock``."""
+        self.sock = sock
+        sock.setblocking(False)
+        if sock.getsockname() == self.path:
+            with contextlib.suppress(FileNotFoundError):
+                self._inode = _inode_of(self.path)  # ours to remove at the end
+        self._task = asyncio.create_task(self._answer(sock))
+
+    async def _answer(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._done.is_set():
+            conn, _ = await loop.sock_accept(sock)
+            channel = Channel(conn)
+            try:
+                kept = await give(channel, self._giver, path=self._served)
+            except Exception as exc:
+                logger.error("hand-over failed, still serving everything here: %s", exc)
+                continue
+            finally:
+                channel.close()
+            if kept:
+                logger.warning("handed over; %d connection(s) stay here until they end", kept)
+            else:
+                logger.info("handed everything over")
+
+    def release(self) -> None:
+        """Another process took it over: stop answering; the file is the new owner's."""
+        self._inode = None
+        if self.sock is not None:
+            self.sock.close()
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        if self.sock is not None:
+            self.sock.close()
+        _remove_if_same(self.path, self._inode)
+        self._inode = None
 
 
 def _inode_of(path: str) -> tuple[int, int]:

@@ -67,9 +67,7 @@ from .handover import (
     Channel,
     NothingToTakeOver,
     Observer,
-    control_path,
     describe_exit,
-    give,
     give_connections,
     process_exit,
     socket_pair,
@@ -78,6 +76,7 @@ from .handover import (
 from .server import (
     DEFAULT_GRACE,
     DEFAULT_SOCKET_MODE,
+    ControlSocket,
     UnixServer,
     _inode_of,
     _remove_if_same,
@@ -152,10 +151,9 @@ class Supervisor:
         self._listener = sock
         self._owns_path = False  # whether the socket file is ours to remove
         self._inode: tuple[int, int] | None = None
-        self._control: socket.socket | None = None
-        self._control_inode: tuple[int, int] | None = None
         self._stop = asyncio.Event()
         self._handed_over = asyncio.Event()
+        self._control = ControlSocket(path, self, self._handed_over)
         self._tasks: anyio.abc.TaskGroup | None = None
         self._next_taker = 0
         self._reloading = False
@@ -206,7 +204,7 @@ class Supervisor:
             self._inode = _inode_of(self.path)
         if not await self._start_workers([]):
             return False
-        await self._open_control()
+        await self._control.open()
         return True
 
     def _on_stop(self, signum: signal.Signals) -> None:
@@ -238,8 +236,7 @@ class Supervisor:
         if self._owns_path:
             _remove_if_same(self.path, self._inode)
             self._owns_path = False
-        _remove_if_same(control_path(self.path), self._control_inode)
-        self._control_inode = None
+        self._control.close()
 
     # ---- workers ------------------------------------------------------------
 
@@ -382,14 +379,14 @@ class Supervisor:
     # ---- hand-over: giving (another supervisor or server takes over) ----------
 
     def handover_sockets(self) -> tuple[socket.socket, socket.socket, bool]:
-        if self._listener is None or self._control is None:
+        if self._listener is None or self._control.sock is None:
             raise HandoverError("this supervisor is not serving: nothing to hand over")
-        return self._listener, self._control, self._owns_path
+        return self._listener, self._control.sock, self._owns_path
 
     async def stop_accepting(self) -> None:
         self._handed_over.set()
         self._owns_path = False
-        self._control_inode = None
+        self._control.release()
 
     async def open_channels(self) -> list[tuple[socket.socket, Awaitable[int]]]:
         channels: list[tuple[socket.socket, Awaitable[int]]] = []
@@ -417,44 +414,7 @@ class Supervisor:
         end.close()
 
     async def serve_control(self, control: socket.socket) -> None:
-        self._control = control
-        path = control_path(self.path)
-        if control.getsockname() == path:
-            with contextlib.suppress(FileNotFoundError):
-                self._control_inode = _inode_of(path)
-        control.setblocking(False)
-        assert self._tasks is not None
-        self._tasks.start_soon(self._control_loop, control)
-
-    async def _open_control(self) -> None:
-        path = control_path(self.path)
-        try:
-            await prepare_socket_path(path)
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.bind(path)
-            os.chmod(path, 0o600)
-            sock.listen(8)
-        except (AioudfError, OSError) as exc:
-            logger.warning("no hand-over on this server: %s", exc)
-            return
-        await self.serve_control(sock)
-
-    async def _control_loop(self, control: socket.socket) -> None:
-        loop = asyncio.get_running_loop()
-        while not self._handed_over.is_set():
-            sock, _ = await loop.sock_accept(control)
-            channel = Channel(sock)
-            try:
-                kept = await give(channel, self, path=self.path)
-            except Exception as exc:
-                logger.error("hand-over failed, still serving everything here: %s", exc)
-                continue
-            finally:
-                channel.close()
-            logger.info(
-                "handed over%s", f"; {kept} connection(s) stay until they end" if kept else ""
-            )
-        control.close()
+        self._control.serve(control)
 
 
 async def _first(*waits: Awaitable[Any]) -> None:
