@@ -78,6 +78,7 @@ from .server import (
     DEFAULT_SOCKET_MODE,
     ControlSocket,
     UnixServer,
+    _first,
     _inode_of,
     _remove_if_same,
     prepare_socket_path,
@@ -415,17 +416,6 @@ class Supervisor:
 
     async def serve_control(self, control: socket.socket) -> None:
         self._control.serve(control)
-
-
-async def _first(*waits: Awaitable[Any]) -> None:
-    async with anyio.create_task_group() as tg:
-
-        async def one(wait: Awaitable[Any]) -> None:
-            await wait
-            tg.cancel_scope.cancel()
-
-        for wait in waits:
-            tg.start_soon(one, wait)
 
 
 # ---- the worker's side --------------------------------------------------------
