@@ -20,7 +20,7 @@ def reply(**fields: object) -> bytes:
 
 def events(kapacitor: KapacitorConnection, data: bytes) -> list[object]:
     kapacitor.receive_data(data)
-    out = []
+    out: list[object] = []
     while (event := kapacitor.next_event()) is not None:
         out.append(event)
     return out
@@ -32,9 +32,10 @@ def test_replies_are_matched_to_the_requests_that_asked() -> None:
     kapacitor.send_snapshot()
     got = events(
         kapacitor,
-        reply(snapshot=pb.SnapshotResponse(snapshot=b"s")) + reply(info=pb.InfoResponse(wants=1)),
+        reply(snapshot=pb.SnapshotResponse(snapshot=b"s"))
+        + reply(info=pb.InfoResponse(wants=pb.BATCH)),
     )
-    assert got == [pb.SnapshotResponse(snapshot=b"s"), pb.InfoResponse(wants=1)]
+    assert got == [pb.SnapshotResponse(snapshot=b"s"), pb.InfoResponse(wants=pb.BATCH)]
     with pytest.raises(ProtocolError, match="the UDF sent a info response nobody asked for"):
         events(kapacitor, reply(info=pb.InfoResponse()))
 
@@ -44,7 +45,7 @@ def test_batches_are_assembled_and_points_outside_them_come_alone() -> None:
     begin = pb.BeginBatch(name="cpu", group="g")
     points = [pb.Point(name="cpu", time=t) for t in range(3)]
     end = pb.EndBatch(name="cpu", group="g", tmax=2)
-    stream = b"".join(map(encode_data_frame, [pb.Point(time=9), begin, *points, end]))
+    stream = KapacitorConnection.send_data(pb.Point(time=9), begin, *points, end)
     lone, batch = events(kapacitor, stream)
     assert lone == pb.Point(time=9)
     assert isinstance(batch, EmittedBatch)
@@ -107,7 +108,7 @@ def test_counting_takes_data_frames_without_parsing_them() -> None:
     kapacitor = KapacitorConnection()
     kapacitor.send_snapshot()
     big = pb.Point(name="x" * 300)
-    data = b"".join(map(encode_data_frame, [pb.Point(), big, pb.BeginBatch(), pb.EndBatch()]))
+    data = KapacitorConnection.send_data(pb.Point(), big, pb.BeginBatch(), pb.EndBatch())
     kapacitor.receive_data(data + reply(snapshot=pb.SnapshotResponse()))
     assert kapacitor.count_responses() == {"point": 2, "begin": 1, "end": 1, "snapshot": 1}
     kapacitor.receive_data(encode_error("gone"))
