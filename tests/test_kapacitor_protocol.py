@@ -30,12 +30,9 @@ def test_replies_are_matched_to_the_requests_that_asked() -> None:
     kapacitor = KapacitorConnection()
     kapacitor.send_info()
     kapacitor.send_snapshot()
-    got = events(
-        kapacitor,
-        reply(snapshot=pb.SnapshotResponse(snapshot=b"s"))
-        + reply(info=pb.InfoResponse(wants=pb.BATCH)),
-    )
-    assert got == [pb.SnapshotResponse(snapshot=b"s"), pb.InfoResponse(wants=pb.BATCH)]
+    info = pb.InfoResponse(wants=pb.BATCH)
+    got = events(kapacitor, reply(snapshot=pb.SnapshotResponse(snapshot=b"s")) + reply(info=info))
+    assert got == [pb.SnapshotResponse(snapshot=b"s"), info]
     with pytest.raises(ProtocolError, match="the UDF sent a info response nobody asked for"):
         events(kapacitor, reply(info=pb.InfoResponse()))
 
