@@ -42,8 +42,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
+from .config import (
+    DEFAULT_MAX_BACKLOG,
+    DEFAULT_MAX_OUTPUT,
+    DEFAULT_STOP_TIMEOUT,
+    Config,
+)
 from .errors import ConnectionFailed, InitError, ProtocolError, RestoreError
-from .framing import DEFAULT_MAX_FRAME_SIZE
 from .handler import BaseHandler
 from .messages import (
     BeginBatch,
@@ -61,6 +66,9 @@ from .options import bind_options, parse_options
 from .protocol import UDFConnection
 
 __all__ = [
+    "DEFAULT_MAX_BACKLOG",
+    "DEFAULT_MAX_OUTPUT",
+    "DEFAULT_STOP_TIMEOUT",
     "Agent",
     "ByteReader",
     "ByteWriter",
@@ -71,17 +79,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("aioudf")
-
-#: Requests queued between the reader and the handler before reading pauses.
-DEFAULT_MAX_BACKLOG = 10_000
-#: Bytes of encoded output queued before ``emit()`` waits.
-DEFAULT_MAX_OUTPUT = 1024 * 1024
-#: Bytes asked of the transport per read.
-DEFAULT_READ_SIZE = 256 * 1024
-#: Seconds ``Handler.stop()`` may take before it is cancelled.
-DEFAULT_STOP_TIMEOUT = 10.0
-#: Seconds the final flush may take when the peer stops reading at close.
-DEFAULT_CLOSE_TIMEOUT = 10.0
 
 # Points decoded per run before the reader lets the dispatcher take them.
 # Decoding a whole read (or all the socket buffer holds: up to the backlog
@@ -348,14 +345,10 @@ class Agent:
     raises :class:`~aioudf.ConnectionFailed` when the connection ended on an
     error.
 
-    Limits, each bounding memory per connection:
-
-    ``max_frame_size``
-        largest request accepted (bytes); larger ones end the connection.
-    ``max_backlog``
-        requests read ahead of the handler before reading pauses.
-    ``max_output``
-        bytes of encoded output queued before ``emit()`` waits.
+    The limits that bound its memory (``max_frame_size``, ``max_backlog``,
+    ``max_output``...) come from ``config`` (a :class:`~aioudf.config.Config`)
+    with ``settings`` changed, checked here: an unknown or invalid setting
+    raises :class:`~aioudf.ConfigError` before anything is read.
     """
 
     def __init__(
@@ -364,27 +357,23 @@ class Agent:
         reader: ByteReader,
         writer: ByteWriter,
         *,
-        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
-        max_backlog: int = DEFAULT_MAX_BACKLOG,
-        max_output: int = DEFAULT_MAX_OUTPUT,
-        read_size: int = DEFAULT_READ_SIZE,
-        stop_timeout: float = DEFAULT_STOP_TIMEOUT,
-        close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
+        config: Config | None = None,
         name: str = "",
+        **settings: Any,
     ) -> None:
-        if max_backlog < 1 or max_output < 1 or read_size < 1:
-            raise ValueError("max_backlog, max_output and read_size must be positive")
+        config = Config.of(config, **settings)
+        self.config = config
         self.handler = handler
         self.name = name or f"{type(handler).__name__}@{id(self):x}"
         self._reader = reader
         self._writer = writer
-        self._conn = UDFConnection(max_frame_size)
-        self._max_backlog = max_backlog
-        self._read_size = read_size
-        self._stop_timeout = stop_timeout
-        self._close_timeout = close_timeout
+        self._conn = UDFConnection(config.max_frame_size)
+        self._max_backlog = config.max_backlog
+        self._read_size = config.read_size
+        self._stop_timeout = config.stop_timeout
+        self._close_timeout = config.close_timeout
         self._backlog: collections.deque[Any] = collections.deque()
-        self._output = OutputQueue(max_output)
+        self._output = OutputQueue(config.max_output)
         self._requests_ready = asyncio.Event()
         self._backlog_space = asyncio.Event()
         self._reader_paused = False

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "AioudfError",
+    "ConfigError",
     "ConnectionFailed",
     "FrameError",
     "FrameTooLarge",
@@ -44,6 +45,13 @@ class FrameTooLarge(FrameError):
         )
         self.size = size
         self.limit = limit
+
+
+class ConfigError(AioudfError, ValueError):
+    """A setting is unknown or has a value that cannot work (named in the message).
+
+    Raised when the server, process UDF or agent is built, never later.
+    """
 
 
 class StateError(AioudfError):

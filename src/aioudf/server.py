@@ -37,6 +37,7 @@ import anyio
 import anyio.abc
 
 from .agent import Agent, create_handler, refuse
+from .config import DEFAULT_GRACE, DEFAULT_SOCKET_MODE, Config
 from .errors import AioudfError, ConnectionFailed
 from .handler import BaseHandler
 from .watchdog import DEFAULT_WARN_BLOCKED, LoopWatchdog
@@ -44,11 +45,6 @@ from .watchdog import DEFAULT_WARN_BLOCKED, LoopWatchdog
 __all__ = ["DEFAULT_GRACE", "DEFAULT_SOCKET_MODE", "SocketPathError", "UnixServer", "serve"]
 
 logger = logging.getLogger("aioudf")
-
-#: Socket file permissions: owner and group may connect, others may not.
-DEFAULT_SOCKET_MODE = 0o660
-#: Seconds open connections get to finish at shutdown before they are cancelled.
-DEFAULT_GRACE = 10.0
 
 # sun_path is 108 bytes on Linux (104 on the BSDs), including the final NUL.
 _MAX_SOCKET_PATH = 107
@@ -108,22 +104,14 @@ class UnixServer:
     ``path``
         the socket file. See :func:`prepare_socket_path` for what happens
         when it exists.
-    ``mode``
-        the socket file's permissions (default 0o660: not world-writable;
-        Kapacitor needs write permission to connect).
-    ``grace``
-        seconds open connections get to finish at shutdown.
-    ``backlog``
-        connections the kernel queues before they are accepted (Kapacitor
-        opens one per task node, all at once when it starts).
-    ``warn_blocked``
-        if set, seconds the event loop may be blocked before a warning is
-        logged (a :class:`~aioudf.watchdog.LoopWatchdog` runs while the
-        server does). Off by default here, since an embedding service owns
-        the loop; :func:`serve` turns it on.
-    ``agent_options``
-        passed to every :class:`~aioudf.Agent` (``max_frame_size``,
-        ``max_backlog``, ``max_output``, ``stop_timeout``).
+    ``config`` and ``settings``
+        the server's and its agents' settings: a :class:`~aioudf.config.Config`
+        with any of its settings changed by keyword (``mode``, ``grace``,
+        ``backlog``, ``warn_blocked``, ``max_frame_size``, ``max_backlog``,
+        ``max_output``, ``stop_timeout``...), checked here: an unknown or
+        invalid one raises :class:`~aioudf.ConfigError` naming it.
+        ``warn_blocked`` is off by default here, since an embedding service
+        owns the loop; :func:`serve` turns it on.
     """
 
     def __init__(
@@ -131,18 +119,16 @@ class UnixServer:
         handler_factory: Callable[[], BaseHandler],
         path: str | os.PathLike[str],
         *,
-        mode: int = DEFAULT_SOCKET_MODE,
-        grace: float = DEFAULT_GRACE,
-        backlog: int = 1024,
-        warn_blocked: float | None = None,
-        **agent_options: Any,
+        config: Config | None = None,
+        **settings: Any,
     ) -> None:
+        self.config = Config.of(config, **settings)
         self.handler_factory = handler_factory
         self.path = os.fspath(path)
-        self.mode = mode
-        self.grace = grace
-        self.backlog = backlog
-        self.agent_options = agent_options
+        self.mode = self.config.mode
+        self.grace = self.config.grace
+        self.backlog = self.config.backlog
+        warn_blocked = self.config.warn_blocked
         #: Connections being served right now.
         self.active = 0
         #: Connections accepted since start.
@@ -237,7 +223,7 @@ class UnixServer:
                 logger.error("[%s] %s", name, exc.reason, exc_info=exc.__cause__)
                 await refuse(writer, exc.reason)
                 return
-            agent = Agent(handler, reader, writer, name=name, **self.agent_options)
+            agent = Agent(handler, reader, writer, name=name, config=self.config)
             await agent.run()
             logger.debug("[%s] closed", name)
         except ConnectionFailed as exc:
@@ -254,10 +240,6 @@ class UnixServer:
             self.active -= 1
             if self.active == 0:
                 self._idle.set()
-
-    async def serve_forever(self) -> None:
-        """Serve until cancelled (the server keeps running after an error)."""
-        await anyio.sleep_forever()
 
     # ---- stop -----------------------------------------------------------
 
@@ -316,18 +298,18 @@ async def serve(
     handler_factory: Callable[[], BaseHandler],
     path: str | os.PathLike[str],
     *,
-    mode: int = DEFAULT_SOCKET_MODE,
-    grace: float = DEFAULT_GRACE,
+    config: Config | None = None,
     handle_signals: bool = True,
     ready: asyncio.Event | None = None,
-    warn_blocked: float = DEFAULT_WARN_BLOCKED,
-    **agent_options: Any,
+    **settings: Any,
 ) -> None:
     """Serve a socket UDF until SIGINT or SIGTERM; for ``asyncio.run``.
 
+    ``config`` and ``settings`` are the server's (see :class:`UnixServer`);
+    ``warn_blocked``, the number of seconds the event loop may be blocked
+    before a warning is logged, defaults to
+    :data:`~aioudf.watchdog.DEFAULT_WARN_BLOCKED` here (0 disables the check).
     ``ready``, if given, is set once the socket accepts connections.
-    ``warn_blocked`` is the number of seconds the event loop may be blocked
-    before a warning is logged (0 disables the check).
 
     The first signal stops accepting and gives open connections ``grace``
     seconds to finish; the socket file is removed and the call returns. A
@@ -335,10 +317,10 @@ async def serve(
     ``handle_signals=False`` nothing is installed and the call serves until
     cancelled. Signal handlers that were there before are restored.
     """
+    if config is None:
+        settings.setdefault("warn_blocked", DEFAULT_WARN_BLOCKED)
+    server = UnixServer(handler_factory, path, config=config, **settings)
     loop = asyncio.get_running_loop()
-    server = UnixServer(
-        handler_factory, path, mode=mode, grace=grace, warn_blocked=warn_blocked, **agent_options
-    )
     stop = asyncio.Event()
 
     def on_signal(signum: signal.Signals) -> None:
