@@ -1,25 +1,32 @@
 """The asyncio agent: one Kapacitor connection driven through a handler.
 
-An :class:`Agent` owns three tasks in one task group, which end together:
+The agent is a shell around :class:`~aioudf.protocol.UDFConnection`, which
+holds every rule of the conversation (request order, keepalive answers, the
+reply each request is owed, what a refused Init forbids, the ErrorResponse).
+The agent adds what needs an event loop: scheduling, backpressure, worker
+threads for a :class:`~aioudf.BlockingHandler`, and the I/O. It runs two
+tasks in one task group, beside its own :meth:`Agent.run`:
 
 ``read``
-    reads bytes, decodes them with :class:`~aioudf.protocol.UDFConnection`,
-    answers keepalives on the spot and queues every other request in a
-    bounded backlog. It keeps reading while a handler call runs, so a
-    keepalive is answered even when points are queued in front of it.
-``dispatch``
-    takes requests from the backlog one at a time, in order, and calls the
-    handler (on the loop for ``async def`` methods, in a worker thread for a
-    blocking handler's). It answers Info, Init, Snapshot and Restore.
+    reads bytes and feeds them to the connection, writes the keepalive
+    answers the connection produced at once, and queues every request in a
+    bounded backlog (a deque). It keeps reading while a handler call runs,
+    so a keepalive is answered even when points are queued in front of it.
 ``write``
-    drains the output queue (an asyncio queue of encoded frames, bounded in
-    bytes) into the transport, coalescing whatever accumulated into one write,
-    and awaits ``drain()`` so a slow reader on Kapacitor's side slows us down.
+    drains the output (an :class:`OutputQueue` of encoded frames, bounded in
+    bytes) into the transport, coalescing whatever accumulated into one
+    write, and awaits ``drain()`` so a slow reader on Kapacitor's side slows
+    us down.
+
+:meth:`Agent.run` itself dispatches: it takes requests from the backlog one
+at a time, in order, calls the handler (on the loop for ``async def``
+methods, in a worker thread for plain ones) and hands the results to the
+connection, which turns them into the replies.
 
 When the backlog is full, reading pauses until the handler catches up; a
 keepalive arriving then waits in the socket like everything else, so a handler
 stalled for longer than Kapacitor's UDF timeout gets the task failed with
-"keepalive timedout", which is the truth. When the output queue is full,
+"keepalive timedout", which is the truth. When the output is full,
 ``await emit()`` waits, and the next request is not dispatched until there is
 room again.
 
@@ -485,8 +492,8 @@ class Agent:
                     while requests := next_requests(
                         max(1, min(_DECODE_RUN, max_backlog - len(backlog)))
                     ):
-                        if conn._outbox:
-                            output.put(conn.data_to_send())
+                        if answers := conn.data_to_send():
+                            output.put(answers)
                         backlog.extend(requests)
                         ready.set()
                         if len(backlog) >= max_backlog:
@@ -498,16 +505,16 @@ class Agent:
                             # Let the dispatcher take this run before the
                             # next is decoded (see _DECODE_RUN).
                             await asyncio.sleep(0)
-                    if conn._outbox:
-                        output.put(conn.data_to_send())
+                    if answers := conn.data_to_send():
+                        output.put(answers)
                     ready.set()
                     if output.size >= output.limit:
                         # Kapacitor is not reading: keepalive replies, which
                         # skip the backlog, would pile up without bound.
                         await output.wait_space()
             except ProtocolError as exc:
-                if conn._outbox:  # keepalives answered before the fault
-                    output.put(conn.data_to_send())
+                if answers := conn.data_to_send():  # keepalives before the fault
+                    output.put(answers)
                 backlog.append(_Failure(f"protocol error: {exc}"))
             except OSError as exc:
                 backlog.append(_Failure(f"connection lost while reading: {exc}", send=False))
@@ -702,15 +709,11 @@ class Agent:
 
     async def _on_snapshot(self, request: SnapshotRequest) -> None:
         snapshot = await self._call("snapshot", request)
-        if isinstance(snapshot, (bytearray, memoryview)):
-            snapshot = bytes(snapshot)
-        if not isinstance(snapshot, bytes):
-            raise _HandlerFailed(
-                request,
-                "snapshot",
-                TypeError(f"snapshot() must return bytes, not {type(snapshot).__name__}"),
-            )
-        self._output.put(self._conn.send_snapshot(snapshot))
+        try:
+            reply = self._conn.send_snapshot(snapshot)
+        except TypeError as exc:
+            raise _HandlerFailed(request, "snapshot", exc) from None
+        self._output.put(reply)
 
     async def _on_restore(self, request: RestoreRequest) -> None:
         try:

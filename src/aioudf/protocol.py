@@ -546,8 +546,15 @@ class UDFConnection:
                 self.state = State.INIT_FAILED
         return data
 
-    def send_snapshot(self, snapshot: bytes) -> bytes:
-        """The reply to a SnapshotRequest: the handler's state as bytes."""
+    def send_snapshot(self, snapshot: bytes | bytearray | memoryview) -> bytes:
+        """The reply to a SnapshotRequest: the handler's state as bytes.
+
+        Anything but bytes (or a bytearray or memoryview) is a TypeError.
+        """
+        if isinstance(snapshot, (bytearray, memoryview)):
+            snapshot = bytes(snapshot)
+        if not isinstance(snapshot, bytes):
+            raise TypeError(f"snapshot() must return bytes, not {type(snapshot).__name__}")
         response = Response()
         response.snapshot.snapshot = snapshot
         return self._reply("snapshot", response)
