@@ -40,10 +40,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from workload import Workload, encode_request
+from workload import Workload
 
 from aioudf._pb import udf_pb2 as pb
+from aioudf.errors import ProtocolError
 from aioudf.framing import FrameDecoder
+from aioudf.options import parse_option_args
+from aioudf.protocol import KapacitorConnection, KapacitorEvent
 
 __all__ = [
     "CommandTarget",
@@ -277,109 +280,88 @@ def _accepts(path: str) -> bool:
 
 # ---- reading responses --------------------------------------------------------
 
-# The tag bytes a data Response frame starts with: BeginBatch, Point, EndBatch.
-_DATA_KINDS = {b"\x82\x01": "begin", b"\x8a\x01": "point", b"\x92\x01": "end"}
-
 
 def count_frames(data: bytes) -> collections.Counter[str]:
     """Count the Response frames in ``data`` by kind, without decoding data frames.
 
-    Only the two tag bytes of each frame are looked at for points and batch
-    markers; any other frame is parsed, and an ErrorResponse raises
-    :class:`UDFFailed` with the UDF's text.
+    Only the tag of each frame is looked at for points and batch markers
+    (:meth:`~aioudf.protocol.KapacitorConnection.count_responses`); an
+    ErrorResponse raises :class:`UDFFailed` with the UDF's text.
     """
-    counts: collections.Counter[str] = collections.Counter()
-    decoder = FrameDecoder()
-    decoder.feed(data)
-    kinds = _DATA_KINDS
-    while (body := decoder.next_frame()) is not None:
-        kind = kinds.get(bytes(body[:2]))
-        if kind is None:
-            response = pb.Response.FromString(bytes(body))
-            kind = response.WhichOneof("message") or "empty"
-            if kind == "error":
-                raise UDFFailed(f"the UDF sent an ErrorResponse: {response.error.error}")
-        counts[kind] += 1
-    decoder.feed_eof()
+    protocol = KapacitorConnection()
+    protocol.receive_data(data)
+    try:
+        counts = protocol.count_responses()
+        protocol.receive_eof()
+    except ProtocolError as exc:
+        raise UDFFailed(str(exc)) from None
     return counts
 
 
-def _read_responses(conn: Connection, count: int) -> list[pb.Response]:
-    """Read exactly ``count`` response frames (used for handshakes only)."""
-    decoder = FrameDecoder()
-    out: list[pb.Response] = []
-    while len(out) < count:
-        while len(out) < count and (body := decoder.next_frame()) is not None:
-            response = pb.Response.FromString(bytes(body))
-            if response.WhichOneof("message") == "error":
-                raise UDFFailed(f"the UDF sent an ErrorResponse: {response.error.error}")
-            out.append(response)
-        if len(out) < count:
-            chunk = conn.recv(_READ_SIZE)
-            if not chunk:
-                raise UDFFailed(f"the UDF closed the connection after {len(out)} responses")
-            decoder.feed(chunk)
-    if decoder.buffered:
-        raise UDFFailed("the UDF sent responses nobody asked for")
-    return out
+def _reply(conn: Connection, protocol: KapacitorConnection) -> KapacitorEvent:
+    """Read until the UDF's next response (used for handshakes only)."""
+    while True:
+        try:
+            event = protocol.next_event()
+        except ProtocolError as exc:
+            raise UDFFailed(str(exc)) from None
+        if isinstance(event, pb.ErrorResponse):
+            raise UDFFailed(f"the UDF sent an ErrorResponse: {event.error}")
+        if event is not None:
+            return event
+        chunk = conn.recv(_READ_SIZE)
+        if not chunk:
+            raise UDFFailed("the UDF closed the connection before it replied")
+        protocol.receive_data(chunk)
 
 
 def query_info(target: Target) -> pb.InfoResponse:
     """Kapacitor's first contact: Info on a connection of its own."""
     conn = target.open()
+    protocol = KapacitorConnection()
     try:
-        conn.send(encode_request(info=pb.InfoRequest()))
-        (response,) = _read_responses(conn, 1)
+        conn.send(protocol.send_info())
+        info = _reply(conn, protocol)
         conn.close_write()
         while conn.recv(_READ_SIZE):
             pass
     finally:
         conn.close()
-    return response.info
+    if not isinstance(info, pb.InfoResponse):
+        raise UDFFailed(f"the UDF answered Info with {type(info).__name__}")
+    return info
 
 
-def init_request(options: Mapping[str, Sequence[str]], info: pb.InfoResponse) -> bytes:
-    """A framed InitRequest, option values typed as the UDF declares them.
+def init_request(options: Mapping[str, Sequence[str]], info: pb.InfoResponse) -> pb.InitRequest:
+    """The InitRequest of a benchmark task, option values typed as the UDF declares them.
 
     ``options`` maps a TICKscript option name to the texts of its values
-    (``{"field": ["usage_idle"], "size": ["10"]}``).
+    (``{"field": ["usage_idle"], "size": ["10"]}``), read as TICKscript
+    literals (:func:`aioudf.options.parse_option_args`).
     """
-    message = pb.InitRequest(taskID="benchmark", nodeID="udf1")
-    for name, texts in options.items():
-        if name not in info.options:
-            raise UDFFailed(f"the UDF has no option {name!r} (it has {sorted(info.options)})")
-        types = list(info.options[name].valueTypes)
-        if len(types) != len(texts):
-            raise UDFFailed(f"option {name!r} takes {len(types)} values, got {len(texts)}")
-        option = message.options.add(name=name)
-        for vtype, text in zip(types, texts, strict=True):
-            value = option.values.add(type=vtype)
-            if vtype == pb.BOOL:
-                value.boolValue = text.lower() in ("1", "true", "yes")
-            elif vtype == pb.INT:
-                value.intValue = int(text)
-            elif vtype == pb.DOUBLE:
-                value.doubleValue = float(text)
-            elif vtype == pb.STRING:
-                value.stringValue = text
-            else:  # DURATION, in nanoseconds
-                value.durationValue = int(text)
-    return encode_request(init=message)
+    args = [f"{name}={','.join(texts)}" if texts else name for name, texts in options.items()]
+    try:
+        messages = parse_option_args(args, info)
+    except ValueError as exc:
+        raise UDFFailed(str(exc)) from None
+    return pb.InitRequest(options=messages, taskID="benchmark", nodeID="udf1")
 
 
-def _start_task(target: Target, init: bytes) -> Connection:
+def _start_task(target: Target, init: pb.InitRequest) -> Connection:
     """Open a connection and complete Init, as Kapacitor does for a task."""
     conn = target.open()
+    protocol = KapacitorConnection()
     try:
-        conn.send(init)
-        (response,) = _read_responses(conn, 1)
+        conn.send(protocol.send_init(init.options, task_id=init.taskID, node_id=init.nodeID))
+        response = _reply(conn, protocol)
     except BaseException:
         with contextlib.suppress(Exception):
             conn.close()
         raise
-    if not response.init.success:
+    if not isinstance(response, pb.InitResponse) or not response.success:
         conn.close()
-        raise UDFFailed(f"Init refused: {response.init.error}")
+        error = getattr(response, "error", type(response).__name__)
+        raise UDFFailed(f"Init refused: {error}")
     return conn
 
 
@@ -434,7 +416,7 @@ class Throughput:
         return self.udf_cpu / self.points_in
 
 
-def throughput(target: Target, init: bytes, workload: Workload) -> Throughput:
+def throughput(target: Target, init: pb.InitRequest, workload: Workload) -> Throughput:
     """Send all of ``workload``, half-close, read to end of stream; time it."""
     conn = _start_task(target, init)
     chunks: list[bytes] = []
@@ -491,7 +473,7 @@ def _split_frames(workload: Workload) -> list[bytes]:
 
 
 def paced_latency(
-    target: Target, init: bytes, workload: Workload, rate: float, warmup: int = 200
+    target: Target, init: pb.InitRequest, workload: Workload, rate: float, warmup: int = 200
 ) -> Latency:
     """Send the workload's points one by one, ``rate`` per second; time each round trip.
 
@@ -502,10 +484,10 @@ def paced_latency(
     if len(frames) <= warmup:
         raise ValueError(f"need more than {warmup} points for a latency run")
     conn = _start_task(target, init)
+    protocol = KapacitorConnection()
     result = Latency(rate)
     period = 1.0 / rate
     clock = time.perf_counter
-    pending = b""
     try:
         next_send = clock()
         for number, frame in enumerate(frames):
@@ -514,7 +496,7 @@ def paced_latency(
                 time.sleep(delay)
             sent = clock()
             conn.send(frame)
-            pending = _read_one_frame(conn, pending)
+            _read_one_frame(conn, protocol)
             elapsed = clock() - sent
             if number >= warmup:
                 result.samples.append(elapsed)
@@ -527,25 +509,18 @@ def paced_latency(
     return result
 
 
-def _read_one_frame(conn: Connection, pending: bytes) -> bytes:
-    """Read until one whole response frame has arrived; return what follows it."""
+def _read_one_frame(conn: Connection, protocol: KapacitorConnection) -> None:
+    """Read until a whole response frame has arrived (any after it are counted too)."""
     while True:
-        size = 0
-        shift = 0
-        for index, byte in enumerate(pending):
-            size |= (byte & 0x7F) << shift
-            shift += 7
-            if byte < 0x80:
-                end = index + 1 + size
-                if len(pending) >= end:
-                    if pending[index + 1 : index + 3] not in _DATA_KINDS:
-                        count_frames(pending[:end])  # raises on an ErrorResponse
-                    return pending[end:]
-                break
+        try:
+            if protocol.count_responses():
+                return
+        except ProtocolError as exc:
+            raise UDFFailed(str(exc)) from None
         chunk = conn.recv(_READ_SIZE)
         if not chunk:
             raise UDFFailed("the UDF closed the connection during a latency run")
-        pending += chunk
+        protocol.receive_data(chunk)
 
 
 def proc_memory(pid: int) -> dict[str, int]:
@@ -575,7 +550,11 @@ class Stall:
 
 
 def stalled_reader(
-    target: Target, init: bytes, workload: Workload, settle: float = 1.0, limit: float = 120.0
+    target: Target,
+    init: pb.InitRequest,
+    workload: Workload,
+    settle: float = 1.0,
+    limit: float = 120.0,
 ) -> Stall:
     """Send ``workload`` without reading; measure the UDF's memory; then read it all.
 

@@ -32,11 +32,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "examples")]
 
 from baseline import baseline_point_loop  # noqa: E402
-from workload import encode_request, point_stream  # noqa: E402
+from workload import point_stream  # noqa: E402
 
 from aioudf import agent as agent_module  # noqa: E402
-from aioudf._pb import udf_pb2 as pb  # noqa: E402
 from aioudf.agent import Agent  # noqa: E402
+from aioudf.options import encode_options  # noqa: E402
+from aioudf.protocol import KapacitorConnection  # noqa: E402
 
 TARGETS = ("baseline", "mirror", "moving_avg")
 #: Points in the two counted runs; the workload is always built for the larger.
@@ -78,11 +79,8 @@ class _NullWriter:
 
 
 def _init(target: str) -> bytes:
-    request = pb.InitRequest()
-    if target == "moving_avg":
-        request.options.add(name="field").values.add(type=pb.STRING, stringValue="usage_idle")
-        request.options.add(name="size").values.add(type=pb.INT, intValue=10)
-    return encode_request(init=request)
+    options = encode_options({"field": "usage_idle", "size": 10}) if target == "moving_avg" else []
+    return KapacitorConnection().send_init(options, task_id="", node_id="")
 
 
 def run_once(target: str, points: int, loop: str) -> None:

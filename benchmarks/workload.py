@@ -19,14 +19,16 @@ import random
 from dataclasses import dataclass
 
 from aioudf._pb import udf_pb2 as pb
-from aioudf.framing import encode_frame
+from aioudf.protocol import KapacitorConnection
+
+#: Data frames are written as Kapacitor writes them.
+encode_data = KapacitorConnection.send_data
 
 __all__ = [
     "HOSTS",
     "Workload",
     "batch_stream",
     "cpu_point",
-    "encode_request",
     "point_stream",
 ]
 
@@ -37,11 +39,6 @@ CPUS = 4
 #: Time of the first point (ns) and the interval between points of a series.
 _START_NS = 1_700_000_000 * 10**9
 _STEP_NS = 10**9
-
-
-def encode_request(**message: object) -> bytes:
-    """One framed Request, e.g. ``encode_request(point=p)``."""
-    return encode_frame(pb.Request(**message).SerializeToString())  # type: ignore[arg-type]
 
 
 def cpu_point(index: int, rng: random.Random) -> pb.Point:
@@ -83,7 +80,7 @@ class Workload:
 def point_stream(points: int, seed: int = 1) -> Workload:
     """``points`` Point requests, round-robin over the hosts (a STREAM edge)."""
     rng = random.Random(seed)
-    data = b"".join(encode_request(point=cpu_point(i, rng)) for i in range(points))
+    data = b"".join(encode_data(cpu_point(i, rng)) for i in range(points))
     return Workload(data, points)
 
 
@@ -101,7 +98,7 @@ def batch_stream(batches: int, batch_size: int = 1000, seed: int = 1) -> Workloa
         tags = {"host": host}
         group = f"host={host}"
         frames.append(
-            encode_request(begin=pb.BeginBatch(name="cpu", group=group, tags=tags, size=batch_size))
+            encode_data(pb.BeginBatch(name="cpu", group=group, tags=tags, size=batch_size))
         )
         tmax = 0
         for _ in range(batch_size):
@@ -110,9 +107,7 @@ def batch_stream(batches: int, batch_size: int = 1000, seed: int = 1) -> Workloa
             point.tags["host"] = host
             point.group = group
             tmax = max(tmax, point.time)
-            frames.append(encode_request(point=point))
+            frames.append(encode_data(point))
             index += 1
-        frames.append(
-            encode_request(end=pb.EndBatch(name="cpu", group=group, tmax=tmax, tags=tags))
-        )
+        frames.append(encode_data(pb.EndBatch(name="cpu", group=group, tmax=tmax, tags=tags)))
     return Workload(b"".join(frames), batches * batch_size, batches)

@@ -26,6 +26,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from wire import decode_responses
+
 from aioudf import (
     Agent,
     BaseHandler,
@@ -434,19 +436,6 @@ async def drive_agent(
         from_udf.close()
     output = await asyncio.wait_for(collector, timeout)
     return Outcome(decode_responses(output), failure)
-
-
-def decode_responses(output: bytes) -> list[pb.Response]:
-    """The UDF's output must be whole, valid Response frames and nothing else."""
-    decoder = FrameDecoder()
-    decoder.feed(output)
-    responses = []
-    while (body := decoder.next_frame()) is not None:
-        response = pb.Response.FromString(bytes(body))
-        assert response.WhichOneof("message") is not None, "an empty Response was written"
-        responses.append(response)
-    decoder.feed_eof()
-    return responses
 
 
 #: Every way a hostile stream may legitimately end a connection, by its cause.

@@ -37,14 +37,13 @@ from hostile import (
     check_request_decoder,
     check_session,
     cut,
-    decode_responses,
     drive_agent,
     expected_session,
     session_stream,
 )
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from wire import Peer, request
+from wire import Peer, decode_responses, request
 
 from aioudf import BaseHandler, UnixServer, encode_frame
 from aioudf._pb import udf_pb2 as pb

@@ -13,6 +13,7 @@ from typing import Any
 
 from aioudf._pb import udf_pb2 as pb
 from aioudf.framing import FrameDecoder, encode_frame
+from aioudf.options import encode_options
 
 
 def request(**message: Any) -> bytes:
@@ -21,11 +22,14 @@ def request(**message: Any) -> bytes:
 
 
 def decode_responses(data: bytes) -> list[pb.Response]:
+    """Every Response frame in ``data``, which must hold whole, non-empty ones only."""
     decoder = FrameDecoder()
     decoder.feed(data)
     out = []
     while (body := decoder.next_frame()) is not None:
-        out.append(pb.Response.FromString(bytes(body)))
+        response = pb.Response.FromString(bytes(body))
+        assert response.WhichOneof("message") is not None, "an empty Response was written"
+        out.append(response)
     decoder.feed_eof()
     return out
 
@@ -35,21 +39,9 @@ def kind(response: pb.Response) -> str:
 
 
 def options(**values: Any) -> list[pb.Option]:
-    """Option messages from Python values (tuples give several values)."""
-    out = []
-    for name, value in values.items():
-        option = pb.Option(name=name.rstrip("_"))
-        for v in value if isinstance(value, tuple) else (value,):
-            if isinstance(v, bool):
-                option.values.add(type=pb.BOOL, boolValue=v)
-            elif isinstance(v, int):
-                option.values.add(type=pb.INT, intValue=v)
-            elif isinstance(v, float):
-                option.values.add(type=pb.DOUBLE, doubleValue=v)
-            else:
-                option.values.add(type=pb.STRING, stringValue=v)
-        out.append(option)
-    return out
+    """Option messages from Python values (tuples give several values), typed by
+    the one option table (:func:`aioudf.options.encode_options`)."""
+    return encode_options(values)
 
 
 class Peer:

@@ -13,6 +13,7 @@ from .agent import Agent
 from .cli import main
 from .errors import (
     AioudfError,
+    ConfigError,
     ConnectionFailed,
     FrameError,
     FrameTooLarge,
@@ -45,6 +46,7 @@ __all__ = [
     "BaseHandler",
     "BeginBatch",
     "BlockingHandler",
+    "ConfigError",
     "ConnectionFailed",
     "EdgeType",
     "EndBatch",

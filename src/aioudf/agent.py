@@ -1,25 +1,32 @@
 """The asyncio agent: one Kapacitor connection driven through a handler.
 
-An :class:`Agent` owns three tasks in one task group, which end together:
+The agent is a shell around :class:`~aioudf.protocol.UDFConnection`, which
+holds every rule of the conversation (request order, keepalive answers, the
+reply each request is owed, what a refused Init forbids, the ErrorResponse).
+The agent adds what needs an event loop: scheduling, backpressure, worker
+threads for a :class:`~aioudf.BlockingHandler`, and the I/O. It runs two
+tasks in one task group, beside its own :meth:`Agent.run`:
 
 ``read``
-    reads bytes, decodes them with :class:`~aioudf.protocol.UDFConnection`,
-    answers keepalives on the spot and queues every other request in a
-    bounded backlog. It keeps reading while a handler call runs, so a
-    keepalive is answered even when points are queued in front of it.
-``dispatch``
-    takes requests from the backlog one at a time, in order, and calls the
-    handler (on the loop for ``async def`` methods, in a worker thread for a
-    blocking handler's). It answers Info, Init, Snapshot and Restore.
+    reads bytes and feeds them to the connection, writes the keepalive
+    answers the connection produced at once, and queues every request in a
+    bounded backlog (a deque). It keeps reading while a handler call runs,
+    so a keepalive is answered even when points are queued in front of it.
 ``write``
-    drains the output queue (an asyncio queue of encoded frames, bounded in
-    bytes) into the transport, coalescing whatever accumulated into one write,
-    and awaits ``drain()`` so a slow reader on Kapacitor's side slows us down.
+    drains the output (an :class:`OutputQueue` of encoded frames, bounded in
+    bytes) into the transport, coalescing whatever accumulated into one
+    write, and awaits ``drain()`` so a slow reader on Kapacitor's side slows
+    us down.
+
+:meth:`Agent.run` itself dispatches: it takes requests from the backlog one
+at a time, in order, calls the handler (on the loop for ``async def``
+methods, in a worker thread for plain ones) and hands the results to the
+connection, which turns them into the replies.
 
 When the backlog is full, reading pauses until the handler catches up; a
 keepalive arriving then waits in the socket like everything else, so a handler
 stalled for longer than Kapacitor's UDF timeout gets the task failed with
-"keepalive timedout", which is the truth. When the output queue is full,
+"keepalive timedout", which is the truth. When the output is full,
 ``await emit()`` waits, and the next request is not dispatched until there is
 room again.
 
@@ -42,8 +49,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
+from .config import (
+    DEFAULT_MAX_BACKLOG,
+    DEFAULT_MAX_OUTPUT,
+    DEFAULT_STOP_TIMEOUT,
+    Config,
+)
 from .errors import ConnectionFailed, InitError, ProtocolError, RestoreError
-from .framing import DEFAULT_MAX_FRAME_SIZE
 from .handler import BaseHandler
 from .messages import (
     BeginBatch,
@@ -61,6 +73,9 @@ from .options import bind_options, parse_options
 from .protocol import State, UDFConnection
 
 __all__ = [
+    "DEFAULT_MAX_BACKLOG",
+    "DEFAULT_MAX_OUTPUT",
+    "DEFAULT_STOP_TIMEOUT",
     "Agent",
     "ByteReader",
     "ByteWriter",
@@ -73,17 +88,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("aioudf")
-
-#: Requests queued between the reader and the handler before reading pauses.
-DEFAULT_MAX_BACKLOG = 10_000
-#: Bytes of encoded output queued before ``emit()`` waits.
-DEFAULT_MAX_OUTPUT = 1024 * 1024
-#: Bytes asked of the transport per read.
-DEFAULT_READ_SIZE = 256 * 1024
-#: Seconds ``Handler.stop()`` may take before it is cancelled.
-DEFAULT_STOP_TIMEOUT = 10.0
-#: Seconds the final flush may take when the peer stops reading at close.
-DEFAULT_CLOSE_TIMEOUT = 10.0
 
 # Points decoded per run before the reader lets the dispatcher take them.
 # Decoding a whole read (or all the socket buffer holds: up to the backlog
@@ -430,14 +434,10 @@ class Agent:
     raises :class:`~aioudf.ConnectionFailed` when the connection ended on an
     error.
 
-    Limits, each bounding memory per connection:
-
-    ``max_frame_size``
-        largest request accepted (bytes); larger ones end the connection.
-    ``max_backlog``
-        requests read ahead of the handler before reading pauses.
-    ``max_output``
-        bytes of encoded output queued before ``emit()`` waits.
+    The limits that bound its memory (``max_frame_size``, ``max_backlog``,
+    ``max_output``...) come from ``config`` (a :class:`~aioudf.config.Config`)
+    with ``settings`` changed, checked here: an unknown or invalid setting
+    raises :class:`~aioudf.ConfigError` before anything is read.
     """
 
     def __init__(
@@ -446,31 +446,27 @@ class Agent:
         reader: ByteReader,
         writer: ByteWriter,
         *,
-        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
-        max_backlog: int = DEFAULT_MAX_BACKLOG,
-        max_output: int = DEFAULT_MAX_OUTPUT,
-        read_size: int = DEFAULT_READ_SIZE,
-        stop_timeout: float = DEFAULT_STOP_TIMEOUT,
-        close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
+        config: Config | None = None,
         name: str = "",
         connection: UDFConnection | None = None,
+        **settings: Any,
     ) -> None:
-        if max_backlog < 1 or max_output < 1 or read_size < 1:
-            raise ValueError("max_backlog, max_output and read_size must be positive")
+        config = Config.of(config, **settings)
+        self.config = config
         self.handler = handler
         self.name = name or f"{type(handler).__name__}@{id(self):x}"
         self._reader = reader
         self._writer = writer
         # A connection taken over from another process continues its state.
-        self._conn = connection or UDFConnection(max_frame_size)
+        self._conn = connection or UDFConnection(config.max_frame_size)
         self._handed_over = False  # True once the connection moved to another process
         self._ended = asyncio.Event()  # set when run() ends
-        self._max_backlog = max_backlog
-        self._read_size = read_size
-        self._stop_timeout = stop_timeout
-        self._close_timeout = close_timeout
+        self._max_backlog = config.max_backlog
+        self._read_size = config.read_size
+        self._stop_timeout = config.stop_timeout
+        self._close_timeout = config.close_timeout
         self._backlog: collections.deque[Any] = collections.deque()
-        self._output = OutputQueue(max_output)
+        self._output = OutputQueue(config.max_output)
         self._requests_ready = asyncio.Event()
         self._backlog_space = asyncio.Event()
         self._reader_paused = False
@@ -745,8 +741,8 @@ class Agent:
                     while requests := next_requests(
                         max(1, min(_DECODE_RUN, max_backlog - len(backlog)))
                     ):
-                        if conn._outbox:
-                            output.put(conn.data_to_send())
+                        if answers := conn.data_to_send():
+                            output.put(answers)
                         backlog.extend(requests)
                         ready.set()
                         if len(backlog) >= max_backlog:
@@ -758,16 +754,16 @@ class Agent:
                             # Let the dispatcher take this run before the
                             # next is decoded (see _DECODE_RUN).
                             await asyncio.sleep(0)
-                    if conn._outbox:
-                        output.put(conn.data_to_send())
+                    if answers := conn.data_to_send():
+                        output.put(answers)
                     ready.set()
                     if output.size >= output.limit:
                         # Kapacitor is not reading: keepalive replies, which
                         # skip the backlog, would pile up without bound.
                         await output.wait_space()
             except ProtocolError as exc:
-                if conn._outbox:  # keepalives answered before the fault
-                    output.put(conn.data_to_send())
+                if answers := conn.data_to_send():  # keepalives before the fault
+                    output.put(answers)
                 backlog.append(_Failure(f"protocol error: {exc}"))
             except OSError as exc:
                 backlog.append(_Failure(f"connection lost while reading: {exc}", send=False))
@@ -968,15 +964,11 @@ class Agent:
 
     async def _on_snapshot(self, request: SnapshotRequest) -> None:
         snapshot = await self._call("snapshot", request)
-        if isinstance(snapshot, (bytearray, memoryview)):
-            snapshot = bytes(snapshot)
-        if not isinstance(snapshot, bytes):
-            raise _HandlerFailed(
-                request,
-                "snapshot",
-                TypeError(f"snapshot() must return bytes, not {type(snapshot).__name__}"),
-            )
-        self._output.put(self._conn.send_snapshot(snapshot))
+        try:
+            reply = self._conn.send_snapshot(snapshot)
+        except TypeError as exc:
+            raise _HandlerFailed(request, "snapshot", exc) from None
+        self._output.put(reply)
 
     async def _on_restore(self, request: RestoreRequest) -> None:
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "ActivationError",
     "AioudfError",
+    "ConfigError",
     "ConnectionFailed",
     "FrameError",
     "FrameTooLarge",
@@ -46,6 +47,13 @@ class FrameTooLarge(FrameError):
         )
         self.size = size
         self.limit = limit
+
+
+class ConfigError(AioudfError, ValueError):
+    """A setting is unknown or has a value that cannot work (named in the message).
+
+    Raised when the server, process UDF or agent is built, never later.
+    """
 
 
 class StateError(AioudfError):

@@ -62,8 +62,11 @@ class BaseHandler:
     ``wants`` / ``provides``
         :class:`~aioudf.EdgeType` consumed and produced (default STREAM).
     ``blocking``
-        ``True`` to run plain ``def`` request methods in a worker thread
-        (what :class:`BlockingHandler` sets).
+        ``True`` to allow plain ``def`` request methods (what
+        :class:`BlockingHandler` sets); without it, defining one is a
+        TypeError. The agent runs each plain ``def`` method in a worker
+        thread and each ``async def`` one on the event loop, whatever the
+        class says.
     :class:`~aioudf.Option` attributes
         The TICKscript methods the UDF accepts; their values are readable as
         attributes once Init has been received.

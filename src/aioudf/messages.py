@@ -23,11 +23,13 @@ __all__ = [
     "DataMessage",
     "EdgeType",
     "EndBatch",
+    "ErrorResponse",
     "InfoRequest",
     "InfoResponse",
     "InitRequest",
     "InitResponse",
     "KeepaliveRequest",
+    "KeepaliveResponse",
     "Option",
     "OptionInfo",
     "OptionValue",
@@ -36,7 +38,9 @@ __all__ = [
     "RequestMessage",
     "Response",
     "RestoreRequest",
+    "RestoreResponse",
     "SnapshotRequest",
+    "SnapshotResponse",
     "ValueType",
     "encode_data_frame",
     "encode_error",
@@ -51,8 +55,12 @@ InitResponse = pb.InitResponse
 Option = pb.Option
 OptionValue = pb.OptionValue
 SnapshotRequest = pb.SnapshotRequest
+SnapshotResponse = pb.SnapshotResponse
 RestoreRequest = pb.RestoreRequest
+RestoreResponse = pb.RestoreResponse
 KeepaliveRequest = pb.KeepaliveRequest
+KeepaliveResponse = pb.KeepaliveResponse
+ErrorResponse = pb.ErrorResponse
 BeginBatch = pb.BeginBatch
 Point = pb.Point
 EndBatch = pb.EndBatch

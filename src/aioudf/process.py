@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from .agent import Agent, create_handler, refuse
+from .config import Config
 from .errors import ConnectionFailed
 from .handler import BaseHandler
 from .logs import configure_logging
@@ -41,8 +42,10 @@ async def run_stdio(
 
     ``warn_blocked``: log a warning when the event loop is blocked for longer
     than this many seconds (see :class:`~aioudf.watchdog.LoopWatchdog`); 0
-    disables it.
+    disables it. ``agent_options`` are :class:`~aioudf.config.Config`
+    settings, checked before stdin is read.
     """
+    config = Config.of(warn_blocked=warn_blocked, **agent_options)
     with reserved_stdout() as frames_fd, _watchdog(warn_blocked):
         reader, writer = await open_stdio(frames_fd)
         try:
@@ -51,7 +54,7 @@ async def run_stdio(
             logger.error("%s", exc.reason, exc_info=exc.__cause__)
             await refuse(writer, exc.reason)
             return 1
-        agent = Agent(handler, reader, writer, name="stdio", **agent_options)
+        agent = Agent(handler, reader, writer, name="stdio", config=config)
         try:
             await agent.run()
         except ConnectionFailed as exc:
@@ -87,6 +90,7 @@ def run(
     ``agent_options`` are passed to :class:`~aioudf.Agent`
     (``max_frame_size``, ``max_backlog``, ``max_output``, ``stop_timeout``).
     """
+    Config.of(warn_blocked=warn_blocked, **agent_options)  # an error before any set-up
     configure_logging(log_level)
     status = run_async(run_stdio(handler_factory, warn_blocked=warn_blocked, **agent_options), loop)
     exit_past_stuck_threads(status)

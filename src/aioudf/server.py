@@ -41,6 +41,7 @@ import anyio.abc
 
 from .activation import notify
 from .agent import Agent, create_handler, prepare_handler, refuse
+from .config import DEFAULT_GRACE, DEFAULT_SOCKET_MODE, Config
 from .errors import AioudfError, ConnectionFailed, HandoverError
 from .handler import BaseHandler
 from .handover import (
@@ -67,14 +68,6 @@ __all__ = ["DEFAULT_GRACE", "DEFAULT_SOCKET_MODE", "SocketPathError", "UnixServe
 
 logger = logging.getLogger("aioudf")
 
-#: Socket file permissions: owner and group may connect, others may not.
-DEFAULT_SOCKET_MODE = 0o660
-#: Seconds open connections get to end on their own at shutdown. Kapacitor
-#: closes a task's connection only when the task stops, so after this the
-#: server ends them itself (see :meth:`UnixServer.shutdown`). Short enough that
-#: a SIGTERM ends in exit 0 well within the 10 s Docker and systemd give
-#: before SIGKILL.
-DEFAULT_GRACE = 2.0
 #: Seconds connections get, once told to end, to answer what they received.
 FINISH_TIMEOUT = 2.0
 #: The reason the ErrorResponse gives to each connection ended by a shutdown.
@@ -141,19 +134,14 @@ class UnixServer:
     ``path``
         the socket file. See :func:`prepare_socket_path` for what happens
         when it exists.
-    ``mode``
-        the socket file's permissions (default 0o660: not world-writable;
-        Kapacitor needs write permission to connect).
-    ``grace``
-        seconds open connections get to finish at shutdown.
-    ``backlog``
-        connections the kernel queues before they are accepted (Kapacitor
-        opens one per task node, all at once when it starts).
-    ``warn_blocked``
-        if set, seconds the event loop may be blocked before a warning is
-        logged (a :class:`~aioudf.watchdog.LoopWatchdog` runs while the
-        server does). Off by default here, since an embedding service owns
-        the loop; :func:`serve` turns it on.
+    ``config`` and ``settings``
+        the server's and its agents' settings: a :class:`~aioudf.config.Config`
+        with any of its settings changed by keyword (``mode``, ``grace``,
+        ``backlog``, ``warn_blocked``, ``max_frame_size``, ``max_backlog``,
+        ``max_output``, ``stop_timeout``...), checked here: an unknown or
+        invalid one raises :class:`~aioudf.ConfigError` naming it.
+        ``warn_blocked`` is off by default here, since an embedding service
+        owns the loop; :func:`serve` turns it on.
     ``sock``
         an already listening unix socket to serve instead of binding
         ``path``: one passed by systemd (:func:`~aioudf.activation.activated_socket`)
@@ -166,9 +154,6 @@ class UnixServer:
         control socket turns it off, with a warning.
     ``observer``
         a :class:`~aioudf.handover.Observer` told of every hand-over.
-    ``agent_options``
-        passed to every :class:`~aioudf.Agent` (``max_frame_size``,
-        ``max_backlog``, ``max_output``, ``stop_timeout``).
 
     Hand-over, embedded: ``await server.start(takeover=True)`` takes the
     listening socket and the live connections from the server running on
@@ -184,21 +169,19 @@ class UnixServer:
         handler_factory: Callable[[], BaseHandler],
         path: str | os.PathLike[str],
         *,
-        mode: int = DEFAULT_SOCKET_MODE,
-        grace: float = DEFAULT_GRACE,
-        backlog: int = 1024,
-        warn_blocked: float | None = None,
+        config: Config | None = None,
         sock: socket.socket | None = None,
         handover: bool = True,
         observer: Observer | None = None,
-        **agent_options: Any,
+        **settings: Any,
     ) -> None:
+        self.config = Config.of(config, **settings)
         self.handler_factory = handler_factory
         self.path = os.fspath(path)
-        self.mode = mode
-        self.grace = grace
-        self.backlog = backlog
-        self.agent_options = agent_options
+        self.mode = self.config.mode
+        self.grace = self.config.grace
+        self.backlog = self.config.backlog
+        warn_blocked = self.config.warn_blocked
         #: Connections being served right now.
         self.active = 0
         #: Connections accepted since start.
@@ -340,7 +323,7 @@ class UnixServer:
                     logger.error("[%s] %s", name, exc.reason, exc_info=exc.__cause__)
                     await refuse(writer, exc.reason)
                     return
-                agent = Agent(handler, reader, writer, name=name, **self.agent_options)
+                agent = Agent(handler, reader, writer, name=name, config=self.config)
             else:
                 agent.name = name
             self._connections[number] = (agent, reader, writer)
@@ -474,9 +457,7 @@ class UnixServer:
         state, read_ahead, snapshot = message.blobs
         task = message.header.get("task", "")
         try:
-            conn = UDFConnection.from_state(
-                state, max_frame_size=self.agent_options.get("max_frame_size")
-            )
+            conn = UDFConnection.from_state(state, max_frame_size=self.config.max_frame_size)
             handler = create_handler(self.handler_factory)
             if conn.init_request is not None:
                 await prepare_handler(handler, conn.init_request, snapshot)
@@ -488,15 +469,11 @@ class UnixServer:
         conn.receive_data(read_ahead)
         sock = socket.socket(fileno=message.fds.pop())
         reader, writer = await asyncio.open_unix_connection(sock=sock, limit=_READ_LIMIT)
-        agent = Agent(handler, reader, writer, connection=conn, **self.agent_options)
+        agent = Agent(handler, reader, writer, connection=conn, config=self.config)
         self._start_connection(reader, writer, agent)
         self.observer.connection_taken_over(task)
         logger.info("task %r taken over", task)
         return None
-
-    async def serve_forever(self) -> None:
-        """Serve until cancelled (the server keeps running after an error)."""
-        await anyio.sleep_forever()
 
     # ---- stop -----------------------------------------------------------
 
@@ -672,22 +649,22 @@ async def serve(
     handler_factory: Callable[[], BaseHandler],
     path: str | os.PathLike[str],
     *,
-    mode: int = DEFAULT_SOCKET_MODE,
-    grace: float = DEFAULT_GRACE,
+    config: Config | None = None,
     handle_signals: bool = True,
     ready: asyncio.Event | None = None,
-    warn_blocked: float = DEFAULT_WARN_BLOCKED,
     sock: socket.socket | None = None,
     takeover: bool = False,
     reload_command: Sequence[str] | None = None,
     observer: Observer | None = None,
-    **agent_options: Any,
+    **settings: Any,
 ) -> None:
     """Serve a socket UDF until SIGINT or SIGTERM; for ``asyncio.run``.
 
-    ``ready``, if given, is set once the socket accepts connections.
-    ``warn_blocked`` is the number of seconds the event loop may be blocked
-    before a warning is logged (0 disables the check). ``sock``: a listening
+    ``config`` and ``settings`` are the server's (see :class:`UnixServer`);
+    ``warn_blocked``, the number of seconds the event loop may be blocked
+    before a warning is logged, defaults to
+    :data:`~aioudf.watchdog.DEFAULT_WARN_BLOCKED` here (0 disables the check).
+    ``ready``, if given, is set once the socket accepts connections. ``sock``: a listening
     socket to serve instead of binding ``path`` (see :class:`UnixServer`).
     Under systemd with ``Type=notify``, readiness and stopping are notified.
 
@@ -705,18 +682,13 @@ async def serve(
     everything over. Once another process has taken over, the call returns
     (after the connections it refused have ended).
     """
+    if config is None:
+        settings.setdefault("warn_blocked", DEFAULT_WARN_BLOCKED)
+    server = UnixServer(
+        handler_factory, path, config=config, sock=sock, observer=observer, **settings
+    )
     loop = asyncio.get_running_loop()
     takeover = takeover or os.environ.pop(TAKEOVER_ENV, "") == "1"
-    server = UnixServer(
-        handler_factory,
-        path,
-        mode=mode,
-        grace=grace,
-        warn_blocked=warn_blocked,
-        sock=sock,
-        observer=observer,
-        **agent_options,
-    )
     stop = asyncio.Event()
     reloading: list[asyncio.Task[None]] = []
 

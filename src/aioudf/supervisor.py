@@ -428,9 +428,12 @@ async def run_worker(
     *,
     grace: float = DEFAULT_GRACE,
     warn_blocked: float | None = None,
-    **agent_options: Any,
+    **settings: Any,
 ) -> None:
-    """Serve as one worker of a :class:`Supervisor` (``description``: AIOUDF_WORKER)."""
+    """Serve as one worker of a :class:`Supervisor` (``description``: AIOUDF_WORKER).
+
+    ``settings`` are the server's (:class:`~aioudf.config.Config`).
+    """
     fds = json.loads(description)
     listener = socket.socket(fileno=fds["listen"])
     supervisor = Channel(socket.socket(fileno=fds["channel"]))
@@ -441,7 +444,7 @@ async def run_worker(
         warn_blocked=warn_blocked,
         sock=listener,
         handover=False,
-        **agent_options,
+        **settings,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -27,30 +27,29 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import datetime
 import os
 import time as _time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import AioudfError
-from ..framing import FrameDecoder, encode_frame
+from ..errors import AioudfError, ProtocolError
 from ..handler import BaseHandler
 from ..messages import (
     BeginBatch,
-    EdgeType,
+    DataMessage,
     EndBatch,
+    ErrorResponse,
     InfoResponse,
+    InitResponse,
     Option,
-    OptionValue,
     Point,
-    Request,
-    Response,
-    ValueType,
-    encode_data_frame,
+    RestoreResponse,
+    SnapshotResponse,
 )
+from ..options import encode_options
 from ..points import Batch, DataPoint
+from ..protocol import EmittedBatch, KapacitorConnection, KapacitorEvent
 from .transports import Command, InProcess, Socket, Target, UDFConnection
 
 __all__ = [
@@ -130,118 +129,6 @@ def as_target(udf: Any) -> Target:
     )
 
 
-# ---- options ---------------------------------------------------------------
-
-_INFERRED: list[tuple[type, ValueType]] = [
-    (bool, ValueType.BOOL),
-    (int, ValueType.INT),
-    (float, ValueType.DOUBLE),
-    (str, ValueType.STRING),
-    (datetime.timedelta, ValueType.DURATION),
-]
-
-
-def _duration_ns(value: datetime.timedelta) -> int:
-    return (value.days * 86_400 + value.seconds) * 10**9 + value.microseconds * 1000
-
-
-def _option_value(option: str, value: Any, declared: ValueType | None) -> OptionValue:
-    if isinstance(value, OptionValue):
-        return value
-    vtype = declared
-    if vtype is None:
-        for python_type, inferred in _INFERRED:
-            if isinstance(value, python_type):
-                vtype = inferred
-                break
-        else:
-            raise TypeError(f"option {option!r}: cannot send a {type(value).__name__}")
-    out = OptionValue(type=int(vtype))  # type: ignore[arg-type]
-    try:
-        if vtype is ValueType.BOOL:
-            if not isinstance(value, bool):
-                raise TypeError
-            out.boolValue = value
-        elif vtype is ValueType.INT:
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError
-            out.intValue = value
-        elif vtype is ValueType.DOUBLE:
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError
-            out.doubleValue = float(value)
-        elif vtype is ValueType.STRING:
-            if not isinstance(value, str):
-                raise TypeError
-            out.stringValue = value
-        else:
-            if isinstance(value, datetime.timedelta):
-                value = _duration_ns(value)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError
-            out.durationValue = value
-    except TypeError:
-        # TICKscript refuses this before the UDF ever sees it; so do we.
-        raise TypeError(
-            f"invalid {type(value).__name__} value {value!r} for option {option!r}: "
-            f"the UDF declares {vtype.name}"
-        ) from None
-    return out
-
-
-def signature(name: str, types: Sequence[ValueType]) -> str:
-    """``.field(STRING, DOUBLE)``: an option as TICKscript shows it."""
-    return f".{name}({', '.join(ValueType(t).name for t in types)})"
-
-
-def encode_options(
-    options: Mapping[str, OptionArg], info: InfoResponse | None = None
-) -> list[Option]:
-    """Turn ``{"field": "x", "size": 10, "pair": ("k", 1.0)}`` into Option messages.
-
-    A tuple is one call with several values; a list is several calls (each a
-    value or a tuple); ``True`` calls a flag (an option without values) and
-    ``False`` leaves it out; ``None`` leaves any option out. Names ending in ``_`` lose it
-    (``as_`` is ``.as()``). With ``info`` (the UDF's InfoResponse), options
-    the UDF does not declare and calls with the wrong number of values are
-    refused, as TICKscript refuses them, and values are typed as declared (an
-    int is sent as a DOUBLE where one is declared). Without it, values are
-    typed by their Python type.
-    """
-    out: list[Option] = []
-    for raw_name, arg in options.items():
-        name = raw_name.rstrip("_") or raw_name
-        declared: list[ValueType] | None = None
-        if info is not None:
-            if name not in info.options:
-                known = " ".join(
-                    signature(n, info.options[n].valueTypes)  # type: ignore[arg-type]
-                    for n in sorted(info.options)
-                )
-                raise TypeError(
-                    f"the UDF has no option {name!r}; it takes: {known or 'no options'}"
-                )
-            declared = [ValueType(t) for t in info.options[name].valueTypes]
-        if arg is None or (arg is False and declared == []):
-            continue
-        calls = arg if isinstance(arg, list) else [arg]
-        for call in calls:
-            values: tuple[Any, ...] = call if isinstance(call, tuple) else (call,)
-            if values == (True,) and declared == []:
-                values = ()  # a flag option: .flag()
-            if declared is not None and len(values) != len(declared):
-                raise TypeError(
-                    f"option {name!r} takes {len(declared)} value(s), "
-                    f"{signature(name, declared)}, got {len(values)}: {call!r}"
-                )
-            message = Option(name=name)
-            for position, value in enumerate(values):
-                vtype = declared[position] if declared is not None else None
-                message.values.append(_option_value(name, value, vtype))
-            out.append(message)
-    return out
-
-
 # ---- results ----------------------------------------------------------------
 
 
@@ -275,13 +162,12 @@ class Result:
 
 # ---- one connection ---------------------------------------------------------
 
-_REPLIES = ("info", "init", "snapshot", "restore")
-
-
-def _go_time(seconds: float) -> str:
-    """A wall-clock time the way Kapacitor (Go's time.Time) prints it."""
-    moment = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc)
-    return moment.strftime("%Y-%m-%d %H:%M:%S.%f +0000 UTC")
+_REPLY_KINDS: dict[type, str] = {
+    InfoResponse: "info",
+    InitResponse: "init",
+    SnapshotResponse: "snapshot",
+    RestoreResponse: "restore",
+}
 
 
 class TaskConnection:
@@ -305,27 +191,25 @@ class TaskConnection:
         self.name = name
         self.result = Result()
         self._on_output = on_output or self.result.items.append
+        self._loop = asyncio.get_running_loop()
+        self._protocol = KapacitorConnection(timeout, now=self._loop.time(), wall=_time.time())
         self._pending: dict[str, collections.deque[asyncio.Future[Any]]] = {
-            kind: collections.deque() for kind in _REPLIES
+            kind: collections.deque() for kind in _REPLY_KINDS.values()
         }
-        self._batch: tuple[BeginBatch, list[Point]] | None = None
         self._failure: UDFError | None = None
         self._failed = asyncio.Event()
         self._eof = asyncio.Event()
         self._closing = False
-        self._loop = asyncio.get_running_loop()
-        self._last_response = self._loop.time()
-        self._last_response_wall = _time.time()
-        #: KeepaliveResponses received so far.
-        self.keepalives_answered = 0
         self._tasks = [asyncio.create_task(self._read_loop(), name=f"{name} read")]
         if timeout:
             self._tasks.append(
-                asyncio.create_task(self._send_keepalives(timeout), name=f"{name} keepalive")
+                asyncio.create_task(self._keepalive_clock(), name=f"{name} keepalive")
             )
-            self._tasks.append(
-                asyncio.create_task(self._watch_keepalive(timeout), name=f"{name} watch")
-            )
+
+    @property
+    def keepalives_answered(self) -> int:
+        """KeepaliveResponses received so far."""
+        return self._protocol.keepalives_answered
 
     # -- failure ---------------------------------------------------------
 
@@ -345,26 +229,21 @@ class TaskConnection:
             self._failure.result = self.result
             raise self._failure
 
-    @property
-    def failed(self) -> UDFError | None:
-        """The error that ended the connection, if one did."""
-        return self._failure
-
     # -- background tasks -------------------------------------------------
 
     async def _read_loop(self) -> None:
-        decoder = FrameDecoder()
+        protocol = self._protocol
         try:
             while True:
                 data = await self._conn.read(1 << 20)
                 if not data:
-                    decoder.feed_eof()
+                    protocol.receive_eof()
                     break
-                decoder.feed(data)
-                body = decoder.next_frame()
-                while body is not None:
-                    self._on_response(Response.FromString(bytes(body)))
-                    body = decoder.next_frame()
+                protocol.receive_data(data, now=self._loop.time(), wall=_time.time())
+                while (event := protocol.next_event()) is not None:
+                    self._on_event(event)
+        except ProtocolError as exc:
+            self._fail(UDFError(str(exc)))
         except UDFError as exc:
             self._fail(exc)
         except ConnectionResetError:
@@ -376,84 +255,53 @@ class TaskConnection:
             self._eof.set()
             if not self._closing and self._failure is None:
                 self._fail(UDFError("the UDF closed the connection unexpectedly"))
-            if self._batch is not None and self._failure is None:
-                self._fail(UDFError("the UDF closed the connection inside a batch"))
 
-    def _on_response(self, response: Response) -> None:
-        # Like Kapacitor, any response (not only a KeepaliveResponse) shows
-        # the UDF is alive and resets the keepalive timer.
-        self._last_response = self._loop.time()
-        self._last_response_wall = _time.time()
-        kind = response.WhichOneof("message")
-        if kind == "point":
-            if self._batch is not None:
-                self._batch[1].append(response.point)
-            else:
-                self._on_output(DataPoint.from_message(response.point))
-        elif kind == "begin":
-            if self._batch is not None:
-                raise UDFError("the UDF began a batch inside another batch")
-            self._batch = (response.begin, [])
-        elif kind == "end":
-            if self._batch is None:
-                raise UDFError("the UDF ended a batch it never began")
-            begin, points = self._batch
-            self._batch = None
-            self._on_output(Batch.from_messages(begin, points, response.end))
-        elif kind == "keepalive":
-            self.keepalives_answered += 1
-        elif kind == "error":
-            raise UDFError(response.error.error)
-        elif kind in _REPLIES:
-            waiters = self._pending[kind]
-            if not waiters:
-                raise UDFError(f"the UDF sent a {kind} response nobody asked for")
-            waiter = waiters.popleft()
+    def _on_event(self, event: KapacitorEvent) -> None:
+        kind = type(event)
+        if kind is Point:
+            self._on_output(DataPoint.from_message(event))  # type: ignore[arg-type]
+        elif kind is EmittedBatch:
+            assert isinstance(event, EmittedBatch)
+            self._on_output(Batch.from_messages(event.begin, event.points, event.end))
+        elif kind is ErrorResponse:
+            raise UDFError(event.error)  # type: ignore[union-attr]
+        elif kind in _REPLY_KINDS:
+            waiter = self._pending[_REPLY_KINDS[kind]].popleft()
             if not waiter.done():
-                waiter.set_result(getattr(response, kind))
-        else:
-            raise UDFError(f"the UDF sent an empty or unknown response ({kind})")
+                waiter.set_result(event)
 
-    async def _send_keepalives(self, timeout: float) -> None:
-        # Kapacitor sends a keepalive every timeout/2 until the task stops.
-        while not self._closing and not self._eof.is_set():
-            await asyncio.sleep(timeout / 2)
-            if self._closing or self._eof.is_set():
+    async def _keepalive_clock(self) -> None:
+        # Kapacitor's timers (see KapacitorConnection): a keepalive every
+        # timeout/2, and the task failed when nothing at all has come from
+        # the UDF for a whole timeout. Both stop at stop().
+        protocol = self._protocol
+        loop = self._loop
+        while not self._eof.is_set():
+            deadline = protocol.next_deadline()
+            if deadline is None:
                 return
-            request = Request()
-            request.keepalive.time = _time.time_ns()
-            with contextlib.suppress(OSError):
-                self._conn.write(encode_frame(request.SerializeToString()))
-
-    async def _watch_keepalive(self, timeout: float) -> None:
-        # Kapacitor fails the task when nothing at all has come from the UDF
-        # for a whole timeout, counted from the start of the connection or the
-        # last response (any response shows the UDF is alive). It stops
-        # watching at stop.
-        while not self._closing and not self._eof.is_set():
-            remaining = self._last_response + timeout - self._loop.time()
-            if remaining > 0:
-                await asyncio.sleep(remaining)
-                continue
-            self._keepalive_timed_out()
-            return
-
-    def _keepalive_timed_out(self) -> None:
-        self._fail(
-            KeepaliveTimeout(
-                "keepalive timedout, last keepalive received was: "
-                + _go_time(self._last_response_wall)
-            )
-        )
-        self._conn.abort()
+            await asyncio.sleep(max(0.0, deadline - loop.time()))
+            if self._eof.is_set():
+                return
+            now = loop.time()
+            expired = protocol.keepalive_expired(now)
+            if expired is not None:
+                self._fail(KeepaliveTimeout(expired))
+                self._conn.abort()
+                return
+            request = protocol.keepalive_due(now, _time.time_ns())
+            if request:
+                with contextlib.suppress(OSError):
+                    self._conn.write(request)
 
     # -- requests -------------------------------------------------------------
 
-    async def _request(self, kind: str, request: Request) -> Any:
+    async def _request(self, kind: str, request: bytes) -> Any:
+        """Write ``request`` (from the protocol, which now awaits its reply); return the reply."""
         self._raise_if_failed()
         waiter: asyncio.Future[Any] = self._loop.create_future()
         self._pending[kind].append(waiter)
-        await self._write(encode_frame(request.SerializeToString()))
+        await self._write(request)
         # Like Kapacitor, wait for the reply for as long as the UDF keeps
         # answering keepalives; a missed keepalive fails the waiter.
         try:
@@ -476,9 +324,7 @@ class TaskConnection:
 
     async def info(self) -> InfoResponse:
         """Send Info and return the UDF's InfoResponse."""
-        request = Request()
-        request.info.SetInParent()
-        response: InfoResponse = await self._request("info", request)
+        response: InfoResponse = await self._request("info", self._protocol.send_info())
         return response
 
     async def init(
@@ -494,51 +340,42 @@ class TaskConnection:
         ``options`` are Python values (see :func:`encode_options`, typed by
         ``info`` when given) or ready Option messages, sent as they are.
         """
-        request = Request()
-        if isinstance(options, Mapping):
-            request.init.options.extend(encode_options(options, info))
-        else:
-            request.init.options.extend(options)
-        request.init.taskID = task_id
-        request.init.nodeID = node_id
+        messages = encode_options(options, info) if isinstance(options, Mapping) else options
+        request = self._protocol.send_init(messages, task_id=task_id, node_id=node_id)
         response = await self._request("init", request)
         if not response.success:
             raise InitFailed(response.error, stderr=self.stderr)
 
     async def restore(self, snapshot: bytes) -> None:
         """Send Restore; raise :class:`RestoreFailed` if the UDF refuses."""
-        request = Request()
-        request.restore.snapshot = snapshot
-        response = await self._request("restore", request)
+        response = await self._request("restore", self._protocol.send_restore(snapshot))
         if not response.success:
             raise RestoreFailed(response.error, stderr=self.stderr)
 
     async def snapshot(self) -> bytes:
         """Ask for a snapshot of the UDF's state."""
-        request = Request()
-        request.snapshot.SetInParent()
-        response = await self._request("snapshot", request)
+        response = await self._request("snapshot", self._protocol.send_snapshot())
         snapshot: bytes = response.snapshot
         return snapshot
 
     async def send(self, *items: Sendable) -> None:
         """Send points, batches (as BeginBatch, points, EndBatch) or raw messages."""
-        frames: list[bytes] = []
+        messages: list[DataMessage] = []
         for item in items:
             if isinstance(item, DataPoint):
-                frames.append(encode_data_frame(item.to_message()))
+                messages.append(item.to_message())
             elif isinstance(item, Batch):
-                frames.append(encode_data_frame(item.begin()))
-                frames.extend(encode_data_frame(p) for p in item.point_messages())
-                frames.append(encode_data_frame(item.end()))
+                messages.append(item.begin())
+                messages.extend(item.point_messages())
+                messages.append(item.end())
             elif isinstance(item, (Point, BeginBatch, EndBatch)):
-                frames.append(encode_data_frame(item))
+                messages.append(item)
             else:
                 raise TypeError(
                     f"cannot send a {type(item).__name__}: send DataPoint, Batch or "
                     "protobuf Point/BeginBatch/EndBatch values"
                 )
-        await self._write(b"".join(frames))
+        await self._write(self._protocol.send_data(*messages))
 
     async def send_many(self, items: Iterable[Sendable], chunk: int = 1000) -> None:
         """Send a long sequence, ``chunk`` items per write (with flow control)."""
@@ -559,6 +396,7 @@ class TaskConnection:
         """
         self._raise_if_failed()
         self._closing = True
+        self._protocol.stop()
         with contextlib.suppress(OSError):
             await self._conn.close_write()
         try:
@@ -634,14 +472,6 @@ class Kapacitor:
             finally:
                 await conn.close()
         return self._info
-
-    async def wants(self) -> EdgeType:
-        """What the UDF consumes: STREAM or BATCH."""
-        return EdgeType((await self.info()).wants)
-
-    async def provides(self) -> EdgeType:
-        """What the UDF produces: STREAM or BATCH."""
-        return EdgeType((await self.info()).provides)
 
     @contextlib.asynccontextmanager
     async def task(

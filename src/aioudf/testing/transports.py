@@ -16,12 +16,12 @@ import asyncio
 import collections
 import contextlib
 import os
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..agent import Agent
+from ..config import Config
 from ..errors import ConnectionFailed
 from ..handler import BaseHandler
 
@@ -160,6 +160,9 @@ class InProcess:
     handler_factory: Callable[[], BaseHandler]
     agent_options: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        Config.of(**self.agent_options)  # a bad setting fails here, not per connection
+
     async def open(self) -> UDFConnection:
         return _InProcessConnection(self.handler_factory(), self.agent_options)
 
@@ -289,11 +292,6 @@ class Command:
     env: Mapping[str, str] | None = None
     cwd: str | None = None
     on_stderr: Callable[[str], None] | None = None
-
-    @classmethod
-    def python(cls, *args: str, env: Mapping[str, str] | None = None) -> Command:
-        """``python -u ARGS...`` with this interpreter."""
-        return cls([sys.executable, "-u", *args], env=env)
 
     async def open(self) -> UDFConnection:
         env = None
