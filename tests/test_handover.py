@@ -92,13 +92,13 @@ class Counting(Observer):
         self.events.append(("taken over", task_id))
 
 
-@pytest.mark.parametrize("cut", [0, 1, 7, 40, 99])
+@pytest.mark.parametrize("cut", [0, 1, 40])
 async def test_connection_moves_mid_stream_and_continues_unchanged(
     short_tmp: Path, cut: int
 ) -> None:
     data = stream(30)
     # The move happens while Kapacitor's bytes are in flight: the first part
-    # ends mid-frame (at byte ``cut`` of a frame) whenever ``cut`` is not 0.
+    # ends at a frame's end (0), inside its header (1) or inside its body (40).
     split = len(INIT) + len(stream(12)) + cut
     expected = await unmoved_run(short_tmp / "ref.sock", data)
 

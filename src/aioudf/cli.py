@@ -33,7 +33,6 @@ from .logs import configure_logging
 from .loops import LOOP_CHOICES, exit_past_stuck_threads, run_async
 from .process import run_stdio
 from .server import DEFAULT_GRACE, DEFAULT_SOCKET_MODE, serve
-from .supervisor import WORKER_ENV, Supervisor, run_worker, worker_count
 from .watchdog import DEFAULT_WARN_BLOCKED
 
 __all__ = ["load_handler", "main", "cli"]
@@ -94,6 +93,8 @@ def _non_negative_seconds(text: str) -> float:
 
 
 def _workers(text: str) -> int:
+    from .supervisor import worker_count
+
     try:
         return worker_count(text)
     except AioudfError as exc:
@@ -204,6 +205,9 @@ def _execute(load: Callable[[], Callable[[], BaseHandler]], args: argparse.Names
     """
     configure_logging(args.log_level)
     if getattr(args, "socket", None):
+        # (Imported here: a process UDF starts without the supervisor's modules.)
+        from .supervisor import WORKER_ENV, Supervisor, run_worker
+
         worker = os.environ.pop(WORKER_ENV, None)
         if worker is not None:  # started by a supervisor
             run_async(

@@ -589,7 +589,15 @@ class ControlSocket:
             try:
                 kept = await give(channel, self._giver, path=self._served)
             except Exception as exc:
-                logger.error("hand-over failed, still serving everything here: %s", exc)
+                if self._done.is_set():
+                    logger.error(
+                        "hand-over failed part way: %s; the connections not moved stay "
+                        "here, but no new ones are accepted (the listening socket went to "
+                        "the other process)",
+                        exc,
+                    )
+                else:
+                    logger.error("hand-over failed, still serving everything here: %s", exc)
                 continue
             finally:
                 channel.close()
