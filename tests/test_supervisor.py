@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from serverproc import ServerProcess
 from test_handover import INIT, averages, stream, unmoved_run
+from test_server import assert_serves
 from wire import Peer
 
 from aioudf.cli import cli
@@ -114,3 +115,24 @@ def test_bad_worker_count_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -
         cli(["serve", "m:C", "--socket", "/tmp/x.sock", "--workers", "many"])
     assert exit_info.value.code == 2
     assert "must be a number or 'auto', got 'many'" in capsys.readouterr().err
+
+
+async def test_reload_whose_code_does_not_import_keeps_the_old_server(
+    spawn: Spawn, socket_path: Path, short_tmp: Path
+) -> None:
+    code = short_tmp / "handler.py"
+    code.write_text("from moving_avg import MovingAvg as Avg\n")
+    server = await spawn(handler=f"{code}:Avg")
+    peer = await Peer.unix(socket_path)
+    await peer.send(INIT, stream(2))
+    assert len([await peer.receive() for _ in range(1 + 4)]) == 5
+    code.write_text("this is not python\n")  # a broken install
+    server.process.send_signal(signal.SIGHUP)
+    line = await server.wait_for_log("reload failed")
+    assert "before taking over; still serving with the code loaded before" in line
+    # The connection and the socket are still served by the old process.
+    await peer.send(stream(3)[len(stream(2)) :])
+    assert len([await peer.receive() for _ in range(2)]) == 2
+    await assert_serves(socket_path)
+    server.process.send_signal(signal.SIGTERM)
+    assert await server.exit_code() == 0
