@@ -185,7 +185,8 @@ def _add_socket(parser: argparse.ArgumentParser, *, required: bool) -> None:
         type=float,
         default=DEFAULT_GRACE,
         metavar="SECONDS",
-        help="time open connections get to finish at shutdown (default: %(default)s)",
+        help="time open connections get to end by themselves at shutdown, before the "
+        "server ends them (default: %(default)s)",
     )
 
 
