@@ -22,7 +22,7 @@ from wire import Peer, kind, options, request
 
 from aioudf import Handler, InitError, RestoreError, UnixServer
 from aioudf._pb import udf_pb2 as pb
-from aioudf.handover import Observer, control_path
+from aioudf.handover import Channel, Observer, control_path
 
 INIT = request(init=pb.InitRequest(taskID="avg", nodeID="udf1", options=options(field="v", size=3)))
 
@@ -84,6 +84,10 @@ async def rest_of_stream(peer: Peer, data: bytes) -> list[pb.Response]:
 class Counting(Observer):
     def __init__(self) -> None:
         self.events: list[tuple[str, str]] = []
+        self.started = asyncio.Event()
+
+    def handover_started(self) -> None:
+        self.started.set()
 
     def connection_handed_over(self, task_id: str) -> None:
         self.events.append(("handed over", task_id))
@@ -109,7 +113,7 @@ async def test_connection_moves_mid_stream_and_continues_unchanged(
         await peer.send((INIT + data)[:split])
         first = [await peer.receive() for _ in range(1 + 2 * 12)]  # Init and 24 points
         await new.start(takeover=True)
-        assert old.handed_over.is_set()
+        await old.handed_over.wait()
         assert sorted(seen.events) == [("handed over", "avg"), ("taken over", "avg")]
         rest = await rest_of_stream(peer, (INIT + data)[split:])
     got = [r for r in first if r is not None] + rest
@@ -159,10 +163,11 @@ async def test_refused_connection_stays_with_the_old_code(
         first = [await peer.receive() for _ in range(1 + 10)]
         with caplog.at_level(logging.WARNING, logger="aioudf"):
             await new.start(takeover=True)
+            await old.handed_over.wait()
         warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
         assert any("task 'avg' stays with this process" in w and reason in w for w in warnings)
         # New connections go to the new server; the old one serves the refused one.
-        assert old.handed_over.is_set() and old.active == 1
+        assert old.active == 1
         rest = await rest_of_stream(peer, data[len(data) // 2 :])
     assert averages([r for r in first if r is not None] + rest) == averages(expected)
 
@@ -203,13 +208,13 @@ async def test_connection_inside_a_batch_moves_at_the_batch_end(short_tmp: Path)
 
     path = short_tmp / "udf.sock"
     seen = Counting()
-    async with old_and_new(path, BatchEcho, BatchEcho, seen) as (old, new):
+    async with old_and_new(path, BatchEcho, BatchEcho, seen) as (_, new):
         peer = await Peer.unix(path)
         inside = len(batch(1, "a")) + len(batch(2, "b")) // 2  # in the middle of batch 2
         await peer.send(init, data[:inside])
         first = [await peer.receive() for _ in range(1 + 5)]  # Init, then batch 1
         taking_over = asyncio.create_task(new.start(takeover=True))
-        await old.handed_over.wait()  # the new server listens; the old one is offering
+        await seen.started.wait()  # the new server listens; the old one is offering
         assert not taking_over.done()  # ... waiting for the end of batch 2
         await peer.send(data[inside:])
         await taking_over
@@ -217,3 +222,26 @@ async def test_connection_inside_a_batch_moves_at_the_batch_end(short_tmp: Path)
         rest = await rest_of_stream(peer, b"")
     got = [r for r in first if r is not None] + rest
     assert got == expected
+
+
+async def test_taker_dying_part_way_leaves_everything_served_here(short_tmp: Path) -> None:
+    path = short_tmp / "udf.sock"
+    async with UnixServer(MovingAvg, path) as old:
+        peer = await Peer.unix(path)
+        await peer.send(INIT, stream(2))
+        assert len([await peer.receive() for _ in range(1 + 4)]) == 5
+        # A taker that gets the sockets, then dies before taking a connection.
+        channel = await Channel.connect(control_path(str(path)))
+        await channel.send("takeover", pid=0)
+        (await channel.receive("listener")).close_fds()
+        await channel.send("listening")
+        (await channel.receive("channel")).close_fds()
+        channel.close()
+        # The socket answers (the old server took it back), and the live
+        # connection goes on where it was.
+        other = await Peer.unix(path)
+        await other.send(request(info=pb.InfoRequest()))
+        assert kind(await other.receive_kind("info")) == "info"
+        await peer.send(stream(3)[len(stream(2)) :])
+        assert len([await peer.receive() for _ in range(2)]) == 2
+        assert not old.handed_over.is_set()

@@ -115,6 +115,9 @@ class Observer:
     and pass an instance to :class:`~aioudf.UnixServer` or the supervisor.
     """
 
+    def handover_started(self) -> None:
+        """Another process listens on the socket now; connections are offered to it next."""
+
     def connection_handed_over(self, task_id: str) -> None:
         """A connection moved to another process."""
 
@@ -362,6 +365,9 @@ class Giver(Protocol):
     async def open_channels(self) -> list[tuple[socket.socket, Awaitable[int]]]:
         """One channel end per process holding connections, and what completes its giving."""
 
+    async def resume_accepting(self) -> None:
+        """The taker failed after :meth:`stop_accepting`: accept (and answer) again."""
+
 
 class Taker(Protocol):
     """What a process that takes everything over provides (server or supervisor)."""
@@ -395,14 +401,20 @@ async def give(channel: Channel, giver: Giver, *, path: str) -> int:
         await channel.receive("listening")
     await giver.stop_accepting()
     kept = 0
-    givings: list[Awaitable[int]] = []
-    for end, giving in await giver.open_channels():
-        await channel.send("channel", fds=[end.fileno()])
-        end.close()
-        givings.append(giving)
-    for giving in givings:
-        kept += await giving
-    await channel.send("done", kept=kept)
+    try:
+        givings: list[Awaitable[int]] = []
+        for end, giving in await giver.open_channels():
+            await channel.send("channel", fds=[end.fileno()])
+            end.close()
+            givings.append(giving)
+        for giving in givings:
+            kept += await giving
+        await channel.send("done", kept=kept)
+    except Exception:
+        # The taker went away part way: what was not moved is still here;
+        # take the socket back so that it keeps answering.
+        await giver.resume_accepting()
+        raise
     return kept
 
 

@@ -208,6 +208,7 @@ class UnixServer:
         #: server accepts no more, and serves only the connections it kept.
         self.handed_over = asyncio.Event()
         self._control = ControlSocket(self.path, self, self.handed_over)
+        self._spare: tuple[socket.socket, socket.socket, tuple[int, int] | None] | None = None
 
     # ---- start ----------------------------------------------------------
 
@@ -363,11 +364,26 @@ class UnixServer:
 
     async def stop_accepting(self) -> None:
         """The taker accepts now: stop accepting; the socket files are its own."""
-        self.handed_over.set()
+        # Copies to take everything back with, should the taker fail part way.
+        if self._listen_sock is not None and self._control.sock is not None:
+            self._spare = (self._listen_sock.dup(), self._control.sock.dup(), self._inode)
         if self._server is not None:
             self._server.close()
         self._inode = None
         self._control.release()
+        self.observer.handover_started()
+
+    async def resume_accepting(self) -> None:
+        if self._spare is None:
+            return
+        listener, control, self._inode = self._spare
+        self._spare = None
+        self._server = await asyncio.start_unix_server(
+            self._accept, sock=listener, backlog=self.backlog, limit=_READ_LIMIT
+        )
+        self._listen_sock = listener
+        self._control.serve(control)
+        logger.warning("the other process failed part way: serving the socket here again")
 
     async def open_channels(self) -> list[tuple[socket.socket, Awaitable[int]]]:
         mine, theirs = socket_pair()
@@ -511,6 +527,9 @@ class UnixServer:
         if self._watchdog is not None:
             self._watchdog.stop()
         self._control.close()
+        if self._spare is not None:
+            self._spare[0].close()
+            self._spare[1].close()
         logger.info("stopped serving on %s", self.path)
 
     async def wait_idle(self) -> None:
@@ -543,7 +562,7 @@ class ControlSocket:
 
     Shared by :class:`UnixServer` and the supervisor: bound with mode 0600
     beside the served socket (or handed over), answered with
-    :func:`~aioudf.handover.give` until ``done`` is set.
+    :func:`~aioudf.handover.give`; ``done`` is set once a hand-over completed.
     """
 
     def __init__(self, path: str, giver: Giver, done: asyncio.Event) -> None:
@@ -589,18 +608,13 @@ class ControlSocket:
             try:
                 kept = await give(channel, self._giver, path=self._served)
             except Exception as exc:
-                if self._done.is_set():
-                    logger.error(
-                        "hand-over failed part way: %s; the connections not moved stay "
-                        "here, but no new ones are accepted (the listening socket went to "
-                        "the other process)",
-                        exc,
-                    )
-                else:
-                    logger.error("hand-over failed, still serving everything here: %s", exc)
+                logger.error("hand-over failed: %s; what was not moved is served here", exc)
+                if sock is not self.sock:
+                    return  # taken back: serve() answers on a fresh copy now
                 continue
             finally:
                 channel.close()
+            self._done.set()
             if kept:
                 logger.warning("handed over; %d connection(s) stay here until they end", kept)
             else:

@@ -385,9 +385,14 @@ class Supervisor:
         return self._listener, self._control.sock, self._owns_path
 
     async def stop_accepting(self) -> None:
-        self._handed_over.set()
+        self.observer.handover_started()
         self._owns_path = False
         self._control.release()
+
+    async def resume_accepting(self) -> None:
+        # The workers told to give have stopped accepting; the others still
+        # accept on the socket, which the dead taker shared with us.
+        logger.error("the other process failed part way; restart this service to recover")
 
     async def open_channels(self) -> list[tuple[socket.socket, Awaitable[int]]]:
         channels: list[tuple[socket.socket, Awaitable[int]]] = []
