@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -345,6 +347,59 @@ data_dir = {_toml_string(str(w / "data"))}
             return text or None
 
         return self.wait_for(error, f"task {task_id} to fail", timeout=timeout)
+
+
+class SocketServer:
+    """``aioudf serve ARGS`` in a child process, its log (stderr) in a file."""
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        args: Sequence[str],
+        path: Path,
+        log: Path,
+        *,
+        command: Sequence[str] | None = None,
+        pass_fds: Sequence[int] = (),
+    ) -> None:
+        self.path = path
+        self.log_path = log
+        argv = list(command or [sys.executable, "-m", "aioudf", "serve"]) + list(args)
+        self.process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=open(log, "ab"),  # noqa: SIM115
+            env=dict(env),
+            pass_fds=pass_fds,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_log(self, text: str, *, count: int = 1, timeout: float = DEFAULT_WAIT) -> None:
+        """Wait until the log holds ``text`` ``count`` times (fail if the server exits first)."""
+        deadline = time.monotonic() + timeout
+        delay = 0.01
+        while self.log().count(text) < count:
+            if self.process.poll() is not None and self.log().count(text) < count:
+                raise AssertionError(f"server exited before logging {text!r}:\n{self.log()}")
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"server did not log {text!r} in {timeout} s:\n{self.log()}")
+            time.sleep(delay)  # a log file has no event to await
+            delay = min(delay * 2, 0.1)
+
+    def successors(self) -> list[int]:
+        """Processes a SIGHUP reload started (they log as this one does)."""
+        return [int(pid) for pid in re.findall(r"process (\d+) loads the code anew", self.log())]
+
+    def wait(self, timeout: float = 30) -> int:
+        return self.process.wait(timeout)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+        return self.process.wait(30)
 
 
 def rows(series: list[dict[str, Any]]) -> list[dict[str, Any]]:

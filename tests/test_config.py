@@ -10,7 +10,7 @@ from udf_handlers import Recorder
 
 from aioudf import Agent, UnixServer
 from aioudf.cli import cli
-from aioudf.config import Config
+from aioudf.config import DEFAULT_GRACE, Config
 from aioudf.errors import ConfigError
 from aioudf.process import run
 from aioudf.testing import InProcess, MemoryPipe
@@ -43,7 +43,7 @@ def test_a_bad_setting_is_named(settings: dict[str, object], message: str) -> No
 def test_settings_change_a_copy() -> None:
     base = Config(max_backlog=100)
     changed = base.with_settings(grace=0)
-    assert (changed.max_backlog, changed.grace, base.grace) == (100, 0, 10.0)
+    assert (changed.max_backlog, changed.grace, base.grace) == (100, 0, DEFAULT_GRACE)
     assert Config.of(base) is base
 
 

@@ -10,14 +10,20 @@ Expected numbers are computed here, independently of the UDF's code.
 from __future__ import annotations
 
 import statistics
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from conftest import EXAMPLES
-from kapacitord import Kapacitord, ProcessUDF, SocketUDF, require_kapacitord, rows
+from kapacitord import (
+    Kapacitord,
+    ProcessUDF,
+    SocketServer,
+    SocketUDF,
+    require_kapacitord,
+    rows,
+)
 
 pytestmark = pytest.mark.usefixtures("kapacitord_binary")
 
@@ -33,28 +39,6 @@ def process_udf(python_env: dict[str, str], *args: str, timeout: str = "10s") ->
     return ProcessUDF(sys.executable, ["-u", *args], env=env, timeout=timeout)
 
 
-class SocketServer:
-    """``aioudf serve HANDLER --socket PATH`` in a child process, its log in a file."""
-
-    def __init__(self, env: dict[str, str], handler: str, path: Path, log: Path) -> None:
-        self.path = path
-        self.log_path = log
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "aioudf", "serve", handler, "--socket", str(path)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=open(log, "wb"),  # noqa: SIM115
-            env=env,
-        )
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> int:
-        self.process.terminate()
-        return self.process.wait(30)
-
-
 @pytest.fixture
 def serve(python_env: dict[str, str], short_tmp: Path) -> Iterator[Callable[[str], SocketServer]]:
     """Start ``aioudf serve HANDLER`` on a socket in ``short_tmp``; stopped after the test."""
@@ -62,7 +46,12 @@ def serve(python_env: dict[str, str], short_tmp: Path) -> Iterator[Callable[[str
 
     def start(handler: str) -> SocketServer:
         path = short_tmp / f"udf{len(servers)}.sock"
-        server = SocketServer(python_env, handler, path, short_tmp / f"serve{len(servers)}.log")
+        server = SocketServer(
+            python_env,
+            [handler, "--socket", str(path)],
+            path,
+            short_tmp / f"serve{len(servers)}.log",
+        )
         servers.append(server)
         return server
 

@@ -70,7 +70,7 @@ from .messages import (
     encode_error,
 )
 from .options import bind_options, parse_options
-from .protocol import UDFConnection
+from .protocol import State, UDFConnection
 from .streams import ByteReader, ByteWriter
 
 __all__ = [
@@ -81,8 +81,10 @@ __all__ = [
     "ByteReader",
     "ByteWriter",
     "Emitter",
+    "HandOff",
     "OutputQueue",
     "create_handler",
+    "prepare_handler",
     "refuse",
 ]
 
@@ -148,7 +150,7 @@ class OutputQueue:
     data.
     """
 
-    __slots__ = ("_frames", "_has_data", "_space", "closed", "limit", "size")
+    __slots__ = ("_drained", "_frames", "_has_data", "_space", "closed", "limit", "size")
 
     def __init__(self, limit: int = DEFAULT_MAX_OUTPUT) -> None:
         self.limit = limit
@@ -158,6 +160,7 @@ class OutputQueue:
         self._has_data = asyncio.Event()
         self._space = asyncio.Event()
         self._space.set()
+        self._drained = asyncio.Event()  # set when the writer has flushed everything
 
     def put(self, frame: bytes) -> bool:
         """Queue ``frame``; return True while the queue is still below its limit."""
@@ -205,12 +208,21 @@ class OutputQueue:
         self.size -= nbytes
         if self.size < self.limit:
             self._space.set()
+            if not self.size:
+                self._drained.set()
+
+    async def wait_empty(self) -> None:
+        """Wait until the writer has flushed every frame queued (or the queue is closed)."""
+        while self.size and not self.closed:
+            self._drained.clear()
+            await self._drained.wait()
 
     def close(self) -> None:
         """No more frames will be accepted; wake everyone waiting."""
         self.closed = True
         self._has_data.set()
         self._space.set()
+        self._drained.set()
 
 
 class Emitter:
@@ -280,11 +292,58 @@ class _EndOfInput:
 class _Failure:
     """Backlog marker: the input failed; ``reason`` goes into the ErrorResponse."""
 
-    __slots__ = ("reason", "send")
+    __slots__ = ("level", "reason", "send")
 
-    def __init__(self, reason: str, send: bool = True) -> None:
+    def __init__(self, reason: str, send: bool = True, level: int = logging.WARNING) -> None:
         self.reason = reason
         self.send = send  # False when the connection is gone and nothing can be sent
+        self.level = level  # how the end is logged
+
+
+class _Pause:
+    """Backlog marker: stop here for a hand-over, after every request before it."""
+
+    __slots__ = ("decision", "paused", "snapshot")
+
+    def __init__(self) -> None:
+        self.paused = asyncio.Event()  # the dispatcher stopped (snapshot taken, or not)
+        self.snapshot: bytes | None = None  # None: the handler could not give one
+        self.decision: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+
+class HandOff:
+    """A connection stopped at a safe point, ready to move to another process.
+
+    ``state`` is the protocol state (:meth:`UDFConnection.export_state
+    <aioudf.protocol.UDFConnection.export_state>`: the Init request and the
+    bytes received but not handled), ``snapshot`` the handler's own. Every
+    request before that point has been handled and its output flushed to
+    the transport. Exactly one of :meth:`commit` (another process serves the
+    connection now: the agent ends without a word to Kapacitor) or
+    :meth:`resume` (it stays: the agent reads on as if nothing happened).
+    """
+
+    def __init__(self, agent: Agent, pause: _Pause, state: bytes) -> None:
+        self._agent = agent
+        self._pause = pause
+        self.state = state
+        self.snapshot: bytes = pause.snapshot or b""
+        init = agent._conn.init_request
+        #: Kapacitor's ids of the task and node (empty before Init).
+        self.task_id = init.taskID if init is not None else ""
+        self.node_id = init.nodeID if init is not None else ""
+
+    def commit(self) -> None:
+        """The connection moved: end this agent quietly (no stop(), no ErrorResponse)."""
+        if not self._pause.decision.done():
+            self._agent._handed_over = True
+            self._pause.decision.set_result(True)
+
+    def resume(self) -> None:
+        """The connection stays: handle requests and read again."""
+        if not self._pause.decision.done():
+            self._pause.decision.set_result(False)
+            self._agent._start_reading()
 
 
 class _HandlerFailed(Exception):
@@ -293,6 +352,29 @@ class _HandlerFailed(Exception):
         self.message = message
         self.method = method
         self.error = error
+
+
+async def prepare_handler(handler: BaseHandler, init: InitRequest, snapshot: bytes) -> None:
+    """Bring a fresh handler to where a moved connection's handler was.
+
+    The connection's Init is given again (options bound, ``init()`` called),
+    then ``restore(snapshot)`` unless the snapshot is empty. Raises what the
+    handler raises: :class:`~aioudf.InitError` or
+    :class:`~aioudf.RestoreError` when it refuses, or any other exception;
+    the caller leaves the connection where it was.
+    """
+    handler.task_id = init.taskID
+    handler.node_id = init.nodeID
+    bind_options(handler, parse_options(type(handler).options, init.options))
+    calls: list[tuple[str, object]] = [("init", init)]
+    if snapshot:
+        calls.append(("restore", snapshot))
+    for method, argument in calls:
+        function = getattr(handler, method)
+        if inspect.iscoroutinefunction(function):
+            await function(argument)
+        else:
+            await anyio.to_thread.run_sync(function, argument)
 
 
 def create_handler(factory: Callable[[], BaseHandler]) -> BaseHandler:
@@ -352,6 +434,7 @@ class Agent:
         *,
         config: Config | None = None,
         name: str = "",
+        connection: UDFConnection | None = None,
         **settings: Any,
     ) -> None:
         config = Config.of(config, **settings)
@@ -360,7 +443,10 @@ class Agent:
         self.name = name or f"{type(handler).__name__}@{id(self):x}"
         self._reader = reader
         self._writer = writer
-        self._conn = UDFConnection(config.max_frame_size)
+        # A connection taken over from another process continues its state.
+        self._conn = connection or UDFConnection(config.max_frame_size)
+        self._handed_over = False  # True once the connection moved to another process
+        self._ended = asyncio.Event()  # set when run() ends
         self._max_backlog = config.max_backlog
         self._read_size = config.read_size
         self._stop_timeout = config.stop_timeout
@@ -371,6 +457,7 @@ class Agent:
         self._backlog_space = asyncio.Event()
         self._reader_paused = False
         self._reader_scope = anyio.CancelScope()
+        self._reader_stopped = asyncio.Event()  # set once the read loop has returned
         self._done = False
         self._flushed = False  # the writer emptied the output after it was closed
         self._emitter = Emitter(self._output, asyncio.get_running_loop())
@@ -399,6 +486,8 @@ class Agent:
 
     async def run(self) -> None:
         """Serve the connection until it ends; raise ConnectionFailed on error."""
+        if self._conn.buffered:
+            self._decode_buffered()  # taken over: the bytes the previous process had not handled
         try:
             async with anyio.create_task_group() as tg:
                 self._tasks = tg
@@ -418,6 +507,7 @@ class Agent:
                 )
                 logger.warning("[%s] %s", self.name, self._conn.failure)
         finally:
+            self._ended.set()
             if not self._done:
                 self._abort("UDF connection cancelled (the UDF server is shutting down)")
             await self._close_transport()
@@ -447,6 +537,165 @@ class Agent:
                 await self._writer.wait_closed()
         except Exception:  # closing a broken connection may fail; nothing to save
             pass
+
+    # ---- ending from outside ------------------------------------------------
+
+    async def finish(self, reason: str) -> None:
+        """End the connection on our side: answer what was received, then tell ``reason``.
+
+        Kapacitor never closes a task's connection by itself, so a server
+        that stops must end it: reading stops, the requests in the bytes
+        already read are handled (their output written), and an
+        ErrorResponse saying ``reason`` follows. :meth:`run` then raises
+        :class:`~aioudf.ConnectionFailed` with ``reason``. Returns once the
+        end is queued; a connection already ending is left as it is.
+        """
+        if self._done:
+            return
+        await self._stop_reading()
+        if not any(isinstance(item, (_EndOfInput, _Failure)) for item in self._backlog):
+            self._decode_buffered()  # the reader did not end by itself: finish its bytes
+        self._backlog.append(_Failure(reason, level=logging.INFO))
+        self._requests_ready.set()
+
+    # ---- hand-over ----------------------------------------------------------
+
+    @property
+    def handed_over(self) -> bool:
+        """True once the connection moved to another process (see :meth:`pause_for_handover`)."""
+        return self._handed_over
+
+    async def pause_for_handover(self) -> HandOff | None:
+        """Stop at the next point where the connection can move to another process.
+
+        Reading stops (inside a batch, once its EndBatch has been read), every
+        request read is handled, the handler's ``snapshot()`` is taken and the
+        output is flushed to the transport; the agent then waits for the
+        returned :class:`HandOff`'s ``commit()`` or ``resume()``. Returns
+        ``None``, and carries on by itself, when the connection cannot move:
+        it is ending, its Init was refused, its stream broke, or
+        ``snapshot()`` failed (logged).
+        """
+        conn = self._conn
+        if self._done or self._ended.is_set() or conn.failure is not None:
+            return None
+        if conn.state not in (State.NEW, State.READY, State.IN_BATCH):
+            return None
+        await self._stop_reading()
+        backlog = self._backlog
+        if any(isinstance(item, (_EndOfInput, _Failure)) for item in backlog):
+            return None  # the input ended by itself: the connection is ending
+        pause = _Pause()
+        handoff: HandOff | None = None
+        try:  # (cancelled part way, e.g. by a timeout: the connection carries on)
+            try:
+                await self._read_to_batch_end()
+            except ProtocolError as exc:
+                backlog.append(_Failure(f"protocol error: {exc}"))
+            except OSError as exc:
+                backlog.append(_Failure(f"connection lost while reading: {exc}", send=False))
+            backlog.append(pause)
+            self._requests_ready.set()
+            if (
+                await self._unless_ended(pause.paused.wait())
+                and pause.snapshot is not None
+                and conn.can_export
+                and await self._unless_ended(self._output.wait_empty())
+            ):
+                handoff = HandOff(self, pause, conn.export_state())
+        finally:
+            if handoff is None and not pause.decision.done():
+                pause.decision.set_result(False)
+                if not self._ended.is_set() and not any(
+                    isinstance(item, (_EndOfInput, _Failure)) for item in backlog
+                ):
+                    self._start_reading()
+        return handoff
+
+    async def _unless_ended(self, waiting: Awaitable[Any]) -> bool:
+        """Await ``waiting``; False if the agent ends first."""
+        result = False
+        async with anyio.create_task_group() as tg:
+
+            async def wait() -> None:
+                nonlocal result
+                await waiting
+                result = True
+                tg.cancel_scope.cancel()
+
+            async def ended() -> None:
+                await self._ended.wait()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(wait)
+            tg.start_soon(ended)
+        return result
+
+    async def _read_to_batch_end(self) -> None:
+        """Reading has stopped: read on until no batch is open (a batch moves whole)."""
+        conn = self._conn
+        while conn.in_batch:
+            requests = conn.next_requests(_DECODE_RUN)
+            if conn._outbox:
+                self._output.put(conn.data_to_send())
+            if requests:
+                self._backlog.extend(requests)
+                self._requests_ready.set()
+                continue
+            data = await self._reader.read(self._read_size)
+            if not data:
+                conn.receive_eof()  # raises: the stream ended inside the batch
+                return
+            conn.receive_data(data)
+
+    async def _paused(self, pause: _Pause) -> bool:
+        """The dispatcher reached a hand-over point: snapshot, then wait. True if handed over."""
+        snapshot: Any = b""
+        if self._conn.init_accepted:
+            try:
+                snapshot = await self._call("snapshot", None)
+                if isinstance(snapshot, (bytearray, memoryview)):
+                    snapshot = bytes(snapshot)
+                if not isinstance(snapshot, bytes):
+                    raise TypeError(f"snapshot() must return bytes, not {type(snapshot).__name__}")
+            except Exception as exc:
+                error = exc.error if isinstance(exc, _HandlerFailed) else exc
+                logger.warning(
+                    "[%s] stays in this process: %s.snapshot() failed: %s: %s",
+                    self.name,
+                    type(self.handler).__name__,
+                    type(error).__name__,
+                    error,
+                )
+                snapshot = None
+        pause.snapshot = snapshot
+        pause.paused.set()
+        return await pause.decision
+
+    def _start_reading(self) -> None:
+        """Read again after a hand-over that did not happen."""
+        self._reader_scope = anyio.CancelScope()
+        self._reader_stopped = asyncio.Event()
+        self._reader_paused = False
+        self._tasks.start_soon(self._read_loop, name=f"{self.name} read")
+
+    async def _stop_reading(self) -> None:
+        """Stop the read loop and wait until it has returned (decoded requests are queued)."""
+        self._reader_scope.cancel()
+        await self._reader_stopped.wait()
+
+    def _decode_buffered(self) -> None:
+        """Queue the requests in bytes read but not decoded yet (the reader has stopped)."""
+        backlog = self._backlog
+        conn = self._conn
+        try:
+            while requests := conn.next_requests(_DECODE_RUN):
+                backlog.extend(requests)
+        except ProtocolError as exc:
+            backlog.append(_Failure(f"protocol error: {exc}"))
+        finally:
+            if conn._outbox:
+                self._output.put(conn.data_to_send())
 
     # ---- reading ----------------------------------------------------------
 
@@ -507,6 +756,8 @@ class Agent:
             except Exception as exc:  # a bug of ours; still end this connection only
                 logger.exception("[%s] reader failed", self.name)
                 backlog.append(_Failure(f"internal error in the UDF agent: {exc!r}"))
+            finally:
+                self._reader_stopped.set()
             ready.set()
 
     # ---- dispatching -----------------------------------------------------
@@ -547,6 +798,8 @@ class Agent:
             else:
                 call = table.get(type(message))
                 if call is None:
+                    if type(message) is _Pause and not await self._paused(message):
+                        continue  # the hand-over did not happen: carry on
                     await self._on_marker(message)
                     return
                 try:
@@ -570,10 +823,12 @@ class Agent:
                 return
 
     async def _on_marker(self, marker: object) -> None:
+        if isinstance(marker, _Pause):
+            return  # handed over: end without a word
         if isinstance(marker, _Failure):
             # A failed connection is torn down without stop(): its output
             # would follow the ErrorResponse, which Kapacitor has acted on.
-            logger.warning("[%s] %s", self.name, marker.reason)
+            logger.log(marker.level, "[%s] %s", self.name, marker.reason)
             self._fail(marker.reason, send=marker.send)
         else:
             await self._call_stop()

@@ -23,6 +23,7 @@ from typing import Any
 
 from . import replay_cli
 from ._version import __version__
+from .activation import activated_socket
 from .agent import DEFAULT_MAX_BACKLOG, DEFAULT_MAX_OUTPUT, DEFAULT_STOP_TIMEOUT
 from .errors import AioudfError
 from .framing import DEFAULT_MAX_FRAME_SIZE
@@ -55,6 +56,15 @@ def _non_negative_seconds(text: str) -> float:
     if not value >= 0:  # also refuses nan
         raise argparse.ArgumentTypeError(f"must be 0 or more seconds, got {text}")
     return value
+
+
+def _workers(text: str) -> int:
+    from .supervisor import worker_count
+
+    try:
+        return worker_count(text)
+    except AioudfError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--workers ")) from None
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -123,11 +133,26 @@ def _add_socket(parser: argparse.ArgumentParser, *, required: bool) -> None:
         help="socket file permissions (default: 660)",
     )
     parser.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N",
+        help="worker processes serving the socket, under a supervisor that replaces any "
+        "that dies; 'auto': one per usable core (default: 1, a single process)",
+    )
+    parser.add_argument(
+        "--takeover",
+        action="store_true",
+        help="take the socket and its live connections over from the server running on it "
+        "(starts afresh if none runs); without it, a live socket is refused",
+    )
+    parser.add_argument(
         "--grace",
         type=float,
         default=DEFAULT_GRACE,
         metavar="SECONDS",
-        help="time open connections get to finish at shutdown (default: %(default)s)",
+        help="time open connections get to end by themselves at shutdown, before the "
+        "server ends them (default: %(default)s)",
     )
 
 
@@ -140,23 +165,59 @@ def _agent_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _execute(factory: Callable[[], BaseHandler], args: argparse.Namespace) -> int:
-    """Run the process UDF or the socket server the flags describe."""
+def _execute(load: Callable[[], Callable[[], BaseHandler]], args: argparse.Namespace) -> int:
+    """Run the process UDF or the socket server the flags describe.
+
+    ``load()`` gives the handler factory; a supervisor never calls it.
+    """
     configure_logging(args.log_level)
     if getattr(args, "socket", None):
+        # (Imported here: a process UDF starts without the supervisor's modules.)
+        from .supervisor import WORKER_ENV, Supervisor, run_worker
+
+        worker = os.environ.pop(WORKER_ENV, None)
+        if worker is not None:  # started by a supervisor
+            run_async(
+                run_worker(
+                    load(),
+                    args.socket,
+                    worker,
+                    grace=args.grace,
+                    warn_blocked=args.warn_blocked,
+                    **_agent_options(args),
+                ),
+                args.loop,
+            )
+            exit_past_stuck_threads(0)
+            return 0
+        if args.workers > 1:
+            supervisor = Supervisor(
+                args.socket,
+                args.workers,
+                mode=args.mode,
+                grace=args.grace,
+                sock=activated_socket(args.socket),
+                takeover=args.takeover,
+            )
+            status: int = run_async(supervisor.run(), args.loop)
+            return status
+        factory = load()
         coroutine: Any = serve(
             factory,
             args.socket,
             mode=args.mode,
             grace=args.grace,
             warn_blocked=args.warn_blocked,
+            sock=activated_socket(args.socket),
+            takeover=args.takeover,
             **_agent_options(args),
         )
         run_async(coroutine, args.loop)
         exit_past_stuck_threads(0)
         return 0
     check_stdio()
-    status: int = run_async(
+    factory = load()
+    status = run_async(
         run_stdio(factory, warn_blocked=args.warn_blocked, **_agent_options(args)), args.loop
     )
     exit_past_stuck_threads(status)
@@ -208,7 +269,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
             subparser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "replay":
         return _guarded(lambda: replay_cli.run(args), subparser.prog)
-    return _guarded(lambda: _execute(load_handler(args.handler), args), subparser.prog)
+    return _guarded(lambda: _execute(lambda: load_handler(args.handler), args), subparser.prog)
 
 
 def main(handler_factory: Callable[[], BaseHandler], argv: Sequence[str] | None = None) -> None:
@@ -228,4 +289,4 @@ def main(handler_factory: Callable[[], BaseHandler], argv: Sequence[str] | None 
     _add_socket(parser, required=False)
     _add_common(parser)
     args = parser.parse_args(argv)
-    raise SystemExit(_guarded(lambda: _execute(handler_factory, args), parser.prog))
+    raise SystemExit(_guarded(lambda: _execute(lambda: handler_factory, args), parser.prog))

@@ -25,7 +25,8 @@ and for a socket server:
 ``mode``
     the socket file's permissions (default 0o660: not world-writable).
 ``grace``
-    seconds open connections get to finish at shutdown.
+    seconds open connections get to end on their own at shutdown, before
+    the server ends them.
 ``backlog``
     connections the kernel queues before they are accepted.
 ``warn_blocked``
@@ -68,8 +69,12 @@ DEFAULT_STOP_TIMEOUT = 10.0
 DEFAULT_CLOSE_TIMEOUT = 10.0
 #: Socket file permissions: owner and group may connect, others may not.
 DEFAULT_SOCKET_MODE = 0o660
-#: Seconds open connections get to finish at shutdown before they are cancelled.
-DEFAULT_GRACE = 10.0
+#: Seconds open connections get to end on their own at shutdown. Kapacitor
+#: closes a task's connection only when the task stops, so after this the
+#: server ends them itself (see :meth:`aioudf.UnixServer.shutdown`). Short
+#: enough that a SIGTERM ends in exit 0 well within the 10 s Docker and
+#: systemd give before SIGKILL.
+DEFAULT_GRACE = 2.0
 #: Connections the kernel queues before they are accepted (Kapacitor opens
 #: one per task node, all at once when it starts).
 DEFAULT_BACKLOG = 1024

@@ -16,6 +16,9 @@ Every message is one line naming the cause::
     ├── ConfigError              an unknown or invalid setting (also a ValueError)
     ├── StateError               a protocol object used out of turn, or bad exported state
     ├── SocketPathError          a socket path that cannot be served on
+    ├── ActivationError          sockets passed by systemd (LISTEN_FDS) that cannot be served
+    ├── HandoverError            taking over from, or handing over to, another server failed
+    │   └── NothingToTakeOver    no server answers on the control socket
     ├── StdioError               a process UDF's stdin or stdout is closed
     ├── MissingDependency        an optional dependency is not installed
     ├── LineProtocolError        invalid line protocol (also a ValueError)
@@ -39,16 +42,19 @@ if TYPE_CHECKING:  # annotations only: no import at run time
     from .testing.client import Result
 
 __all__ = [
+    "ActivationError",
     "AioudfError",
     "ConfigError",
     "ConnectionFailed",
     "FrameError",
     "FrameTooLarge",
+    "HandoverError",
     "InitError",
     "InitFailed",
     "KeepaliveTimeout",
     "LineProtocolError",
     "MissingDependency",
+    "NothingToTakeOver",
     "OptionError",
     "ProtocolError",
     "RecordingError",
@@ -209,3 +215,15 @@ class KeepaliveTimeout(UDFError):
 
 class UDFUnreachable(UDFError):
     """The UDF could not be reached at all: no socket at the path, no such program."""
+
+
+class ActivationError(AioudfError):
+    """The sockets a service manager passed (``LISTEN_FDS``) cannot be served."""
+
+
+class HandoverError(AioudfError):
+    """Taking over from, or handing over to, another server process failed."""
+
+
+class NothingToTakeOver(HandoverError):
+    """No server answers on the control socket: there is nothing to take over."""

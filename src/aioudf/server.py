@@ -4,8 +4,9 @@ Embedded in an existing async service::
 
     async with UnixServer(MyHandler, "/run/udf.sock") as server:
         ...                     # the service runs; connections are served
-    # leaving the block stops accepting, lets connections finish
-    # (up to ``grace`` seconds), cancels the rest and removes the socket file
+    # leaving the block stops accepting, gives connections ``grace`` seconds
+    # to end, then ends the rest (each answers what it received and is told
+    # the server is shutting down) and removes the socket file
 
 As the whole program (installs SIGINT/SIGTERM handlers, since it owns the
 loop)::
@@ -29,22 +30,51 @@ import os
 import signal
 import socket
 import stat
-from collections.abc import Callable
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import anyio.abc
 
-from .agent import Agent, create_handler, refuse
+from .activation import notify
+from .agent import Agent, create_handler, prepare_handler, refuse
 from .config import DEFAULT_GRACE, DEFAULT_SOCKET_MODE, Config
-from .errors import ConnectionFailed, SocketPathError
+from .errors import AioudfError, ConnectionFailed, HandoverError, SocketPathError
 from .handler import BaseHandler
+from .handover import (
+    HANDOVER_TIMEOUT,
+    Channel,
+    Giver,
+    Message,
+    NothingToTakeOver,
+    Observer,
+    control_path,
+    describe_exit,
+    give,
+    give_connections,
+    offer_connection,
+    process_exit,
+    socket_pair,
+    take_connections,
+    take_over,
+)
+from .protocol import UDFConnection
 from .watchdog import DEFAULT_WARN_BLOCKED, LoopWatchdog
 
 __all__ = ["DEFAULT_GRACE", "DEFAULT_SOCKET_MODE", "SocketPathError", "UnixServer", "serve"]
 
 logger = logging.getLogger("aioudf")
+
+#: Seconds connections get, once told to end, to answer what they received.
+FINISH_TIMEOUT = 2.0
+#: The reason the ErrorResponse gives to each connection ended by a shutdown.
+SHUTDOWN_REASON = "the UDF server is shutting down"
+
+# Bytes a connection's stream reads ahead of the agent.
+_READ_LIMIT = 1 << 20
 
 # sun_path is 108 bytes on Linux (104 on the BSDs), including the final NUL.
 _MAX_SOCKET_PATH = 107
@@ -123,6 +153,26 @@ class UnixServer:
         invalid one raises :class:`~aioudf.ConfigError` naming it.
         ``warn_blocked`` is off by default here, since an embedding service
         owns the loop; :func:`serve` turns it on.
+    ``sock``
+        an already listening unix socket to serve instead of binding
+        ``path``: one passed by systemd (:func:`~aioudf.activation.activated_socket`)
+        or a supervisor. Its file belongs to whoever made it: the server
+        leaves it in place at shutdown.
+    ``handover``
+        serve the control socket ``PATH.ctl`` (mode 0600), through which
+        another process of the same user takes everything over (see
+        :mod:`aioudf.handover`). On by default; a path too long for the
+        control socket turns it off, with a warning.
+    ``observer``
+        a :class:`~aioudf.handover.Observer` told of every hand-over.
+
+    Hand-over, embedded: ``await server.start(takeover=True)`` takes the
+    listening socket and the live connections from the server running on
+    ``path`` (or starts afresh if there is none). The server that gave
+    everything away sets :attr:`handed_over`; its :meth:`shutdown` then
+    leaves the socket files to the new owner. Connections the new process
+    refused stay and are served here until they end. No signal handler is
+    installed for any of this.
     """
 
     def __init__(
@@ -131,6 +181,9 @@ class UnixServer:
         path: str | os.PathLike[str],
         *,
         config: Config | None = None,
+        sock: socket.socket | None = None,
+        handover: bool = True,
+        observer: Observer | None = None,
         **settings: Any,
     ) -> None:
         self.config = Config.of(config, **settings)
@@ -154,42 +207,77 @@ class UnixServer:
         self._idle = asyncio.Event()  # set while no connection is open
         self._idle.set()
         self._cut_short = asyncio.Event()  # set to end the grace period early
-        self._inode: tuple[int, int] | None = None
+        # The connections being served, by number: agent, reader, writer.
+        self._connections: dict[int, tuple[Agent, asyncio.StreamReader, asyncio.StreamWriter]] = {}
+        self._inode: tuple[int, int] | None = None  # the socket file, while it is ours
         self._watchdog = LoopWatchdog(warn_blocked) if warn_blocked else None
+        self._given_sock = sock
+        self._listen_sock: socket.socket | None = None
+        self.handover = handover
+        self.observer = observer or Observer()
+        #: Set once another process took the listening socket over: this
+        #: server accepts no more, and serves only the connections it kept.
+        self.handed_over = asyncio.Event()
+        self._control = ControlSocket(self.path, self, self.handed_over)
+        self._spare: tuple[socket.socket, socket.socket, tuple[int, int] | None] | None = None
 
     # ---- start ----------------------------------------------------------
 
-    async def start(self) -> None:
-        """Prepare the path, bind, set the mode and start accepting."""
-        try:
-            await prepare_socket_path(self.path)
-        except OSError as exc:
-            raise SocketPathError(
-                f"cannot use the socket path {self.path}: {_why(self.path, exc)}"
-            ) from None
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
+    async def start(self, *, takeover: bool = False) -> None:
+        """Prepare the path, bind, set the mode and start accepting.
+
+        With a ``sock`` given, serve it instead: nothing is bound. With
+        ``takeover``, take the sockets and live connections over from the
+        server running on the path, if one answers on its control socket.
+        """
+        if takeover:
             try:
-                sock.bind(self.path)
+                await take_over(self.path, self)
+                return
+            except NothingToTakeOver:
+                logger.info("no server to take over from on %s: starting afresh", self.path)
+        if self._given_sock is not None:
+            sock = self._given_sock
+        else:
+            try:
+                await prepare_socket_path(self.path)
             except OSError as exc:
                 raise SocketPathError(
-                    f"cannot create the socket {self.path}: {_why(self.path, exc)}"
+                    f"cannot use the socket path {self.path}: {_why(self.path, exc)}"
                 ) from None
-            # Before listen(): nobody can connect while the mode is still the umask's.
-            os.chmod(self.path, self.mode)
-            info = os.stat(self.path)
-            self._inode = (info.st_dev, info.st_ino)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            if self._given_sock is None:
+                try:
+                    sock.bind(self.path)
+                except OSError as exc:
+                    raise SocketPathError(
+                        f"cannot create the socket {self.path}: {_why(self.path, exc)}"
+                    ) from None
+                # Before listen(): nobody can connect while the mode is still the umask's.
+                os.chmod(self.path, self.mode)
+                self._inode = _inode_of(self.path)
+            await self._listen(sock)
+        except BaseException:
+            sock.close()
+            self._remove_socket_file()
+            raise
+        if self.handover:
+            await self._control.open()
+
+    async def _listen(self, sock: socket.socket) -> None:
+        """Start the connections' task group and accept on ``sock``."""
+        try:
             ready = asyncio.Event()
             self._supervisor = asyncio.create_task(self._supervise(ready))
             await ready.wait()
             self._server = await asyncio.start_unix_server(
-                self._accept, sock=sock, backlog=self.backlog, limit=1 << 20
+                self._accept, sock=sock, backlog=self.backlog, limit=_READ_LIMIT
             )
         except BaseException:
-            sock.close()
-            self._remove_socket_file()
             await self._close_supervisor()
             raise
+        self._listen_sock = sock
         if self._watchdog is not None:
             self._watchdog.start()
         logger.info("serving %s on %s", _factory_name(self.handler_factory), self.path)
@@ -226,29 +314,50 @@ class UnixServer:
         if self._closing or self._tasks is None:
             writer.close()
             return
+        self._start_connection(reader, writer, None)
+
+    def _start_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, agent: Agent | None
+    ) -> None:
+        assert self._tasks is not None
         self.accepted += 1
         self.active += 1
         self._idle.clear()
         number = self.accepted
-        self._tasks.start_soon(self._serve_connection, reader, writer, number, name=f"udf-{number}")
+        self._tasks.start_soon(
+            self._serve_connection, reader, writer, number, agent, name=f"udf-{number}"
+        )
 
     async def _serve_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        number: int,
+        agent: Agent | None,
     ) -> None:
         name = f"conn {number}"
         logger.debug("[%s] connected", name)
         try:
-            try:
-                handler = create_handler(self.handler_factory)
-            except ConnectionFailed as exc:
-                logger.error("[%s] %s", name, exc.reason, exc_info=exc.__cause__)
-                await refuse(writer, exc.reason)
-                return
-            agent = Agent(handler, reader, writer, name=name, config=self.config)
+            if agent is None:
+                try:
+                    handler = create_handler(self.handler_factory)
+                except ConnectionFailed as exc:
+                    logger.error("[%s] %s", name, exc.reason, exc_info=exc.__cause__)
+                    await refuse(writer, exc.reason)
+                    return
+                agent = Agent(handler, reader, writer, name=name, config=self.config)
+            else:
+                agent.name = name
+            self._connections[number] = (agent, reader, writer)
+            if self._closing:
+                await agent.finish(SHUTDOWN_REASON)  # accepted as the server stopped
             await agent.run()
-            logger.debug("[%s] closed", name)
+            logger.debug("[%s] %s", name, "handed over" if agent.handed_over else "closed")
         except ConnectionFailed as exc:
-            logger.warning("[%s] ended with an error: %s", name, exc.reason)
+            if exc.reason == SHUTDOWN_REASON:
+                logger.debug("[%s] ended: %s", name, exc.reason)
+            else:
+                logger.warning("[%s] ended with an error: %s", name, exc.reason)
         except Exception as exc:
             # Never let one connection take the server down, nor leave it
             # open: Kapacitor would wait on it, and its socket would leak.
@@ -258,19 +367,164 @@ class UnixServer:
                     writer, f"internal error in the UDF server: {type(exc).__name__}: {exc}"
                 )
         finally:
+            self._connections.pop(number, None)
             self.active -= 1
             if self.active == 0:
                 self._idle.set()
 
+    # ---- hand-over: giving ------------------------------------------------
+
+    async def serve_control(self, control: socket.socket) -> None:
+        """Answer hand-over requests on the listening ``control`` socket."""
+        self._control.serve(control)
+
+    def handover_sockets(self) -> tuple[socket.socket, socket.socket, bool]:
+        if self._listen_sock is None or self._control.sock is None or self._closing:
+            raise HandoverError("this server is not serving: nothing to hand over")
+        return self._listen_sock, self._control.sock, self._inode is not None
+
+    async def stop_accepting(self) -> None:
+        """The taker accepts now: stop accepting; the socket files are its own."""
+        # Copies to take everything back with, should the taker fail part way.
+        if self._listen_sock is not None and self._control.sock is not None:
+            self._spare = (self._listen_sock.dup(), self._control.sock.dup(), self._inode)
+        if self._server is not None:
+            self._server.close()
+        self._inode = None
+        self._control.release()
+        self.observer.handover_started()
+
+    async def resume_accepting(self) -> None:
+        if self._spare is None:
+            return
+        listener, control, self._inode = self._spare
+        self._spare = None
+        self._server = await asyncio.start_unix_server(
+            self._accept, sock=listener, backlog=self.backlog, limit=_READ_LIMIT
+        )
+        self._listen_sock = listener
+        self._control.serve(control)
+        logger.warning("the other process failed part way: serving the socket here again")
+
+    async def open_channels(self) -> list[tuple[socket.socket, Awaitable[int]]]:
+        mine, theirs = socket_pair()
+        giving = asyncio.create_task(give_connections(Channel(mine), self.offer_all))
+        giving.add_done_callback(lambda _: mine.close())
+        return [(theirs, giving)]
+
+    async def offer_all(self, channel: Channel) -> int:
+        """Offer every connection over ``channel``; return how many stay here."""
+        kept: set[int] = set()
+        offered: set[int] = set()
+        # Until none is left: connections accepted while the taker started
+        # accepting too are offered as well.
+        while pending := [number for number in self._connections if number not in offered]:
+            for number in pending:
+                offered.add(number)
+                if number in self._connections and not await self._offer(number, channel):
+                    kept.add(number)
+        return len(kept & self._connections.keys())
+
+    async def _offer(self, number: int, channel: Channel) -> bool:
+        """Pause one connection and offer it; True if the other process took it."""
+        agent, reader, writer = self._connections[number]
+        handoff = None
+        with anyio.move_on_after(HANDOVER_TIMEOUT):  # Kapacitor not reading, say
+            handoff = await agent.pause_for_handover()
+        if handoff is None:
+            logger.warning("[%s] cannot be handed over now: it stays here", agent.name)
+            return False
+        transport = cast(asyncio.Transport, writer.transport)
+        transport.pause_reading()  # what arrives now waits in the socket for the taker
+        try:
+            # Everything answered so far reaches the socket before it moves.
+            transport.set_write_buffer_limits(0)
+            await writer.drain()
+            sock = writer.get_extra_info("socket")
+            reason = await offer_connection(
+                channel,
+                fd=sock.fileno(),
+                state=handoff.state,
+                read_ahead=_read_ahead(reader),
+                snapshot=handoff.snapshot,
+                name=agent.name,
+                task=handoff.task_id,
+                node=handoff.node_id,
+            )
+        except BaseException:
+            transport.set_write_buffer_limits()
+            transport.resume_reading()
+            handoff.resume()
+            raise
+        if reason is None:
+            handoff.commit()
+            self.observer.connection_handed_over(handoff.task_id)
+            logger.info("[%s] task %r handed over", agent.name, handoff.task_id)
+            return True
+        logger.warning(
+            "[%s] task %r stays with this process, served by the code it started with: "
+            "the new process refused it: %s",
+            agent.name,
+            handoff.task_id,
+            reason,
+        )
+        self.observer.connection_kept(handoff.task_id, reason)
+        transport.set_write_buffer_limits()
+        transport.resume_reading()
+        handoff.resume()
+        return False
+
+    # ---- hand-over: taking ------------------------------------------------
+
+    async def listen_on(self, listener: socket.socket, owns_path: bool) -> None:
+        if owns_path:
+            self._inode = _inode_of(self.path)
+        await self._listen(listener)
+
+    async def take_from(self, end: socket.socket) -> None:
+        channel = Channel(end)
+        try:
+            taken = await take_connections(channel, self._adopt)
+            logger.info("took over %d connection(s)", taken)
+        finally:
+            channel.close()
+
+    async def _adopt(self, message: Message) -> str | None:
+        """Take one offered connection; the reason if it is refused."""
+        state, read_ahead, snapshot = message.blobs
+        task = message.header.get("task", "")
+        try:
+            conn = UDFConnection.from_state(state, max_frame_size=self.config.max_frame_size)
+            handler = create_handler(self.handler_factory)
+            if conn.init_request is not None:
+                await prepare_handler(handler, conn.init_request, snapshot)
+        except ConnectionFailed as exc:
+            return exc.reason
+        except Exception as exc:
+            logger.warning("task %r stays with the previous process: %s", task, exc)
+            return f"{type(exc).__name__}: {exc}"
+        conn.receive_data(read_ahead)
+        sock = socket.socket(fileno=message.fds.pop())
+        reader, writer = await asyncio.open_unix_connection(sock=sock, limit=_READ_LIMIT)
+        agent = Agent(handler, reader, writer, connection=conn, config=self.config)
+        self._start_connection(reader, writer, agent)
+        self.observer.connection_taken_over(task)
+        logger.info("task %r taken over", task)
+        return None
+
     # ---- stop -----------------------------------------------------------
 
     async def shutdown(self, grace: float | None = None) -> None:
-        """Stop accepting, wait for connections, cancel the rest, remove the socket.
+        """Stop accepting, end the open connections, remove the socket file.
 
         Open connections get ``grace`` seconds (default: the server's) to end
-        on their own; :meth:`cut_short` ends that wait early. Connections still
-        open then are cancelled: each gets an ErrorResponse saying the server is
-        shutting down, after whatever output it had queued.
+        on their own. Then each is told to end: it stops reading, answers
+        every request it has received, and gets an ErrorResponse saying
+        ``the UDF server is shutting down`` (Kapacitor fails the task with
+        that text). Connections that have not ended :data:`FINISH_TIMEOUT`
+        seconds later are cancelled: their queued output, then an
+        ErrorResponse, is written as is. :meth:`cut_short` skips what is left
+        of both waits.
         """
         if self._tasks is None or self._closing:
             return
@@ -279,23 +533,41 @@ class UnixServer:
         if self._server is not None:
             self._server.close()
         self._remove_socket_file()
-        if self.active:
+        if self.active and grace > 0:
             logger.info("waiting up to %g s for %d connection(s) to finish", grace, self.active)
-            with anyio.move_on_after(grace):
-                async with anyio.create_task_group() as tg:
-
-                    async def wait_for(event: asyncio.Event) -> None:
-                        await event.wait()
-                        tg.cancel_scope.cancel()
-
-                    tg.start_soon(wait_for, self._idle)
-                    tg.start_soon(wait_for, self._cut_short)
-            if self.active:
-                logger.warning("cancelling %d connection(s) still open", self.active)
+            await self._wait_idle(grace)
+        if self.active and not self._cut_short.is_set():
+            logger.info("ending %d open connection(s): %s", self.active, SHUTDOWN_REASON)
+            async with anyio.create_task_group() as tg:
+                for agent, _, _ in list(self._connections.values()):
+                    tg.start_soon(agent.finish, SHUTDOWN_REASON)
+            await self._wait_idle(FINISH_TIMEOUT)
+        if self.active:
+            logger.warning("cancelling %d connection(s) still open", self.active)
         await self._close_supervisor()
         if self._watchdog is not None:
             self._watchdog.stop()
+        self._control.close()
+        if self._spare is not None:
+            self._spare[0].close()
+            self._spare[1].close()
         logger.info("stopped serving on %s", self.path)
+
+    async def wait_idle(self) -> None:
+        """Wait until no connection is open."""
+        await self._idle.wait()
+
+    async def _wait_idle(self, seconds: float) -> None:
+        """Wait up to ``seconds`` until no connection is open, or until cut_short()."""
+        with anyio.move_on_after(seconds):
+            async with anyio.create_task_group() as tg:
+
+                async def wait_for(event: asyncio.Event) -> None:
+                    await event.wait()
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(wait_for, self._idle)
+                tg.start_soon(wait_for, self._cut_short)
 
     def cut_short(self) -> None:
         """End a running :meth:`shutdown`'s grace period now."""
@@ -303,16 +575,117 @@ class UnixServer:
 
     def _remove_socket_file(self) -> None:
         """Remove the socket file, but only if it is still the one we created."""
+        _remove_if_same(self.path, self._inode)
+
+
+class ControlSocket:
+    """The control socket ``PATH.ctl`` through which another process takes over.
+
+    Shared by :class:`UnixServer` and the supervisor: bound with mode 0600
+    beside the served socket (or handed over), answered with
+    :func:`~aioudf.handover.give`; ``done`` is set once a hand-over completed.
+    """
+
+    def __init__(self, path: str, giver: Giver, done: asyncio.Event) -> None:
+        self.path = control_path(path)
+        self.sock: socket.socket | None = None
+        self._giver = giver
+        self._served = path
+        self._done = done
+        self._inode: tuple[int, int] | None = None  # the file, while it is ours
+        self._task: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        """Bind it beside the served socket; without it (path too long...), warn."""
         try:
-            info = os.lstat(self.path)
-        except FileNotFoundError:
+            await prepare_socket_path(self.path)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.bind(self.path)
+                os.chmod(self.path, 0o600)
+                sock.listen(8)
+            except OSError:
+                sock.close()
+                raise
+        except (AioudfError, OSError) as exc:
+            logger.warning("no hand-over on this server: %s", exc)
             return
-        if self._inode == (info.st_dev, info.st_ino) and stat.S_ISSOCK(info.st_mode):
-            os.unlink(self.path)
+        self.serve(sock)
+
+    def serve(self, sock: socket.socket) -> None:
+        """Answer hand-over requests on the listening ``sock``."""
+        self.sock = sock
+        sock.setblocking(False)
+        if sock.getsockname() == self.path:
+            with contextlib.suppress(FileNotFoundError):
+                self._inode = _inode_of(self.path)  # ours to remove at the end
+        self._task = asyncio.create_task(self._answer(sock))
+
+    async def _answer(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._done.is_set():
+            conn, _ = await loop.sock_accept(sock)
+            channel = Channel(conn)
+            try:
+                kept = await give(channel, self._giver, path=self._served)
+            except Exception as exc:
+                logger.error("hand-over failed: %s; what was not moved is served here", exc)
+                if sock is not self.sock:
+                    return  # taken back: serve() answers on a fresh copy now
+                continue
+            finally:
+                channel.close()
+            self._done.set()
+            if kept:
+                logger.warning("handed over; %d connection(s) stay here until they end", kept)
+            else:
+                logger.info("handed everything over")
+
+    def release(self) -> None:
+        """Another process took it over: stop answering; the file is the new owner's."""
+        self._inode = None
+        if self.sock is not None:
+            self.sock.close()
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        if self.sock is not None:
+            self.sock.close()
+        _remove_if_same(self.path, self._inode)
+        self._inode = None
+
+
+def _inode_of(path: str) -> tuple[int, int]:
+    info = os.stat(path)
+    return info.st_dev, info.st_ino
+
+
+def _remove_if_same(path: str, inode: tuple[int, int] | None) -> None:
+    """Remove the socket file at ``path`` if it is the one with ``inode``."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if inode == (info.st_dev, info.st_ino) and stat.S_ISSOCK(info.st_mode):
+        os.unlink(path)
+
+
+def _read_ahead(reader: asyncio.StreamReader) -> bytes:
+    """What the stream has read from the socket but the agent has not taken yet.
+
+    asyncio's StreamReader offers no public way to see its buffer; the
+    transport's reading is paused first, so it no longer changes.
+    """
+    return bytes(reader._buffer)  # type: ignore[attr-defined]
 
 
 def _factory_name(factory: Callable[..., Any]) -> str:
     return getattr(factory, "__qualname__", repr(factory))
+
+
+#: Set to 1 in a process started to take over (a reload): serve() then does.
+TAKEOVER_ENV = "AIOUDF_TAKEOVER"
 
 
 async def serve(
@@ -322,6 +695,10 @@ async def serve(
     config: Config | None = None,
     handle_signals: bool = True,
     ready: asyncio.Event | None = None,
+    sock: socket.socket | None = None,
+    takeover: bool = False,
+    reload_command: Sequence[str] | None = None,
+    observer: Observer | None = None,
     **settings: Any,
 ) -> None:
     """Serve a socket UDF until SIGINT or SIGTERM; for ``asyncio.run``.
@@ -330,19 +707,33 @@ async def serve(
     ``warn_blocked``, the number of seconds the event loop may be blocked
     before a warning is logged, defaults to
     :data:`~aioudf.watchdog.DEFAULT_WARN_BLOCKED` here (0 disables the check).
-    ``ready``, if given, is set once the socket accepts connections.
+    ``ready``, if given, is set once the socket accepts connections. ``sock``: a listening
+    socket to serve instead of binding ``path`` (see :class:`UnixServer`).
+    Under systemd with ``Type=notify``, readiness and stopping are notified.
 
     The first signal stops accepting and gives open connections ``grace``
     seconds to finish; the socket file is removed and the call returns. A
     second signal cancels the remaining connections at once. With
     ``handle_signals=False`` nothing is installed and the call serves until
     cancelled. Signal handlers that were there before are restored.
+
+    Hand-over: with ``takeover`` (or ``AIOUDF_TAKEOVER=1`` in the
+    environment), everything is taken over from the server running on
+    ``path``. SIGHUP starts ``reload_command`` (default: this process's own
+    command line, :data:`sys.orig_argv`) with ``AIOUDF_TAKEOVER=1``: a fresh
+    process that imports the handler code anew from disk and takes
+    everything over. Once another process has taken over, the call returns
+    (after the connections it refused have ended).
     """
     if config is None:
         settings.setdefault("warn_blocked", DEFAULT_WARN_BLOCKED)
-    server = UnixServer(handler_factory, path, config=config, **settings)
+    server = UnixServer(
+        handler_factory, path, config=config, sock=sock, observer=observer, **settings
+    )
     loop = asyncio.get_running_loop()
+    takeover = takeover or os.environ.pop(TAKEOVER_ENV, "") == "1"
     stop = asyncio.Event()
+    reloading: list[asyncio.Task[None]] = []
 
     def on_signal(signum: signal.Signals) -> None:
         if stop.is_set():
@@ -352,24 +743,74 @@ async def serve(
             logger.info("received %s: shutting down (again to force)", signum.name)
             stop.set()
 
+    def on_hangup() -> None:
+        if reloading and not reloading[-1].done():
+            logger.warning("received SIGHUP: a reload is already under way")
+        elif not server.handed_over.is_set():
+            command = list(reload_command or sys.orig_argv)
+            reloading.append(asyncio.create_task(_reload(server, command)))
+
     installed: dict[signal.Signals, Any] = {}
     try:
         if handle_signals:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 installed[signum] = signal.getsignal(signum)
                 loop.add_signal_handler(signum, on_signal, signum)
-        await server.start()
+            installed[signal.SIGHUP] = signal.getsignal(signal.SIGHUP)
+            loop.add_signal_handler(signal.SIGHUP, on_hangup)
+        await server.start(takeover=takeover)
+        notify("READY=1", f"MAINPID={os.getpid()}")
         if ready is not None:
             ready.set()
         try:
-            await stop.wait()
+            await _first(stop.wait(), server.handed_over.wait())
+            if server.handed_over.is_set() and not stop.is_set():
+                # What the new process refused is served here until it ends.
+                await _first(stop.wait(), server.wait_idle())
         except BaseException:
             # Cancelled from outside: no grace, but still close and clean up.
             with anyio.CancelScope(shield=True):
                 await server.shutdown(grace=0)
             raise
+        if not server.handed_over.is_set():
+            notify("STOPPING=1")
         await server.shutdown()
     finally:
+        for task in reloading:
+            task.cancel()
         for signum, previous in installed.items():
             loop.remove_signal_handler(signum)
             signal.signal(signum, previous)
+
+
+async def _first(*waits: Awaitable[Any]) -> None:
+    """Return as soon as one of ``waits`` is done (the others are cancelled)."""
+    async with anyio.create_task_group() as tg:
+
+        async def one(wait: Awaitable[Any]) -> None:
+            await wait
+            tg.cancel_scope.cancel()
+
+        for wait in waits:
+            tg.start_soon(one, wait)
+
+
+async def _reload(server: UnixServer, command: list[str]) -> None:
+    """SIGHUP: start ``command`` to take everything over; report if it fails to."""
+    # Not asyncio's subprocess API: its transport kills the child when it is
+    # closed, and this child must outlive us. Popen() only forks and execs.
+    process = subprocess.Popen(  # noqa: ASYNC220
+        command, env=dict(os.environ, **{TAKEOVER_ENV: "1"}), stdin=subprocess.DEVNULL
+    )
+    logger.info("received SIGHUP: process %d loads the code anew and takes over", process.pid)
+    await _first(process_exit(process.pid), server.handed_over.wait())
+    if server.handed_over.is_set():
+        notify(f"MAINPID={process.pid}")
+        return
+    status = process.wait()
+    logger.error(
+        "reload failed: process %d exited (%s) before taking over; still serving with the "
+        "code loaded before",
+        process.pid,
+        describe_exit(status),
+    )
