@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import EXAMPLES
 from kapacitord import Kapacitord, ProcessUDF, SocketUDF, require_kapacitord, rows
+from logcapture import parse_logfmt
 
 pytestmark = pytest.mark.usefixtures("kapacitord_binary")
 
@@ -151,6 +152,16 @@ def test_handler_exception_fails_only_its_task(python_env: dict[str, str], short
         assert "ValueError: bad value at t=1000000000" in error
         assert rows(k.wait_output("good", "out", 1))[0]["ok"] == 1
         assert not k.task("good")["error"]
+        # The traceback is ONE entry of kapacitord's log (each stderr line of
+        # a process UDF is one), carrying the exception and the failing line.
+        udf_lines = [
+            e["text"] for e in map(parse_logfmt, k.log().splitlines()) if e.get("msg") == "UDF log"
+        ]
+        (entry,) = [parse_logfmt(text) for text in udf_lines if "Traceback" in text]
+        assert (entry["lvl"], entry["task"], entry["node"]) == ("error", "bad", "fails2")
+        assert entry["exc"].startswith("Traceback (most recent call last):\n")
+        assert '\n    raise ValueError(f"bad value at t={point.time}")\n' in entry["exc"]
+        assert entry["exc"].endswith("ValueError: bad value at t=1000000000")
 
 
 def test_init_error_names_the_option(python_env: dict[str, str], short_tmp: Path) -> None:

@@ -45,6 +45,7 @@ import anyio
 from .errors import ConnectionFailed, InitError, ProtocolError, RestoreError
 from .framing import DEFAULT_MAX_FRAME_SIZE
 from .handler import BaseHandler
+from .logs import current_connection, ensure_connection_context
 from .messages import (
     BeginBatch,
     DataMessage,
@@ -60,8 +61,12 @@ from .messages import (
     encode_error,
     encode_response,
 )
+from .metrics import NO_METRICS
 from .options import bind_options, parse_options
 from .protocol import RequestDecoder
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
 
 __all__ = [
     "Agent",
@@ -114,6 +119,7 @@ _SLICE_CHECK = 16
 _THREAD_BATCH = 512
 
 _DATA_TYPES = (Point, BeginBatch, EndBatch)
+_METHODS = {Point: "point", BeginBatch: "begin_batch", EndBatch: "end_batch"}
 
 
 class ByteReader(Protocol):
@@ -241,9 +247,16 @@ class Emitter:
         self._lock = threading.Lock()
         self._from_threads: list[bytes] = []
         self._from_threads_size = 0
+        # [metrics] Counted here, published by the writer (aioudf.metrics).
+        self.points_emitted = 0
+        self.batches_emitted = 0
 
     def emit(self, message: DataMessage) -> Awaitable[None]:
         frame = encode_data_frame(message)
+        if type(message) is Point:  # [metrics]
+            self.points_emitted += 1
+        elif type(message) is EndBatch:
+            self.batches_emitted += 1
         output = self._output
         if output.closed:
             raise ConnectionFailed("cannot emit: the connection to Kapacitor is closed")
@@ -374,6 +387,7 @@ class Agent:
         stop_timeout: float = DEFAULT_STOP_TIMEOUT,
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
         name: str = "",
+        metrics: Metrics | None = None,
     ) -> None:
         if max_backlog < 1 or max_output < 1 or read_size < 1:
             raise ValueError("max_backlog, max_output and read_size must be positive")
@@ -398,9 +412,15 @@ class Agent:
         self._flushed = False  # the writer emptied the output after it was closed
         self._emitter = Emitter(self._output, asyncio.get_running_loop())
         handler._aioudf_emitter = self._emitter
+        # [metrics] One object whose methods are called at the hook points.
+        self._metrics = (
+            metrics.connection(self._emitter, self._backlog, self._output)
+            if metrics is not None
+            else NO_METRICS
+        )
         # Data methods written as plain functions, run in worker threads.
         self._blocking_methods: dict[type, Callable[[Any], None]] = {}
-        for kind, method in zip(_DATA_TYPES, ("point", "begin_batch", "end_batch"), strict=True):
+        for kind, method in _METHODS.items():
             function = getattr(handler, method)
             if not inspect.iscoroutinefunction(function):
                 self._blocking_methods[kind] = function
@@ -422,6 +442,14 @@ class Agent:
 
     async def run(self) -> None:
         """Serve the connection until it ends; raise ConnectionFailed on error."""
+        # [logs] Records logged while serving carry the connection (aioudf.logs).
+        with ensure_connection_context(self.name):
+            try:
+                await self._run()
+            finally:
+                self._metrics.close()  # [metrics]
+
+    async def _run(self) -> None:
         try:
             async with anyio.create_task_group() as tg:
                 self._tasks = tg
@@ -438,7 +466,7 @@ class Agent:
                     f"Kapacitor stopped reading: {self._output.size} bytes of responses "
                     f"could not be written within {self._close_timeout:g} s of closing"
                 )
-                logger.warning("[%s] %s", self.name, self._failure)
+                logger.warning("%s", self._failure)
         finally:
             if not self._done:
                 self._abort("UDF connection cancelled (the UDF server is shutting down)")
@@ -451,6 +479,7 @@ class Agent:
         if self._failure is not None:
             return
         self._failure = reason
+        self._metrics.failed(reason)  # [metrics]
         if send and not self._output.closed:
             self._output.put(encode_error(reason))
 
@@ -503,6 +532,7 @@ class Agent:
                         if type(requests[0]) is KeepaliveRequest:
                             self._answer_keepalive(requests[0])
                             continue
+                        self._metrics.received(requests)  # [metrics]
                         backlog.extend(requests)
                         ready.set()
                         if len(backlog) >= max_backlog:
@@ -524,7 +554,7 @@ class Agent:
             except OSError as exc:
                 backlog.append(_Failure(f"connection lost while reading: {exc}", send=False))
             except Exception as exc:  # a bug of ours; still end this connection only
-                logger.exception("[%s] reader failed", self.name)
+                logger.exception("reader failed")
                 backlog.append(_Failure(f"internal error in the UDF agent: {exc!r}"))
             ready.set()
 
@@ -532,6 +562,7 @@ class Agent:
         response = Response()
         response.keepalive.time = request.time
         self._output.put(encode_response(response))
+        self._metrics.keepalive(request.time)  # [metrics]
 
     # ---- dispatching -----------------------------------------------------
 
@@ -547,6 +578,8 @@ class Agent:
         clock = time.monotonic
         yield_at = clock() + _TIME_SLICE
         countdown = _SLICE_CHECK
+        metrics = self._metrics
+        timed = False  # [metrics] time the next point() call (one in _SLICE_CHECK)
         while True:
             if not backlog:
                 self._requests_ready.clear()
@@ -556,6 +589,7 @@ class Agent:
             countdown -= 1
             if not countdown:
                 countdown = _SLICE_CHECK
+                timed = metrics.enabled
                 if clock() >= yield_at:
                     await asyncio.sleep(0)  # let other connections run (see _TIME_SLICE)
                     yield_at = clock() + _TIME_SLICE
@@ -564,7 +598,13 @@ class Agent:
                 self._backlog_space.set()
             if point is not None and type(message) is Point:
                 try:
-                    await point(message)
+                    if timed:  # [metrics]
+                        timed = False
+                        started = clock()
+                        await point(message)
+                        metrics.handled("point", clock() - started)
+                    else:
+                        await point(message)
                 except Exception as exc:
                     self._handler_failed(message, "point", exc)
                     return
@@ -582,9 +622,7 @@ class Agent:
                     self._fail(f"protocol error: {exc}")
                     return
                 except Exception as exc:  # a bug of ours; still end this connection only
-                    logger.exception(
-                        "[%s] internal error handling %s", self.name, type(message).__name__
-                    )
+                    logger.exception("internal error handling %s", type(message).__name__)
                     self._fail(f"internal error in the UDF agent: {exc!r}")
                     return
                 point = self._async_point  # a failed Init changes how points are handled
@@ -597,7 +635,7 @@ class Agent:
         if isinstance(marker, _Failure):
             # A failed connection is torn down without stop(): its output
             # would follow the ErrorResponse, which Kapacitor has acted on.
-            logger.warning("[%s] %s", self.name, marker.reason)
+            logger.warning("%s", marker.reason)
             self._fail(marker.reason, send=marker.send)
         else:
             await self._call_stop()
@@ -612,8 +650,7 @@ class Agent:
                 self._handler_failed(None, exc.method, exc.error)
         if scope.cancelled_caught:
             logger.warning(
-                "[%s] %s.stop() did not return within %.3g s and was cancelled",
-                self.name,
+                "%s.stop() did not return within %.3g s and was cancelled",
                 type(self.handler).__name__,
                 self._stop_timeout,
             )
@@ -627,7 +664,7 @@ class Agent:
             return
         what = f" handling {type(message).__name__}" if message is not None else ""
         reason = f"{handler}.{method}() failed{what}: {type(error).__name__}: {error}"
-        logger.error("[%s] %s", self.name, reason, exc_info=error)
+        logger.error("%s", reason, exc_info=error)
         self._fail(reason)
 
     async def _call(self, method: str, request: object, *args: Any) -> Any:
@@ -636,14 +673,18 @@ class Agent:
         ``request`` is the request being handled (named in error messages).
         """
         function = getattr(self.handler, method)
+        started = time.monotonic()
         try:
             if inspect.iscoroutinefunction(function):
                 return await function(*args)
             return await self._in_thread(function, *args)
         except (InitError, RestoreError):
+            self._metrics.refused(f"{method}_refused")  # [metrics]
             raise  # answered with success=false by the caller
         except Exception as exc:
             raise _HandlerFailed(request, method, exc) from exc
+        finally:
+            self._metrics.handled(method, time.monotonic() - started)  # [metrics]
 
     async def _in_thread(self, function: Callable[..., Any], *args: Any) -> Any:
         try:
@@ -657,10 +698,13 @@ class Agent:
             return self._blocking_data_call
 
         async def call(message: Any) -> None:
+            started = time.monotonic()
             try:
                 await function(message)
             except Exception as exc:
                 raise _HandlerFailed(message, method, exc) from exc
+            finally:
+                self._metrics.handled(method, time.monotonic() - started)  # [metrics]
 
         return call
 
@@ -673,7 +717,10 @@ class Agent:
             run.append(backlog.popleft())
         if self._reader_paused and len(backlog) <= self._max_backlog // 2:
             self._backlog_space.set()
+        started = time.monotonic()
         failed = await self._in_thread(self._process_run, run)
+        # [metrics] One observation per run: the mean time per request.
+        self._metrics.handled(_METHODS[type(first)], time.monotonic() - started, len(run))
         if failed is not None:
             index, method, error = failed
             raise _HandlerFailed(run[index], method, error)
@@ -702,11 +749,13 @@ class Agent:
             bind_options(handler, values)
             handler.task_id = request.taskID
             handler.node_id = request.nodeID
+            if (context := current_connection()) is not None:  # [logs]
+                context.task, context.node = request.taskID, request.nodeID
             await self._call("init", request, request)
         except InitError as exc:
             response.init.success = False
             response.init.error = str(exc)
-            logger.warning("[%s] Init refused: %s", self.name, exc)
+            logger.warning("Init refused: %s", exc)
             self._refuse_data_after_failed_init(str(exc))
         else:
             response.init.success = True
@@ -744,7 +793,7 @@ class Agent:
         except RestoreError as exc:
             response.restore.success = False
             response.restore.error = str(exc)
-            logger.warning("[%s] Restore refused: %s", self.name, exc)
+            logger.warning("Restore refused: %s", exc)
         else:
             response.restore.success = True
         self._output.put(encode_response(response))
@@ -761,6 +810,7 @@ class Agent:
                     self._flushed = True
                     return  # closed and drained
                 data = output.take()
+                self._metrics.publish()  # [metrics]
                 writer.write(data)
                 await writer.drain()
                 output.written(len(data))

@@ -28,8 +28,9 @@ from .agent import DEFAULT_MAX_BACKLOG, DEFAULT_MAX_OUTPUT, DEFAULT_STOP_TIMEOUT
 from .errors import AioudfError
 from .framing import DEFAULT_MAX_FRAME_SIZE
 from .handler import BaseHandler
-from .logs import configure_logging
+from .logs import LOG_FORMATS, LOG_LEVELS, configure_logging
 from .loops import LOOP_CHOICES, exit_past_stuck_threads, run_async
+from .metrics import parse_address
 from .process import run_stdio
 from .server import DEFAULT_GRACE, DEFAULT_SOCKET_MODE, serve
 from .watchdog import DEFAULT_WARN_BLOCKED
@@ -101,8 +102,15 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level",
         default="INFO",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        choices=LOG_LEVELS,
         help="log level on stderr (default: INFO)",
+    )
+    parser.add_argument(
+        "--log-format",
+        default="logfmt",
+        choices=LOG_FORMATS,
+        help="one line per event as logfmt (Kapacitor's own log format) or json, or "
+        "multi-line text for a terminal (default: logfmt)",
     )
     parser.add_argument(
         "--max-frame-size",
@@ -163,6 +171,21 @@ def _add_socket(parser: argparse.ArgumentParser, *, required: bool) -> None:
         metavar="SECONDS",
         help="time open connections get to finish at shutdown (default: %(default)s)",
     )
+    parser.add_argument(
+        "--metrics",
+        type=_address,
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (socket UDFs; "
+        "needs the aioudf[metrics] extra)",
+    )
+
+
+def _address(text: str) -> str:
+    try:
+        parse_address(text)
+    except AioudfError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _agent_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -176,7 +199,7 @@ def _agent_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _execute(factory: Callable[[], BaseHandler], args: argparse.Namespace) -> int:
     """Run the process UDF or the socket server the flags describe."""
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, args.log_format)
     if getattr(args, "socket", None):
         coroutine: Any = serve(
             factory,
@@ -184,11 +207,17 @@ def _execute(factory: Callable[[], BaseHandler], args: argparse.Namespace) -> in
             mode=args.mode,
             grace=args.grace,
             warn_blocked=args.warn_blocked,
+            metrics=args.metrics,
             **_agent_options(args),
         )
         run_async(coroutine, args.loop)
         exit_past_stuck_threads(0)
         return 0
+    if getattr(args, "metrics", None):
+        raise AioudfError(
+            "--metrics needs --socket: a process UDF serves no metrics (one process per "
+            "task; see docs/observability.md)"
+        )
     status: int = run_async(
         run_stdio(factory, warn_blocked=args.warn_blocked, **_agent_options(args)), args.loop
     )

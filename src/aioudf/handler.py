@@ -18,6 +18,7 @@ than the handler produces, which is what keeps memory bounded.
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Awaitable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -104,6 +105,18 @@ class BaseHandler:
                 "'async def', or subclass BlockingHandler (blocking = True) to run "
                 "it in a worker thread"
             )
+
+    @property
+    def log(self) -> logging.Logger:
+        """A logger named after the handler's class (``module.Class``).
+
+        Its records, like those of any logger used while a connection is
+        served (also from worker threads and tasks the handler starts),
+        carry the connection's ``task``, ``node`` and ``conn`` (see
+        :mod:`aioudf.logs`).
+        """
+        cls = type(self)
+        return logging.getLogger(f"{cls.__module__}.{cls.__qualname__}")
 
     def emit(self, message: DataMessage) -> Awaitable[None]:
         """Send a Point, BeginBatch or EndBatch to Kapacitor.

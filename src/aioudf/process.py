@@ -21,7 +21,7 @@ from typing import Any
 from .agent import Agent, create_handler, refuse
 from .errors import ConnectionFailed
 from .handler import BaseHandler
-from .logs import configure_logging
+from .logs import configure_logging, connection_context
 from .loops import exit_past_stuck_threads, run_async
 from .stdio import open_stdio, reserved_stdout
 from .watchdog import DEFAULT_WARN_BLOCKED, LoopWatchdog
@@ -43,7 +43,9 @@ async def run_stdio(
     than this many seconds (see :class:`~aioudf.watchdog.LoopWatchdog`); 0
     disables it.
     """
-    with reserved_stdout() as frames_fd, _watchdog(warn_blocked):
+    # Records about the connection, the last "UDF stopped" one included, carry
+    # conn=stdio and the task and node of Init.
+    with reserved_stdout() as frames_fd, _watchdog(warn_blocked), connection_context("stdio"):
         reader, writer = await open_stdio(frames_fd)
         try:
             handler = create_handler(handler_factory)
@@ -75,6 +77,7 @@ def run(
     *,
     loop: str = "auto",
     log_level: str | int = "INFO",
+    log_format: str = "logfmt",
     warn_blocked: float = DEFAULT_WARN_BLOCKED,
     **agent_options: Any,
 ) -> None:
@@ -82,12 +85,14 @@ def run(
 
     ``handler_factory`` is the Handler class (or any callable returning a
     handler). ``loop`` picks the event loop (``auto``, ``asyncio``,
-    ``uvloop``); ``warn_blocked`` is the number of seconds the event loop may
-    be blocked before a warning is logged (0 disables the check);
+    ``uvloop``); ``log_format`` is ``logfmt`` (one line per event, what
+    Kapacitor's log keeps whole), ``json`` or ``text``; ``warn_blocked``
+    is the number of seconds the event loop may be blocked before a warning
+    is logged (0 disables the check);
     ``agent_options`` are passed to :class:`~aioudf.Agent`
     (``max_frame_size``, ``max_backlog``, ``max_output``, ``stop_timeout``).
     """
-    configure_logging(log_level)
+    configure_logging(log_level, log_format)
     status = run_async(run_stdio(handler_factory, warn_blocked=warn_blocked, **agent_options), loop)
     exit_past_stuck_threads(status)
     if status:

@@ -39,6 +39,8 @@ import anyio.abc
 from .agent import Agent, create_handler, refuse
 from .errors import AioudfError, ConnectionFailed
 from .handler import BaseHandler
+from .logs import connection_context
+from .metrics import Metrics, MetricsEndpoint, parse_address
 from .watchdog import DEFAULT_WARN_BLOCKED, LoopWatchdog
 
 __all__ = ["DEFAULT_GRACE", "DEFAULT_SOCKET_MODE", "SocketPathError", "UnixServer", "serve"]
@@ -121,6 +123,12 @@ class UnixServer:
         logged (a :class:`~aioudf.watchdog.LoopWatchdog` runs while the
         server does). Off by default here, since an embedding service owns
         the loop; :func:`serve` turns it on.
+    ``metrics``
+        Prometheus metrics (needs the ``aioudf[metrics]`` extra): an address
+        ``"HOST:PORT"`` to serve them on at ``/metrics`` while the server
+        runs, or a :class:`~aioudf.metrics.Metrics` to record into (whose
+        registry the embedding service exposes itself). See
+        docs/observability.md.
     ``agent_options``
         passed to every :class:`~aioudf.Agent` (``max_frame_size``,
         ``max_backlog``, ``max_output``, ``stop_timeout``).
@@ -135,6 +143,7 @@ class UnixServer:
         grace: float = DEFAULT_GRACE,
         backlog: int = 1024,
         warn_blocked: float | None = None,
+        metrics: str | Metrics | None = None,
         **agent_options: Any,
     ) -> None:
         self.handler_factory = handler_factory
@@ -159,12 +168,23 @@ class UnixServer:
         self._cut_short = asyncio.Event()  # set to end the grace period early
         self._inode: tuple[int, int] | None = None
         self._watchdog = LoopWatchdog(warn_blocked) if warn_blocked else None
+        #: The metrics recorded (None when off); settings checked here, before serving.
+        self.metrics: Metrics | None = None
+        self.metrics_endpoint: MetricsEndpoint | None = None
+        if isinstance(metrics, str):
+            host, port = parse_address(metrics)
+            self.metrics = Metrics()
+            self.metrics_endpoint = MetricsEndpoint(self.metrics, host, port)
+        elif metrics is not None:
+            self.metrics = metrics
 
     # ---- start ----------------------------------------------------------
 
     async def start(self) -> None:
         """Prepare the path, bind, set the mode and start accepting."""
         await prepare_socket_path(self.path)
+        if self.metrics_endpoint is not None:
+            await self.metrics_endpoint.start()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.bind(self.path)
@@ -182,6 +202,8 @@ class UnixServer:
             sock.close()
             self._remove_socket_file()
             await self._close_supervisor()
+            if self.metrics_endpoint is not None:
+                await self.metrics_endpoint.close()
             raise
         if self._watchdog is not None:
             self._watchdog.start()
@@ -228,32 +250,47 @@ class UnixServer:
     async def _serve_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int
     ) -> None:
-        name = f"conn {number}"
-        logger.debug("[%s] connected", name)
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.opened()
+        # Every record about this connection (the agent's, the handler's) carries conn=N.
+        with connection_context(str(number)):
+            try:
+                await self._run_agent(reader, writer, number)
+            finally:
+                self.active -= 1
+                if self.active == 0:
+                    self._idle.set()
+                if metrics is not None:
+                    metrics.closed()
+
+    async def _run_agent(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, number: int
+    ) -> None:
+        logger.debug("connected")
         try:
             try:
                 handler = create_handler(self.handler_factory)
             except ConnectionFailed as exc:
-                logger.error("[%s] %s", name, exc.reason, exc_info=exc.__cause__)
+                logger.error("%s", exc.reason, exc_info=exc.__cause__)
                 await refuse(writer, exc.reason)
                 return
-            agent = Agent(handler, reader, writer, name=name, **self.agent_options)
+            agent = Agent(
+                handler, reader, writer, name=f"conn {number}", metrics=self.metrics,
+                **self.agent_options,
+            )  # fmt: skip
             await agent.run()
-            logger.debug("[%s] closed", name)
+            logger.debug("closed")
         except ConnectionFailed as exc:
-            logger.warning("[%s] ended with an error: %s", name, exc.reason)
+            logger.warning("ended with an error: %s", exc.reason)
         except Exception as exc:
             # Never let one connection take the server down, nor leave it
             # open: Kapacitor would wait on it, and its socket would leak.
-            logger.exception("[%s] failed unexpectedly", name)
+            logger.exception("failed unexpectedly")
             with contextlib.suppress(Exception):
                 await refuse(
                     writer, f"internal error in the UDF server: {type(exc).__name__}: {exc}"
                 )
-        finally:
-            self.active -= 1
-            if self.active == 0:
-                self._idle.set()
 
     async def serve_forever(self) -> None:
         """Serve until cancelled (the server keeps running after an error)."""
@@ -292,6 +329,8 @@ class UnixServer:
         await self._close_supervisor()
         if self._watchdog is not None:
             self._watchdog.stop()
+        if self.metrics_endpoint is not None:
+            await self.metrics_endpoint.close()
         logger.info("stopped serving on %s", self.path)
 
     def cut_short(self) -> None:
@@ -321,13 +360,15 @@ async def serve(
     handle_signals: bool = True,
     ready: asyncio.Event | None = None,
     warn_blocked: float = DEFAULT_WARN_BLOCKED,
+    metrics: str | Metrics | None = None,
     **agent_options: Any,
 ) -> None:
     """Serve a socket UDF until SIGINT or SIGTERM; for ``asyncio.run``.
 
     ``ready``, if given, is set once the socket accepts connections.
     ``warn_blocked`` is the number of seconds the event loop may be blocked
-    before a warning is logged (0 disables the check).
+    before a warning is logged (0 disables the check). ``metrics``: see
+    :class:`UnixServer` (``"HOST:PORT"`` serves Prometheus metrics there).
 
     The first signal stops accepting and gives open connections ``grace``
     seconds to finish; the socket file is removed and the call returns. A
@@ -337,7 +378,13 @@ async def serve(
     """
     loop = asyncio.get_running_loop()
     server = UnixServer(
-        handler_factory, path, mode=mode, grace=grace, warn_blocked=warn_blocked, **agent_options
+        handler_factory,
+        path,
+        mode=mode,
+        grace=grace,
+        warn_blocked=warn_blocked,
+        metrics=metrics,
+        **agent_options,
     )
     stop = asyncio.Event()
 
