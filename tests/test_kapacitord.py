@@ -9,16 +9,26 @@ Expected numbers are computed here, independently of the UDF's code.
 
 from __future__ import annotations
 
+import re
 import statistics
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from conftest import EXAMPLES
-from kapacitord import Kapacitord, ProcessUDF, SocketUDF, require_kapacitord, rows
+from kapacitord import (
+    Kapacitord,
+    ProcessUDF,
+    SocketUDF,
+    free_port,
+    require_kapacitord,
+    rows,
+)
 from logcapture import parse_logfmt
+from scrape import documented_metrics, names, parse, value
 
 pytestmark = pytest.mark.usefixtures("kapacitord_binary")
 
@@ -37,11 +47,13 @@ def process_udf(python_env: dict[str, str], *args: str, timeout: str = "10s") ->
 class SocketServer:
     """``aioudf serve HANDLER --socket PATH`` in a child process, its log in a file."""
 
-    def __init__(self, env: dict[str, str], handler: str, path: Path, log: Path) -> None:
+    def __init__(
+        self, env: dict[str, str], handler: str, path: Path, log: Path, *args: str
+    ) -> None:
         self.path = path
         self.log_path = log
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "aioudf", "serve", handler, "--socket", str(path)],
+            [sys.executable, "-m", "aioudf", "serve", handler, "--socket", str(path), *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=open(log, "wb"),  # noqa: SIM115
@@ -57,13 +69,14 @@ class SocketServer:
 
 
 @pytest.fixture
-def serve(python_env: dict[str, str], short_tmp: Path) -> Iterator[Callable[[str], SocketServer]]:
-    """Start ``aioudf serve HANDLER`` on a socket in ``short_tmp``; stopped after the test."""
+def serve(python_env: dict[str, str], short_tmp: Path) -> Iterator[Callable[..., SocketServer]]:
+    """Start ``aioudf serve HANDLER [ARGS]`` on a socket in ``short_tmp``; stopped at the end."""
     servers: list[SocketServer] = []
 
-    def start(handler: str) -> SocketServer:
+    def start(handler: str, *args: str) -> SocketServer:
         path = short_tmp / f"udf{len(servers)}.sock"
-        server = SocketServer(python_env, handler, path, short_tmp / f"serve{len(servers)}.log")
+        log = short_tmp / f"serve{len(servers)}.log"
+        server = SocketServer(python_env, handler, path, log, *args)
         servers.append(server)
         return server
 
@@ -220,3 +233,62 @@ def test_snapshot_restores_groups_after_task_restart(
             "the average after the restart",
         )
         assert out[0]["avg"] == pytest.approx(28 / 3)
+
+
+def processed(dot: str) -> dict[tuple[str, str], int]:
+    """Kapacitor's own count of the points that went along each edge of a task."""
+    return {
+        (source, target): int(count)
+        for source, target, count in re.findall(r'(\w+) -> (\w+) \[processed="(\d+)"\]', dot)
+    }
+
+
+def test_metrics_count_exactly_what_kapacitor_sent_and_received(
+    serve: Callable[..., SocketServer], short_tmp: Path
+) -> None:
+    port = free_port()
+    server = serve("udf_handlers:Fails", "--metrics", f"127.0.0.1:{port}")
+
+    def scrape() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+            text: str = answer.read().decode()
+            return text
+
+    # A 1 s UDF timeout: Kapacitor sends a keepalive every 0.5 s.
+    waiter = Kapacitord(short_tmp / "k", {"fails": SocketUDF(str(server.path), timeout="1s")})
+    waiter.wait_for(lambda: "serving Fails" in server.log(), "aioudf serve to listen")
+    with waiter as k:
+        script = "stream\n    |from().measurement('{m}')\n    @fails().in('point')\n"
+        script += "    |httpOut('out')\n"
+        sent = {"cpu": 700, "mem": 3}
+        for task in [*sent, "disk"]:
+            k.define_task(task, script.format(m=task))
+        k.write(f"{task} v={i} {i + 1}" for task, n in sent.items() for i in range(n))
+        k.write("disk boom=1 1")
+        for task, n in sent.items():
+            # Kapacitor's count of what the UDF node took and gave back.
+            edges = k.wait_for(
+                lambda t=task, n=n: (
+                    (e := processed(k.task(t)["dot"])).get(("fails2", "http_out3")) == n and e
+                ),
+                f"{n} points through {task}",
+            )
+            samples = parse(scrape())
+            labels = {"task": task, "node": "fails2"}
+            assert value(samples, "aioudf_points_received_total", **labels) == n
+            assert edges[("from1", "fails2")] == n
+            assert value(samples, "aioudf_points_emitted_total", **labels) == n
+        k.wait_for(lambda: "received error message" in k.log(), "the ErrorResponse")
+        samples = parse(scrape())
+        assert (
+            value(samples, "aioudf_errors_total", task="disk", node="fails2", kind="handler") == 1
+        )
+        assert value(samples, "aioudf_connections_open") == 2  # the failed one is closed
+        k.wait_for(
+            lambda: value(
+                parse(scrape()), "aioudf_keepalive_latency_seconds_count", task="cpu", node="fails2"
+            ),
+            "a keepalive answered",
+        )
+        # Every metric docs/observability.md names is in a real scrape.
+        assert documented_metrics() - names(scrape()) == set()

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
+from scrape import Samples, parse, value
 from udf_handlers import BatchEcho, Fails, ThreadedEcho
 
 import aioudf.metrics
@@ -17,8 +17,6 @@ from aioudf import UnixServer
 from aioudf.errors import AioudfError
 from aioudf.metrics import Metrics, MetricsUnavailable, parse_address
 from aioudf.testing import Batch, DataPoint, Kapacitor, UDFError
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 async def http_get(port: int, path: str, method: str = "GET") -> tuple[int, bytes]:
@@ -32,24 +30,11 @@ async def http_get(port: int, path: str, method: str = "GET") -> tuple[int, byte
     return int(head.split()[1]), body
 
 
-def parse(text: str) -> Samples:
-    """Every sample of a scrape, parsed by prometheus_client's own parser."""
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
 async def scrape(server: UnixServer) -> Samples:
     assert server.metrics_endpoint is not None
     status, body = await http_get(server.metrics_endpoint.port, "/metrics")
     assert status == 200
     return parse(body.decode())
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
 
 
 @pytest.fixture

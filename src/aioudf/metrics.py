@@ -290,23 +290,7 @@ class ConnectionMetrics:
     ``task`` and ``node`` labels.
     """
 
-    __slots__ = (
-        "_batches_in",
-        "_batches_out",
-        "_emitted_batches",
-        "_emitted_points",
-        "_errors",
-        "_handler",
-        "_keepalive",
-        "_metrics",
-        "_points_in",
-        "_points_out",
-        "_requests",
-        "backlog",
-        "emitter",
-        "labels",
-        "output",
-    )
+    __slots__ = ("_children", "_metrics", "_published", "backlog", "emitter", "labels", "output")
 
     enabled = True
 
@@ -317,62 +301,60 @@ class ConnectionMetrics:
         self.emitter = emitter
         self.backlog = backlog
         self.output = output
-        self._emitted_points = 0  # the emitter's counts already published
-        self._emitted_batches = 0
+        self._published = (0, 0)  # the emitter's point and batch counts published so far
         self._bind("", "")
         metrics._live.add(self)
 
     def _bind(self, task: str, node: str) -> None:
-        m = self._metrics
+        """Label what follows with ``task`` and ``node``."""
         self.labels = (task, node)
-        self._requests: dict[str, Any] = {}
-        self._points_in = m.points_received.labels(task, node)
-        self._points_out = m.points_emitted.labels(task, node)
-        self._batches_in = m.batches_received.labels(task, node)
-        self._batches_out = m.batches_emitted.labels(task, node)
-        self._keepalive = m.keepalive_latency.labels(task, node)
-        self._handler: dict[str, Any] = {}
-        self._errors: dict[str, Any] = {}
+        self._children: dict[tuple[Any, str], Any] = {}
+        if task or node:
+            # A task node's counters exist from Init on: 0 says "nothing came".
+            m = self._metrics
+            for family in (
+                m.points_received, m.points_emitted, m.batches_received, m.batches_emitted,
+            ):  # fmt: skip
+                self._child(family)
 
-    def _request(self, kind: str) -> Any:
-        child = self._requests.get(kind)
+    def _child(self, family: Any, label: str = "") -> Any:
+        """The family's series for this connection's labels (and ``label``, if given)."""
+        key = (family, label)
+        child = self._children.get(key)
         if child is None:
-            child = self._requests[kind] = self._metrics.requests.labels(*self.labels, kind)
+            labels = (*self.labels, label) if label else self.labels
+            child = self._children[key] = family.labels(*labels)
         return child
 
     # ---- reading ----------------------------------------------------------
 
     def received(self, requests: list[Any]) -> None:
         """A run of Points, or one request of another kind, was decoded."""
+        m = self._metrics
         kind = type(requests[0])
         if kind is Point:
-            self._request("point").inc(len(requests))
-            self._points_in.inc(len(requests))
+            self._child(m.requests, "point").inc(len(requests))
+            self._child(m.points_received).inc(len(requests))
             return
         if kind is InitRequest:
             init: InitRequest = requests[0]
             self._bind(init.taskID, init.nodeID)
         elif kind is EndBatch:
-            self._batches_in.inc()
-        self._request(_REQUEST_LABELS.get(kind.__name__, kind.__name__)).inc()
+            self._child(m.batches_received).inc()
+        self._child(m.requests, _REQUEST_LABELS.get(kind.__name__, kind.__name__)).inc()
 
     def keepalive(self, sent_ns: int) -> None:
         """A keepalive Kapacitor sent at ``sent_ns`` (its clock) was answered."""
-        self._request("keepalive").inc()
+        self._child(self._metrics.requests, "keepalive").inc()
         latency = time.time() - sent_ns / 1e9
         if 0 <= latency < 3600:  # Kapacitor's clock, on this machine; else not a time
-            self._keepalive.observe(latency)
+            self._child(self._metrics.keepalive_latency).observe(latency)
 
     # ---- handling ---------------------------------------------------------
 
     def handled(self, request: str, seconds: float, count: int = 1) -> None:
         """A handler method took ``seconds`` for ``count`` requests of type ``request``."""
-        child = self._handler.get(request)
-        if child is None:
-            child = self._handler[request] = self._metrics.handler_seconds.labels(
-                *self.labels, request
-            )
-        child.observe(seconds / count)
+        self._child(self._metrics.handler_seconds, request).observe(seconds / count)
 
     def failed(self, reason: str) -> None:
         """The connection ends on an error whose text is ``reason``."""
@@ -382,24 +364,22 @@ class ConnectionMetrics:
 
     def refused(self, kind: str) -> None:
         """Count an error of ``kind`` (``init_refused``, ``restore_refused``...)."""
-        child = self._errors.get(kind)
-        if child is None:
-            child = self._errors[kind] = self._metrics.errors.labels(*self.labels, kind)
-        child.inc()
+        self._child(self._metrics.errors, kind).inc()
 
     # ---- writing ----------------------------------------------------------
 
     def publish(self) -> None:
         """Publish what the emitter counted since the last call."""
+        # The emitter's counts only grow (a worker thread may be adding to
+        # them): publish the difference from what was published before.
         emitter = self.emitter
-        points = emitter.points_emitted - self._emitted_points
+        points = emitter.points_emitted - self._published[0]
+        batches = emitter.batches_emitted - self._published[1]
         if points:
-            self._emitted_points += points
-            self._points_out.inc(points)
-        batches = emitter.batches_emitted - self._emitted_batches
+            self._child(self._metrics.points_emitted).inc(points)
         if batches:
-            self._emitted_batches += batches
-            self._batches_out.inc(batches)
+            self._child(self._metrics.batches_emitted).inc(batches)
+        self._published = (self._published[0] + points, self._published[1] + batches)
 
     def close(self) -> None:
         """The connection is over: publish the last counts, stop reporting its queues."""
