@@ -15,6 +15,7 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -265,14 +266,14 @@ def test_metrics_count_exactly_what_kapacitor_sent_and_received(
             k.define_task(task, script.format(m=task))
         k.write(f"{task} v={i} {i + 1}" for task, n in sent.items() for i in range(n))
         k.write("disk boom=1 1")
+
+        def through(task: str, n: int) -> dict[tuple[str, str], int] | None:
+            edges = processed(k.task(task)["dot"])
+            return edges if edges.get(("fails2", "http_out3")) == n else None
+
         for task, n in sent.items():
             # Kapacitor's count of what the UDF node took and gave back.
-            edges = k.wait_for(
-                lambda t=task, n=n: (
-                    (e := processed(k.task(t)["dot"])).get(("fails2", "http_out3")) == n and e
-                ),
-                f"{n} points through {task}",
-            )
+            edges = k.wait_for(partial(through, task, n), f"{n} points through {task}")
             samples = parse(scrape())
             labels = {"task": task, "node": "fails2"}
             assert value(samples, "aioudf_points_received_total", **labels) == n
