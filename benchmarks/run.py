@@ -56,7 +56,7 @@ from machine import describe_machine, load_average  # noqa: E402
 from workload import Workload, batch_stream, point_stream  # noqa: E402
 
 LOOPS = ("asyncio", "uvloop")
-SUITE = ("mirror", "moving_avg", "outliers", "latency", "stall")
+SUITE = ("mirror", "moving_avg", "outliers", "latency", "stall", "metrics")
 CUSTOM = ("throughput", "latency", "stall")
 
 
@@ -237,6 +237,53 @@ def run_throughput(
     )
 
 
+def run_metrics_cost(
+    title: str,
+    kind: str,
+    loop: str,
+    without: Target,
+    with_metrics: Target,
+    options: Mapping[str, Sequence[str]],
+    workload: Workload,
+    runs: int,
+) -> Row:
+    """Throughput with metrics on over throughput with them off, run by run, alternating.
+
+    Two servers of the same UDF, one with ``--metrics``: each pair of runs
+    (off, then on) is measured back to back, so the machine's drift cancels
+    out; the figure is the median of the per-pair ratios.
+    """
+    inits = [init_request(options, query_info(target)) for target in (without, with_metrics)]
+    for target, init in zip((without, with_metrics), inits, strict=True):
+        throughput(target, init, warmup_for(workload))
+    ratios: list[float] = []
+    rates: dict[str, list[float]] = {"off": [], "on": []}
+    for number in range(1, runs + 1):
+        pair = []
+        for name, target, init in zip(("off", "on"), (without, with_metrics), inits, strict=True):
+            result = throughput(target, init, workload)
+            check_counts(kind, result.responses, workload)
+            rates[name].append(result.points_per_second)
+            pair.append(result.points_per_second)
+        ratios.append(pair[1] / pair[0])
+        log(
+            f"  {title} [{loop}] pair {number}/{runs}: off {kilo(pair[0])}, on {kilo(pair[1])} "
+            f"points/s: ratio {ratios[-1]:.3f}"
+        )
+    ratio = statistics.median(ratios)
+    cost = 1 - ratio
+    return Row(
+        case=title,
+        loop=loop,
+        result=f"off {kilo(statistics.median(rates['off']))}, "
+        f"on {kilo(statistics.median(rates['on']))} points/s",
+        ratio=f"on/off **{ratio:.3f}** (pairs {min(ratios):.2f} to {max(ratios):.2f})",
+        target="cost ≤ 5%",
+        verdict="met" if cost <= 0.05 else f"missed: costs {cost:.1%}",
+        details={"ratios": ratios, "ratio": ratio, "points_per_second": rates},
+    )
+
+
 def run_latency(
     title: str,
     loop: str,
@@ -406,6 +453,31 @@ def run_suite(settings: Settings, baselines: Baselines) -> list[Row]:
                         None,
                     )
                 )
+            if "metrics" in settings.cases:
+                # Socket servers both (a process UDF serves no metrics), one
+                # with --metrics: the same UDF, paired runs.
+                for name, options in (("mirror", mirror_options), ("moving_avg", average_options)):
+                    log(f"{name} with metrics off and on [{loop}]")
+                    off_path = os.path.join(directory, f"{name}-off-{loop}.sock")
+                    on_path = os.path.join(directory, f"{name}-on-{loop}.sock")
+                    off_argv = example(name, loop, "--socket", off_path)
+                    on_argv = example(name, loop, "--socket", on_path, "--metrics", "127.0.0.1:0")
+                    with (
+                        start_socket_server(off_argv, off_path, env) as off,
+                        start_socket_server(on_argv, on_path, env) as on,
+                    ):
+                        rows.append(
+                            run_metrics_cost(
+                                f"{name}, unix socket: metrics on vs off",
+                                name,
+                                loop,
+                                off,
+                                on,
+                                options,
+                                stream,
+                                settings.runs,
+                            )
+                        )
             if "stall" in settings.cases:
                 log(f"{settings.stall_points:,} points to a mirror that stopped reading [{loop}]")
                 # A server of its own: its peak RSS must be this case's alone.

@@ -196,3 +196,58 @@ def test_main_refuses_metrics_for_a_process_udf(python_env: dict[str, str]) -> N
     )
     assert done.returncode == 2
     assert "--metrics needs --socket" in done.stderr.decode()
+
+
+SERVE_POINTS = """
+import asyncio, sys
+from aioudf import UnixServer
+from aioudf.metrics import Metrics
+from aioudf.testing import DataPoint, Kapacitor
+from udf_handlers import Fails
+
+async def main(path: str, n: int) -> None:
+    async with UnixServer(Fails, path, metrics=Metrics()):
+        points = [DataPoint("cpu", {"v": 1.0}, time=t + 1) for t in range(n)]
+        await Kapacitor(path).run({"in": "nowhere"}, points=points, task_id="t", node_id="n")
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+"""
+
+EXPORT = """
+import sys
+from aioudf.metrics import Metrics, use_multiprocess_dir
+use_multiprocess_dir(sys.argv[1], fresh=False)
+metrics = Metrics()
+metrics.handover("t", "n")
+sys.stdout.write(metrics.render().decode())
+"""
+
+
+def test_counters_continue_across_processes_sharing_a_directory(
+    python_env: dict[str, str], short_tmp: Path
+) -> None:
+    # What a hand-over or a worker's restart looks like to the metrics: the
+    # task's connection served by one process, then by another. With one
+    # multiprocess directory, the exporting process sums both.
+    directory = short_tmp / "metrics"
+    directory.mkdir()
+    env = {**python_env, "PROMETHEUS_MULTIPROC_DIR": str(directory)}
+    for n in (300, 45):
+        subprocess.run(
+            [sys.executable, "-c", SERVE_POINTS, str(short_tmp / "s.sock"), str(n)],
+            env=env,
+            check=True,
+            timeout=60,
+        )
+    done = subprocess.run(
+        [sys.executable, "-c", EXPORT, str(directory)],
+        env=python_env,
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
+    samples = parse(done.stdout.decode())
+    assert value(samples, "aioudf_points_received_total", task="t", node="n") == 345
+    assert value(samples, "aioudf_points_emitted_total", task="t", node="n") == 345
+    assert value(samples, "aioudf_handovers_total", task="t", node="n") == 1
+    assert value(samples, "aioudf_connections_open") == 0  # both processes' connections closed

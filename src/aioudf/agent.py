@@ -466,6 +466,7 @@ class Agent:
                     f"Kapacitor stopped reading: {self._output.size} bytes of responses "
                     f"could not be written within {self._close_timeout:g} s of closing"
                 )
+                self._metrics.failed(self._failure)  # [metrics]
                 logger.warning("%s", self._failure)
         finally:
             if not self._done:

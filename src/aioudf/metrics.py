@@ -91,7 +91,6 @@ _ERROR_KINDS = (
     ("internal error", "internal"),
     ("UDF connection cancelled", "cancelled"),
     ("Kapacitor stopped reading", "peer_not_reading"),
-    ("could not create the UDF handler", "handler_factory"),
 )
 
 
@@ -107,26 +106,34 @@ class MetricsUnavailable(AioudfError):
 def _prometheus() -> Any:
     try:
         import prometheus_client
+        import prometheus_client.multiprocess
     except ImportError:
         raise MetricsUnavailable() from None
     return prometheus_client
 
 
-def use_multiprocess_dir(path: str | os.PathLike[str]) -> None:
+def use_multiprocess_dir(path: str | os.PathLike[str], *, fresh: bool = True) -> None:
     """Make this process (and the processes it starts) share metrics through ``path``.
 
     For a supervisor: call it before anything imports ``prometheus_client``
     (the library chooses its storage then) and before starting workers,
-    which inherit the environment variable. Raises :class:`AioudfError` if
-    ``prometheus_client`` was already imported without it.
+    which inherit the environment variable. ``fresh`` removes the files a
+    previous run left (their counters would be summed in); a process taking
+    over from another (a re-executed supervisor) passes ``fresh=False`` to
+    continue its counts. Raises :class:`AioudfError` if ``prometheus_client``
+    was already imported without it.
     """
     path = os.fspath(path)
-    os.makedirs(path, exist_ok=True)
     if "prometheus_client" in sys.modules and os.environ.get(_MULTIPROC_ENV) != path:
         raise AioudfError(
             "prometheus_client was imported before the metrics directory was set; "
             "call use_multiprocess_dir() first"
         )
+    os.makedirs(path, exist_ok=True)
+    if fresh:
+        for name in os.listdir(path):
+            if name.endswith(".db"):
+                os.unlink(os.path.join(path, name))
     os.environ[_MULTIPROC_ENV] = path
 
 
