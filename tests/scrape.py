@@ -27,6 +27,8 @@ def names(text: str) -> set[str]:
     found = set()
     for family in text_string_to_metric_families(text):
         found.add(family.name)
+        if family.type == "counter":  # the parser names a counter's family without _total
+            found.add(family.name + "_total")
         found.update(sample.name for sample in family.samples)
     return found
 
