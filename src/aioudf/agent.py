@@ -580,7 +580,7 @@ class Agent:
         yield_at = clock() + _TIME_SLICE
         countdown = _SLICE_CHECK
         metrics = self._metrics
-        timed = False  # [metrics] time the next point() call (one in _SLICE_CHECK)
+        timed = False  # [metrics] time the next point() call (metrics.sample() says when)
         while True:
             if not backlog:
                 self._requests_ready.clear()
@@ -590,7 +590,7 @@ class Agent:
             countdown -= 1
             if not countdown:
                 countdown = _SLICE_CHECK
-                timed = metrics.enabled
+                timed = metrics.sample()
                 if clock() >= yield_at:
                     await asyncio.sleep(0)  # let other connections run (see _TIME_SLICE)
                     yield_at = clock() + _TIME_SLICE

@@ -59,8 +59,13 @@ __all__ = [
 
 logger = logging.getLogger("aioudf")
 
-#: One ``point()`` call in this many is timed for ``aioudf_handler_seconds``.
-POINT_SAMPLE = 16
+#: One ``point()`` call in this many is timed for ``aioudf_handler_seconds``
+#: (a histogram observation costs about as much as a mirror's whole point).
+POINT_SAMPLE = 64
+
+#: Points between two calls of :meth:`ConnectionMetrics.sample` (the agent asks
+#: at its time-slice check, every ``agent._SLICE_CHECK`` requests).
+SAMPLE_CALLS = 16
 
 _MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -297,9 +302,16 @@ class ConnectionMetrics:
     ``task`` and ``node`` labels.
     """
 
-    __slots__ = ("_children", "_metrics", "_published", "backlog", "emitter", "labels", "output")
-
-    enabled = True
+    __slots__ = (
+        "_children",
+        "_countdown",
+        "_metrics",
+        "_published",
+        "backlog",
+        "emitter",
+        "labels",
+        "output",
+    )
 
     def __init__(
         self, metrics: Metrics, emitter: Emitter, backlog: Any, output: OutputQueue
@@ -309,6 +321,7 @@ class ConnectionMetrics:
         self.backlog = backlog
         self.output = output
         self._published = (0, 0)  # the emitter's point and batch counts published so far
+        self._countdown = 1
         self._bind("", "")
         metrics._live.add(self)
 
@@ -359,6 +372,14 @@ class ConnectionMetrics:
 
     # ---- handling ---------------------------------------------------------
 
+    def sample(self) -> bool:
+        """Called every ``SAMPLE_CALLS`` points: True when the next point() is to be timed."""
+        self._countdown -= 1
+        if self._countdown:
+            return False
+        self._countdown = POINT_SAMPLE // SAMPLE_CALLS
+        return True
+
     def handled(self, request: str, seconds: float, count: int = 1) -> None:
         """A handler method took ``seconds`` for ``count`` requests of type ``request``."""
         self._child(self._metrics.handler_seconds, request).observe(seconds / count)
@@ -397,7 +418,8 @@ class ConnectionMetrics:
 class _NoMetrics:
     """What an agent calls when metrics are off: nothing."""
 
-    enabled = False
+    def sample(self) -> bool:
+        return False
 
     def received(self, requests: list[Any]) -> None:
         pass
