@@ -12,9 +12,9 @@ H = TypeVar("H", bound=logging.Handler)
 
 
 @contextlib.contextmanager
-def capturing(handler: H) -> Iterator[H]:
-    """Attach ``handler`` to the "aioudf" logger at DEBUG level for the block."""
-    logger = logging.getLogger("aioudf")
+def capturing(handler: H, logger_name: str = "aioudf") -> Iterator[H]:
+    """Attach ``handler`` to a logger ("aioudf"; "" for the root) at DEBUG level."""
+    logger = logging.getLogger(logger_name)
     level = logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import anyio
 import pytest
-from logcapture import parse_logfmt
+from logcapture import capturing, parse_logfmt
 
 from aioudf import BlockingHandler, Handler, Point
 from aioudf.logs import (
@@ -111,16 +111,8 @@ class Captured(logging.Handler):
 
 @pytest.fixture
 def captured() -> Iterator[Captured]:
-    root = logging.getLogger()
-    handler = Captured()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    try:
+    with capturing(Captured(), "") as handler:  # the root: handlers' loggers too
         yield handler
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
 
 
 class Chatty(Handler):
