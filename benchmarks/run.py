@@ -250,8 +250,8 @@ def run_metrics_cost(
     """Throughput with metrics on over throughput with them off, run by run, alternating.
 
     Two servers of the same UDF, one with ``--metrics``: each pair of runs
-    (off, then on) is measured back to back, so the machine's drift cancels
-    out; the figure is the median of the per-pair ratios.
+    is measured back to back (off first, then on first, in turn), so the
+    machine's drift cancels out; the figure is the median of the per-pair ratios.
     """
     inits = [init_request(options, query_info(target)) for target in (without, with_metrics)]
     for target, init in zip((without, with_metrics), inits, strict=True):
@@ -259,13 +259,17 @@ def run_metrics_cost(
     ratios: list[float] = []
     cpu_ratios: list[float] = []  # CPU time per point off / on: less moved by the load
     rates: dict[str, list[float]] = {"off": [], "on": []}
+    sides = list(zip(("off", "on"), (without, with_metrics), inits, strict=True))
     for number in range(1, runs + 1):
-        pair = []
-        for name, target, init in zip(("off", "on"), (without, with_metrics), inits, strict=True):
+        results = {}
+        # Off first, then on first: whatever the first run of a pair leaves
+        # behind (the other server freeing memory) weighs on both sides alike.
+        for name, target, init in sides if number % 2 else sides[::-1]:
             result = throughput(target, init, workload)
             check_counts(kind, result.responses, workload)
             rates[name].append(result.points_per_second)
-            pair.append(result)
+            results[name] = result
+        pair = [results["off"], results["on"]]
         ratios.append(pair[1].points_per_second / pair[0].points_per_second)
         cpu_ratios.append(pair[0].cpu_per_point / pair[1].cpu_per_point)
         log(
