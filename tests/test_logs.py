@@ -14,6 +14,7 @@ from logcapture import capturing, parse_logfmt
 
 from aioudf import BlockingHandler, Handler, Point
 from aioudf.logs import (
+    MAX_FIELD,
     ContextFilter,
     JsonFormatter,
     LogfmtFormatter,
@@ -176,3 +177,14 @@ async def test_two_connections_keep_their_own_context(captured: Captured) -> Non
     # The agent names the connection when no server did (aioudf.testing: in-process).
     chatty = [r for r in captured.records if r.name.endswith("Chatty")]
     assert {getattr(r, "conn", "") for r in chatty} == {"in-process"}
+
+
+def test_a_huge_message_stays_under_kapacitors_line_limit() -> None:
+    # Kapacitor stops reading a process UDF's stderr after a line over 64 KiB.
+    message = "start " + "x" * 200_000 + " the end"
+    line = LogfmtFormatter().format(record_of(message))
+    assert len(line.encode()) < 64 * 1024
+    fields = parse_logfmt(line)
+    assert fields["msg"].startswith("start xxx")
+    assert fields["msg"].endswith("xxx the end")
+    assert f"[...{len(message) - MAX_FIELD} characters cut...]" in fields["msg"]

@@ -35,6 +35,7 @@ from collections.abc import Iterator
 
 __all__ = [
     "LOG_FORMATS",
+    "MAX_FIELD",
     "ConnectionContext",
     "ContextFilter",
     "JsonFormatter",
@@ -148,6 +149,22 @@ _LEVELS = {
 }
 
 
+# Kapacitor reads a process UDF's stderr with a line scanner that gives up on
+# a line over 64 KiB, and then stops reading stderr altogether (the UDF
+# blocks on its next write). So no field value goes over this many
+# characters: a longer one keeps its head and its tail (where a traceback
+# names the exception) around a note of what was cut.
+MAX_FIELD = 8192
+
+
+def _cap(text: str) -> str:
+    if len(text) <= MAX_FIELD:
+        return text
+    cut = len(text) - MAX_FIELD
+    head = MAX_FIELD // 4
+    return f"{text[:head]} [...{cut} characters cut...] {text[head + cut :]}"
+
+
 def _level(record: logging.LogRecord) -> str:
     return _LEVELS.get(record.levelno) or record.levelname.lower()
 
@@ -161,7 +178,10 @@ class _OneLineFormatter(logging.Formatter):
     """Base of the one-line formats: the fields of a record, in a fixed order."""
 
     def fields(self, record: logging.LogRecord) -> list[tuple[str, object]]:
-        """``ts lvl msg logger conn task node``, then ``extra=`` fields, then ``exc``."""
+        """``ts lvl msg logger conn task node``, then ``extra=`` fields, then ``exc``.
+
+        Text values longer than :data:`MAX_FIELD` characters are shortened.
+        """
         fields: list[tuple[str, object]] = [
             ("ts", _timestamp(record)),
             ("lvl", _level(record)),
@@ -179,7 +199,7 @@ class _OneLineFormatter(logging.Formatter):
             fields.append(("exc", self.formatException(record.exc_info).rstrip("\n")))
         if record.stack_info:
             fields.append(("stack", self.formatStack(record.stack_info).rstrip("\n")))
-        return fields
+        return [(key, _cap(value) if isinstance(value, str) else value) for key, value in fields]
 
 
 # A logfmt value needs quotes if it is empty or holds a space, a quote, an
