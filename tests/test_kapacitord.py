@@ -178,6 +178,23 @@ def test_handler_exception_fails_only_its_task(python_env: dict[str, str], short
         assert entry["exc"].endswith("ValueError: bad value at t=1000000000")
 
 
+def test_a_huge_log_message_does_not_silence_the_udf(
+    python_env: dict[str, str], short_tmp: Path
+) -> None:
+    # Kapacitor forwards nothing more of a process UDF's stderr after a line
+    # over 64 KiB (measured with 1.4.1): aioudf's log lines stay below it.
+    udf = process_udf(python_env, "-m", "aioudf", "run", "udf_handlers:LogsHugeMessage")
+    with Kapacitord(short_tmp / "k", {"huge": udf}) as k:
+        k.define_task(
+            "t", "stream\n    |from().measurement('cpu')\n    @huge()\n    |httpOut('out')\n"
+        )
+        k.write("cpu v=1 1")
+        k.wait_for(lambda: "after the huge message" in k.log(), "the line after the huge one")
+        entries = [parse_logfmt(line) for line in k.log().splitlines()]
+        (huge,) = [parse_logfmt(e["text"]) for e in entries if "huge: x" in e.get("text", "")]
+        assert "characters cut...]" in huge["msg"] and huge["task"] == "t"
+
+
 def test_init_error_names_the_option(python_env: dict[str, str], short_tmp: Path) -> None:
     udf = process_udf(python_env, str(EXAMPLES / "moving_avg.py"))
     with Kapacitord(short_tmp / "k", {"movingAverage": udf}) as k:
