@@ -188,3 +188,12 @@ def test_a_huge_message_stays_under_kapacitors_line_limit() -> None:
     assert fields["msg"].startswith("start xxx")
     assert fields["msg"].endswith("xxx the end")
     assert f"[...{len(message) - MAX_FIELD} characters cut...]" in fields["msg"]
+
+
+def test_a_handler_may_set_its_own_log() -> None:
+    class OwnLogger(Handler):
+        def __init__(self) -> None:
+            self.log = logging.getLogger("mine")
+
+    assert OwnLogger().log.name == "mine"
+    assert Chatty().log.name == f"{__name__}.Chatty"

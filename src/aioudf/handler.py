@@ -52,6 +52,19 @@ REQUEST_METHODS = (
 )
 
 
+class _ClassLogger:
+    """``self.log``: a logger named after the handler's class (``module.Class``).
+
+    Its records, like those of any logger used while a connection is served
+    (also from worker threads and tasks the handler starts), carry the
+    connection's ``task``, ``node`` and ``conn`` (see :mod:`aioudf.logs`).
+    A handler that sets ``self.log`` itself keeps its own.
+    """
+
+    def __get__(self, instance: object, owner: type) -> logging.Logger:
+        return logging.getLogger(f"{owner.__module__}.{owner.__qualname__}")
+
+
 class BaseHandler:
     """What :class:`Handler` and :class:`BlockingHandler` share.
 
@@ -106,17 +119,7 @@ class BaseHandler:
                 "it in a worker thread"
             )
 
-    @property
-    def log(self) -> logging.Logger:
-        """A logger named after the handler's class (``module.Class``).
-
-        Its records, like those of any logger used while a connection is
-        served (also from worker threads and tasks the handler starts),
-        carry the connection's ``task``, ``node`` and ``conn`` (see
-        :mod:`aioudf.logs`).
-        """
-        cls = type(self)
-        return logging.getLogger(f"{cls.__module__}.{cls.__qualname__}")
+    log = _ClassLogger()
 
     def emit(self, message: DataMessage) -> Awaitable[None]:
         """Send a Point, BeginBatch or EndBatch to Kapacitor.
