@@ -39,7 +39,9 @@ from aioudf.agent import Agent  # noqa: E402
 from aioudf.options import encode_options  # noqa: E402
 from aioudf.protocol import KapacitorConnection  # noqa: E402
 
-TARGETS = ("baseline", "mirror", "moving_avg")
+TARGETS = ("baseline", "mirror", "moving_avg", "mirror+metrics", "moving_avg+metrics")
+#: What runs when no target is named.
+DEFAULT_TARGETS = TARGETS[:3]
 #: Points in the two counted runs; the workload is always built for the larger.
 SMALL, LARGE = 2_000, 12_000
 _CHUNK = 256 * 1024
@@ -97,6 +99,12 @@ def run_once(target: str, points: int, loop: str) -> None:
     if target == "baseline":
         baseline_point_loop(data)
         return
+    metrics = None
+    if target.endswith("+metrics"):  # the same, recording Prometheus metrics
+        from aioudf.metrics import Metrics
+
+        target = target.removesuffix("+metrics")
+        metrics = Metrics()
     if target == "mirror":
         from mirror import Mirror as handler_class
     else:
@@ -109,7 +117,8 @@ def run_once(target: str, points: int, loop: str) -> None:
     agent_module._TIME_SLICE = _NATIVE_SLICE * _VALGRIND_SLOWDOWN
 
     async def serve() -> None:
-        agent = Agent(handler_class(), _MemoryReader(_init(target) + data), _NullWriter())
+        reader = _MemoryReader(_init(target) + data)
+        agent = Agent(handler_class(), reader, _NullWriter(), metrics=metrics)
         await agent.run()
 
     if loop == "uvloop":
@@ -157,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if shutil.which("valgrind") is None:
         parser.error("valgrind is not installed")
-    targets = args.targets or list(TARGETS)
+    targets = args.targets or list(DEFAULT_TARGETS)
     if "baseline" not in targets:
         targets.insert(0, "baseline")
     baseline = 0.0

@@ -58,7 +58,7 @@ from peers import Peer, peers_for  # noqa: E402
 from workload import Workload, batch_stream, point_stream  # noqa: E402
 
 LOOPS = ("asyncio", "uvloop")
-SUITE = ("mirror", "moving_avg", "outliers", "latency", "stall")
+SUITE = ("mirror", "moving_avg", "outliers", "latency", "stall", "metrics")
 CUSTOM = ("throughput", "latency", "stall")
 # The examples' options, the same for ours and for Kapacitor's agents (peers.py).
 AVERAGE_OPTIONS = {"field": ["usage_idle"], "size": ["10"]}
@@ -256,6 +256,68 @@ def run_throughput(
     )
 
 
+def run_metrics_cost(
+    title: str,
+    kind: str,
+    loop: str,
+    without: Target,
+    with_metrics: Target,
+    options: Mapping[str, Sequence[str]],
+    workload: Workload,
+    runs: int,
+) -> Row:
+    """Throughput with metrics on over throughput with them off, run by run, alternating.
+
+    Two servers of the same UDF, one with ``--metrics``: each pair of runs
+    is measured back to back (off first, then on first, in turn), so the
+    machine's drift cancels out; the figure is the median of the per-pair ratios.
+    """
+    inits = [init_request(options, query_info(target)) for target in (without, with_metrics)]
+    for target, init in zip((without, with_metrics), inits, strict=True):
+        throughput(target, init, warmup_for(workload))
+    ratios: list[float] = []
+    cpu_ratios: list[float] = []  # CPU time per point off / on: less moved by the load
+    rates: dict[str, list[float]] = {"off": [], "on": []}
+    sides = list(zip(("off", "on"), (without, with_metrics), inits, strict=True))
+    for number in range(1, runs + 1):
+        results = {}
+        # Off first, then on first: whatever the first run of a pair leaves
+        # behind (the other server freeing memory) weighs on both sides alike.
+        for name, target, init in sides if number % 2 else sides[::-1]:
+            result = throughput(target, init, workload)
+            check_counts(kind, result.responses, workload)
+            rates[name].append(result.points_per_second)
+            results[name] = result
+        pair = [results["off"], results["on"]]
+        ratios.append(pair[1].points_per_second / pair[0].points_per_second)
+        cpu_ratios.append(pair[0].cpu_per_point / pair[1].cpu_per_point)
+        log(
+            f"  {title} [{loop}] pair {number}/{runs}: off {kilo(pair[0].points_per_second)}, "
+            f"on {kilo(pair[1].points_per_second)} points/s: ratio {ratios[-1]:.3f} "
+            f"(CPU {cpu_ratios[-1]:.3f})"
+        )
+    ratio = statistics.median(ratios)
+    cpu_ratio = statistics.median(cpu_ratios)
+    cost = 1 - ratio
+    return Row(
+        case=title,
+        loop=loop,
+        result=f"off {kilo(statistics.median(rates['off']))}, "
+        f"on {kilo(statistics.median(rates['on']))} points/s",
+        ratio=f"on/off **{ratio:.3f}** (pairs {min(ratios):.2f} to {max(ratios):.2f}; "
+        f"CPU per point {cpu_ratio:.3f})",
+        target="cost ≤ 5%",
+        verdict="met" if cost <= 0.05 else f"missed: costs {cost:.1%}",
+        details={
+            "ratios": ratios,
+            "ratio": ratio,
+            "cpu_ratios": cpu_ratios,
+            "cpu_ratio": cpu_ratio,
+            "points_per_second": rates,
+        },
+    )
+
+
 def run_latency(
     title: str,
     loop: str,
@@ -426,6 +488,31 @@ def run_suite(settings: Settings, baselines: Baselines) -> list[Row]:
                         None,
                     )
                 )
+            if "metrics" in settings.cases:
+                # Socket servers both (a process UDF serves no metrics), one
+                # with --metrics: the same UDF, paired runs.
+                for name, options in (("mirror", mirror_options), ("moving_avg", average_options)):
+                    log(f"{name} with metrics off and on [{loop}]")
+                    off_path = os.path.join(directory, f"{name}-off-{loop}.sock")
+                    on_path = os.path.join(directory, f"{name}-on-{loop}.sock")
+                    off_argv = example(name, loop, "--socket", off_path)
+                    on_argv = example(name, loop, "--socket", on_path, "--metrics", "127.0.0.1:0")
+                    with (
+                        start_socket_server(off_argv, off_path, env) as off,
+                        start_socket_server(on_argv, on_path, env) as on,
+                    ):
+                        rows.append(
+                            run_metrics_cost(
+                                f"{name}, unix socket: metrics on vs off",
+                                name,
+                                loop,
+                                off,
+                                on,
+                                options,
+                                stream,
+                                settings.runs,
+                            )
+                        )
             if "stall" in settings.cases:
                 log(f"{settings.stall_points:,} points to a mirror that stopped reading [{loop}]")
                 # A server of its own: its peak RSS must be this case's alone.

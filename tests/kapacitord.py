@@ -62,7 +62,7 @@ def require_kapacitord() -> Path:
     return binary
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -129,7 +129,7 @@ class Kapacitord:
         self.workdir = workdir
         self.udfs = dict(udfs)
         self.snapshot_interval = snapshot_interval
-        self.port = _free_port()
+        self.port = free_port()
         self.log_path = workdir / "kapacitord.log"
         self.url = f"http://127.0.0.1:{self.port}/kapacitor/v1"
         self.process: subprocess.Popen[bytes] | None = None

@@ -48,6 +48,7 @@ from aioudf import (
 )
 from aioudf._pb import udf_pb2 as pb
 from aioudf.framing import FrameDecoder
+from aioudf.logs import ContextFilter
 from aioudf.testing import MemoryPipe
 
 INIT = request(init=pb.InitRequest())
@@ -62,12 +63,15 @@ class Logs(logging.Handler):
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
+        self.addFilter(ContextFilter())  # records carry conn, task and node
         self.lines: list[str] = []
+        self.records: list[logging.LogRecord] = []
         self._waiters: list[tuple[str, asyncio.Future[str], asyncio.AbstractEventLoop]] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         line = record.getMessage()
         self.lines.append(line)
+        self.records.append(record)
         for text, future, loop in self._waiters:
             if text in line:
                 loop.call_soon_threadsafe(_resolve, future, line)
@@ -631,7 +635,10 @@ async def test_unexpected_server_error_closes_that_connection(
             assert [r.error.error for r in responses] == [
                 "internal error in the UDF server: RuntimeError: a bug in the agent"
             ]
-        await logs.wait_for("[conn 1] failed unexpectedly")
+        await logs.wait_for("failed unexpectedly")
+        assert [
+            getattr(r, "conn", None) for r in logs.records if "unexpectedly" in r.getMessage()
+        ] == ["1"]
         await asyncio.wait_for(server._idle.wait(), 30)
         await broken.close()
         healthy = await Peer.unix(socket_path)
@@ -655,4 +662,6 @@ async def test_unexpected_error_in_the_dispatcher_names_itself(
     assert outcome.failure == (
         "internal error in the UDF agent: RuntimeError('a bug in the option parser')"
     )
-    assert "[hostile] internal error handling InitRequest" in logs.lines
+    (record,) = [r for r in logs.records if r.getMessage().startswith("internal error handling")]
+    assert record.getMessage() == "internal error handling InitRequest"
+    assert getattr(record, "conn", None) == "hostile"  # the agent's name

@@ -9,9 +9,12 @@ Expected numbers are computed here, independently of the UDF's code.
 
 from __future__ import annotations
 
+import re
 import statistics
 import sys
+import urllib.request
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -21,9 +24,12 @@ from kapacitord import (
     ProcessUDF,
     SocketServer,
     SocketUDF,
+    free_port,
     require_kapacitord,
     rows,
 )
+from logcapture import parse_logfmt
+from scrape import documented_metrics, names, parse, value
 
 pytestmark = pytest.mark.usefixtures("kapacitord_binary")
 
@@ -40,15 +46,15 @@ def process_udf(python_env: dict[str, str], *args: str, timeout: str = "10s") ->
 
 
 @pytest.fixture
-def serve(python_env: dict[str, str], short_tmp: Path) -> Iterator[Callable[[str], SocketServer]]:
-    """Start ``aioudf serve HANDLER`` on a socket in ``short_tmp``; stopped after the test."""
+def serve(python_env: dict[str, str], short_tmp: Path) -> Iterator[Callable[..., SocketServer]]:
+    """Start ``aioudf serve HANDLER [ARGS]`` on a socket in ``short_tmp``; stopped at the end."""
     servers: list[SocketServer] = []
 
-    def start(handler: str) -> SocketServer:
+    def start(handler: str, *args: str) -> SocketServer:
         path = short_tmp / f"udf{len(servers)}.sock"
         server = SocketServer(
             python_env,
-            [handler, "--socket", str(path)],
+            [handler, "--socket", str(path), *args],
             path,
             short_tmp / f"serve{len(servers)}.log",
         )
@@ -140,6 +146,33 @@ def test_handler_exception_fails_only_its_task(python_env: dict[str, str], short
         assert "ValueError: bad value at t=1000000000" in error
         assert rows(k.wait_output("good", "out", 1))[0]["ok"] == 1
         assert not k.task("good")["error"]
+        # The traceback is ONE entry of kapacitord's log (each stderr line of
+        # a process UDF is one), carrying the exception and the failing line.
+        udf_lines = [
+            e["text"] for e in map(parse_logfmt, k.log().splitlines()) if e.get("msg") == "UDF log"
+        ]
+        (entry,) = [parse_logfmt(text) for text in udf_lines if "Traceback" in text]
+        assert (entry["lvl"], entry["task"], entry["node"]) == ("error", "bad", "fails2")
+        assert entry["exc"].startswith("Traceback (most recent call last):\n")
+        assert '\n    raise ValueError(f"bad value at t={point.time}")\n' in entry["exc"]
+        assert entry["exc"].endswith("ValueError: bad value at t=1000000000")
+
+
+def test_a_huge_log_message_does_not_silence_the_udf(
+    python_env: dict[str, str], short_tmp: Path
+) -> None:
+    # Kapacitor forwards nothing more of a process UDF's stderr after a line
+    # over 64 KiB (measured with 1.4.1): aioudf's log lines stay below it.
+    udf = process_udf(python_env, "-m", "aioudf", "run", "udf_handlers:LogsHugeMessage")
+    with Kapacitord(short_tmp / "k", {"huge": udf}) as k:
+        k.define_task(
+            "t", "stream\n    |from().measurement('cpu')\n    @huge()\n    |httpOut('out')\n"
+        )
+        k.write("cpu v=1 1")
+        k.wait_for(lambda: "after the huge message" in k.log(), "the line after the huge one")
+        entries = [parse_logfmt(line) for line in k.log().splitlines()]
+        (huge,) = [parse_logfmt(e["text"]) for e in entries if "huge: x" in e.get("text", "")]
+        assert "characters cut...]" in huge["msg"] and huge["task"] == "t"
 
 
 def test_init_error_names_the_option(python_env: dict[str, str], short_tmp: Path) -> None:
@@ -195,3 +228,62 @@ def test_snapshot_restores_groups_after_task_restart(
             "the average after the restart",
         )
         assert out[0]["avg"] == pytest.approx(28 / 3)
+
+
+def processed(dot: str) -> dict[tuple[str, str], int]:
+    """Kapacitor's own count of the points that went along each edge of a task."""
+    return {
+        (source, target): int(count)
+        for source, target, count in re.findall(r'(\w+) -> (\w+) \[processed="(\d+)"\]', dot)
+    }
+
+
+def test_metrics_count_exactly_what_kapacitor_sent_and_received(
+    serve: Callable[..., SocketServer], short_tmp: Path
+) -> None:
+    port = free_port()
+    server = serve("udf_handlers:Fails", "--metrics", f"127.0.0.1:{port}")
+
+    def scrape() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+            text: str = answer.read().decode()
+            return text
+
+    # A 1 s UDF timeout: Kapacitor sends a keepalive every 0.5 s.
+    waiter = Kapacitord(short_tmp / "k", {"fails": SocketUDF(str(server.path), timeout="1s")})
+    waiter.wait_for(lambda: "serving Fails" in server.log(), "aioudf serve to listen")
+    with waiter as k:
+        script = "stream\n    |from().measurement('{m}')\n    @fails().in('point')\n"
+        script += "    |httpOut('out')\n"
+        sent = {"cpu": 700, "mem": 3}
+        for task in [*sent, "disk"]:
+            k.define_task(task, script.format(m=task))
+        k.write(f"{task} v={i} {i + 1}" for task, n in sent.items() for i in range(n))
+        k.write("disk boom=1 1")
+
+        def through(task: str, n: int) -> dict[tuple[str, str], int] | None:
+            edges = processed(k.task(task)["dot"])
+            return edges if edges.get(("fails2", "http_out3")) == n else None
+
+        for task, n in sent.items():
+            # Kapacitor's count of what the UDF node took and gave back.
+            edges = k.wait_for(partial(through, task, n), f"{n} points through {task}")
+            samples = parse(scrape())
+            labels = {"task": task, "node": "fails2"}
+            assert value(samples, "aioudf_points_received_total", **labels) == n
+            assert edges[("from1", "fails2")] == n
+            assert value(samples, "aioudf_points_emitted_total", **labels) == n
+        k.wait_for(lambda: "received error message" in k.log(), "the ErrorResponse")
+        samples = parse(scrape())
+        assert (
+            value(samples, "aioudf_errors_total", task="disk", node="fails2", kind="handler") == 1
+        )
+        assert value(samples, "aioudf_connections_open") == 2  # the failed one is closed
+        k.wait_for(
+            lambda: value(
+                parse(scrape()), "aioudf_keepalive_latency_seconds_count", task="cpu", node="fails2"
+            ),
+            "a keepalive answered",
+        )
+        # Every metric docs/observability.md names is in a real scrape.
+        assert documented_metrics() - names(scrape()) == set()

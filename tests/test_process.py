@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from logcapture import parse_logfmt
 from wire import decode_responses, kind, options, request
 
 from aioudf._pb import udf_pb2 as pb
@@ -78,17 +80,43 @@ def test_protocol_error_is_reported_and_exits_non_zero(python_env: dict[str, str
     assert b"UDF stopped: protocol error: stream ended inside a frame" in done.stderr
 
 
+FAILING_POINT = request(
+    init=pb.InitRequest(options=options(in_="point"), taskID="cpu_alert", nodeID="fails2")
+) + request(point=pb.Point(name="cpu", time=4, fieldsDouble={"boom": 1.0}))
+
+
 def test_handler_exception_is_reported_with_a_traceback(python_env: dict[str, str]) -> None:
-    stream = request(init=pb.InitRequest(options=options(in_="point"))) + request(
-        point=pb.Point(name="cpu", time=4, fieldsDouble={"boom": 1.0})
-    )
-    done = run_udf(python_env, ["run", "udf_handlers:Fails"], stream)
+    done = run_udf(python_env, ["run", "udf_handlers:Fails"], FAILING_POINT)
     assert done.returncode == 1
     (_init, error) = decode_responses(done.stdout)
     assert error.error.error == "Fails.point() failed handling Point: ValueError: bad value at t=4"
+    # One logfmt line per event: the traceback is a field of the error's line.
+    events = [parse_logfmt(line) for line in done.stderr.decode().splitlines()]
+    (failure,) = [event for event in events if "exc" in event]
+    assert failure["lvl"] == "error"
+    assert (failure["task"], failure["node"], failure["conn"]) == ("cpu_alert", "fails2", "stdio")
+    assert failure["exc"].startswith("Traceback (most recent call last)")
+    assert 'raise ValueError(f"bad value at t={point.time}")' in failure["exc"]
+    assert failure["exc"].endswith("ValueError: bad value at t=4")
+    assert events[-1]["msg"] == f"UDF stopped: {error.error.error}"
+    assert events[-1]["task"] == "cpu_alert"
+
+
+def test_json_log_format_is_one_object_per_line(python_env: dict[str, str]) -> None:
+    done = run_udf(python_env, ["run", "udf_handlers:Fails", "--log-format", "json"], FAILING_POINT)
+    assert done.returncode == 1
+    events = [json.loads(line) for line in done.stderr.decode().splitlines()]
+    (failure,) = [event for event in events if "exc" in event]
+    assert failure["lvl"] == "error" and failure["task"] == "cpu_alert"
+    assert "Fails.point() failed handling Point" in failure["msg"]
+    assert 'raise ValueError(f"bad value at t={point.time}")' in failure["exc"]
+
+
+def test_text_log_format_keeps_the_traceback_readable(python_env: dict[str, str]) -> None:
+    done = run_udf(python_env, ["run", "udf_handlers:Fails", "--log-format", "text"], FAILING_POINT)
     stderr = done.stderr.decode()
-    assert "Traceback (most recent call last)" in stderr
-    assert 'raise ValueError(f"bad value at t={point.time}")' in stderr
+    assert "ERROR aioudf [task=cpu_alert node=fails2 conn=stdio]:" in stderr
+    assert '\n    raise ValueError(f"bad value at t={point.time}")\n' in stderr
 
 
 def test_regular_files_work_as_stdin_and_stdout(python_env: dict[str, str], tmp_path: Path) -> None:

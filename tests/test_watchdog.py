@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from hostile import drive_agent
-from logcapture import capturing
+from logcapture import capturing, parse_logfmt
 from udf_handlers import Recorder, SleepsOnLoop
 from wire import Peer, decode_responses, kind, options, request
 
@@ -228,7 +228,7 @@ async def test_serve_warns_about_a_handler_sleeping_on_the_loop(
 
 
 def run_sleeper(env: dict[str, str], argv: list[str], seconds: float) -> str:
-    """A process UDF sleeping ``seconds`` on its loop for one point; return its stderr."""
+    """A process UDF sleeping ``seconds`` on its loop for one point; return its log events."""
     stdin = request(init=pb.InitRequest(options=options(seconds=seconds))) + request(
         point=pb.Point(name="cpu", time=5)
     )
@@ -239,7 +239,9 @@ def run_sleeper(env: dict[str, str], argv: list[str], seconds: float) -> str:
     assert done.returncode == 0, stderr
     # The warning went to stderr; the frames are intact.
     assert [kind(r) for r in decode_responses(done.stdout)] == ["init", "point"]
-    return stderr
+    # One logfmt line per event (a multi-line stack included): "lvl logger: msg".
+    events = [parse_logfmt(line) for line in stderr.splitlines()]
+    return "\n".join(f"{e['lvl']} {e['logger']}: {e['msg']}" for e in events)
 
 
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
@@ -258,7 +260,7 @@ def test_aioudf_run_warns_where_the_loop_is_blocked(python_env: dict[str, str], 
         ],
         seconds=1.0,
     )
-    assert "WARNING aioudf: event loop blocked for" in stderr
+    assert "warn aioudf: event loop blocked for" in stderr
     assert f"in {SLEEP_WHERE}: while it is blocked, keepalives go unanswered" in stderr
     assert "subclass aioudf.BlockingHandler" in stderr
     assert "event loop responsive again after being blocked for" in stderr

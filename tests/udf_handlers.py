@@ -217,3 +217,14 @@ class LoggedMovingAvg(_MovingAvg):
         state = await super().snapshot()
         print(f"snapshot taken: {len(state)} bytes", file=sys.stderr, flush=True)
         return state
+
+
+class LogsHugeMessage(Handler):
+    """Logs a 100,000-character message at Init, then a short one; passes points on."""
+
+    async def init(self, request: object) -> None:
+        self.log.warning("huge: %s", "x" * 100_000)
+        self.log.info("after the huge message")
+
+    async def point(self, point: Point) -> None:
+        await self.emit(point)

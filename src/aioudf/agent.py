@@ -57,6 +57,7 @@ from .config import (
 )
 from .errors import ConnectionFailed, InitError, ProtocolError, RestoreError
 from .handler import BaseHandler
+from .logs import current_connection, ensure_connection_context
 from .messages import (
     BeginBatch,
     DataMessage,
@@ -69,9 +70,13 @@ from .messages import (
     encode_data_frame,
     encode_error,
 )
+from .metrics import NO_METRICS
 from .options import bind_options, parse_options
 from .protocol import State, UDFConnection
 from .streams import ByteReader, ByteWriter
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
 
 __all__ = [
     "DEFAULT_MAX_BACKLOG",
@@ -118,6 +123,7 @@ _SLICE_CHECK = 16
 _THREAD_BATCH = 512
 
 _DATA_TYPES = (Point, BeginBatch, EndBatch)
+_METHODS = {Point: "point", BeginBatch: "begin_batch", EndBatch: "end_batch"}
 
 
 class _Ready(tuple[()]):
@@ -240,9 +246,16 @@ class Emitter:
         self._lock = threading.Lock()
         self._from_threads: list[bytes] = []
         self._from_threads_size = 0
+        # [metrics] Counted here, published by the writer (aioudf.metrics).
+        self.points_emitted = 0
+        self.batches_emitted = 0
 
     def emit(self, message: DataMessage) -> Awaitable[None]:
         frame = encode_data_frame(message)
+        if type(message) is Point:  # [metrics]
+            self.points_emitted += 1
+        elif type(message) is EndBatch:
+            self.batches_emitted += 1
         output = self._output
         if output.closed:
             raise ConnectionFailed("cannot emit: the connection to Kapacitor is closed")
@@ -435,6 +448,7 @@ class Agent:
         config: Config | None = None,
         name: str = "",
         connection: UDFConnection | None = None,
+        metrics: Metrics | None = None,
         **settings: Any,
     ) -> None:
         config = Config.of(config, **settings)
@@ -462,9 +476,17 @@ class Agent:
         self._flushed = False  # the writer emptied the output after it was closed
         self._emitter = Emitter(self._output, asyncio.get_running_loop())
         handler._aioudf_emitter = self._emitter
+        # [metrics] One object whose methods are called at the hook points.
+        self._metrics = (
+            metrics.connection(self._emitter, self._backlog, self._output)
+            if metrics is not None
+            else NO_METRICS
+        )
+        if (init := self._conn.init_request) is not None:  # taken over after its Init
+            self._metrics.bind(init.taskID, init.nodeID)
         # Data methods written as plain functions, run in worker threads.
         self._blocking_methods: dict[type, Callable[[Any], None]] = {}
-        for kind, method in zip(_DATA_TYPES, ("point", "begin_batch", "end_batch"), strict=True):
+        for kind, method in _METHODS.items():
             function = getattr(handler, method)
             if not inspect.iscoroutinefunction(function):
                 self._blocking_methods[kind] = function
@@ -486,6 +508,16 @@ class Agent:
 
     async def run(self) -> None:
         """Serve the connection until it ends; raise ConnectionFailed on error."""
+        # [logs] Records logged while serving carry the connection (aioudf.logs).
+        with ensure_connection_context(self.name) as context:
+            if (init := self._conn.init_request) is not None:  # taken over after its Init
+                context.task, context.node = init.taskID, init.nodeID
+            try:
+                await self._run()
+            finally:
+                self._metrics.close()  # [metrics]
+
+    async def _run(self) -> None:
         if self._conn.buffered:
             self._decode_buffered()  # taken over: the bytes the previous process had not handled
         try:
@@ -505,7 +537,7 @@ class Agent:
                     f"could not be written within {self._close_timeout:g} s of closing",
                     send=False,
                 )
-                logger.warning("[%s] %s", self.name, self._conn.failure)
+                logger.warning("%s", self._conn.failure)
         finally:
             self._ended.set()
             if not self._done:
@@ -516,7 +548,10 @@ class Agent:
 
     def _fail(self, reason: str, *, send: bool = True) -> None:
         """Record why the connection ends and queue the ErrorResponse."""
+        first = self._conn.failure is None
         frame = self._conn.fail(reason, send=send and not self._output.closed)
+        if first:
+            self._metrics.failed(reason)  # [metrics]
         if frame:
             self._output.put(frame)
 
@@ -636,9 +671,9 @@ class Agent:
         conn = self._conn
         while conn.in_batch:
             requests = conn.next_requests(_DECODE_RUN)
-            if conn._outbox:
-                self._output.put(conn.data_to_send())
+            self._send_answers()
             if requests:
+                self._metrics.received(requests)  # [metrics]
                 self._backlog.extend(requests)
                 self._requests_ready.set()
                 continue
@@ -661,8 +696,7 @@ class Agent:
             except Exception as exc:
                 error = exc.error if isinstance(exc, _HandlerFailed) else exc
                 logger.warning(
-                    "[%s] stays in this process: %s.snapshot() failed: %s: %s",
-                    self.name,
+                    "stays in this process: %s.snapshot() failed: %s: %s",
                     type(self.handler).__name__,
                     type(error).__name__,
                     error,
@@ -690,12 +724,12 @@ class Agent:
         conn = self._conn
         try:
             while requests := conn.next_requests(_DECODE_RUN):
+                self._metrics.received(requests)  # [metrics]
                 backlog.extend(requests)
         except ProtocolError as exc:
             backlog.append(_Failure(f"protocol error: {exc}"))
         finally:
-            if conn._outbox:
-                self._output.put(conn.data_to_send())
+            self._send_answers()
 
     # ---- reading ----------------------------------------------------------
 
@@ -727,8 +761,8 @@ class Agent:
                     while requests := next_requests(
                         max(1, min(_DECODE_RUN, max_backlog - len(backlog)))
                     ):
-                        if answers := conn.data_to_send():
-                            output.put(answers)
+                        self._send_answers()
+                        self._metrics.received(requests)  # [metrics]
                         backlog.extend(requests)
                         ready.set()
                         if len(backlog) >= max_backlog:
@@ -740,25 +774,31 @@ class Agent:
                             # Let the dispatcher take this run before the
                             # next is decoded (see _DECODE_RUN).
                             await asyncio.sleep(0)
-                    if answers := conn.data_to_send():
-                        output.put(answers)
+                    self._send_answers()
                     ready.set()
                     if output.size >= output.limit:
                         # Kapacitor is not reading: keepalive replies, which
                         # skip the backlog, would pile up without bound.
                         await output.wait_space()
             except ProtocolError as exc:
-                if answers := conn.data_to_send():  # keepalives before the fault
-                    output.put(answers)
+                self._send_answers()  # keepalives before the fault
                 backlog.append(_Failure(f"protocol error: {exc}"))
             except OSError as exc:
                 backlog.append(_Failure(f"connection lost while reading: {exc}", send=False))
             except Exception as exc:  # a bug of ours; still end this connection only
-                logger.exception("[%s] reader failed", self.name)
+                logger.exception("reader failed")
                 backlog.append(_Failure(f"internal error in the UDF agent: {exc!r}"))
             finally:
                 self._reader_stopped.set()
             ready.set()
+
+    def _send_answers(self) -> None:
+        """Queue the keepalive answers the connection made, ahead of any data."""
+        conn = self._conn
+        if answers := conn.data_to_send():
+            self._output.put(answers)
+            for sent in conn.answered_keepalives:  # [metrics]
+                self._metrics.keepalive(sent)
 
     # ---- dispatching -----------------------------------------------------
 
@@ -774,6 +814,8 @@ class Agent:
         clock = time.monotonic
         yield_at = clock() + _TIME_SLICE
         countdown = _SLICE_CHECK
+        metrics = self._metrics
+        timed = False  # [metrics] time the next point() call (metrics.sample() says when)
         while True:
             if not backlog:
                 self._requests_ready.clear()
@@ -783,6 +825,7 @@ class Agent:
             countdown -= 1
             if not countdown:
                 countdown = _SLICE_CHECK
+                timed = metrics.sample()
                 if clock() >= yield_at:
                     await asyncio.sleep(0)  # let other connections run (see _TIME_SLICE)
                     yield_at = clock() + _TIME_SLICE
@@ -791,7 +834,13 @@ class Agent:
                 self._backlog_space.set()
             if point is not None and type(message) is Point:
                 try:
-                    await point(message)
+                    if timed:  # [metrics]
+                        timed = False
+                        started = clock()
+                        await point(message)
+                        metrics.handled("point", clock() - started)
+                    else:
+                        await point(message)
                 except Exception as exc:
                     self._handler_failed(message, "point", exc)
                     return
@@ -811,9 +860,7 @@ class Agent:
                     self._fail(f"protocol error: {exc}")
                     return
                 except Exception as exc:  # a bug of ours; still end this connection only
-                    logger.exception(
-                        "[%s] internal error handling %s", self.name, type(message).__name__
-                    )
+                    logger.exception("internal error handling %s", type(message).__name__)
                     self._fail(f"internal error in the UDF agent: {exc!r}")
                     return
                 point = self._async_point  # a failed Init changes how points are handled
@@ -828,7 +875,7 @@ class Agent:
         if isinstance(marker, _Failure):
             # A failed connection is torn down without stop(): its output
             # would follow the ErrorResponse, which Kapacitor has acted on.
-            logger.log(marker.level, "[%s] %s", self.name, marker.reason)
+            logger.log(marker.level, "%s", marker.reason)
             self._fail(marker.reason, send=marker.send)
         else:
             await self._call_stop()
@@ -843,8 +890,7 @@ class Agent:
                 self._handler_failed(None, exc.method, exc.error)
         if scope.cancelled_caught:
             logger.warning(
-                "[%s] %s.stop() did not return within %.3g s and was cancelled",
-                self.name,
+                "%s.stop() did not return within %.3g s and was cancelled",
                 type(self.handler).__name__,
                 self._stop_timeout,
             )
@@ -858,7 +904,7 @@ class Agent:
             return
         what = f" handling {type(message).__name__}" if message is not None else ""
         reason = f"{handler}.{method}() failed{what}: {type(error).__name__}: {error}"
-        logger.error("[%s] %s", self.name, reason, exc_info=error)
+        logger.error("%s", reason, exc_info=error)
         self._fail(reason)
 
     async def _call(self, method: str, request: object, *args: Any) -> Any:
@@ -867,14 +913,18 @@ class Agent:
         ``request`` is the request being handled (named in error messages).
         """
         function = getattr(self.handler, method)
+        started = time.monotonic()
         try:
             if inspect.iscoroutinefunction(function):
                 return await function(*args)
             return await self._in_thread(function, *args)
         except (InitError, RestoreError):
+            self._metrics.refused(f"{method}_refused")  # [metrics]
             raise  # answered with success=false by the caller
         except Exception as exc:
             raise _HandlerFailed(request, method, exc) from exc
+        finally:
+            self._metrics.handled(method, time.monotonic() - started)  # [metrics]
 
     async def _in_thread(self, function: Callable[..., Any], *args: Any) -> Any:
         try:
@@ -888,10 +938,13 @@ class Agent:
             return self._blocking_data_call
 
         async def call(message: Any) -> None:
+            started = time.monotonic()
             try:
                 await function(message)
             except Exception as exc:
                 raise _HandlerFailed(message, method, exc) from exc
+            finally:
+                self._metrics.handled(method, time.monotonic() - started)  # [metrics]
 
         return call
 
@@ -904,7 +957,10 @@ class Agent:
             run.append(backlog.popleft())
         if self._reader_paused and len(backlog) <= self._max_backlog // 2:
             self._backlog_space.set()
+        started = time.monotonic()
         failed = await self._in_thread(self._process_run, run)
+        # [metrics] One observation per run: the mean time per request.
+        self._metrics.handled(_METHODS[type(first)], time.monotonic() - started, len(run))
         if failed is not None:
             index, method, error = failed
             raise _HandlerFailed(run[index], method, error)
@@ -931,9 +987,11 @@ class Agent:
             bind_options(handler, values)
             handler.task_id = request.taskID
             handler.node_id = request.nodeID
+            if (context := current_connection()) is not None:  # [logs]
+                context.task, context.node = request.taskID, request.nodeID
             await self._call("init", request, request)
         except InitError as exc:
-            logger.warning("[%s] Init refused: %s", self.name, exc)
+            logger.warning("Init refused: %s", exc)
             self._output.put(self._conn.send_init_result(str(exc)))
             self._refuse_data_after_failed_init()
         else:
@@ -960,7 +1018,7 @@ class Agent:
         try:
             await self._call("restore", request, request.snapshot)
         except RestoreError as exc:
-            logger.warning("[%s] Restore refused: %s", self.name, exc)
+            logger.warning("Restore refused: %s", exc)
             self._output.put(self._conn.send_restore_result(str(exc)))
         else:
             self._output.put(self._conn.send_restore_result())
@@ -977,6 +1035,7 @@ class Agent:
                     self._flushed = True
                     return  # closed and drained
                 data = output.take()
+                self._metrics.publish()  # [metrics]
                 writer.write(data)
                 await writer.drain()
                 output.written(len(data))

@@ -29,8 +29,9 @@ from .errors import AioudfError
 from .framing import DEFAULT_MAX_FRAME_SIZE
 from .handler import BaseHandler
 from .loader import load_handler
-from .logs import configure_logging
+from .logs import LOG_FORMATS, LOG_LEVELS, configure_logging
 from .loops import LOOP_CHOICES, exit_past_stuck_threads, run_async
+from .metrics import parse_address
 from .process import run_stdio
 from .server import DEFAULT_GRACE, DEFAULT_SOCKET_MODE, serve
 from .stdio import check_stdio
@@ -77,8 +78,15 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level",
         default="INFO",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        choices=LOG_LEVELS,
         help="log level on stderr (default: INFO)",
+    )
+    parser.add_argument(
+        "--log-format",
+        default="logfmt",
+        choices=LOG_FORMATS,
+        help="one line per event as logfmt (Kapacitor's own log format) or json, or "
+        "multi-line text for a terminal (default: logfmt)",
     )
     parser.add_argument(
         "--max-frame-size",
@@ -154,6 +162,21 @@ def _add_socket(parser: argparse.ArgumentParser, *, required: bool) -> None:
         help="time open connections get to end by themselves at shutdown, before the "
         "server ends them (default: %(default)s)",
     )
+    parser.add_argument(
+        "--metrics",
+        type=_address,
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (socket UDFs; "
+        "needs the aioudf[metrics] extra)",
+    )
+
+
+def _address(text: str) -> str:
+    try:
+        parse_address(text)
+    except AioudfError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _agent_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -170,7 +193,7 @@ def _execute(load: Callable[[], Callable[[], BaseHandler]], args: argparse.Names
 
     ``load()`` gives the handler factory; a supervisor never calls it.
     """
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, args.log_format)
     if getattr(args, "socket", None):
         # (Imported here: a process UDF starts without the supervisor's modules.)
         from .supervisor import WORKER_ENV, Supervisor, run_worker
@@ -210,11 +233,17 @@ def _execute(load: Callable[[], Callable[[], BaseHandler]], args: argparse.Names
             warn_blocked=args.warn_blocked,
             sock=activated_socket(args.socket),
             takeover=args.takeover,
+            metrics=args.metrics,
             **_agent_options(args),
         )
         run_async(coroutine, args.loop)
         exit_past_stuck_threads(0)
         return 0
+    if getattr(args, "metrics", None):
+        raise AioudfError(
+            "--metrics needs --socket: a process UDF serves no metrics (one process per "
+            "task; see docs/observability.md)"
+        )
     check_stdio()
     factory = load()
     status = run_async(

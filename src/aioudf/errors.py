@@ -21,6 +21,7 @@ Every message is one line naming the cause::
     │   └── NothingToTakeOver    no server answers on the control socket
     ├── StdioError               a process UDF's stdin or stdout is closed
     ├── MissingDependency        an optional dependency is not installed
+    │   └── MetricsUnavailable   metrics asked for without prometheus_client
     ├── LineProtocolError        invalid line protocol (also a ValueError)
     ├── RecordingError           a recording that cannot be read (also a ValueError)
     ├── ReplayError              ``aioudf replay`` cannot do what it was asked
@@ -53,6 +54,7 @@ __all__ = [
     "InitFailed",
     "KeepaliveTimeout",
     "LineProtocolError",
+    "MetricsUnavailable",
     "MissingDependency",
     "NothingToTakeOver",
     "OptionError",
@@ -148,6 +150,15 @@ class StdioError(AioudfError):
 
 class MissingDependency(AioudfError):
     """An optional dependency is not installed; the message says how to get it."""
+
+
+class MetricsUnavailable(MissingDependency):
+    """Metrics were asked for, but ``prometheus_client`` is not installed."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "metrics need the prometheus_client package: pip install 'aioudf[metrics]'"
+        )
 
 
 class LineProtocolError(AioudfError, ValueError):

@@ -18,6 +18,7 @@ than the handler produces, which is what keeps memory bounded.
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Awaitable, Iterable
 from typing import Any, ClassVar, Protocol
 
@@ -57,6 +58,19 @@ REQUEST_METHODS = (
     "end_batch",
     "stop",
 )
+
+
+class _ClassLogger:
+    """``self.log``: a logger named after the handler's class (``module.Class``).
+
+    Its records, like those of any logger used while a connection is served
+    (also from worker threads and tasks the handler starts), carry the
+    connection's ``task``, ``node`` and ``conn`` (see :mod:`aioudf.logs`).
+    A handler that sets ``self.log`` itself keeps its own.
+    """
+
+    def __get__(self, instance: object, owner: type) -> logging.Logger:
+        return logging.getLogger(f"{owner.__module__}.{owner.__qualname__}")
 
 
 class BaseHandler:
@@ -115,6 +129,8 @@ class BaseHandler:
                 "'async def', or subclass BlockingHandler (blocking = True) to run "
                 "it in a worker thread"
             )
+
+    log = _ClassLogger()
 
     def emit(self, message: DataMessage) -> Awaitable[None]:
         """Send a Point, BeginBatch or EndBatch to Kapacitor.

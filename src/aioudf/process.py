@@ -23,7 +23,7 @@ from .agent import Agent, create_handler, refuse
 from .config import Config
 from .errors import AioudfError, ConnectionFailed
 from .handler import BaseHandler
-from .logs import configure_logging
+from .logs import configure_logging, connection_context
 from .loops import exit_past_stuck_threads, run_async
 from .stdio import check_stdio, open_stdio, reserved_stdout
 from .watchdog import DEFAULT_WARN_BLOCKED, LoopWatchdog
@@ -47,7 +47,9 @@ async def run_stdio(
     settings, checked before stdin is read.
     """
     config = Config.of(warn_blocked=warn_blocked, **agent_options)
-    with reserved_stdout() as frames_fd, _watchdog(warn_blocked):
+    # Records about the connection, the last "UDF stopped" one included, carry
+    # conn=stdio and the task and node of Init.
+    with reserved_stdout() as frames_fd, _watchdog(warn_blocked), connection_context("stdio"):
         reader, writer = await open_stdio(frames_fd)
         try:
             handler = create_handler(handler_factory)
@@ -79,6 +81,7 @@ def run(
     *,
     loop: str = "auto",
     log_level: str | int = "INFO",
+    log_format: str = "logfmt",
     warn_blocked: float = DEFAULT_WARN_BLOCKED,
     **agent_options: Any,
 ) -> None:
@@ -86,15 +89,17 @@ def run(
 
     ``handler_factory`` is the Handler class (or any callable returning a
     handler). ``loop`` picks the event loop (``auto``, ``asyncio``,
-    ``uvloop``); ``warn_blocked`` is the number of seconds the event loop may
-    be blocked before a warning is logged (0 disables the check);
+    ``uvloop``); ``log_format`` is ``logfmt`` (one line per event, what
+    Kapacitor's log keeps whole), ``json`` or ``text``; ``warn_blocked``
+    is the number of seconds the event loop may be blocked before a warning
+    is logged (0 disables the check);
     ``agent_options`` are passed to :class:`~aioudf.lowlevel.Agent`
     (``max_frame_size``, ``max_backlog``, ``max_output``, ``stop_timeout``).
     What cannot start (a closed stdin or stdout, ``loop="uvloop"`` without
     uvloop) is one line on stderr and exit status 2.
     """
     Config.of(warn_blocked=warn_blocked, **agent_options)  # an error before any set-up
-    configure_logging(log_level)
+    configure_logging(log_level, log_format)
     try:
         check_stdio()
         status = run_async(

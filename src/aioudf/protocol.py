@@ -247,7 +247,9 @@ class UDFConnection:
         "_frames",
         "_init_error",
         "_outbox",
+        "_outbox_times",
         "_owed",
+        "answered_keepalives",
         "failure",
         "init_accepted",
         "init_request",
@@ -268,6 +270,11 @@ class UDFConnection:
         self._init_error: str | None = None  # the handler's reason for refusing Init
         self._error: ProtocolError | None = None  # Kapacitor's violation, raised again
         self._outbox: list[bytes] = []  # keepalive answers, for data_to_send()
+        self._outbox_times: list[int] = []
+        #: The ``time`` of each keepalive whose answer the last
+        #: :meth:`data_to_send` returned (Kapacitor's clock, ns): how late
+        #: the answers are, for metrics.
+        self.answered_keepalives: list[int] = []
         # Replies owed, by Response field: requests handed out, not yet answered.
         self._owed: dict[str, int] = dict.fromkeys(_REPLY_FIELD.values(), 0)
 
@@ -505,6 +512,7 @@ class UDFConnection:
         response = Response()
         response.keepalive.time = request.time
         self._outbox.append(encode_response(response))
+        self._outbox_times.append(request.time)
 
     def data_to_send(self) -> bytes:
         """The bytes the connection produced by itself (keepalive answers); then empty."""
@@ -512,6 +520,8 @@ class UDFConnection:
         if not outbox:
             return b""
         self._outbox = []
+        self.answered_keepalives = self._outbox_times
+        self._outbox_times = []
         return b"".join(outbox)
 
     def _reply(self, field: str, fill: Response) -> bytes:

@@ -61,6 +61,8 @@ from .handover import (
     take_connections,
     take_over,
 )
+from .logs import connection_context
+from .metrics import Metrics, MetricsEndpoint, parse_address
 from .protocol import UDFConnection
 from .watchdog import DEFAULT_WARN_BLOCKED, LoopWatchdog
 
@@ -173,6 +175,12 @@ class UnixServer:
     leaves the socket files to the new owner. Connections the new process
     refused stay and are served here until they end. No signal handler is
     installed for any of this.
+    ``metrics``
+        Prometheus metrics (needs the ``aioudf[metrics]`` extra): an address
+        ``"HOST:PORT"`` to serve them on at ``/metrics`` while the server
+        runs, or a :class:`~aioudf.metrics.Metrics` to record into (whose
+        registry the embedding service exposes itself). See
+        docs/observability.md.
     """
 
     def __init__(
@@ -184,6 +192,7 @@ class UnixServer:
         sock: socket.socket | None = None,
         handover: bool = True,
         observer: Observer | None = None,
+        metrics: str | Metrics | None = None,
         **settings: Any,
     ) -> None:
         self.config = Config.of(config, **settings)
@@ -221,6 +230,16 @@ class UnixServer:
         self._control = ControlSocket(self.path, self, self.handed_over)
         self._spare: tuple[socket.socket, socket.socket, tuple[int, int] | None] | None = None
 
+        #: The metrics recorded (None when off); settings checked here, before serving.
+        self.metrics: Metrics | None = None
+        self.metrics_endpoint: MetricsEndpoint | None = None
+        if isinstance(metrics, str):
+            host, port = parse_address(metrics)
+            self.metrics = Metrics()
+            self.metrics_endpoint = MetricsEndpoint(self.metrics, host, port)
+        elif metrics is not None:
+            self.metrics = metrics
+
     # ---- start ----------------------------------------------------------
 
     async def start(self, *, takeover: bool = False) -> None:
@@ -230,6 +249,8 @@ class UnixServer:
         ``takeover``, take the sockets and live connections over from the
         server running on the path, if one answers on its control socket.
         """
+        if self.metrics_endpoint is not None:
+            await self.metrics_endpoint.start()
         if takeover:
             try:
                 await take_over(self.path, self)
@@ -276,6 +297,8 @@ class UnixServer:
             )
         except BaseException:
             await self._close_supervisor()
+            if self.metrics_endpoint is not None:
+                await self.metrics_endpoint.close()
             raise
         self._listen_sock = sock
         if self._watchdog is not None:
@@ -335,42 +358,61 @@ class UnixServer:
         number: int,
         agent: Agent | None,
     ) -> None:
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.opened()
+        # Every record about this connection (the agent's, the handler's) carries conn=N.
+        with connection_context(str(number)):
+            try:
+                await self._run_agent(reader, writer, number, agent)
+            finally:
+                self._connections.pop(number, None)
+                self.active -= 1
+                if self.active == 0:
+                    self._idle.set()
+                if metrics is not None:
+                    metrics.closed()
+
+    async def _run_agent(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        number: int,
+        agent: Agent | None,
+    ) -> None:
         name = f"conn {number}"
-        logger.debug("[%s] connected", name)
+        logger.debug("connected")
         try:
             if agent is None:
                 try:
                     handler = create_handler(self.handler_factory)
                 except ConnectionFailed as exc:
-                    logger.error("[%s] %s", name, exc.reason, exc_info=exc.__cause__)
+                    logger.error("%s", exc.reason, exc_info=exc.__cause__)
                     await refuse(writer, exc.reason)
                     return
-                agent = Agent(handler, reader, writer, name=name, config=self.config)
+                agent = Agent(
+                    handler, reader, writer, name=name, config=self.config, metrics=self.metrics
+                )
             else:
                 agent.name = name
             self._connections[number] = (agent, reader, writer)
             if self._closing:
                 await agent.finish(SHUTDOWN_REASON)  # accepted as the server stopped
             await agent.run()
-            logger.debug("[%s] %s", name, "handed over" if agent.handed_over else "closed")
+            logger.debug("handed over" if agent.handed_over else "closed")
         except ConnectionFailed as exc:
             if exc.reason == SHUTDOWN_REASON:
-                logger.debug("[%s] ended: %s", name, exc.reason)
+                logger.debug("ended: %s", exc.reason)
             else:
-                logger.warning("[%s] ended with an error: %s", name, exc.reason)
+                logger.warning("ended with an error: %s", exc.reason)
         except Exception as exc:
             # Never let one connection take the server down, nor leave it
             # open: Kapacitor would wait on it, and its socket would leak.
-            logger.exception("[%s] failed unexpectedly", name)
+            logger.exception("failed unexpectedly")
             with contextlib.suppress(Exception):
                 await refuse(
                     writer, f"internal error in the UDF server: {type(exc).__name__}: {exc}"
                 )
-        finally:
-            self._connections.pop(number, None)
-            self.active -= 1
-            if self.active == 0:
-                self._idle.set()
 
     # ---- hand-over: giving ------------------------------------------------
 
@@ -506,7 +548,9 @@ class UnixServer:
         conn.receive_data(read_ahead)
         sock = socket.socket(fileno=message.fds.pop())
         reader, writer = await asyncio.open_unix_connection(sock=sock, limit=_READ_LIMIT)
-        agent = Agent(handler, reader, writer, connection=conn, config=self.config)
+        agent = Agent(
+            handler, reader, writer, connection=conn, config=self.config, metrics=self.metrics
+        )
         self._start_connection(reader, writer, agent)
         self.observer.connection_taken_over(task)
         logger.info("task %r taken over", task)
@@ -551,6 +595,8 @@ class UnixServer:
         if self._spare is not None:
             self._spare[0].close()
             self._spare[1].close()
+        if self.metrics_endpoint is not None:
+            await self.metrics_endpoint.close()
         logger.info("stopped serving on %s", self.path)
 
     async def wait_idle(self) -> None:
@@ -699,6 +745,7 @@ async def serve(
     takeover: bool = False,
     reload_command: Sequence[str] | None = None,
     observer: Observer | None = None,
+    metrics: str | Metrics | None = None,
     **settings: Any,
 ) -> None:
     """Serve a socket UDF until SIGINT or SIGTERM; for ``asyncio.run``.
@@ -710,6 +757,8 @@ async def serve(
     ``ready``, if given, is set once the socket accepts connections. ``sock``: a listening
     socket to serve instead of binding ``path`` (see :class:`UnixServer`).
     Under systemd with ``Type=notify``, readiness and stopping are notified.
+    ``metrics``: see :class:`UnixServer` (``"HOST:PORT"`` serves Prometheus
+    metrics there).
 
     The first signal stops accepting and gives open connections ``grace``
     seconds to finish; the socket file is removed and the call returns. A
@@ -728,7 +777,13 @@ async def serve(
     if config is None:
         settings.setdefault("warn_blocked", DEFAULT_WARN_BLOCKED)
     server = UnixServer(
-        handler_factory, path, config=config, sock=sock, observer=observer, **settings
+        handler_factory,
+        path,
+        config=config,
+        sock=sock,
+        observer=observer,
+        metrics=metrics,
+        **settings,
     )
     loop = asyncio.get_running_loop()
     takeover = takeover or os.environ.pop(TAKEOVER_ENV, "") == "1"
