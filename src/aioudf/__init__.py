@@ -38,6 +38,17 @@ from .protocol import RequestDecoder
 from .server import SocketPathError, UnixServer, serve
 from .watchdog import LoopWatchdog
 
+# isort: split
+# ---- toolkit (issue 12): state, windows, whole batches, columnar, start-up ----
+from .batches import BatchHandler, PointBatch
+from .columnar import MissingExtra
+from .startup import Startup, StartupError, startup
+from .state import Codec, GroupState, JsonCodec, per_group
+from .windows import CountWindow, TimeWindow
+
+# ---- end toolkit ----
+
+
 __all__ = [
     "Agent",
     "AioudfError",
@@ -70,3 +81,20 @@ __all__ = [
     "run",
     "serve",
 ]
+
+# ---- toolkit (issue 12) ----
+__all__ += [
+    "BatchHandler",
+    "Codec",
+    "CountWindow",
+    "GroupState",
+    "JsonCodec",
+    "MissingExtra",
+    "PointBatch",
+    "Startup",
+    "StartupError",
+    "TimeWindow",
+    "per_group",
+    "startup",
+]
+# ---- end toolkit ----

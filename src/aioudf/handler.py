@@ -32,9 +32,12 @@ from .messages import (
     Point,
 )
 from .options import Option, OptionValues, collect_options
+from .startup import install_startup
+from .state import Codec, restore_states, snapshot_states
 
 if TYPE_CHECKING:
     from .agent import Emitter
+    from .batches import PointBatch
 
 __all__ = ["BaseHandler", "BlockingHandler", "Handler"]
 
@@ -67,9 +70,15 @@ class BaseHandler:
     :class:`~aioudf.Option` attributes
         The TICKscript methods the UDF accepts; their values are readable as
         attributes once Init has been received.
+    :func:`~aioudf.per_group` declarations
+        Per-group state, written by the default ``snapshot`` and read back by
+        the default ``restore`` (see :mod:`aioudf.state`).
+    ``state_codec``
+        How that state becomes snapshot bytes (default: JSON).
 
     Every request method has a default: ``info`` describes the class,
-    ``init`` accepts, ``snapshot`` returns no state, ``restore`` accepts,
+    ``init`` accepts, ``snapshot`` and ``restore`` save and load the declared
+    per-group state (nothing when there is none),
     ``stop`` does nothing, and the data methods raise a clear error when the
     data does not fit the declared edge type.
     """
@@ -77,6 +86,8 @@ class BaseHandler:
     wants: ClassVar[EdgeType] = EdgeType.STREAM
     provides: ClassVar[EdgeType] = EdgeType.STREAM
     blocking: ClassVar[bool] = False
+    #: The codec of per-group state snapshots; None means JSON.
+    state_codec: ClassVar[Codec | None] = None
 
     #: The declared options by TICKscript name, gathered from the class.
     options: ClassVar[dict[str, Option[Any]]] = {}
@@ -104,6 +115,7 @@ class BaseHandler:
                 "'async def', or subclass BlockingHandler (blocking = True) to run "
                 "it in a worker thread"
             )
+        install_startup(cls, cls.blocking)
 
     def emit(self, message: DataMessage) -> Awaitable[None]:
         """Send a Point, BeginBatch or EndBatch to Kapacitor.
@@ -139,11 +151,18 @@ class Handler(BaseHandler):
         """
 
     async def snapshot(self) -> bytes:
-        """Return the handler's state, to be given back to :meth:`restore`."""
-        return b""
+        """Return the handler's state, to be given back to :meth:`restore`.
+
+        By default, the declared per-group state (``b""`` when there is none).
+        """
+        return snapshot_states(self)
 
     async def restore(self, snapshot: bytes) -> None:
-        """Restore state from a snapshot; raise :class:`~aioudf.RestoreError` to refuse."""
+        """Restore state from a snapshot; raise :class:`~aioudf.RestoreError` to refuse.
+
+        By default, the declared per-group state (see :mod:`aioudf.state`).
+        """
+        restore_states(self, snapshot)
 
     async def begin_batch(self, begin: BeginBatch) -> None:
         """A batch starts; its points follow, then :meth:`end_batch`."""
@@ -160,8 +179,17 @@ class Handler(BaseHandler):
     async def stop(self) -> None:
         """Kapacitor closed its side after a successful Init: emit what is held."""
 
-    async def emit_batch(self, begin: BeginBatch, points: Iterable[Point], end: EndBatch) -> None:
-        """Emit a whole batch: ``begin`` (a copy, ``size`` set), ``points``, ``end``."""
+    async def emit_batch(
+        self,
+        begin: BeginBatch | PointBatch,
+        points: Iterable[Point] = (),
+        end: EndBatch | None = None,
+    ) -> None:
+        """Emit a whole batch: ``begin`` (a copy, ``size`` set), ``points``, ``end``.
+
+        Or one :class:`~aioudf.PointBatch` (a window, a batch handler's
+        result): ``await self.emit_batch(batch)``.
+        """
         for message in batch_messages(begin, points, end):
             await self.emit(message)
 
@@ -185,10 +213,11 @@ class BlockingHandler(BaseHandler):
 
     def snapshot(self) -> bytes:
         """See :meth:`Handler.snapshot`."""
-        return b""
+        return snapshot_states(self)
 
     def restore(self, snapshot: bytes) -> None:
         """See :meth:`Handler.restore`."""
+        restore_states(self, snapshot)
 
     def begin_batch(self, begin: BeginBatch) -> None:
         """See :meth:`Handler.begin_batch`."""
@@ -205,14 +234,25 @@ class BlockingHandler(BaseHandler):
     def stop(self) -> None:
         """See :meth:`Handler.stop`."""
 
-    def emit_batch(self, begin: BeginBatch, points: Iterable[Point], end: EndBatch) -> None:
-        """Emit a whole batch, blocking while the output is full."""
+    def emit_batch(
+        self,
+        begin: BeginBatch | PointBatch,
+        points: Iterable[Point] = (),
+        end: EndBatch | None = None,
+    ) -> None:
+        """Emit a batch (see :meth:`Handler.emit_batch`), blocking while the output is full."""
         for message in batch_messages(begin, points, end):
             self.emit(message)
 
 
-def batch_messages(begin: BeginBatch, points: Iterable[Point], end: EndBatch) -> list[DataMessage]:
+def batch_messages(
+    begin: BeginBatch | PointBatch, points: Iterable[Point] = (), end: EndBatch | None = None
+) -> list[DataMessage]:
     """BeginBatch (a copy, with ``size`` set to the number of points), the points, EndBatch."""
+    if not isinstance(begin, BeginBatch):
+        return begin.messages()
+    if end is None:
+        raise TypeError("emit_batch(begin, points, end) needs the EndBatch")
     body = list(points)
     head = BeginBatch()
     head.CopyFrom(begin)
