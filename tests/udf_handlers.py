@@ -12,7 +12,17 @@ import time
 
 from moving_avg import MovingAvg as _MovingAvg
 
-from aioudf import BeginBatch, BlockingHandler, EdgeType, EndBatch, Handler, Option, Point
+from aioudf import (
+    BatchHandler,
+    BeginBatch,
+    BlockingHandler,
+    EdgeType,
+    EndBatch,
+    Handler,
+    Option,
+    Point,
+    PointBatch,
+)
 
 
 class Recorder(Handler):
@@ -217,3 +227,13 @@ class LoggedMovingAvg(_MovingAvg):
         state = await super().snapshot()
         print(f"snapshot taken: {len(state)} bytes", file=sys.stderr, flush=True)
         return state
+
+
+class WindowLog(BatchHandler):
+    """Writes one stderr line per batch received (group, tmax, point times); emits nothing."""
+
+    async def batch(self, batch: PointBatch) -> None:
+        times = ",".join(str(p.time) for p in batch.points)
+        tags = ",".join(f"{k}:{v}" for k, v in sorted(batch.tags.items()))
+        line = f"window name={batch.name} group={batch.group} tags={tags} tmax={batch.tmax}"
+        print(f"{line} times={times}", file=sys.stderr, flush=True)
