@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ def cpu(t: float, host: str = "a", value: float = 1.0) -> Point:
     )
 
 
-def feed(window: TimeWindow | CountWindow, seconds: list[float]) -> list[tuple[float, list[float]]]:
+def feed(window: TimeWindow | CountWindow, seconds: Sequence[float]) -> list[Any]:
     """(tmax, point times) of each window emitted, in seconds."""
     out = []
     for t in seconds:
