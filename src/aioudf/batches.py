@@ -117,7 +117,8 @@ class PointBatch:
         return [self.begin(), *self.points, self.end()]
 
     def stream_points(self) -> list[Point]:
-        """The points as a stream: each given the batch's name, group and dimensions."""
+        """The points as a stream: each given the batch's name, group and dimensions
+        (its group tags) where it has none."""
         dimensions = sorted(self.tags)
         for point in self.points:
             if not point.name:
@@ -125,8 +126,8 @@ class PointBatch:
             if not point.group:
                 point.group = self.group
                 point.byName = self.by_name
-                if not point.dimensions:
-                    point.dimensions.extend(dimensions)
+            if not point.dimensions:
+                point.dimensions.extend(dimensions)
         return self.points
 
     # ---- columnar ---------------------------------------------------------

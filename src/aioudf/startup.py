@@ -53,7 +53,7 @@ class StartupError(AioudfError):
 class Startup(Generic[T]):
     """A value loaded once per process, on a handler class; see :func:`startup`."""
 
-    def __init__(self, loader: Callable[[Any], T] | Callable[[Any], Awaitable[T]]) -> None:
+    def __init__(self, loader: Callable[[Any], Any]) -> None:
         self.loader = loader
         self.name = getattr(loader, "__name__", "startup")
         self.owner: type | None = None
@@ -68,7 +68,7 @@ class Startup(Generic[T]):
 
     @property
     def label(self) -> str:
-        owner = self.owner.__qualname__ if self.owner is not None else "?"
+        owner = self.owner.__name__ if self.owner is not None else "?"
         return f"{owner}.{self.name}"
 
     @overload
@@ -91,7 +91,9 @@ class Startup(Generic[T]):
         loop = asyncio.get_running_loop()
         if task is not None and task.get_loop() is loop and not task.done():
             return
-        self._task = loop.create_task(self._load(), name=f"aioudf start-up {self.label}")
+        task = self._task = loop.create_task(self._load(), name=f"aioudf start-up {self.label}")
+        # Retrieved here, so a load nobody waited for is not logged as lost.
+        task.add_done_callback(lambda done: done.cancelled() or done.exception())
 
     async def _load(self) -> None:
         loader: Callable[[Any], Any] = self.loader
@@ -105,11 +107,16 @@ class Startup(Generic[T]):
     async def wait(self) -> T:
         """The loaded value, waiting for (and starting) the load; StartupError if it failed."""
         if not self.loaded:
-            self.start()
-            assert self._task is not None
+            task = self._task
+            if task is None or task.get_loop() is not asyncio.get_running_loop():
+                self.start()  # no Init started it (in this event loop)
+                task = self._task
+            assert task is not None
             try:
                 # Shielded: one connection giving up does not cancel the others' load.
-                await asyncio.shield(self._task)
+                # A failed attempt stays failed for whoever waits on it; the
+                # next Init starts a new one.
+                await asyncio.shield(task)
             except Exception as exc:
                 raise StartupError(
                     f"{self.label} failed to load: {type(exc).__name__}: {exc}"
@@ -118,7 +125,11 @@ class Startup(Generic[T]):
         return value
 
 
-def startup(loader: Callable[[Any], T] | Callable[[Any], Awaitable[T]]) -> Startup[T]:
+@overload
+def startup(loader: Callable[[Any], Awaitable[T]]) -> Startup[T]: ...
+@overload
+def startup(loader: Callable[[Any], T]) -> Startup[T]: ...
+def startup(loader: Callable[[Any], Any]) -> Startup[Any]:
     """Declare a value loaded once per process before the handler's first data.
 
     Decorate a function of the handler class (``def model(cls)``, plain or
@@ -138,8 +149,6 @@ def declared_startups(cls: type) -> list[Startup[Any]]:
 
 
 async def _wait_all(startups: list[Startup[Any]]) -> None:
-    for item in startups:
-        item.start()
     for item in startups:
         await item.wait()
 
