@@ -42,6 +42,7 @@ from .watchdog import LoopWatchdog
 # ---- toolkit (issue 12): state, windows, whole batches, columnar, start-up ----
 from .batches import BatchHandler, PointBatch
 from .columnar import MissingExtra
+from .points import clear_fields, number_field
 from .startup import Startup, StartupError, startup
 from .state import Codec, GroupState, JsonCodec, per_group
 from .windows import CountWindow, TimeWindow
@@ -94,6 +95,8 @@ __all__ += [
     "Startup",
     "StartupError",
     "TimeWindow",
+    "clear_fields",
+    "number_field",
     "per_group",
     "startup",
 ]
