@@ -56,7 +56,7 @@ from machine import describe_machine, load_average  # noqa: E402
 from workload import Workload, batch_stream, point_stream  # noqa: E402
 
 LOOPS = ("asyncio", "uvloop")
-SUITE = ("mirror", "moving_avg", "outliers", "latency", "stall")
+SUITE = ("mirror", "moving_avg", "moving_avg_handrolled", "outliers", "latency", "stall")
 CUSTOM = ("throughput", "latency", "stall")
 
 
@@ -72,8 +72,13 @@ def udf_env() -> dict[str, str]:
 
 
 def example(name: str, loop: str, *extra: str) -> list[str]:
-    """The command line of one of the examples, on the chosen event loop."""
-    script = ROOT / "examples" / f"{name}.py"
+    """The command line of one of the examples, on the chosen event loop.
+
+    ``moving_avg_handrolled`` is the moving_avg written before the toolkit,
+    kept in benchmarks/ as the yardstick of the rewrite.
+    """
+    folder = "benchmarks" if name == "moving_avg_handrolled" else "examples"
+    script = ROOT / folder / f"{name}.py"
     return [sys.executable, str(script), "--loop", loop, "--log-level", "WARNING", *extra]
 
 
@@ -388,6 +393,22 @@ def run_suite(settings: Settings, baselines: Baselines) -> list[Row]:
                         settings.runs,
                         baselines,
                         0.6,
+                    )
+                )
+            if "moving_avg_handrolled" in settings.cases:
+                log(f"moving_avg written without the toolkit, as a process [{loop}]")
+                rows.append(
+                    run_throughput(
+                        "moving_avg without the toolkit (yardstick), process",
+                        "moving_avg",
+                        loop,
+                        CommandTarget(example("moving_avg_handrolled", loop), env),
+                        average_options,
+                        stream,
+                        "stream",
+                        settings.runs,
+                        baselines,
+                        None,
                     )
                 )
             if "outliers" in settings.cases:

