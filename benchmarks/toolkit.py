@@ -152,7 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     handler = Windows()
     for point in points[:1000]:
         handler.window[point.group].push(point)
-    measure("snapshot of 10 groups x 100 points (per point)", lambda: snapshot_states(handler), 1000)
+    measure(
+        "snapshot of 10 groups x 100 points (per point)", lambda: snapshot_states(handler), 1000
+    )
     saved = snapshot_states(handler)
     measure(
         "restore of 10 groups x 100 points (per point)",

@@ -281,9 +281,7 @@ def snapshot_states(handler: BaseHandler) -> bytes:
     codec = _codec(handler)
     states: dict[str, dict[str, Any]] = {}
     for name, declaration in declarations.items():
-        groups = {
-            group: codec.dump(state) for group, state in declaration.groups(handler).items()
-        }
+        groups = {group: codec.dump(state) for group, state in declaration.groups(handler).items()}
         states[name] = {"version": declaration.version, "groups": groups}
     try:
         return codec.encode({"format": FORMAT, "states": states})
