@@ -1,8 +1,8 @@
-"""Kapacitor's ``moving_avg`` example on aioudf, same options, same numbers to the last bit:
-``.field('usage_idle').size(10).as('avg')``, the running mean of each group's last values."""
+"""Kapacitor's ``moving_avg`` example on aioudf: same options, same numbers to the last bit.
+``.field('usage_idle').size(10).as('avg')``: the running mean of each group's last values."""
 
 import collections
-import statistics
+from statistics import fmean
 
 import aioudf
 from aioudf import Handler, InitError, Option, Point, clear_fields, number_field, per_group
@@ -10,25 +10,23 @@ from aioudf import Handler, InitError, Option, Point, clear_fields, number_field
 
 class Mean:  # the last `size` values of a group and their running average (snapshotted)
     def __init__(self, size: int) -> None:
-        self.values: collections.deque[float] = collections.deque(maxlen=size)
-        self.avg = 0.0
+        self.values, self.size, self.avg = collections.deque[float](maxlen=size), size, 0.0
 
     def add(self, value: float) -> float:
-        n = len(self.values)
-        if n == self.values.maxlen:  # full: slide, adjusting the average in place
-            self.avg += value / n - self.values[0] / n
+        values, n = self.values, len(self.values)
+        if n == self.size:  # full: slide, adjusting the average in place
+            self.avg += value / n - values[0] / n
         else:  # filling up: the cumulative average
             self.avg = (value + n * self.avg) / (n + 1)
-        self.values.append(value)
+        values.append(value)
         return self.avg
 
     def dump_state(self) -> list[float]:
         return [*self.values, self.avg]
 
     def load_state(self, state: list[float]) -> None:
-        *values, avg = state
-        self.values.extend(values)  # a smaller size keeps the last ones
-        self.avg = avg if len(values) == len(self.values) else statistics.fmean(self.values)
+        self.values.extend(state[:-1])  # a smaller size keeps the last ones
+        self.avg = state[-1] if len(state) - 1 == len(self.values) else fmean(self.values)
 
 
 class MovingAvg(Handler):
@@ -47,11 +45,15 @@ class MovingAvg(Handler):
             raise InitError(f"field and as must not be empty, size must be >= 1, got {self.size}")
 
     async def point(self, point: Point) -> None:
-        if (value := number_field(point, self.field)) is not None:  # else skipped
-            avg = self.means[point.group].add(value)
-            clear_fields(point)  # the point is reused: time, tags and group kept
-            point.fieldsDouble[self.as_] = avg
-            await self.emit(point)
+        value = point.fieldsDouble.get(self.field)
+        if value is None and (value := number_field(point, self.field)) is None:
+            return  # no numeric field: skipped
+        avg = self.means[point.group].add(value)
+        if point.fieldsInt or point.fieldsString or point.fieldsBool:
+            clear_fields(point)  # rare: telegraf's points carry only doubles
+        point.fieldsDouble.clear()  # the point is reused: time, tags and group kept
+        point.fieldsDouble[self.as_] = avg
+        await self.emit(point)
 
 
 if __name__ == "__main__":

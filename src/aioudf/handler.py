@@ -33,7 +33,7 @@ from .messages import (
 )
 from .options import Option, OptionValues, collect_options
 from .startup import install_startup
-from .state import Codec, restore_states, snapshot_states
+from .state import Codec, GroupState, declared_states, restore_states, snapshot_states
 
 if TYPE_CHECKING:
     from .agent import Emitter
@@ -100,8 +100,18 @@ class BaseHandler:
     task_id: str = ""
     node_id: str = ""
 
+    # The per-group state declarations, gathered from the class and its bases.
+    _aioudf_states: ClassVar[dict[str, GroupState[Any, Any]]] = {}
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        handler = super().__new__(cls)
+        for declaration in cls._aioudf_states.values():
+            declaration.attach(handler)  # before the subclass's __init__ runs
+        return handler
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        cls._aioudf_states = declared_states(cls)
         cls.wants = EdgeType(cls.wants)
         cls.provides = EdgeType(cls.provides)
         cls.options = collect_options(reversed(cls.__mro__))
