@@ -102,9 +102,9 @@ def run_once(target: str, points: int, loop: str) -> None:
     if target == "mirror":
         from mirror import Mirror as handler_class
     elif target == "moving_avg":
-        from moving_avg import MovingAvg as handler_class  # type: ignore[assignment]
+        from moving_avg import MovingAvg as handler_class
     else:  # the hand-rolled one the toolkit's rewrite replaced, as a yardstick
-        from moving_avg_handrolled import MovingAvg as handler_class  # type: ignore[assignment]
+        from moving_avg_handrolled import MovingAvg as handler_class
 
     # The dispatcher yields the loop every 2 ms of wall time; under callgrind
     # a point takes ~80 times longer, so it would yield ~80 times as often
