@@ -238,3 +238,15 @@ def test_outliers_on_kapacitords_windows(python_env: dict[str, str], short_tmp: 
         out = rows(k.wait_output("o", "out", 5))
         # Kapacitor's own server test: these 20 values, scale 1.5, give 5 outliers.
         assert sorted(row["value"] for row in out) == [5, 6, 85, 90, 100]
+
+
+# ---- moving_avg on per-group state ------------------------------------------------------
+
+
+async def test_moving_avg_restored_with_a_smaller_size_keeps_the_last_values() -> None:
+    kapacitor = Kapacitor(load_handler(f"{EXAMPLES / 'moving_avg'}.py:MovingAvg"))
+    points = [DataPoint("cpu", {"v": v}, time=t) for t, v in enumerate([1.0, 2.0, 4.0, 8.0])]
+    first = await kapacitor.run({"field": "v", "size": 4}, points=points, snapshot=True)
+    more = [DataPoint("cpu", {"v": 16.0}, time=9)]
+    second = await kapacitor.run({"field": "v", "size": 2}, points=more, restore=first.snapshot)
+    assert second.points[0].fields == {"avg": 12.0}  # (8 + 16) / 2: the window kept [8]

@@ -42,7 +42,7 @@ from .watchdog import LoopWatchdog
 # ---- toolkit (issue 12): state, windows, whole batches, columnar, start-up ----
 from .batches import BatchHandler, PointBatch
 from .columnar import MissingExtra
-from .points import clear_fields, number_field, set_only_field
+from .points import clear_fields, number_field
 from .startup import Startup, StartupError, startup
 from .state import Codec, GroupState, JsonCodec, per_group
 from .windows import CountWindow, TimeWindow
@@ -98,7 +98,6 @@ __all__ += [
     "clear_fields",
     "number_field",
     "per_group",
-    "set_only_field",
     "startup",
 ]
 # ---- end toolkit ----

@@ -47,7 +47,6 @@ __all__ = [
     "make_point",
     "number_field",
     "parse_time",
-    "set_only_field",
     "set_fields",
     "to_nanoseconds",
 ]
@@ -199,18 +198,6 @@ def clear_fields(point: Point) -> None:
         point.ClearField("fieldsString")
     if point.fieldsBool:
         point.ClearField("fieldsBool")
-
-
-def set_only_field(point: Point, name: str, value: float) -> None:
-    """Replace every field of a protobuf point by one float field ``name``."""
-    point.fieldsDouble.clear()  # see clear_fields()
-    if point.fieldsInt:
-        point.ClearField("fieldsInt")
-    if point.fieldsString:
-        point.ClearField("fieldsString")
-    if point.fieldsBool:
-        point.ClearField("fieldsBool")
-    point.fieldsDouble[name] = value
 
 
 def _field_kind(value: object) -> type | None:
