@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
+from kapacitord import Kapacitord, ProcessUDF, require_kapacitord, rows
 
 from aioudf import BlockingHandler, Handler, Point, StartupError, startup
 from aioudf.testing import DataPoint, Kapacitor, UDFError
@@ -122,3 +125,48 @@ def test_reading_it_before_it_is_loaded_says_so() -> None:
 
     with pytest.raises(StartupError, match=r"Early\.model is not loaded yet"):
         _ = Early().model
+
+
+# ---- in a real kapacitord --------------------------------------------------------
+
+
+def model_udf(python_env: dict[str, str], handler: str) -> ProcessUDF:
+    env = {"PYTHONPATH": python_env["PYTHONPATH"]}
+    args = ["-u", "-m", "aioudf", "run", f"udf_handlers:{handler}"]
+    return ProcessUDF(sys.executable, args, env=env, timeout="1s")
+
+
+SCRIPT = """stream
+    |from().measurement('cpu')
+    @model()
+    |window().period(10s).every(10s)
+    |httpOut('out')
+"""
+
+
+def test_a_slow_model_load_under_a_short_timeout(
+    python_env: dict[str, str], short_tmp: Path
+) -> None:
+    # The load takes 2 s; Kapacitor's UDF timeout is 1 s (a keepalive every 0.5 s).
+    require_kapacitord()
+    with Kapacitord(short_tmp / "k", {"model": model_udf(python_env, "SlowModel")}) as k:
+        k.define_task("m", SCRIPT)
+        k.write(f"cpu v={t} {t}" for t in range(3))
+        k.write("cpu v=0 10")  # closes the window
+        out = rows(k.wait_output("m", "out", 3))
+        assert [row["scaled"] for row in out] == [0.0, 2.0, 4.0]
+        assert not k.task("m")["error"]
+        assert "keepalive timedout" not in k.log()
+
+
+def test_a_failing_model_load_fails_the_task_naming_it(
+    python_env: dict[str, str], short_tmp: Path
+) -> None:
+    require_kapacitord()
+    with Kapacitord(short_tmp / "k", {"model": model_udf(python_env, "BrokenModel")}) as k:
+        k.define_task("m", SCRIPT)
+        k.write("cpu v=1 1")
+        k.wait_for(lambda: "received error message" in k.log(), "the ErrorResponse")
+        k.write("cpu v=2 2")  # Kapacitor fails the task when the node next takes a point
+        error = k.wait_task_error("m")
+        assert "BrokenModel.model failed to load: OSError: model file /models/cpu.onnx" in error

@@ -22,6 +22,7 @@ from aioudf import (
     Option,
     Point,
     PointBatch,
+    startup,
 )
 
 
@@ -237,3 +238,27 @@ class WindowLog(BatchHandler):
         tags = ",".join(f"{k}:{v}" for k, v in sorted(batch.tags.items()))
         line = f"window name={batch.name} group={batch.group} tags={tags} tmax={batch.tmax}"
         print(f"{line} times={times}", file=sys.stderr, flush=True)
+
+
+class SlowModel(Handler):
+    """A "model" that takes 2 s to load (a plain def: a worker thread); scales `v` by it."""
+
+    @startup
+    def model(cls) -> float:
+        time.sleep(2)  # stands in for reading a large model file
+        return 2.0
+
+    async def point(self, point: Point) -> None:
+        point.fieldsDouble["scaled"] = point.fieldsDouble["v"] * self.model
+        await self.emit(point)
+
+
+class BrokenModel(Handler):
+    """A model whose load fails."""
+
+    @startup
+    def model(cls) -> float:
+        raise OSError("model file /models/cpu.onnx not found")
+
+    async def point(self, point: Point) -> None:
+        await self.emit(point)
