@@ -58,7 +58,7 @@ from peers import Peer, peers_for  # noqa: E402
 from workload import Workload, batch_stream, point_stream  # noqa: E402
 
 LOOPS = ("asyncio", "uvloop")
-SUITE = ("mirror", "moving_avg", "outliers", "latency", "stall", "metrics")
+SUITE = ("mirror", "moving_avg", "moving_avg_handrolled", "outliers", "latency", "stall", "metrics")
 CUSTOM = ("throughput", "latency", "stall")
 # The examples' options, the same for ours and for Kapacitor's agents (peers.py).
 AVERAGE_OPTIONS = {"field": ["usage_idle"], "size": ["10"]}
@@ -77,8 +77,13 @@ def udf_env() -> dict[str, str]:
 
 
 def example(name: str, loop: str, *extra: str) -> list[str]:
-    """The command line of one of the examples, on the chosen event loop."""
-    script = ROOT / "examples" / f"{name}.py"
+    """The command line of one of the examples, on the chosen event loop.
+
+    ``moving_avg_handrolled`` is the moving_avg written before the toolkit,
+    kept in benchmarks/ as the yardstick of the rewrite.
+    """
+    folder = "benchmarks" if name == "moving_avg_handrolled" else "examples"
+    script = ROOT / folder / f"{name}.py"
     return [sys.executable, str(script), "--loop", loop, "--log-level", "WARNING", *extra]
 
 
@@ -470,6 +475,22 @@ def run_suite(settings: Settings, baselines: Baselines) -> list[Row]:
                         settings.runs,
                         baselines,
                         0.6,
+                    )
+                )
+            if "moving_avg_handrolled" in settings.cases:
+                log(f"moving_avg written without the toolkit, as a process [{loop}]")
+                rows.append(
+                    run_throughput(
+                        "moving_avg without the toolkit (yardstick), process",
+                        "moving_avg",
+                        loop,
+                        CommandTarget(example("moving_avg_handrolled", loop), env),
+                        average_options,
+                        stream,
+                        "stream",
+                        settings.runs,
+                        baselines,
+                        None,
                     )
                 )
             if "outliers" in settings.cases:

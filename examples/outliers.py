@@ -11,7 +11,8 @@ The aioudf version of Kapacitor's ``outliers`` example, same options::
             .field('value')
             .scale(1.5)
 
-For every batch in, one batch out with the same name, group and tags, holding
+A whole-batch handler (:class:`aioudf.BatchHandler`): for every batch in, one
+batch out with the same name, group, tags and end time, holding
 only the points whose ``field`` lies outside the Tukey fences
 ``[Q1 - scale*IQR, Q3 + scale*IQR]`` (lower outliers first, then upper, each
 in ascending order), and ``size`` set to their number. ``scale`` must be at
@@ -39,7 +40,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import aioudf
-from aioudf import BeginBatch, EdgeType, EndBatch, Handler, InitError, Option, Point
+from aioudf import BatchHandler, InitError, Option, Point, PointBatch, number_field
 
 
 def _median(values: Sequence[float]) -> tuple[int, int, float]:
@@ -76,18 +77,11 @@ def find_outliers(entries: list[tuple[float, Point]], scale: float) -> list[Poin
     return low + high
 
 
-class Outliers(Handler):
+class Outliers(BatchHandler):
     """Keeps the points of each batch that lie outside its Tukey fences."""
-
-    wants = EdgeType.BATCH
-    provides = EdgeType.BATCH
 
     field = Option(str, help="the field to test")
     scale = Option(float, default=1.5, help="IQR multiplier of the fences, >= 1.0")
-
-    def __init__(self) -> None:
-        self.begin: BeginBatch | None = None
-        self.entries: list[tuple[float, Point]] = []
 
     async def init(self, request: object) -> None:
         problems = []
@@ -98,26 +92,11 @@ class Outliers(Handler):
         if problems:
             raise InitError("; ".join(problems))
 
-    async def begin_batch(self, begin: BeginBatch) -> None:
-        self.begin = begin
-        self.entries = []
-
-    async def point(self, point: Point) -> None:
-        value = point.fieldsDouble.get(self.field)
-        if value is None:
-            integer = point.fieldsInt.get(self.field)
-            if integer is None:
-                return  # not part of the data set
-            value = float(integer)
-        self.entries.append((value, point))
-
-    async def end_batch(self, end: EndBatch) -> None:
-        begin = self.begin or BeginBatch(name=end.name, group=end.group, byName=end.byName)
-        if self.begin is None:
-            begin.tags.update(end.tags)
-        await self.emit_batch(begin, find_outliers(self.entries, self.scale), end)
-        self.begin = None
-        self.entries = []
+    async def batch(self, batch: PointBatch) -> PointBatch:
+        # Points without a numeric field are not part of the data set.
+        entries = [(v, p) for p in batch if (v := number_field(p, self.field)) is not None]
+        # Same name, group, tags and tmax as the batch in; size set on the way out.
+        return batch.with_points(find_outliers(entries, self.scale))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,18 @@ import time
 
 from moving_avg import MovingAvg as _MovingAvg
 
-from aioudf import BeginBatch, BlockingHandler, EdgeType, EndBatch, Handler, Option, Point
+from aioudf import (
+    BatchHandler,
+    BeginBatch,
+    BlockingHandler,
+    EdgeType,
+    EndBatch,
+    Handler,
+    Option,
+    Point,
+    PointBatch,
+    startup,
+)
 
 
 class Recorder(Handler):
@@ -225,6 +236,37 @@ class LogsHugeMessage(Handler):
     async def init(self, request: object) -> None:
         self.log.warning("huge: %s", "x" * 100_000)
         self.log.info("after the huge message")
+
+
+class WindowLog(BatchHandler):
+    """Writes one stderr line per batch received (group, tmax, point times); emits nothing."""
+
+    async def batch(self, batch: PointBatch) -> None:
+        times = ",".join(str(p.time) for p in batch.points)
+        tags = ",".join(f"{k}:{v}" for k, v in sorted(batch.tags.items()))
+        line = f"window name={batch.name} group={batch.group} tags={tags} tmax={batch.tmax}"
+        print(f"{line} times={times}", file=sys.stderr, flush=True)
+
+
+class SlowModel(Handler):
+    """A "model" that takes 2 s to load (a plain def: a worker thread); scales `v` by it."""
+
+    @startup
+    def model(cls) -> float:
+        time.sleep(2)  # stands in for reading a large model file
+        return 2.0
+
+    async def point(self, point: Point) -> None:
+        point.fieldsDouble["scaled"] = point.fieldsDouble["v"] * self.model
+        await self.emit(point)
+
+
+class BrokenModel(Handler):
+    """A model whose load fails."""
+
+    @startup
+    def model(cls) -> float:
+        raise OSError("model file /models/cpu.onnx not found")
 
     async def point(self, point: Point) -> None:
         await self.emit(point)

@@ -31,6 +31,10 @@ that aioudf raises derives from ``AioudfError``: ``ProtocolError``,
 ``FrameError``, ``FrameTooLarge``, ``OptionError``, ``ConnectionFailed``,
 ``ConfigError`` (an unknown or invalid setting), ``SocketPathError``...
 
+The authoring toolkit (docs/authoring.md) is here too: ``BatchHandler``,
+``PointBatch``, ``per_group``, ``GroupState``, ``Codec``, ``JsonCodec``,
+``TimeWindow``, ``CountWindow``, ``startup``, ``number_field``, ``clear_fields``.
+
 Elsewhere: :mod:`aioudf.testing` drives a UDF as Kapacitor would (and gives
 pytest a ``kapacitor`` fixture); :mod:`aioudf.lowlevel` holds the framing,
 the sans-I/O protocol and the asyncio :class:`~aioudf.lowlevel.Agent`.
@@ -70,6 +74,24 @@ from .options import Option
 from .points import make_point
 from .process import run
 from .server import UnixServer, serve
+
+# isort: split
+# The authoring toolkit (docs/authoring.md): also importable from here and
+# left out of __all__, like the message types, so help(aioudf) stays short.
+from .batches import BatchHandler as BatchHandler
+from .batches import PointBatch as PointBatch
+from .errors import MissingExtra as MissingExtra
+from .errors import StartupError as StartupError
+from .points import clear_fields as clear_fields
+from .points import number_field as number_field
+from .startup import Startup as Startup
+from .startup import startup as startup
+from .state import Codec as Codec
+from .state import GroupState as GroupState
+from .state import JsonCodec as JsonCodec
+from .state import per_group as per_group
+from .windows import CountWindow as CountWindow
+from .windows import TimeWindow as TimeWindow
 
 __all__ = [
     "BlockingHandler",

@@ -21,7 +21,9 @@ Every message is one line naming the cause::
     │   └── NothingToTakeOver    no server answers on the control socket
     ├── StdioError               a process UDF's stdin or stdout is closed
     ├── MissingDependency        an optional dependency is not installed
+    │   ├── MissingExtra         numpy or pandas (the aioudf[numpy]/[pandas] extras) missing
     │   └── MetricsUnavailable   metrics asked for without prometheus_client
+    ├── StartupError             a @startup loader failed
     ├── LineProtocolError        invalid line protocol (also a ValueError)
     ├── RecordingError           a recording that cannot be read (also a ValueError)
     ├── ReplayError              ``aioudf replay`` cannot do what it was asked
@@ -56,6 +58,7 @@ __all__ = [
     "LineProtocolError",
     "MetricsUnavailable",
     "MissingDependency",
+    "MissingExtra",
     "NothingToTakeOver",
     "OptionError",
     "ProtocolError",
@@ -64,6 +67,7 @@ __all__ = [
     "RestoreError",
     "RestoreFailed",
     "SocketPathError",
+    "StartupError",
     "StateError",
     "StdioError",
     "UDFError",
@@ -150,6 +154,14 @@ class StdioError(AioudfError):
 
 class MissingDependency(AioudfError):
     """An optional dependency is not installed; the message says how to get it."""
+
+
+class MissingExtra(MissingDependency, ImportError):
+    """An optional extra (``aioudf[numpy]``, ``aioudf[pandas]``) is not installed."""
+
+
+class StartupError(AioudfError):
+    """A start-up loader (``@startup``) failed; the message names it and its error."""
 
 
 class MetricsUnavailable(MissingDependency):

@@ -20,7 +20,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Awaitable, Iterable
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from .errors import ProtocolError
 from .messages import (
@@ -33,8 +33,13 @@ from .messages import (
     Point,
 )
 from .options import Option, OptionValues, collect_options
+from .startup import install_startup
+from .state import Codec, GroupState, declared_states, restore_states, snapshot_states
 
 __all__ = ["BaseHandler", "BlockingHandler", "EmitSink", "Handler"]
+
+if TYPE_CHECKING:
+    from .batches import PointBatch
 
 
 class EmitSink(Protocol):
@@ -92,9 +97,15 @@ class BaseHandler:
     :class:`~aioudf.Option` attributes
         The TICKscript methods the UDF accepts; their values are readable as
         attributes once Init has been received.
+    :func:`~aioudf.per_group` declarations
+        Per-group state, written by the default ``snapshot`` and read back by
+        the default ``restore`` (see :mod:`aioudf.state`).
+    ``state_codec``
+        How that state becomes snapshot bytes (default: JSON).
 
     Every request method has a default: ``info`` describes the class,
-    ``init`` accepts, ``snapshot`` returns no state, ``restore`` accepts,
+    ``init`` accepts, ``snapshot`` and ``restore`` save and load the declared
+    per-group state (nothing when there is none),
     ``stop`` does nothing, and the data methods raise a clear error when the
     data does not fit the declared edge type.
     """
@@ -102,6 +113,8 @@ class BaseHandler:
     wants: ClassVar[EdgeType] = EdgeType.STREAM
     provides: ClassVar[EdgeType] = EdgeType.STREAM
     blocking: ClassVar[bool] = False
+    #: The codec of per-group state snapshots; None means JSON.
+    state_codec: ClassVar[Codec | None] = None
 
     #: The declared options by TICKscript name, gathered from the class.
     options: ClassVar[dict[str, Option[Any]]] = {}
@@ -114,8 +127,18 @@ class BaseHandler:
     task_id: str = ""
     node_id: str = ""
 
+    # The per-group state declarations, gathered from the class and its bases.
+    _aioudf_states: ClassVar[dict[str, GroupState[Any, Any]]] = {}
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        handler = super().__new__(cls)
+        for declaration in cls._aioudf_states.values():
+            declaration.attach(handler)  # before the subclass's __init__ runs
+        return handler
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        cls._aioudf_states = declared_states(cls)
         cls.wants = EdgeType(cls.wants)
         cls.provides = EdgeType(cls.provides)
         cls.options = collect_options(reversed(cls.__mro__))
@@ -129,6 +152,7 @@ class BaseHandler:
                 "'async def', or subclass BlockingHandler (blocking = True) to run "
                 "it in a worker thread"
             )
+        install_startup(cls, cls.blocking)
 
     log = _ClassLogger()
 
@@ -172,11 +196,18 @@ class Handler(BaseHandler):
         """
 
     async def snapshot(self) -> bytes:
-        """Return the handler's state, to be given back to :meth:`restore`."""
-        return b""
+        """Return the handler's state, to be given back to :meth:`restore`.
+
+        By default, the declared per-group state (``b""`` when there is none).
+        """
+        return snapshot_states(self)
 
     async def restore(self, snapshot: bytes) -> None:
-        """Restore state from a snapshot; raise :class:`~aioudf.RestoreError` to refuse."""
+        """Restore state from a snapshot; raise :class:`~aioudf.RestoreError` to refuse.
+
+        By default, the declared per-group state (see :mod:`aioudf.state`).
+        """
+        restore_states(self, snapshot)
 
     async def begin_batch(self, begin: BeginBatch) -> None:
         """A batch starts; its points follow, then :meth:`end_batch`."""
@@ -193,8 +224,17 @@ class Handler(BaseHandler):
     async def stop(self) -> None:
         """Kapacitor closed its side after a successful Init: emit what is held."""
 
-    async def emit_batch(self, begin: BeginBatch, points: Iterable[Point], end: EndBatch) -> None:
-        """Emit a whole batch: ``begin`` (a copy, ``size`` set), ``points``, ``end``."""
+    async def emit_batch(
+        self,
+        begin: BeginBatch | PointBatch,
+        points: Iterable[Point] = (),
+        end: EndBatch | None = None,
+    ) -> None:
+        """Emit a whole batch: ``begin`` (a copy, ``size`` set), ``points``, ``end``.
+
+        Or one :class:`~aioudf.PointBatch` (a window, a batch handler's
+        result): ``await self.emit_batch(batch)``.
+        """
         for message in batch_messages(begin, points, end):
             await self.emit(message)
 
@@ -218,10 +258,11 @@ class BlockingHandler(BaseHandler):
 
     def snapshot(self) -> bytes:
         """See :meth:`Handler.snapshot`."""
-        return b""
+        return snapshot_states(self)
 
     def restore(self, snapshot: bytes) -> None:
         """See :meth:`Handler.restore`."""
+        restore_states(self, snapshot)
 
     def begin_batch(self, begin: BeginBatch) -> None:
         """See :meth:`Handler.begin_batch`."""
@@ -238,14 +279,25 @@ class BlockingHandler(BaseHandler):
     def stop(self) -> None:
         """See :meth:`Handler.stop`."""
 
-    def emit_batch(self, begin: BeginBatch, points: Iterable[Point], end: EndBatch) -> None:
-        """Emit a whole batch, blocking while the output is full."""
+    def emit_batch(
+        self,
+        begin: BeginBatch | PointBatch,
+        points: Iterable[Point] = (),
+        end: EndBatch | None = None,
+    ) -> None:
+        """Emit a batch (see :meth:`Handler.emit_batch`), blocking while the output is full."""
         for message in batch_messages(begin, points, end):
             self.emit(message)
 
 
-def batch_messages(begin: BeginBatch, points: Iterable[Point], end: EndBatch) -> list[DataMessage]:
+def batch_messages(
+    begin: BeginBatch | PointBatch, points: Iterable[Point] = (), end: EndBatch | None = None
+) -> list[DataMessage]:
     """BeginBatch (a copy, with ``size`` set to the number of points), the points, EndBatch."""
+    if not isinstance(begin, BeginBatch):
+        return begin.messages()
+    if end is None:
+        raise TypeError("emit_batch(begin, points, end) needs the EndBatch")
     body = list(points)
     head = BeginBatch()
     head.CopyFrom(begin)

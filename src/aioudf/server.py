@@ -142,45 +142,29 @@ async def prepare_socket_path(path: str) -> None:
 class UnixServer:
     """Serve a handler class on a unix socket, one agent per connection.
 
-    ``handler_factory``
-        the Handler class, or any callable returning a new handler.
-    ``path``
-        the socket file. See :func:`prepare_socket_path` for what happens
-        when it exists.
-    ``config`` and ``settings``
-        the server's and its agents' settings: a :class:`~aioudf.config.Config`
-        with any of its settings changed by keyword (``mode``, ``grace``,
-        ``backlog``, ``warn_blocked``, ``max_frame_size``, ``max_backlog``,
-        ``max_output``, ``stop_timeout``...), checked here: an unknown or
-        invalid one raises :class:`~aioudf.ConfigError` naming it.
-        ``warn_blocked`` is off by default here, since an embedding service
-        owns the loop; :func:`serve` turns it on.
-    ``sock``
-        an already listening unix socket to serve instead of binding
-        ``path``: one passed by systemd (:func:`~aioudf.activation.activated_socket`)
-        or a supervisor. Its file belongs to whoever made it: the server
-        leaves it in place at shutdown.
-    ``handover``
-        serve the control socket ``PATH.ctl`` (mode 0600), through which
-        another process of the same user takes everything over (see
-        :mod:`aioudf.handover`). On by default; a path too long for the
-        control socket turns it off, with a warning.
-    ``observer``
-        a :class:`~aioudf.handover.Observer` told of every hand-over.
+    ``handler_factory``: the Handler class, or any callable returning a new
+    handler. ``path``: the socket file (see :func:`prepare_socket_path` for
+    what happens when it exists). ``config`` and ``settings``: a
+    :class:`~aioudf.config.Config` with any setting changed by keyword
+    (``mode``, ``grace``, ``backlog``, ``warn_blocked``, ``max_frame_size``,
+    ``max_backlog``, ``max_output``, ``stop_timeout``...), checked here: an
+    unknown or invalid one raises :class:`~aioudf.ConfigError` naming it
+    (``warn_blocked`` is off here, since an embedding service owns the loop).
+    ``sock``: a listening socket to serve instead of binding ``path`` (from
+    systemd or a supervisor; its file is left in place at shutdown).
+    ``metrics``: ``"HOST:PORT"`` to serve Prometheus metrics at ``/metrics``,
+    or a :class:`~aioudf.metrics.Metrics` to record into (the
+    ``aioudf[metrics]`` extra; docs/observability.md).
 
-    Hand-over, embedded: ``await server.start(takeover=True)`` takes the
-    listening socket and the live connections from the server running on
-    ``path`` (or starts afresh if there is none). The server that gave
-    everything away sets :attr:`handed_over`; its :meth:`shutdown` then
-    leaves the socket files to the new owner. Connections the new process
-    refused stay and are served here until they end. No signal handler is
-    installed for any of this.
-    ``metrics``
-        Prometheus metrics (needs the ``aioudf[metrics]`` extra): an address
-        ``"HOST:PORT"`` to serve them on at ``/metrics`` while the server
-        runs, or a :class:`~aioudf.metrics.Metrics` to record into (whose
-        registry the embedding service exposes itself). See
-        docs/observability.md.
+    Hand-over (docs/operations.md): with ``handover`` (on by default) the
+    server answers on ``PATH.ctl`` (mode 0600), through which another
+    process of the same user takes everything over; ``await
+    server.start(takeover=True)`` takes the listening socket and the live
+    connections from the server on ``path``, or starts afresh if there is
+    none. The giving server sets :attr:`handed_over` and keeps serving the
+    connections the new process refused. ``observer`` (a
+    :class:`~aioudf.handover.Observer`) is told of every hand-over. No
+    signal handler is installed for any of this.
     """
 
     def __init__(
