@@ -8,7 +8,6 @@ see. Expected numbers are computed here, independently of the UDF's code.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import statistics
@@ -44,12 +43,7 @@ def serve(python_env: dict[str, str], short_tmp: Path) -> Iterator[Serve]:
 
     yield start
     for server in servers:
-        if server.process.poll() is None:
-            server.process.kill()
-            server.process.wait()
-        for pid in server.successors():  # processes a reload started: not our children
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        server.kill()
 
 
 AVG_BY_HOST = """stream
