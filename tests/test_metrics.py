@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -186,6 +187,38 @@ def test_cli_without_prometheus_client_is_one_line(
         "aioudf serve: error: metrics need the prometheus_client package: "
         "pip install 'aioudf[metrics]'"
     ]
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_cli_address_in_use_is_one_line(
+    python_env: dict[str, str], short_tmp: Path, workers: str
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        serve = [sys.executable, "-m", "aioudf", "serve", "udf_handlers:Fails"]
+        flags = ["--workers", workers, "--metrics", f"127.0.0.1:{port}"]
+        done = subprocess.run(
+            [*serve, "--socket", str(short_tmp / "s.sock"), *flags],
+            capture_output=True,
+            env=python_env,
+            timeout=60,
+        )
+    assert done.returncode == 2
+    assert done.stderr.decode().splitlines()[-1:] == [
+        f"aioudf serve: error: cannot serve metrics on 127.0.0.1:{port}: Address already in use"
+    ]
+    assert "Traceback" not in done.stderr.decode()
+
+
+def test_the_shared_directory_is_found_from_the_socket_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An independent `aioudf serve --takeover` finds the directory of the
+    # server it takes over from: its counters carry on.
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    assert aioudf.metrics.shared_dir("/run/udf/a.sock") == "/run/udf/a.sock.metrics"
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "/var/lib/udf-metrics")
+    assert aioudf.metrics.shared_dir("/run/udf/a.sock") == "/var/lib/udf-metrics"
 
 
 def test_main_refuses_metrics_for_a_process_udf(python_env: dict[str, str]) -> None:

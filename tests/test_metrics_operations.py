@@ -10,8 +10,11 @@ what the test wrote; the scrape is read with prometheus_client's parser.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import signal
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -29,7 +32,9 @@ from scrape import Samples, parse, scrape, value
 pytestmark = pytest.mark.usefixtures("kapacitord_binary")
 
 NODE = "fails2"
-SCRIPT = "stream\n    |from().measurement('{task}')\n    @fails().in('point')\n    |httpOut('out')\n"
+SCRIPT = (
+    "stream\n    |from().measurement('{task}')\n    @fails().in('point')\n    |httpOut('out')\n"
+)
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +106,7 @@ def test_one_endpoint_counts_the_tasks_of_every_worker(serve: Serve, short_tmp: 
         assert value(samples, "aioudf_worker_restarts_total") == 0
 
         # A worker killed: replaced, counted; what it counted stays counted.
-        first = int(server.log().split("worker ", 1)[1].split()[0])
+        first = int(re.findall(r"worker (\d+) started", server.log())[0])
         os.kill(first, signal.SIGKILL)
         server.wait_log(f"worker {first} died (killed by SIGKILL)")
         server.wait_log("serving Fails", count=3)
@@ -113,6 +118,45 @@ def test_one_endpoint_counts_the_tasks_of_every_worker(serve: Serve, short_tmp: 
         )
         assert value(samples, "aioudf_workers_alive") == 2
         assert_counts(samples, counts)
+
+
+@contextlib.contextmanager
+def scraping(port: int) -> Iterator[list[str]]:
+    """Scrape ``port`` over and over in a thread meanwhile; yields the failures seen."""
+    failures: list[str] = []
+    scrapes = 0
+    done = threading.Event()
+
+    def loop() -> None:
+        nonlocal scrapes
+        while not done.is_set():
+            try:
+                parse(scrape(port))
+                scrapes += 1
+            except OSError as exc:
+                failures.append(repr(exc))
+
+    thread = threading.Thread(target=loop)
+    thread.start()
+    try:
+        yield failures
+    finally:
+        done.set()
+        thread.join()
+    assert scrapes > 0
+
+
+def move(serve: Serve, server: SocketServer, how: str, metrics: tuple[str, str]) -> None:
+    """Move ``server``'s connections to new processes: ``how`` names the way."""
+    if how == "takeover":
+        serve("--takeover", *metrics).wait_log("took over 2 connection(s)")
+        assert server.wait() == 0
+        return
+    server.process.send_signal(signal.SIGHUP)
+    if how == "reload with workers":  # each old worker hands its connections over, then ends
+        server.wait_log("ended (exit status 0)", count=2)
+    else:
+        assert server.wait() == 0  # it exits once everything moved
 
 
 @pytest.mark.parametrize("how", ["reload", "reload with workers", "takeover"])
@@ -131,15 +175,9 @@ def test_counters_carry_on_across_a_handover(serve: Serve, short_tmp: Path, how:
         wait_through(k, before)
         assert_counts(parse(scrape(port)), before)
 
-        if how == "takeover":
-            serve("--takeover", *metrics).wait_log("took over 2 connection(s)")
-            assert server.wait() == 0
-        else:
-            server.process.send_signal(signal.SIGHUP)
-            if workers:  # each old worker hands its connections to a new one, then ends
-                server.wait_log("ended (exit status 0)", count=2)
-            else:
-                assert server.wait() == 0  # it exits once everything moved
+        with scraping(port) as failures:
+            move(serve, server, how, metrics)
+        assert failures == [], "the endpoint did not answer throughout the move"
         assert "handed everything over" in server.log() or workers
 
         # The old process is gone: the same port answers, nothing restarted at zero.

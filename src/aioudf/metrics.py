@@ -554,7 +554,9 @@ class MetricsEndpoint:
             if sock is not None:
                 sock.close()
             raise AioudfError(
-                f"cannot serve metrics on {self.host}:{self.port}: {exc.strerror or exc}"
+                f"cannot serve metrics on {self.host}:{self.port}: "
+                # (errno's text: create_server's own repeats the address)
+                f"{os.strerror(exc.errno) if exc.errno and exc.errno > 0 else exc.strerror or exc}"
             ) from exc
         self.sock = sock
         self.port = sock.getsockname()[1]  # the real one, for port 0

@@ -175,19 +175,26 @@ class Supervisor:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, self._on_stop, signum)
         loop.add_signal_handler(signal.SIGHUP, self._on_hangup)
+        failure: AioudfError | None = None
         try:
             async with anyio.create_task_group() as tg:
                 self._tasks = tg
-                if not await self._start():
-                    tg.cancel_scope.cancel()
-                    return 1
-                notify("READY=1", f"MAINPID={os.getpid()}")
-                await _first(self._stop.wait(), self._handed_over.wait())
-                if not self._handed_over.is_set():
-                    notify("STOPPING=1")
-                    self._remove_files()
-                await self._stop_workers()
+                try:
+                    started = await self._start()
+                except AioudfError as exc:  # raised below, outside the task group's wrapping
+                    failure, started = exc, False
+                if started:
+                    notify("READY=1", f"MAINPID={os.getpid()}")
+                    await _first(self._stop.wait(), self._handed_over.wait())
+                    if not self._handed_over.is_set():
+                        notify("STOPPING=1")
+                        self._remove_files()
+                    await self._stop_workers()
                 tg.cancel_scope.cancel()
+            if failure is not None:
+                raise failure
+            if not started:
+                return 1
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 loop.remove_signal_handler(signum)
