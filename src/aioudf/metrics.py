@@ -402,6 +402,7 @@ class ConnectionMetrics:
             m = self._metrics
             for family in (
                 m.points_received, m.points_emitted, m.batches_received, m.batches_emitted,
+                m.handovers,
             ):  # fmt: skip
                 self._child(family)
 
