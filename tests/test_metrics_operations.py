@@ -110,12 +110,12 @@ def test_one_endpoint_counts_the_tasks_of_every_worker(serve: Serve, short_tmp: 
         os.kill(first, signal.SIGKILL)
         server.wait_log(f"worker {first} died (killed by SIGKILL)")
         server.wait_log("serving Fails", count=3)
-        samples = k.wait_for(
-            lambda: (
-                (s := parse(scrape(port))) and value(s, "aioudf_worker_restarts_total") == 1 and s
-            ),
-            "the restart to be counted",
-        )
+
+        def restart_counted() -> Samples | None:
+            samples = parse(scrape(port))
+            return samples if value(samples, "aioudf_worker_restarts_total") == 1 else None
+
+        samples = k.wait_for(restart_counted, "the restart to be counted")
         assert value(samples, "aioudf_workers_alive") == 2
         assert_counts(samples, counts)
 
