@@ -16,11 +16,13 @@ import re
 import signal
 import threading
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
 from kapacitord import (
     Kapacitord,
+    Servers,
     SocketServer,
     SocketUDF,
     free_port,
@@ -48,20 +50,9 @@ Serve = Callable[..., SocketServer]
 @pytest.fixture
 def serve(python_env: dict[str, str], short_tmp: Path) -> Iterator[Serve]:
     """Start ``aioudf serve udf_handlers:Fails ARGS`` on one socket; killed after the test."""
-    servers: list[SocketServer] = []
-
-    def start(*args: str) -> SocketServer:
-        path = short_tmp / "udf.sock"
-        log = short_tmp / f"serve{len(servers)}.log"
-        server = SocketServer(
-            python_env, ["udf_handlers:Fails", "--socket", str(path), *args], path, log
-        )
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.kill()
+    servers = Servers(python_env, short_tmp)
+    yield partial(servers.start, "udf_handlers:Fails")
+    servers.kill()
 
 
 def send(k: Kapacitord, counts: dict[str, int], start: int = 0) -> None:

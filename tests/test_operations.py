@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from kapacitord import Kapacitord, SocketServer, SocketUDF, require_kapacitord, rows
+from kapacitord import Kapacitord, Servers, SocketServer, SocketUDF, require_kapacitord, rows
 
 pytestmark = pytest.mark.usefixtures("kapacitord_binary")
 
@@ -32,18 +32,9 @@ Serve = Callable[..., SocketServer]
 @pytest.fixture
 def serve(python_env: dict[str, str], short_tmp: Path) -> Iterator[Serve]:
     """Start ``aioudf serve ARGS`` (its log in short_tmp); stopped after the test."""
-    servers: list[SocketServer] = []
-
-    def start(*args: str, path: Path | None = None, **options: object) -> SocketServer:
-        path = path or short_tmp / "udf.sock"
-        log = short_tmp / f"serve{len(servers)}.log"
-        server = SocketServer(python_env, [*args, "--socket", str(path)], path, log, **options)  # type: ignore[arg-type]
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.kill()
+    servers = Servers(python_env, short_tmp)
+    yield servers.start
+    servers.kill()
 
 
 AVG_BY_HOST = """stream

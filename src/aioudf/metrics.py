@@ -610,6 +610,23 @@ class MetricsEndpoint:
         return _response(200, b"" if method == b"HEAD" else body, content_type, len(body))
 
 
+async def start_handed_over(endpoint: MetricsEndpoint | None, sock: socket.socket | None) -> None:
+    """Start ``endpoint`` on the metrics socket a hand-over brought, if any.
+
+    A process without metrics closes that socket: the endpoint then ends
+    with the process that gave it.
+    """
+    if endpoint is not None:
+        await endpoint.start(sock)
+    elif sock is not None:
+        sock.close()
+
+
+def socket_of(endpoint: MetricsEndpoint | None) -> socket.socket | None:
+    """The metrics socket to hand over with the others (None without metrics)."""
+    return endpoint.sock if endpoint is not None else None
+
+
 def _address_of(sock: socket.socket) -> str:
     host, port = sock.getsockname()[:2]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

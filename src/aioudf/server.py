@@ -62,7 +62,7 @@ from .handover import (
     take_over,
 )
 from .logs import connection_context
-from .metrics import Metrics, MetricsEndpoint, parse_address
+from .metrics import Metrics, MetricsEndpoint, parse_address, socket_of, start_handed_over
 from .protocol import UDFConnection
 from .watchdog import DEFAULT_WARN_BLOCKED, LoopWatchdog
 
@@ -404,6 +404,9 @@ class UnixServer:
         """Answer hand-over requests on the listening ``control`` socket."""
         self._control.serve(control)
 
+    def metrics_socket(self) -> socket.socket | None:
+        return socket_of(self.metrics_endpoint)
+
     def handover_sockets(self) -> tuple[socket.socket, socket.socket, bool]:
         if self._listen_sock is None or self._control.sock is None or self._closing:
             raise HandoverError("this server is not serving: nothing to hand over")
@@ -502,16 +505,10 @@ class UnixServer:
 
     # ---- hand-over: taking ------------------------------------------------
 
-    def metrics_socket(self) -> socket.socket | None:
-        return self.metrics_endpoint.sock if self.metrics_endpoint is not None else None
-
     async def listen_on(
         self, listener: socket.socket, owns_path: bool, metrics: socket.socket | None
     ) -> None:
-        if self.metrics_endpoint is not None:
-            await self.metrics_endpoint.start(metrics)
-        elif metrics is not None:
-            metrics.close()  # no metrics here: the endpoint ends with the previous process
+        await start_handed_over(self.metrics_endpoint, metrics)
         if owns_path:
             self._inode = _inode_of(self.path)
         await self._listen(listener)

@@ -73,7 +73,14 @@ from .handover import (
     socket_pair,
     take_over,
 )
-from .metrics import REFRESH_INTERVAL, Metrics, MetricsEndpoint, parse_address
+from .metrics import (
+    REFRESH_INTERVAL,
+    Metrics,
+    MetricsEndpoint,
+    parse_address,
+    socket_of,
+    start_handed_over,
+)
 from .server import (
     DEFAULT_GRACE,
     DEFAULT_SOCKET_MODE,
@@ -399,6 +406,9 @@ class Supervisor:
 
     # ---- hand-over: giving (another supervisor or server takes over) ----------
 
+    def metrics_socket(self) -> socket.socket | None:
+        return socket_of(self.metrics_endpoint)
+
     def handover_sockets(self) -> tuple[socket.socket, socket.socket, bool]:
         if self._listener is None or self._control.sock is None:
             raise HandoverError("this supervisor is not serving: nothing to hand over")
@@ -423,16 +433,10 @@ class Supervisor:
 
     # ---- hand-over: taking ----------------------------------------------------
 
-    def metrics_socket(self) -> socket.socket | None:
-        return self.metrics_endpoint.sock if self.metrics_endpoint is not None else None
-
     async def listen_on(
         self, listener: socket.socket, owns_path: bool, metrics: socket.socket | None
     ) -> None:
-        if self.metrics_endpoint is not None:
-            await self.metrics_endpoint.start(metrics)
-        elif metrics is not None:
-            metrics.close()  # no metrics here: the endpoint ends with the previous process
+        await start_handed_over(self.metrics_endpoint, metrics)
         self._listener = listener
         self._owns_path = owns_path
         if owns_path:
