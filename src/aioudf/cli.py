@@ -167,8 +167,9 @@ def _add_socket(parser: argparse.ArgumentParser, *, required: bool) -> None:
         "--metrics",
         type=_address,
         metavar="HOST:PORT",
-        help="serve Prometheus metrics at http://HOST:PORT/metrics (socket UDFs; "
-        "needs the aioudf[metrics] extra)",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics for every worker, "
+        "counted on across reloads in PATH.metrics/ (socket UDFs; needs the "
+        "aioudf[metrics] extra)",
     )
 
 

@@ -375,8 +375,10 @@ class Taker(Protocol):
     async def listen_on(
         self, listener: socket.socket, owns_path: bool, metrics: socket.socket | None
     ) -> None:
-        """Start accepting on the listening socket handed over (and serve metrics on ``metrics``,
-        the giver's metrics socket, or close it)."""
+        """Start accepting on the listening socket handed over.
+
+        ``metrics``: the giver's metrics endpoint socket (serve on it, or close it).
+        """
 
     async def take_from(self, channel: socket.socket) -> None:
         """Take over the connections given over ``channel`` (the end is the taker's)."""

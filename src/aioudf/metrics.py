@@ -21,8 +21,12 @@ processes that exited stay in the sum, so a task's counters continue across
 a hand-over to a new process or a worker's restart instead of restarting at
 zero; gauges count live processes only (``livesum``) once the supervisor
 calls :meth:`Metrics.process_exited`. :func:`use_multiprocess_dir` prepares
-this for a supervisor; :meth:`Metrics.handover`, :meth:`Metrics.workers` and
-:meth:`Metrics.worker_restarted` are its hooks.
+this (``aioudf serve --metrics`` does, in :func:`shared_dir`);
+:class:`MetricsObserver` turns hand-over and worker events into
+:meth:`Metrics.handover`, :meth:`Metrics.workers`,
+:meth:`Metrics.worker_restarted` and :meth:`Metrics.process_exited`. The
+endpoint's listening socket is handed over with the server's sockets, so
+its port answers throughout a hand-over.
 
 ``prometheus_client`` is the optional extra ``aioudf[metrics]``; asking for
 metrics without it raises :class:`MetricsUnavailable`, one line naming the extra.
