@@ -17,7 +17,7 @@ from udf_handlers import BatchEcho, Fails, ThreadedEcho
 import aioudf.metrics
 from aioudf import UnixServer
 from aioudf.errors import AioudfError
-from aioudf.metrics import Metrics, MetricsUnavailable, parse_address
+from aioudf.metrics import Metrics, MetricsEndpoint, MetricsUnavailable, parse_address
 from aioudf.testing import Batch, DataPoint, Kapacitor, UDFError
 
 
@@ -297,3 +297,33 @@ def test_every_exported_metric_is_documented() -> None:
         if not family.name.endswith("_created")  # a counter's creation time, read as a family
     }
     assert exported - documented_metrics() == set()
+
+
+async def test_the_endpoint_socket_moves_with_a_takeover(socket_path: Path) -> None:
+    async with UnixServer(Fails, socket_path, metrics="127.0.0.1:0") as old:
+        assert old.metrics_endpoint is not None
+        port = old.metrics_endpoint.port
+        # The old server still listens on the port: binding it would fail;
+        # the new one serves the socket handed over.
+        new = UnixServer(Fails, socket_path, metrics=f"127.0.0.1:{port}")
+        await new.start(takeover=True)
+        try:
+            assert old.handed_over.is_set()
+            assert new.metrics_endpoint is not None and new.metrics_endpoint.port == port
+            assert (await http_get(port, "/metrics"))[0] == 200
+        finally:
+            await new.shutdown()
+
+
+async def test_an_endpoint_handed_another_address_serves_its_own() -> None:
+    handed = socket.create_server(("127.0.0.1", 0))
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        wanted = probe.getsockname()[1]
+    endpoint = MetricsEndpoint(Metrics(), "127.0.0.1", wanted)
+    await endpoint.start(handed)
+    try:
+        assert handed.fileno() == -1  # closed: not ours
+        assert endpoint.port == wanted
+        assert (await http_get(wanted, "/metrics"))[0] == 200
+    finally:
+        await endpoint.close()
