@@ -18,6 +18,7 @@ the condition, not a sleep, decides when a test goes on.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -400,6 +401,44 @@ class SocketServer:
         if self.process.poll() is None:
             self.process.terminate()
         return self.process.wait(30)
+
+    def kill(self) -> None:
+        """Kill it and the processes its reloads started (not our children), if they run."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        for pid in self.successors():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+class Servers:
+    """``aioudf serve`` processes for one test, their logs in ``folder``; kill them at the end."""
+
+    def __init__(self, env: Mapping[str, str], folder: Path) -> None:
+        self.env = env
+        self.folder = folder
+        self.started: list[SocketServer] = []
+
+    def start(self, *args: str, path: Path | None = None, **options: Any) -> SocketServer:
+        """``aioudf serve ARGS --socket PATH`` (default: ``udf.sock`` in the folder)."""
+        path = path or self.folder / "udf.sock"
+        log = self.folder / f"serve{len(self.started)}.log"
+        server = SocketServer(self.env, [*args, "--socket", str(path)], path, log, **options)
+        self.started.append(server)
+        return server
+
+    def kill(self) -> None:
+        for server in self.started:
+            server.kill()
+
+
+def processed(dot: str) -> dict[tuple[str, str], int]:
+    """Kapacitor's own count of the points that went along each edge of a task (its DOT)."""
+    return {
+        (source, target): int(count)
+        for source, target, count in re.findall(r'(\w+) -> (\w+) \[processed="(\d+)"\]', dot)
+    }
 
 
 def rows(series: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -89,10 +89,10 @@ class Counting(Observer):
     def handover_started(self) -> None:
         self.started.set()
 
-    def connection_handed_over(self, task_id: str) -> None:
+    def connection_handed_over(self, task_id: str, node_id: str = "") -> None:
         self.events.append(("handed over", task_id))
 
-    def connection_taken_over(self, task_id: str) -> None:
+    def connection_taken_over(self, task_id: str, node_id: str = "") -> None:
         self.events.append(("taken over", task_id))
 
 

@@ -9,10 +9,8 @@ Expected numbers are computed here, independently of the UDF's code.
 
 from __future__ import annotations
 
-import re
 import statistics
 import sys
-import urllib.request
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -25,11 +23,13 @@ from kapacitord import (
     SocketServer,
     SocketUDF,
     free_port,
+    processed,
     require_kapacitord,
     rows,
 )
 from logcapture import parse_logfmt
 from scrape import documented_metrics, names, parse, value
+from scrape import scrape as scrape_port
 
 pytestmark = pytest.mark.usefixtures("kapacitord_binary")
 
@@ -230,24 +230,13 @@ def test_snapshot_restores_groups_after_task_restart(
         assert out[0]["avg"] == pytest.approx(28 / 3)
 
 
-def processed(dot: str) -> dict[tuple[str, str], int]:
-    """Kapacitor's own count of the points that went along each edge of a task."""
-    return {
-        (source, target): int(count)
-        for source, target, count in re.findall(r'(\w+) -> (\w+) \[processed="(\d+)"\]', dot)
-    }
-
-
 def test_metrics_count_exactly_what_kapacitor_sent_and_received(
     serve: Callable[..., SocketServer], short_tmp: Path
 ) -> None:
     port = free_port()
     server = serve("udf_handlers:Fails", "--metrics", f"127.0.0.1:{port}")
 
-    def scrape() -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
-            text: str = answer.read().decode()
-            return text
+    scrape = partial(scrape_port, port)
 
     # A 1 s UDF timeout: Kapacitor sends a keepalive every 0.5 s.
     waiter = Kapacitord(short_tmp / "k", {"fails": SocketUDF(str(server.path), timeout="1s")})

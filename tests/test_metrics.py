@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -16,7 +17,7 @@ from udf_handlers import BatchEcho, Fails, ThreadedEcho
 import aioudf.metrics
 from aioudf import UnixServer
 from aioudf.errors import AioudfError
-from aioudf.metrics import Metrics, MetricsUnavailable, parse_address
+from aioudf.metrics import Metrics, MetricsEndpoint, MetricsUnavailable, parse_address
 from aioudf.testing import Batch, DataPoint, Kapacitor, UDFError
 
 
@@ -188,6 +189,38 @@ def test_cli_without_prometheus_client_is_one_line(
     ]
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_cli_address_in_use_is_one_line(
+    python_env: dict[str, str], short_tmp: Path, workers: str
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        serve = [sys.executable, "-m", "aioudf", "serve", "udf_handlers:Fails"]
+        flags = ["--workers", workers, "--metrics", f"127.0.0.1:{port}"]
+        done = subprocess.run(
+            [*serve, "--socket", str(short_tmp / "s.sock"), *flags],
+            capture_output=True,
+            env=python_env,
+            timeout=60,
+        )
+    assert done.returncode == 2
+    assert done.stderr.decode().splitlines()[-1:] == [
+        f"aioudf serve: error: cannot serve metrics on 127.0.0.1:{port}: Address already in use"
+    ]
+    assert "Traceback" not in done.stderr.decode()
+
+
+def test_the_shared_directory_is_found_from_the_socket_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An independent `aioudf serve --takeover` finds the directory of the
+    # server it takes over from: its counters carry on.
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    assert aioudf.metrics.shared_dir("/run/udf/a.sock") == "/run/udf/a.sock.metrics"
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "/var/lib/udf-metrics")
+    assert aioudf.metrics.shared_dir("/run/udf/a.sock") == "/var/lib/udf-metrics"
+
+
 def test_main_refuses_metrics_for_a_process_udf(python_env: dict[str, str]) -> None:
     code = "import aioudf, udf_handlers; aioudf.main(udf_handlers.Fails)"
     done = subprocess.run(
@@ -264,3 +297,33 @@ def test_every_exported_metric_is_documented() -> None:
         if not family.name.endswith("_created")  # a counter's creation time, read as a family
     }
     assert exported - documented_metrics() == set()
+
+
+async def test_the_endpoint_socket_moves_with_a_takeover(socket_path: Path) -> None:
+    async with UnixServer(Fails, socket_path, metrics="127.0.0.1:0") as old:
+        assert old.metrics_endpoint is not None
+        port = old.metrics_endpoint.port
+        # The old server still listens on the port: binding it would fail;
+        # the new one serves the socket handed over.
+        new = UnixServer(Fails, socket_path, metrics=f"127.0.0.1:{port}")
+        await new.start(takeover=True)
+        try:
+            assert old.handed_over.is_set()
+            assert new.metrics_endpoint is not None and new.metrics_endpoint.port == port
+            assert (await http_get(port, "/metrics"))[0] == 200
+        finally:
+            await new.shutdown()
+
+
+async def test_an_endpoint_handed_another_address_serves_its_own() -> None:
+    handed = socket.create_server(("127.0.0.1", 0))
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        wanted = probe.getsockname()[1]
+    endpoint = MetricsEndpoint(Metrics(), "127.0.0.1", wanted)
+    await endpoint.start(handed)
+    try:
+        assert handed.fileno() == -1  # closed: not ours
+        assert endpoint.port == wanted
+        assert (await http_get(wanted, "/metrics"))[0] == 200
+    finally:
+        await endpoint.close()

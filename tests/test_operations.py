@@ -8,7 +8,6 @@ see. Expected numbers are computed here, independently of the UDF's code.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import statistics
@@ -17,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from kapacitord import Kapacitord, SocketServer, SocketUDF, require_kapacitord, rows
+from kapacitord import Kapacitord, Servers, SocketServer, SocketUDF, require_kapacitord, rows
 
 pytestmark = pytest.mark.usefixtures("kapacitord_binary")
 
@@ -33,23 +32,9 @@ Serve = Callable[..., SocketServer]
 @pytest.fixture
 def serve(python_env: dict[str, str], short_tmp: Path) -> Iterator[Serve]:
     """Start ``aioudf serve ARGS`` (its log in short_tmp); stopped after the test."""
-    servers: list[SocketServer] = []
-
-    def start(*args: str, path: Path | None = None, **options: object) -> SocketServer:
-        path = path or short_tmp / "udf.sock"
-        log = short_tmp / f"serve{len(servers)}.log"
-        server = SocketServer(python_env, [*args, "--socket", str(path)], path, log, **options)  # type: ignore[arg-type]
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        if server.process.poll() is None:
-            server.process.kill()
-            server.process.wait()
-        for pid in server.successors():  # processes a reload started: not our children
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+    servers = Servers(python_env, short_tmp)
+    yield servers.start
+    servers.kill()
 
 
 AVG_BY_HOST = """stream

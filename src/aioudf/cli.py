@@ -28,12 +28,13 @@ from .agent import DEFAULT_MAX_BACKLOG, DEFAULT_MAX_OUTPUT, DEFAULT_STOP_TIMEOUT
 from .errors import AioudfError
 from .framing import DEFAULT_MAX_FRAME_SIZE
 from .handler import BaseHandler
+from .handover import control_path
 from .loader import load_handler
 from .logs import LOG_FORMATS, LOG_LEVELS, configure_logging
 from .loops import LOOP_CHOICES, exit_past_stuck_threads, run_async
-from .metrics import parse_address
+from .metrics import Metrics, parse_address, shared_dir, use_multiprocess_dir
 from .process import run_stdio
-from .server import DEFAULT_GRACE, DEFAULT_SOCKET_MODE, serve
+from .server import DEFAULT_GRACE, DEFAULT_SOCKET_MODE, TAKEOVER_ENV, serve
 from .stdio import check_stdio
 from .watchdog import DEFAULT_WARN_BLOCKED
 
@@ -166,8 +167,9 @@ def _add_socket(parser: argparse.ArgumentParser, *, required: bool) -> None:
         "--metrics",
         type=_address,
         metavar="HOST:PORT",
-        help="serve Prometheus metrics at http://HOST:PORT/metrics (socket UDFs; "
-        "needs the aioudf[metrics] extra)",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics for every worker, "
+        "counted on across reloads in PATH.metrics/ (socket UDFs; needs the "
+        "aioudf[metrics] extra)",
     )
 
 
@@ -199,6 +201,8 @@ def _execute(load: Callable[[], Callable[[], BaseHandler]], args: argparse.Names
         from .supervisor import WORKER_ENV, Supervisor, run_worker
 
         worker = os.environ.pop(WORKER_ENV, None)
+        if args.metrics:
+            _share_metrics(args, worker is not None)
         if worker is not None:  # started by a supervisor
             run_async(
                 run_worker(
@@ -207,6 +211,8 @@ def _execute(load: Callable[[], Callable[[], BaseHandler]], args: argparse.Names
                     worker,
                     grace=args.grace,
                     warn_blocked=args.warn_blocked,
+                    # Recorded into the shared directory; the supervisor serves them.
+                    metrics=Metrics() if args.metrics else None,
                     **_agent_options(args),
                 ),
                 args.loop,
@@ -221,6 +227,7 @@ def _execute(load: Callable[[], Callable[[], BaseHandler]], args: argparse.Names
                 grace=args.grace,
                 sock=activated_socket(args.socket),
                 takeover=args.takeover,
+                metrics=args.metrics,
             )
             status: int = run_async(supervisor.run(), args.loop)
             return status
@@ -251,6 +258,22 @@ def _execute(load: Callable[[], Callable[[], BaseHandler]], args: argparse.Names
     )
     exit_past_stuck_threads(status)
     return status
+
+
+def _share_metrics(args: argparse.Namespace, worker: bool) -> None:
+    """Record metrics in the directory every process serving this socket shares.
+
+    So that one endpoint covers a supervisor's workers, and counters carry
+    on in the process that takes over (a SIGHUP reload, ``--takeover``).
+    Its files are kept when this process continues another's counts: as a
+    worker, a reload's new process, or a ``--takeover`` of a live server.
+    """
+    continuing = (
+        worker
+        or os.environ.get(TAKEOVER_ENV) == "1"
+        or (args.takeover and os.path.exists(control_path(args.socket)))
+    )
+    use_multiprocess_dir(shared_dir(args.socket), fresh=not continuing)
 
 
 def _guarded(action: Callable[[], int], prog: str) -> int:

@@ -27,7 +27,8 @@ with its descriptors (if any) as ``SCM_RIGHTS`` on its first bytes. On the
 control socket (T: the process taking over, G: the one giving)::
 
     T: takeover {pid}
-    G: listener {path, owns_path}            fds: listening socket, control socket
+    G: listener {path, owns_path, metrics}   fds: listening socket, control socket
+                                             (and the metrics endpoint's, if metrics)
     T: listening                             (or: failed {reason}; G carries on)
     G: channel                               fds: a channel G gives connections over
        ... one per process holding connections (a worker each under a supervisor)
@@ -114,13 +115,13 @@ class Observer:
     def handover_started(self) -> None:
         """Another process listens on the socket now; connections are offered to it next."""
 
-    def connection_handed_over(self, task_id: str) -> None:
-        """A connection moved to another process."""
+    def connection_handed_over(self, task_id: str, node_id: str = "") -> None:
+        """A connection (of task ``task_id``, UDF node ``node_id``) moved to another process."""
 
-    def connection_taken_over(self, task_id: str) -> None:
+    def connection_taken_over(self, task_id: str, node_id: str = "") -> None:
         """A connection moved here from another process."""
 
-    def connection_kept(self, task_id: str, reason: str) -> None:
+    def connection_kept(self, task_id: str, reason: str, node_id: str = "") -> None:
         """A connection could not move and stays with the process that had it."""
 
     def worker_started(self, pid: int) -> None:
@@ -355,6 +356,9 @@ class Giver(Protocol):
     def handover_sockets(self) -> tuple[socket.socket, socket.socket, bool]:
         """(listening socket, control socket, whether the socket file is ours to remove)."""
 
+    def metrics_socket(self) -> socket.socket | None:
+        """The metrics endpoint's listening socket, if metrics are served here."""
+
     async def stop_accepting(self) -> None:
         """The taker accepts now: stop, and let go of the socket files."""
 
@@ -368,8 +372,13 @@ class Giver(Protocol):
 class Taker(Protocol):
     """What a process that takes everything over provides (server or supervisor)."""
 
-    async def listen_on(self, listener: socket.socket, owns_path: bool) -> None:
-        """Start accepting on the listening socket handed over."""
+    async def listen_on(
+        self, listener: socket.socket, owns_path: bool, metrics: socket.socket | None
+    ) -> None:
+        """Start accepting on the listening socket handed over.
+
+        ``metrics``: the giver's metrics endpoint socket (serve on it, or close it).
+        """
 
     async def take_from(self, channel: socket.socket) -> None:
         """Take over the connections given over ``channel`` (the end is the taker's)."""
@@ -388,11 +397,15 @@ async def give(channel: Channel, giver: Giver, *, path: str) -> int:
         request = await channel.receive("takeover")
         logger.info("handing over to process %s", request.header.get("pid"))
         listener, control, owns_path = giver.handover_sockets()
+        # The metrics endpoint's socket moves too: the new process answers
+        # scrapes on the same port with no gap (the giver answers until it ends).
+        metrics = giver.metrics_socket()
         await channel.send(
             "listener",
-            fds=[listener.fileno(), control.fileno()],
+            fds=[listener.fileno(), control.fileno(), *([metrics.fileno()] if metrics else [])],
             path=path,
             owns_path=owns_path,
+            metrics=metrics is not None,
         )
         await channel.receive("listening")
     await giver.stop_accepting()
@@ -426,13 +439,15 @@ async def take_over(path: str, taker: Taker) -> None:
         with anyio.fail_after(HANDOVER_TIMEOUT):
             await channel.send("takeover", pid=os.getpid())
             message = await channel.receive("listener")
-        listener_fd, control_fd = message.fds
-        listener = socket.socket(fileno=listener_fd)
-        control = socket.socket(fileno=control_fd)
+        listener = socket.socket(fileno=message.fds[0])
+        control = socket.socket(fileno=message.fds[1])
+        metrics = socket.socket(fileno=message.fds[2]) if len(message.fds) > 2 else None
         try:
-            await taker.listen_on(listener, bool(message.header.get("owns_path")))
+            await taker.listen_on(listener, bool(message.header.get("owns_path")), metrics)
         except Exception as exc:
             control.close()
+            if metrics is not None:
+                metrics.close()
             with contextlib.suppress(Exception):
                 await channel.send("failed", reason=f"the new server could not listen: {exc}")
             raise

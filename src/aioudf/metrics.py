@@ -21,8 +21,12 @@ processes that exited stay in the sum, so a task's counters continue across
 a hand-over to a new process or a worker's restart instead of restarting at
 zero; gauges count live processes only (``livesum``) once the supervisor
 calls :meth:`Metrics.process_exited`. :func:`use_multiprocess_dir` prepares
-this for a supervisor; :meth:`Metrics.handover`, :meth:`Metrics.workers` and
-:meth:`Metrics.worker_restarted` are its hooks.
+this (``aioudf serve --metrics`` does, in :func:`shared_dir`);
+:class:`MetricsObserver` turns hand-over and worker events into
+:meth:`Metrics.handover`, :meth:`Metrics.workers`,
+:meth:`Metrics.worker_restarted` and :meth:`Metrics.process_exited`. The
+endpoint's listening socket is handed over with the server's sockets, so
+its port answers throughout a hand-over.
 
 ``prometheus_client`` is the optional extra ``aioudf[metrics]``; asking for
 metrics without it raises :class:`MetricsUnavailable`, one line naming the extra.
@@ -34,12 +38,14 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import sys
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import AioudfError, MetricsUnavailable
+from .handover import Observer
 from .messages import EndBatch, InitRequest, Point
 
 if TYPE_CHECKING:
@@ -52,8 +58,10 @@ __all__ = [
     "ConnectionMetrics",
     "Metrics",
     "MetricsEndpoint",
+    "MetricsObserver",
     "MetricsUnavailable",
     "parse_address",
+    "shared_dir",
     "use_multiprocess_dir",
 ]
 
@@ -68,6 +76,14 @@ POINT_SAMPLE = 64
 SAMPLE_CALLS = 16
 
 _MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+#: The metrics directory of a server on PATH is PATH + this (unless
+#: ``PROMETHEUS_MULTIPROC_DIR`` names one): see :func:`shared_dir`.
+DIR_SUFFIX = ".metrics"
+
+#: Seconds between two publications of a worker's queue depths (the
+#: supervisor's endpoint cannot read another process's queues).
+REFRESH_INTERVAL = 1.0
 
 # Handler call durations: from 10 µs (a mirror's point) to 10 s (a slow lookup).
 _HANDLER_BUCKETS = (
@@ -120,17 +136,35 @@ def use_multiprocess_dir(path: str | os.PathLike[str], *, fresh: bool = True) ->
     was already imported without it.
     """
     path = os.fspath(path)
-    if "prometheus_client" in sys.modules and os.environ.get(_MULTIPROC_ENV) != path:
+    imported = sys.modules.get("prometheus_client") is not None  # (None: blocked)
+    if imported and os.environ.get(_MULTIPROC_ENV) != path:
         raise AioudfError(
             "prometheus_client was imported before the metrics directory was set; "
             "call use_multiprocess_dir() first"
         )
-    os.makedirs(path, exist_ok=True)
-    if fresh:
-        for name in os.listdir(path):
-            if name.endswith(".db"):
-                os.unlink(os.path.join(path, name))
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        if fresh:
+            for name in os.listdir(path):
+                if name.endswith(".db"):
+                    os.unlink(os.path.join(path, name))
+    except OSError as exc:
+        raise AioudfError(
+            f"cannot use the metrics directory {path}: {exc.strerror or exc} "
+            f"(set {_MULTIPROC_ENV} to another one)"
+        ) from None
     os.environ[_MULTIPROC_ENV] = path
+
+
+def shared_dir(socket_path: str | os.PathLike[str]) -> str:
+    """The metrics directory every process serving ``socket_path`` shares.
+
+    ``PROMETHEUS_MULTIPROC_DIR`` if set (a supervisor's workers and a
+    reload's new process inherit it), else ``PATH.metrics`` beside the
+    socket: found again by an independent process that takes the socket
+    over (``aioudf serve --takeover``), so counters continue there too.
+    """
+    return os.environ.get(_MULTIPROC_ENV) or os.fspath(socket_path) + DIR_SUFFIX
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -285,6 +319,49 @@ class Metrics:
         data: bytes = _prometheus().generate_latest(self.exposition_registry())
         return data
 
+    def observer(self, inner: Observer | None = None) -> MetricsObserver:
+        """An observer that counts hand-overs and workers here, then tells ``inner``."""
+        return MetricsObserver(self, inner)
+
+
+class MetricsObserver(Observer):
+    """Counts hand-overs and workers into a :class:`Metrics`; passes every event on to ``inner``.
+
+    A server or supervisor given metrics wraps its observer in one, so the
+    hand-over and worker metrics need no call of their own.
+    """
+
+    def __init__(self, metrics: Metrics, inner: Observer | None = None) -> None:
+        self.metrics = metrics
+        self.inner = inner or Observer()
+        self._workers: set[int] = set()
+
+    def handover_started(self) -> None:
+        self.inner.handover_started()
+
+    def connection_handed_over(self, task_id: str, node_id: str = "") -> None:
+        self.metrics.handover(task_id, node_id)
+        self.inner.connection_handed_over(task_id, node_id)
+
+    def connection_taken_over(self, task_id: str, node_id: str = "") -> None:
+        self.inner.connection_taken_over(task_id, node_id)
+
+    def connection_kept(self, task_id: str, reason: str, node_id: str = "") -> None:
+        self.inner.connection_kept(task_id, reason, node_id)
+
+    def worker_started(self, pid: int) -> None:
+        self._workers.add(pid)
+        self.metrics.workers(len(self._workers))
+        self.inner.worker_started(pid)
+
+    def worker_exited(self, pid: int, cause: str, *, replaced: bool) -> None:
+        self._workers.discard(pid)
+        self.metrics.process_exited(pid)  # its gauges leave the sums; its counters stay
+        self.metrics.workers(len(self._workers))
+        if replaced:
+            self.metrics.worker_restarted()
+        self.inner.worker_exited(pid, cause, replaced=replaced)
+
 
 class ConnectionMetrics:
     """The hooks an agent calls, labelled by the task and node of its Init.
@@ -329,6 +406,7 @@ class ConnectionMetrics:
             m = self._metrics
             for family in (
                 m.points_received, m.points_emitted, m.batches_received, m.batches_emitted,
+                m.handovers,
             ):  # fmt: skip
                 self._child(family)
 
@@ -457,17 +535,47 @@ class MetricsEndpoint:
         self.host = host
         self.port = port
         self._server: asyncio.AbstractServer | None = None
+        #: The listening socket, once started (handed over with the others).
+        self.sock: socket.socket | None = None
 
-    async def start(self) -> None:
-        """Listen; raise :class:`AioudfError` naming the address if it cannot be used."""
+    async def start(self, sock: socket.socket | None = None) -> None:
+        """Listen (on ``sock``, handed over by the previous process, if it is our address).
+
+        Raise :class:`AioudfError` naming the address if it cannot be used.
+        """
+        if sock is not None and not self._is_mine(sock):
+            logger.info("metrics move from %s to %s:%d", _address_of(sock), self.host, self.port)
+            sock.close()
+            sock = None
         try:
-            self._server = await asyncio.start_server(self._serve, self.host, self.port)
+            if sock is None:
+                # Bound here rather than by asyncio, to have the socket to hand over.
+                family, _, _, _, address = socket.getaddrinfo(
+                    self.host, self.port, type=socket.SOCK_STREAM
+                )[0]
+                sock = socket.create_server(address[:2], family=family)
+            self._server = await asyncio.start_server(self._serve, sock=sock)
         except OSError as exc:
+            if sock is not None:
+                sock.close()
             raise AioudfError(
-                f"cannot serve metrics on {self.host}:{self.port}: {exc.strerror or exc}"
+                f"cannot serve metrics on {self.host}:{self.port}: "
+                # (errno's text: create_server's own repeats the address)
+                f"{os.strerror(exc.errno) if exc.errno and exc.errno > 0 else exc.strerror or exc}"
             ) from exc
-        self.port = self._server.sockets[0].getsockname()[1]  # the real one, for port 0
+        self.sock = sock
+        self.port = sock.getsockname()[1]  # the real one, for port 0
         logger.info("serving metrics on http://%s:%d/metrics", self.host, self.port)
+
+    def _is_mine(self, sock: socket.socket) -> bool:
+        """Whether ``sock`` listens on this endpoint's address (port 0: any port)."""
+        host, port = sock.getsockname()[:2]
+        if self.port not in (0, port):
+            return False
+        with contextlib.suppress(OSError):
+            infos = socket.getaddrinfo(self.host, port, sock.family, socket.SOCK_STREAM)
+            return any(info[4][0] == host for info in infos)
+        return False
 
     async def close(self) -> None:
         if self._server is not None:
@@ -504,6 +612,28 @@ class MetricsEndpoint:
             return _response(500, f"rendering metrics failed: {exc!r}\n".encode())
         content_type = _prometheus().CONTENT_TYPE_LATEST
         return _response(200, b"" if method == b"HEAD" else body, content_type, len(body))
+
+
+async def start_handed_over(endpoint: MetricsEndpoint | None, sock: socket.socket | None) -> None:
+    """Start ``endpoint`` on the metrics socket a hand-over brought, if any.
+
+    A process without metrics closes that socket: the endpoint then ends
+    with the process that gave it.
+    """
+    if endpoint is not None:
+        await endpoint.start(sock)
+    elif sock is not None:
+        sock.close()
+
+
+def socket_of(endpoint: MetricsEndpoint | None) -> socket.socket | None:
+    """The metrics socket to hand over with the others (None without metrics)."""
+    return endpoint.sock if endpoint is not None else None
+
+
+def _address_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}

@@ -62,7 +62,7 @@ from .handover import (
     take_over,
 )
 from .logs import connection_context
-from .metrics import Metrics, MetricsEndpoint, parse_address
+from .metrics import Metrics, MetricsEndpoint, parse_address, socket_of, start_handed_over
 from .protocol import UDFConnection
 from .watchdog import DEFAULT_WARN_BLOCKED, LoopWatchdog
 
@@ -156,15 +156,13 @@ class UnixServer:
     or a :class:`~aioudf.metrics.Metrics` to record into (the
     ``aioudf[metrics]`` extra; docs/observability.md).
 
-    Hand-over (docs/operations.md): with ``handover`` (on by default) the
-    server answers on ``PATH.ctl`` (mode 0600), through which another
-    process of the same user takes everything over; ``await
-    server.start(takeover=True)`` takes the listening socket and the live
-    connections from the server on ``path``, or starts afresh if there is
-    none. The giving server sets :attr:`handed_over` and keeps serving the
-    connections the new process refused. ``observer`` (a
-    :class:`~aioudf.handover.Observer`) is told of every hand-over. No
-    signal handler is installed for any of this.
+    Hand-over (docs/operations.md): with ``handover`` (on by default) another
+    process of the same user takes everything over through ``PATH.ctl``:
+    ``await server.start(takeover=True)`` takes the sockets (metrics' too)
+    and live connections from the server on ``path``, or starts afresh. The
+    giver sets :attr:`handed_over` and keeps serving what the new process
+    refused. ``observer`` (an :class:`~aioudf.handover.Observer`) is told of
+    every hand-over. No signal handler is installed for any of this.
     """
 
     def __init__(
@@ -207,7 +205,7 @@ class UnixServer:
         self._given_sock = sock
         self._listen_sock: socket.socket | None = None
         self.handover = handover
-        self.observer = observer or Observer()
+        self.observer: Observer = observer or Observer()
         #: Set once another process took the listening socket over: this
         #: server accepts no more, and serves only the connections it kept.
         self.handed_over = asyncio.Event()
@@ -223,6 +221,8 @@ class UnixServer:
             self.metrics_endpoint = MetricsEndpoint(self.metrics, host, port)
         elif metrics is not None:
             self.metrics = metrics
+        if self.metrics is not None:  # hand-overs counted too
+            self.observer = self.metrics.observer(self.observer)
 
     # ---- start ----------------------------------------------------------
 
@@ -233,14 +233,14 @@ class UnixServer:
         ``takeover``, take the sockets and live connections over from the
         server running on the path, if one answers on its control socket.
         """
-        if self.metrics_endpoint is not None:
-            await self.metrics_endpoint.start()
         if takeover:
             try:
-                await take_over(self.path, self)
+                await take_over(self.path, self)  # the metrics socket comes along
                 return
             except NothingToTakeOver:
                 logger.info("no server to take over from on %s: starting afresh", self.path)
+        if self.metrics_endpoint is not None:
+            await self.metrics_endpoint.start()
         if self._given_sock is not None:
             sock = self._given_sock
         else:
@@ -404,6 +404,9 @@ class UnixServer:
         """Answer hand-over requests on the listening ``control`` socket."""
         self._control.serve(control)
 
+    def metrics_socket(self) -> socket.socket | None:
+        return socket_of(self.metrics_endpoint)
+
     def handover_sockets(self) -> tuple[socket.socket, socket.socket, bool]:
         if self._listen_sock is None or self._control.sock is None or self._closing:
             raise HandoverError("this server is not serving: nothing to hand over")
@@ -484,7 +487,7 @@ class UnixServer:
             raise
         if reason is None:
             handoff.commit()
-            self.observer.connection_handed_over(handoff.task_id)
+            self.observer.connection_handed_over(handoff.task_id, handoff.node_id)
             logger.info("[%s] task %r handed over", agent.name, handoff.task_id)
             return True
         logger.warning(
@@ -494,7 +497,7 @@ class UnixServer:
             handoff.task_id,
             reason,
         )
-        self.observer.connection_kept(handoff.task_id, reason)
+        self.observer.connection_kept(handoff.task_id, reason, handoff.node_id)
         transport.set_write_buffer_limits()
         transport.resume_reading()
         handoff.resume()
@@ -502,7 +505,10 @@ class UnixServer:
 
     # ---- hand-over: taking ------------------------------------------------
 
-    async def listen_on(self, listener: socket.socket, owns_path: bool) -> None:
+    async def listen_on(
+        self, listener: socket.socket, owns_path: bool, metrics: socket.socket | None
+    ) -> None:
+        await start_handed_over(self.metrics_endpoint, metrics)
         if owns_path:
             self._inode = _inode_of(self.path)
         await self._listen(listener)
@@ -536,7 +542,7 @@ class UnixServer:
             handler, reader, writer, connection=conn, config=self.config, metrics=self.metrics
         )
         self._start_connection(reader, writer, agent)
-        self.observer.connection_taken_over(task)
+        self.observer.connection_taken_over(task, message.header.get("node", ""))
         logger.info("task %r taken over", task)
         return None
 
@@ -814,6 +820,8 @@ async def serve(
         if not server.handed_over.is_set():
             notify("STOPPING=1")
         await server.shutdown()
+        if server.metrics is not None:
+            server.metrics.process_exited(os.getpid())  # our gauges leave the shared sums
     finally:
         for task in reloading:
             task.cancel()

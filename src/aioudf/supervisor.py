@@ -73,6 +73,14 @@ from .handover import (
     socket_pair,
     take_over,
 )
+from .metrics import (
+    REFRESH_INTERVAL,
+    Metrics,
+    MetricsEndpoint,
+    parse_address,
+    socket_of,
+    start_handed_over,
+)
 from .server import (
     DEFAULT_GRACE,
     DEFAULT_SOCKET_MODE,
@@ -140,6 +148,7 @@ class Supervisor:
         sock: socket.socket | None = None,
         takeover: bool = False,
         observer: Observer | None = None,
+        metrics: str | None = None,
     ) -> None:
         self.path = path
         self.count = workers
@@ -147,7 +156,13 @@ class Supervisor:
         self.mode = mode
         self.grace = grace
         self.takeover = takeover
-        self.observer = observer or Observer()
+        self.observer: Observer = observer or Observer()
+        #: The metrics endpoint covering every worker (``metrics``: ``"HOST:PORT"``).
+        self.metrics_endpoint: MetricsEndpoint | None = None
+        if metrics is not None:
+            host, port = parse_address(metrics)
+            self.metrics_endpoint = MetricsEndpoint(Metrics(), host, port)
+            self.observer = self.metrics_endpoint.metrics.observer(self.observer)
         self.workers: list[_Worker] = []
         self._listener = sock
         self._owns_path = False  # whether the socket file is ours to remove
@@ -167,23 +182,33 @@ class Supervisor:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, self._on_stop, signum)
         loop.add_signal_handler(signal.SIGHUP, self._on_hangup)
+        failure: AioudfError | None = None
         try:
             async with anyio.create_task_group() as tg:
                 self._tasks = tg
-                if not await self._start():
-                    tg.cancel_scope.cancel()
-                    return 1
-                notify("READY=1", f"MAINPID={os.getpid()}")
-                await _first(self._stop.wait(), self._handed_over.wait())
-                if not self._handed_over.is_set():
-                    notify("STOPPING=1")
-                    self._remove_files()
-                await self._stop_workers()
+                try:
+                    started = await self._start()
+                except AioudfError as exc:  # raised below, outside the task group's wrapping
+                    failure, started = exc, False
+                if started:
+                    notify("READY=1", f"MAINPID={os.getpid()}")
+                    await _first(self._stop.wait(), self._handed_over.wait())
+                    if not self._handed_over.is_set():
+                        notify("STOPPING=1")
+                        self._remove_files()
+                    await self._stop_workers()
                 tg.cancel_scope.cancel()
+            if failure is not None:
+                raise failure
+            if not started:
+                return 1
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
                 loop.remove_signal_handler(signum)
             self._remove_files()
+            if self.metrics_endpoint is not None:
+                await self.metrics_endpoint.close()
+                self.metrics_endpoint.metrics.process_exited(os.getpid())
         logger.info("supervisor stopped")
         return 0
 
@@ -194,6 +219,8 @@ class Supervisor:
                 return True
             except NothingToTakeOver:
                 logger.info("no server to take over from on %s: starting afresh", self.path)
+        if self.metrics_endpoint is not None:
+            await self.metrics_endpoint.start()
         if self._listener is None:
             await prepare_socket_path(self.path)
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -379,6 +406,9 @@ class Supervisor:
 
     # ---- hand-over: giving (another supervisor or server takes over) ----------
 
+    def metrics_socket(self) -> socket.socket | None:
+        return socket_of(self.metrics_endpoint)
+
     def handover_sockets(self) -> tuple[socket.socket, socket.socket, bool]:
         if self._listener is None or self._control.sock is None:
             raise HandoverError("this supervisor is not serving: nothing to hand over")
@@ -403,7 +433,10 @@ class Supervisor:
 
     # ---- hand-over: taking ----------------------------------------------------
 
-    async def listen_on(self, listener: socket.socket, owns_path: bool) -> None:
+    async def listen_on(
+        self, listener: socket.socket, owns_path: bool, metrics: socket.socket | None
+    ) -> None:
+        await start_handed_over(self.metrics_endpoint, metrics)
         self._listener = listener
         self._owns_path = owns_path
         if owns_path:
@@ -468,6 +501,8 @@ async def run_worker(
         # connections only then (over the "take" channels).
         await supervisor.send("ready")
         async with anyio.create_task_group() as tg:
+            if server.metrics is not None:
+                tg.start_soon(_publish_metrics, server.metrics)
             for fd in fds.get("take", []):
                 tg.start_soon(server.take_from, socket.socket(fileno=fd))
 
@@ -493,3 +528,10 @@ async def run_worker(
     finally:
         await server.shutdown()
         supervisor.close()
+
+
+async def _publish_metrics(metrics: Metrics) -> None:
+    """Publish this worker's queue depths and pending counts for the supervisor's endpoint."""
+    while True:
+        metrics.refresh()
+        await anyio.sleep(REFRESH_INTERVAL)
