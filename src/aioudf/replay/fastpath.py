@@ -186,8 +186,8 @@ class LineFormatter:
         self._divisor = multiplier(precision)
         #: (name, tags) -> "name,tag=value... "
         self._series: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
-        #: field key -> "key="
-        self._keys: dict[str, str] = {}
+        #: sorted field keys -> "key1={!r},key2={!r}..."
+        self._templates: dict[tuple[str, ...], str] = {}
 
     def __call__(self, point: Point) -> str:
         """The point's line; raises ValueError for what line protocol cannot carry."""
@@ -200,23 +200,20 @@ class LineFormatter:
         name = point.name
         tags = tuple(point.tags.items())
         prefix = self._series.get((name, tags))
-        keys = self._keys
         if prefix is None:
             prefix = self._learn(name, dict(tags))
             if prefix is None:
                 return format_line(DataPoint.from_message(point), precision=self.precision)
-        fields = []
-        for key in sorted(doubles):
-            head = keys.get(key)
-            value = doubles[key]
-            if head is None:
-                if _PLAIN_KEY.fullmatch(key) is None:
-                    return format_line(DataPoint.from_message(point), precision=self.precision)
-                head = keys[key] = key + "="
-            if not math.isfinite(value):
+        keys = tuple(sorted(doubles))
+        template = self._templates.get(keys)
+        if template is None:
+            if len(self._templates) >= _MAX_SERIES or not all(map(_PLAIN_KEY.fullmatch, keys)):
                 return format_line(DataPoint.from_message(point), precision=self.precision)
-            fields.append(head + repr(value))
-        return f"{prefix}{','.join(fields)} {stamp // self._divisor}"
+            template = self._templates[keys] = ",".join(f"{key}={{!r}}" for key in keys)
+        values = [doubles[key] for key in keys]
+        if not all(map(math.isfinite, values)):
+            return format_line(DataPoint.from_message(point), precision=self.precision)
+        return f"{prefix}{template.format(*values)} {stamp // self._divisor}"
 
     def _learn(self, name: str, tags: dict[str, str]) -> str | None:
         if len(self._series) >= _MAX_SERIES:
