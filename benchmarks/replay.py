@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from driver import init_request, query_info, start_socket_server, throughput  # noqa: E402
-from machine import describe_machine, load_average  # noqa: E402
+from machine import checkout_env, describe_machine, load_average, machine_line  # noqa: E402
 from workload import point_stream  # noqa: E402
 
 _RATE = re.compile(r"\(([\d,]+) points/s\)")
@@ -49,12 +49,6 @@ _RATE = re.compile(r"\(([\d,]+) points/s\)")
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def env() -> dict[str, str]:
-    out = dict(os.environ)
-    out["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), *filter(None, [out.get("PYTHONPATH")])])
-    return out
 
 
 def lines(points: int, seed: int = 1) -> Iterator[str]:
@@ -87,7 +81,7 @@ def replay(arguments: Sequence[str]) -> float:
         [sys.executable, "-m", "aioudf", "replay", "--progress", "never", *arguments],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        env=env(),
+        env=checkout_env(ROOT),
         text=True,
         check=False,
     )
@@ -113,7 +107,7 @@ def peak_rss(points: int) -> tuple[float, int]:
         ],
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
-        env=env(),
+        env=checkout_env(ROOT),
         text=True,
     )
     assert process.stdin is not None
@@ -162,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         workload = point_stream(points)
         path = os.path.join(directory, "mirror.sock")
         server = [sys.executable, mirror, "--socket", path, "--log-level", "WARNING"]
-        with start_socket_server(server, path, env()) as target:
+        with start_socket_server(server, path, checkout_env(ROOT)) as target:
             init = init_request({}, query_info(target))
             for run in range(1, runs + 1):
                 driver = throughput(target, init, workload).points_per_second
@@ -199,10 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("|---:|---:|---:|")
     for size, seconds, peak in memory:
         print(f"| {size:,} | {seconds:.1f} | {peak / 2**20:.1f} MiB |")
-    print(
-        f"\n{machine['cpu']}, {machine['cores']}; Python {machine['python']}; "
-        f"load average {load_start} at start, {load_end} at end."
-    )
+    print("\n" + machine_line(machine, load_start, load_end))
     return 0
 
 

@@ -40,7 +40,7 @@ from driver import (  # noqa: E402
     start_socket_server,
     throughput,
 )
-from machine import describe_machine, load_average  # noqa: E402
+from machine import checkout_env, describe_machine, load_average, machine_line  # noqa: E402
 from workload import point_stream  # noqa: E402
 
 
@@ -124,8 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     machine = describe_machine(ROOT)
     log(f"load average {load_start}; {machine['cpu']}, {machine['cores']}")
     workload = point_stream(points)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), *filter(None, [env.get("PYTHONPATH")])])
+    env = checkout_env(ROOT)
     samples: dict[int, list[tuple[float, float, float, float]]] = {n: [] for n in counts}
     with tempfile.TemporaryDirectory() as directory:
         servers = {}
@@ -171,10 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{statistics.median(s[2] for s in samples[n]):.2f} | "
             f"{statistics.median(s[3] for s in samples[n]):.2f} |"
         )
-    print(
-        f"\n{machine['cpu']}, {machine['cores']}; Python {machine['python']}; "
-        f"load average {load_start} at start, {load_end} at end."
-    )
+    print("\n" + machine_line(machine, load_start, load_end))
     return 0
 
 

@@ -244,17 +244,7 @@ class _LineProtocolInput(Input):
             yield b"".join(pending), len(pending)
 
     def __iter__(self) -> Iterator[DataPoint | Batch]:
-        with contextlib.ExitStack() as stack:
-            if self.path == "-":
-                stream: IO[bytes] = self._stdin or sys.stdin.buffer
-            else:
-                raw = stack.enter_context(open(self.path, "rb"))
-                self._raw = raw
-                stream = raw
-                if raw.peek(2)[:2] == b"\x1f\x8b":
-                    unzipped = gzip.GzipFile(fileobj=raw, mode="rb")
-                    stack.callback(unzipped.close)
-                    stream = unzipped  # type: ignore[assignment]  # GzipFile is a binary IO
+        with self._open() as stream:
             try:
                 yield from parse_lines(
                     self._lines(stream),
