@@ -25,6 +25,7 @@ peak for both.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import re
@@ -91,37 +92,51 @@ def replay(arguments: Sequence[str]) -> float:
     return float(match.group(1).replace(",", ""))
 
 
+def _high_water_mark(pid: int) -> int:
+    """``VmHWM`` of a live process, in bytes (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def peak_rss(points: int) -> tuple[float, int]:
-    """Replay ``points`` generated points from stdin; (seconds, peak RSS in bytes)."""
+    """Replay ``points`` generated points from stdin; (seconds, peak RSS in bytes).
+
+    The peak is the replay process's own ``VmHWM``, read until it exits
+    (``ru_maxrss`` would count the benchmark's pages the child had before exec).
+    """
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "aioudf",
-            "replay",
-            "--progress",
-            "never",
-            "--quiet",
-            str(ROOT / "examples" / "mirror.py") + ":Mirror",
-            "-",
-        ],
+        [sys.executable, "-m", "aioudf", "replay", "--progress", "never", "--quiet",
+         str(ROOT / "examples" / "mirror.py") + ":Mirror", "-"],
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         env=checkout_env(ROOT),
         text=True,
-    )
+    )  # fmt: skip
     assert process.stdin is not None
+    stdin = process.stdin
     started = time.monotonic()
-    feeder = threading.Thread(
-        target=lambda: (write_lines(process.stdin, points), process.stdin.close())
-    )
+
+    def feed() -> None:
+        with contextlib.suppress(BrokenPipeError):
+            write_lines(stdin, points)
+            stdin.close()
+
+    feeder = threading.Thread(target=feed)
     feeder.start()
-    _, status, usage = os.wait4(process.pid, 0)
+    peak = 0
+    while process.poll() is None:
+        peak = max(peak, _high_water_mark(process.pid))
+        time.sleep(0.05)
     feeder.join()
-    process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode:
         raise SystemExit(f"aioudf replay of {points:,} points failed ({process.returncode})")
-    return time.monotonic() - started, usage.ru_maxrss * 1024
+    return time.monotonic() - started, peak
 
 
 def median(values: Sequence[float]) -> float:
