@@ -139,9 +139,13 @@ class _LineProtocolInput(Input):
     def _blocks(self, stream: IO[bytes]) -> Iterator[list[str]]:
         """The lines of the input, a block at a time (line endings removed)."""
         rest = b""
+        # read1: what is there now, at most one read of the source; so lines
+        # typed on a terminal are replayed as they come, and one Ctrl-D ends
+        # the input (read() would wait for a second one).
+        read = getattr(stream, "read1", stream.read)
         while True:
             try:
-                block = stream.read(_BLOCK)
+                block = read(_BLOCK)
             except (EOFError, OSError) as exc:
                 raise RecordingError(
                     f"cannot read past line {self.lines}: {exc}", path=self.label
