@@ -84,3 +84,18 @@ def describe_machine(root: Path) -> dict[str, str]:
         "aioudf": f"{aioudf.__version__}, git {_git_revision(root)}",
         "executable": sys.executable,
     }
+
+
+def checkout_env(root: Path) -> dict[str, str]:
+    """Environment of child processes: the checkout's ``src`` first on PYTHONPATH."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(root / "src"), *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
+def machine_line(machine: dict[str, str], load_start: str, load_end: str) -> str:
+    """The last line of a report: the machine, Python, and the load around the run."""
+    return (
+        f"{machine['cpu']}, {machine['cores']}; Python {machine['python']}; "
+        f"load average {load_start} at start, {load_end} at end."
+    )

@@ -53,7 +53,7 @@ from driver import (  # noqa: E402
     start_socket_server,
     throughput,
 )
-from machine import describe_machine, load_average  # noqa: E402
+from machine import checkout_env, describe_machine, load_average  # noqa: E402
 from peers import Peer, peers_for  # noqa: E402
 from workload import Workload, batch_stream, point_stream  # noqa: E402
 
@@ -71,9 +71,7 @@ def log(message: str) -> None:
 
 def udf_env() -> dict[str, str]:
     """Environment of UDF processes: this checkout's aioudf comes first."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), *filter(None, [env.get("PYTHONPATH")])])
-    return env
+    return checkout_env(ROOT)
 
 
 def example(name: str, loop: str, *extra: str) -> list[str]:

@@ -122,6 +122,28 @@ async def test_task_gives_request_by_request_control() -> None:
     assert [p.time for p in result.points[:2]] == [1, 2]
 
 
+async def test_frames_encoded_by_the_caller_and_messages_as_decoded() -> None:
+    # What aioudf replay uses to skip the value objects: its own frames in,
+    # the decoded protobuf messages out.
+    from aioudf.protocol import EmittedBatch, KapacitorConnection
+
+    got: list[Point | EmittedBatch] = []
+    async with Kapacitor(Recorder).task(on_message=got.append) as task:
+        await task.send_frames(KapacitorConnection.send_data(make_pb_point(1), make_pb_point(2)))
+        result = await task.stop()
+    assert got[:2] == [make_pb_point(1), make_pb_point(2)]
+    assert result.items == []  # went to on_message instead
+
+    batch = Batch("cpu", [DataPoint("cpu", {"v": 1.0}, time=5)])
+    got.clear()
+    async with Kapacitor(BatchEcho).task(on_message=got.append) as task:
+        await task.send(batch)
+        await task.stop()
+    [emitted] = got
+    assert isinstance(emitted, EmittedBatch)
+    assert Batch.from_messages(emitted.begin, emitted.points, emitted.end).points == batch.points
+
+
 def make_pb_point(t: int) -> Point:
     return Point(name="cpu", time=t, fieldsDouble={"v": 1.0})
 

@@ -98,13 +98,29 @@ async def replay(
     try:
         async with (
             _echo_explained(task_id),
-            kapacitor.task(messages, task_id=task_id, node_id=node_id, on_output=output) as task,
+            kapacitor.task(
+                messages,
+                task_id=task_id,
+                node_id=node_id,
+                on_output=output,
+                on_message=getattr(output, "message", None),
+            ) as task,
         ):
             for number, source in enumerate(inputs, start=1):
                 if progress is not None:
                     progress.current, progress.input_number = source, number
                 chunk = _CHUNK_BATCHES if source.kind is EdgeType.BATCH else _CHUNK_POINTS
                 buffer: list[DataPoint | Batch] = []
+                frames = source.frames(grouping, _CHUNK_POINTS)
+                if frames is not None:
+                    try:
+                        for data, count in frames:
+                            stats.points_in += count
+                            await task.send_frames(data)
+                    except (LineProtocolError, RecordingError) as exc:
+                        input_error = exc
+                        break
+                    continue
                 try:
                     for item in source:
                         if isinstance(item, Batch):

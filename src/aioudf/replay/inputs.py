@@ -10,12 +10,19 @@ from collections.abc import Callable, Iterator
 from typing import IO
 
 from ..errors import AioudfError, LineProtocolError, RecordingError
-from ..lineprotocol import _load_parser, parse_lines
+from ..lineprotocol import _ends_inside_string, _load_parser, parse_lines
 from ..messages import EdgeType
 from ..points import Batch, DataPoint
 from ..recordings import BatchRecording, StreamRecording
+from .fastpath import LineEncoder
+from .grouping import Grouping
 
 __all__ = ["Input", "open_input"]
+
+#: Bytes of line protocol read at a time.
+_BLOCK = 1 << 18
+#: Stands for a line that is not UTF-8 (its error raised when it is reached).
+_UNDECODABLE = "\x00undecodable"
 
 
 class Input:
@@ -34,6 +41,14 @@ class Input:
 
     def __iter__(self) -> Iterator[DataPoint | Batch]:
         raise NotImplementedError
+
+    def frames(self, grouping: Grouping, points: int) -> Iterator[tuple[bytes, int]] | None:
+        """Framed Requests of about ``points`` points at a time, and how many each holds.
+
+        ``None`` when this input has no faster way than its items. An input
+        error is raised after the frames of every point before it.
+        """
+        return None
 
 
 class _RecordingInput(Input):
@@ -76,6 +91,7 @@ class _LineProtocolInput(Input):
         self._size = None if path == "-" else os.path.getsize(path)
         #: Lines read so far.
         self.lines = 0
+        self._undecodable: LineProtocolError | None = None
 
     @property
     def size(self) -> int | None:
@@ -105,7 +121,8 @@ class _LineProtocolInput(Input):
                 self.on_error(error)
                 yield ""  # keep the line numbers right
 
-    def __iter__(self) -> Iterator[DataPoint | Batch]:
+    @contextlib.contextmanager
+    def _open(self) -> Iterator[IO[bytes]]:
         with contextlib.ExitStack() as stack:
             if self.path == "-":
                 stream: IO[bytes] = self._stdin or sys.stdin.buffer
@@ -117,6 +134,121 @@ class _LineProtocolInput(Input):
                     unzipped = gzip.GzipFile(fileobj=raw, mode="rb")
                     stack.callback(unzipped.close)
                     stream = unzipped  # type: ignore[assignment]  # GzipFile is a binary IO
+            yield stream
+
+    def _blocks(self, stream: IO[bytes]) -> Iterator[list[str]]:
+        """The lines of the input, a block at a time (line endings removed)."""
+        rest = b""
+        # read1: what is there now, at most one read of the source; so lines
+        # typed on a terminal are replayed as they come, and one Ctrl-D ends
+        # the input (read() would wait for a second one).
+        read = getattr(stream, "read1", stream.read)
+        while True:
+            try:
+                block = read(_BLOCK)
+            except (EOFError, OSError) as exc:
+                raise RecordingError(
+                    f"cannot read past line {self.lines}: {exc}", path=self.label
+                ) from None
+            if not block:
+                break
+            data = rest + block
+            end = data.rfind(b"\n")
+            if end < 0:
+                rest = data
+                continue
+            rest = data[end + 1 :]
+            yield self._decode(data[:end].split(b"\n"))
+        if rest:
+            yield self._decode([rest])
+
+    def _decode(self, raw_lines: list[bytes]) -> list[str]:
+        try:
+            return b"\n".join(raw_lines).decode("utf-8").split("\n")
+        except UnicodeDecodeError:
+            pass
+        lines = []
+        for number, line in enumerate(raw_lines, start=self.lines + 1):
+            try:
+                lines.append(line.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                self.lines = number
+                error = LineProtocolError(
+                    f"not UTF-8 text: {exc.reason} at byte {exc.start}",
+                    line.decode("utf-8", "replace").rstrip("\r\n"),
+                    source=self.label,
+                    lineno=number,
+                )
+                if self.on_error is None:
+                    lines.append(_UNDECODABLE)
+                    self._undecodable = error
+                    break
+                self.on_error(error)
+                lines.append("")  # keep the line numbers right
+        return lines
+
+    def frames(self, grouping: Grouping, points: int) -> Iterator[tuple[bytes, int]]:
+        encoder = LineEncoder(precision=self.precision, grouping=grouping, source=self.label)
+        encode = encoder.line
+        on_error = self.on_error
+        pending: list[bytes] = []
+        pending_lines: list[str] = []
+        start = 0
+        lineno = 0
+        with self._open() as stream:
+            try:
+                for lines in self._blocks(stream):
+                    for line in lines:
+                        lineno += 1
+                        if line is _UNDECODABLE:
+                            self.lines = lineno
+                            assert self._undecodable is not None
+                            raise self._undecodable
+                        if pending_lines or '"' in line:
+                            # A string field may go on to the next line.
+                            if not pending_lines:
+                                start = lineno
+                            pending_lines.append(line)
+                            record = "\n".join(pending_lines)
+                            if _ends_inside_string(record):
+                                continue
+                            pending_lines = []
+                            line, first = record, start
+                        else:
+                            first = lineno
+                        try:
+                            frame = encode(line.rstrip("\r"), first)
+                        except LineProtocolError as exc:
+                            if on_error is None:
+                                raise
+                            on_error(exc)
+                            continue
+                        if frame is not None:
+                            pending.append(frame)
+                            if len(pending) >= points:
+                                yield b"".join(pending), len(pending)
+                                pending = []
+                    self.lines = lineno
+                if pending_lines:
+                    try:
+                        frame = encode("\n".join(pending_lines), start)
+                    except LineProtocolError as exc:
+                        if on_error is None:
+                            raise
+                        on_error(exc)
+                        frame = None
+                    if frame is not None:
+                        pending.append(frame)
+            except (LineProtocolError, RecordingError):
+                # The points before the error are replayed first.
+                if pending:
+                    yield b"".join(pending), len(pending)
+                raise
+        if pending:
+            yield b"".join(pending), len(pending)
+
+    def __iter__(self) -> Iterator[DataPoint | Batch]:
+        with self._open() as stream:
             try:
                 yield from parse_lines(
                     self._lines(stream),

@@ -13,9 +13,12 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from ..lineprotocol import format_line
+from ..messages import Point
 from ..points import Batch, DataPoint, is_finite
+from ..protocol import EmittedBatch
 from ..recordings import batch_to_json, point_to_json
 from ..testing.client import Emitted
+from .fastpath import LineFormatter
 from .inputs import Input
 
 __all__ = ["Output", "Progress", "ReplayStats"]
@@ -46,6 +49,27 @@ class Output:
         self._pending: list[str] = []
         self._pending_size = 0
         self._flushed_at = time.monotonic()
+        self._format = LineFormatter(precision)
+
+    def message(self, item: Point | EmittedBatch) -> None:
+        """Write what the UDF emitted, as decoded from the wire."""
+        if type(item) is not Point or self.format == "json":
+            self(
+                DataPoint.from_message(item)
+                if isinstance(item, Point)
+                else Batch.from_messages(item.begin, item.points, item.end)
+            )
+            return
+        self.stats.points_out += 1
+        try:
+            text = self._format(item)
+        except ValueError:
+            self._add_line(DataPoint.from_message(item))
+        else:
+            self._pending.append(text)
+            self._pending_size += len(text) + 1
+        if self._pending_size >= 1 << 16 or time.monotonic() - self._flushed_at >= FLUSH_INTERVAL:
+            self.flush()
 
     def __call__(self, item: Emitted) -> None:
         stats = self.stats

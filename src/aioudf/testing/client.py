@@ -154,12 +154,15 @@ class TaskConnection:
         timeout: float | None,
         name: str,
         on_output: Callable[[Emitted], None] | None = None,
+        on_message: Callable[[Point | EmittedBatch], None] | None = None,
     ) -> None:
         self._conn = connection
         self.timeout = timeout
         self.name = name
         self.result = Result()
         self._on_output = on_output or self.result.items.append
+        #: Emitted messages as they are decoded, instead of ``on_output``.
+        self._on_message = on_message
         self._loop = asyncio.get_running_loop()
         self._protocol = KapacitorConnection(timeout, now=self._loop.time(), wall=_time.time())
         self._pending: dict[str, collections.deque[asyncio.Future[Any]]] = {
@@ -231,7 +234,9 @@ class TaskConnection:
 
     def _on_event(self, event: KapacitorEvent) -> None:
         kind = type(event)
-        if kind is Point:
+        if self._on_message is not None and (kind is Point or kind is EmittedBatch):
+            self._on_message(event)  # type: ignore[arg-type]
+        elif kind is Point:
             self._on_output(DataPoint.from_message(event))  # type: ignore[arg-type]
         elif kind is EmittedBatch:
             assert isinstance(event, EmittedBatch)
@@ -369,6 +374,14 @@ class TaskConnection:
                 )
         await self._write(self._protocol.send_data(*messages))
 
+    async def send_frames(self, data: bytes) -> None:
+        """Send data already framed as Requests (points, BeginBatch, EndBatch).
+
+        For a caller that encodes its own frames, as ``aioudf replay`` does
+        with line protocol; nothing is checked.
+        """
+        await self._write(data)
+
     async def send_many(self, items: Iterable[Sendable], chunk: int = 1000) -> None:
         """Send a long sequence, ``chunk`` items per write (with flow control)."""
         buffer: list[Sendable] = []
@@ -447,11 +460,27 @@ class Kapacitor:
     def __repr__(self) -> str:
         return f"Kapacitor({self.target.describe()!r}, timeout={self.timeout!r})"
 
-    async def connect(self, on_output: Callable[[Emitted], None] | None = None) -> TaskConnection:
-        """Open a raw connection (nothing sent yet). Close it when done."""
+    async def connect(
+        self,
+        on_output: Callable[[Emitted], None] | None = None,
+        *,
+        on_message: Callable[[Point | EmittedBatch], None] | None = None,
+    ) -> TaskConnection:
+        """Open a raw connection (nothing sent yet). Close it when done.
+
+        What the UDF emits goes to ``on_output`` (as DataPoint and Batch
+        values), or with ``on_message`` to that, as the protobuf Point and
+        :class:`~aioudf.protocol.EmittedBatch` decoded from the wire (no
+        conversion: for a caller that handles many points, as ``aioudf
+        replay`` does).
+        """
         connection = await self.target.open()
         return TaskConnection(
-            connection, timeout=self.timeout, name=self.target.describe(), on_output=on_output
+            connection,
+            timeout=self.timeout,
+            name=self.target.describe(),
+            on_output=on_output,
+            on_message=on_message,
         )
 
     async def info(self) -> InfoResponse:
@@ -474,6 +503,7 @@ class Kapacitor:
         task_id: str = "task",
         node_id: str = "udf1",
         on_output: Callable[[Emitted], None] | None = None,
+        on_message: Callable[[Point | EmittedBatch], None] | None = None,
     ) -> AsyncIterator[TaskConnection]:
         """A task's connection: Info (once), Init and Restore done, ready for data.
 
@@ -481,7 +511,7 @@ class Kapacitor:
         leaving the block without it abandons the connection (kills a process).
         """
         info = await self.info()
-        conn = await self.connect(on_output)
+        conn = await self.connect(on_output, on_message=on_message)
         try:
             await conn.init(
                 options if options is not None else {},
