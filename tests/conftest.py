@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kapacitord import require_kapacitord
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -31,6 +32,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="module")
+def kapacitord_binary() -> Path:
+    """The real kapacitord (tests/kapacitord.py): skipped without it, failed under CI=true."""
+    return require_kapacitord()
 
 
 @pytest.fixture

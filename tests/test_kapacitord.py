@@ -24,7 +24,6 @@ from kapacitord import (
     SocketUDF,
     free_port,
     processed,
-    require_kapacitord,
     rows,
 )
 from logcapture import parse_logfmt
@@ -32,11 +31,6 @@ from scrape import documented_metrics, names, parse, value
 from scrape import scrape as scrape_port
 
 pytestmark = pytest.mark.usefixtures("kapacitord_binary")
-
-
-@pytest.fixture(scope="module")
-def kapacitord_binary() -> Path:
-    return require_kapacitord()
 
 
 def process_udf(python_env: dict[str, str], *args: str, timeout: str = "10s") -> ProcessUDF:

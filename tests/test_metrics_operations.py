@@ -27,7 +27,6 @@ from kapacitord import (
     SocketUDF,
     free_port,
     processed,
-    require_kapacitord,
 )
 from scrape import Samples, parse, scrape, value
 
@@ -37,11 +36,6 @@ NODE = "fails2"
 SCRIPT = (
     "stream\n    |from().measurement('{task}')\n    @fails().in('point')\n    |httpOut('out')\n"
 )
-
-
-@pytest.fixture(scope="module")
-def kapacitord_binary() -> Path:
-    return require_kapacitord()
 
 
 Serve = Callable[..., SocketServer]

@@ -16,14 +16,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from kapacitord import Kapacitord, Servers, SocketServer, SocketUDF, require_kapacitord, rows
+from kapacitord import Kapacitord, Servers, SocketServer, SocketUDF, rows
 
 pytestmark = pytest.mark.usefixtures("kapacitord_binary")
-
-
-@pytest.fixture(scope="module")
-def kapacitord_binary() -> Path:
-    return require_kapacitord()
 
 
 Serve = Callable[..., SocketServer]
