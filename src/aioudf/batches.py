@@ -33,6 +33,7 @@ from . import columnar
 from .errors import ProtocolError
 from .handler import Handler
 from .messages import BeginBatch, DataMessage, EdgeType, EndBatch, Point
+from .points import BatchHeader
 
 if TYPE_CHECKING:
     import numpy
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
 __all__ = ["BatchHandler", "BatchResult", "PointBatch"]
 
 
-class PointBatch:
+class PointBatch(BatchHeader):
     """A batch of protobuf points with its header: name, group, tags, ``tmax``.
 
     ``tags`` are the batch's group tags (what BeginBatch and EndBatch carry);
@@ -94,16 +95,6 @@ class PointBatch:
             tags=self.tags,
             tmax=self.tmax,
             by_name=self.by_name,
-        )
-
-    def begin(self) -> BeginBatch:
-        """The BeginBatch of this batch, ``size`` set."""
-        return BeginBatch(
-            name=self.name,
-            group=self.group,
-            tags=self.tags,
-            size=len(self.points),
-            byName=self.by_name,
         )
 
     def end(self) -> EndBatch:

@@ -31,7 +31,7 @@ import calendar
 import datetime
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Sized
 from typing import Any
 
 from .lineformat import FieldValue, format_record
@@ -39,6 +39,7 @@ from .messages import BeginBatch, EndBatch, Point
 
 __all__ = [
     "Batch",
+    "BatchHeader",
     "DataPoint",
     "FieldValue",
     "clear_fields",
@@ -399,7 +400,30 @@ class DataPoint:
         return format_record(self.name, self.tags, self.fields, self.time)
 
 
-class Batch:
+class BatchHeader:
+    """The header both batch types share (this module's :class:`Batch` and
+    :class:`~aioudf.PointBatch`), and the BeginBatch it makes."""
+
+    __slots__ = ()
+
+    name: str
+    group: str
+    tags: dict[str, str]
+    by_name: bool
+    points: Sized
+
+    def begin(self) -> BeginBatch:
+        """The BeginBatch in front of this batch's points, ``size`` set."""
+        return BeginBatch(
+            name=self.name,
+            group=self.group,
+            tags=self.tags,
+            size=len(self.points),
+            byName=self.by_name,
+        )
+
+
+class Batch(BatchHeader):
     """A batch as one value: its name, group, tags, end time and points, in order.
 
     The batch owns its points' measurement and group: every point in
@@ -462,16 +486,6 @@ class Batch:
         )
         batch.size = begin.size
         return batch
-
-    def begin(self) -> BeginBatch:
-        """The BeginBatch Kapacitor sends for this batch."""
-        return BeginBatch(
-            name=self.name,
-            group=self.group,
-            tags=self.tags,
-            size=len(self.points),
-            byName=self.by_name,
-        )
 
     def point_messages(self) -> list[Point]:
         """The points as Kapacitor sends them inside a batch: time, group, tags, fields."""
