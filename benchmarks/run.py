@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,8 @@ sys.path.insert(0, str(ROOT / "src"))
 from baseline import VARIANTS, time_variant  # noqa: E402
 from driver import (  # noqa: E402
     CommandTarget,
+    Connection,
+    SocketTarget,
     Target,
     UDFFailed,
     init_request,
@@ -554,13 +556,56 @@ def run_suite(settings: Settings, baselines: Baselines) -> list[Row]:
     return rows
 
 
+class RestartingServer:
+    """A peer's socket server, started again for the next run if it exited.
+
+    Kapacitor's Go ``mirror`` exits (``log.Fatal``) when a write fails after
+    the task closed its side, which the driver does once every point it sent
+    has come back: the next run would find nothing listening. Restarts are
+    counted and reported in the row; a server that cannot start fails the row.
+    """
+
+    def __init__(self, peer: Peer, path: str) -> None:
+        self.peer = peer
+        self.path = path
+        self.restarts = 0
+        self._stack = contextlib.ExitStack()
+        self._server = self._start()
+
+    def _start(self) -> SocketTarget:
+        return self._stack.enter_context(
+            start_socket_server(self.peer.command(self.path), self.path, self.peer.env)
+        )
+
+    def open(self) -> Connection:
+        try:
+            return self._server.open()
+        except (ConnectionRefusedError, FileNotFoundError):
+            self._stack.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)  # left behind by the server that died
+            self._stack = contextlib.ExitStack()
+            self.restarts += 1
+            self._server = self._start()
+            return self._server.open()
+
+    def describe(self) -> str:
+        return self._server.describe()
+
+    def close(self) -> None:
+        self._stack.close()
+
+
 @contextlib.contextmanager
 def peer_target(peer: Peer, directory: str) -> Iterator[Target]:
     """A peer as the driver's target: its socket server running, or its command."""
     if peer.serves_socket:
         path = os.path.join(directory, f"peer-{len(os.listdir(directory))}.sock")
-        with start_socket_server(peer.command(path), path, peer.env) as server:
+        server = RestartingServer(peer, path)
+        try:
             yield server
+        finally:
+            server.close()
     else:
         yield CommandTarget(peer.command(), peer.env)
 
@@ -601,7 +646,13 @@ def run_peers(
                         target_ratio=None,
                         strict=False,
                     )
-            except UDFFailed as exc:  # a peer that cannot run here is reported, not fatal
+                    if isinstance(target, RestartingServer) and target.restarts:
+                        row = replace(
+                            row,
+                            verdict=(row.verdict + "; " if row.verdict else "")
+                            + f"the server exited and was started again ({target.restarts}x)",
+                        )
+            except (UDFFailed, OSError) as exc:  # a peer that cannot run here: reported
                 log(f"  {peer.name} failed: {exc}")
                 row = Row(title, f"peer: {peer.name}", f"failed: {exc}", "", "", "")
             rows.append(row)
