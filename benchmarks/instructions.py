@@ -32,10 +32,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "examples")]
 
 from baseline import baseline_point_loop  # noqa: E402
-from workload import point_stream  # noqa: E402
+from workload import batch_stream, point_stream  # noqa: E402
 
 from aioudf import agent as agent_module  # noqa: E402
 from aioudf.agent import Agent  # noqa: E402
+from aioudf.handler import Handler  # noqa: E402
 from aioudf.options import encode_options  # noqa: E402
 from aioudf.protocol import KapacitorConnection  # noqa: E402
 
@@ -46,7 +47,11 @@ TARGETS = (
     "moving_avg_handrolled",
     "mirror+metrics",
     "moving_avg+metrics",
+    "baseline-batch",
+    "outliers",
 )
+#: The targets fed batches of 1,000 points (the others: a stream of points).
+BATCH_TARGETS = ("baseline-batch", "outliers")
 #: What runs when no target is named.
 DEFAULT_TARGETS = TARGETS[:4]
 #: Points in the two counted runs; the workload is always built for the larger.
@@ -88,26 +93,32 @@ class _NullWriter:
 
 
 def _init(target: str) -> bytes:
-    options = (
-        encode_options({"field": "usage_idle", "size": 10})
-        if target.startswith("moving_avg")
-        else []
-    )
+    options = []
+    if target.startswith("moving_avg"):
+        options = encode_options({"field": "usage_idle", "size": 10})
+    elif target.startswith("outliers"):
+        options = encode_options({"field": "usage_idle", "scale": 1.5})
     return KapacitorConnection().send_init(options, task_id="", node_id="")
 
 
 def run_once(target: str, points: int, loop: str) -> None:
     """The measured work: ``points`` points through ``target`` (in the child)."""
-    workload = point_stream(LARGE)
-    # Where each frame ends (every frame has a 2-byte header), found for all
-    # of them whatever ``points`` is: only the work on the points may differ.
+    batched = target in BATCH_TARGETS
+    # Batches of 1,000 points: the counted runs differ by whole batches.
+    workload = batch_stream(LARGE // 1000) if batched else point_stream(LARGE)
+    # Where each frame ends, found for all of them whatever ``points`` is:
+    # only the work on the points may differ. (Headers are one or two bytes.)
     ends = []
     pos = 0
-    for _ in range(LARGE):
-        pos += 2 + (workload.data[pos] & 0x7F | workload.data[pos + 1] << 7)
+    data = workload.data
+    for _ in range(workload.frames):
+        if data[pos] < 0x80:
+            pos += 1 + data[pos]
+        else:
+            pos += 2 + (data[pos] & 0x7F | data[pos + 1] << 7)
         ends.append(pos)
-    data = workload.data[: ends[points - 1]]
-    if target == "baseline":
+    data = workload.data[: ends[points // 1000 * 1002 - 1 if batched else points - 1]]
+    if target.startswith("baseline"):
         baseline_point_loop(data)
         return
     metrics = None
@@ -116,8 +127,11 @@ def run_once(target: str, points: int, loop: str) -> None:
 
         target = target.removesuffix("+metrics")
         metrics = Metrics()
+    handler_class: type[Handler]
     if target == "mirror":
         from mirror import Mirror as handler_class
+    elif target == "outliers":
+        from outliers import Outliers as handler_class
     elif target == "moving_avg":
         from moving_avg import MovingAvg as handler_class
     else:  # the hand-rolled one the toolkit's rewrite replaced, as a yardstick
@@ -180,17 +194,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if shutil.which("valgrind") is None:
         parser.error("valgrind is not installed")
     targets = args.targets or list(DEFAULT_TARGETS)
-    if "baseline" not in targets:
+    # Each target is compared with the baseline on the same kind of data.
+    if any(t not in BATCH_TARGETS for t in targets) and "baseline" not in targets:
         targets.insert(0, "baseline")
-    baseline = 0.0
+    if any(t in BATCH_TARGETS for t in targets) and "baseline-batch" not in targets:
+        targets.insert(0, "baseline-batch")
+    targets.sort(key=lambda t: not t.startswith("baseline"))
+    baselines: dict[bool, float] = {}
     for target in targets:
         value = per_point(target, args.loop)
-        if target == "baseline":
-            baseline = value
-            print(f"{target:<12} {value:>9,.0f} instructions/point", flush=True)
+        batched = target in BATCH_TARGETS
+        if target.startswith("baseline"):
+            baselines[batched] = value
+            print(f"{target:<14} {value:>9,.0f} instructions/point", flush=True)
         else:
-            ratio = baseline / value
-            print(f"{target:<12} {value:>9,.0f} instructions/point  ({ratio:.2f} x baseline)")
+            ratio = baselines[batched] / value
+            print(f"{target:<14} {value:>9,.0f} instructions/point  ({ratio:.2f} x baseline)")
     return 0
 
 
