@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -16,6 +16,8 @@ from wire import Peer, kind, options, request
 from aioudf import BlockingHandler, EdgeType, Handler, InitError, Point, RestoreError, UnixServer
 from aioudf._pb import udf_pb2 as pb
 from aioudf.framing import encode_frame
+from aioudf.messages import DataMessage
+from aioudf.testing import DataPoint, Kapacitor
 
 INFO = request(info=pb.InfoRequest())
 
@@ -451,3 +453,21 @@ def test_edge_types_are_normalised() -> None:
         wants = 1  # type: ignore[assignment]
 
     assert B.wants is EdgeType.BATCH
+
+
+async def test_a_handler_overriding_emit_sees_every_emitted_message() -> None:
+    class Stamping(Handler):
+        """Overrides emit() to stamp what goes out; point() emits through it."""
+
+        async def point(self, point: Point) -> None:
+            await self.emit(point)
+
+        def emit(self, message: DataMessage) -> Awaitable[None]:
+            if isinstance(message, Point):
+                message.tags["stamped"] = "yes"
+            return super().emit(message)
+
+    result = await Kapacitor(Stamping).run(
+        points=[DataPoint("cpu", {"v": float(i)}, time=i) for i in range(3)]
+    )
+    assert [p.tags for p in result.points] == [{"stamped": "yes"}] * 3

@@ -129,3 +129,31 @@ def test_point_batch_messages_announce_the_size() -> None:
     begin, end = pb.begin(), pb.end()
     assert messages[0] == begin and messages[3] == end
     assert (begin.size, begin.group, end.tmax) == (2, "g=1", 9)
+
+
+async def test_a_point_outside_a_batch_fails_the_task_naming_it() -> None:
+    async with Kapacitor(Largest).task() as task:
+        await task.send(DataPoint("cpu", {"value": 1.0}, time=1))
+        with pytest.raises(UDFError, match=r"a Point arrived outside a batch"):
+            await task.stop()
+
+
+class Counting(BatchHandler):
+    """Overrides point(): every point still goes through it, then into the batch."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    async def point(self, point: Point) -> None:
+        self.seen += 1
+        point.fieldsDouble["seen"] = float(self.seen)
+        await super().point(point)
+
+    async def batch(self, batch: PointBatch) -> PointBatch:
+        return batch
+
+
+async def test_a_batch_handler_overriding_point_gets_every_point() -> None:
+    result = await Kapacitor(Counting).run(batches=BATCHES)
+    assert [p.fields["seen"] for p in result.points] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert [b.size for b in result.batches] == [3, 2, 0]

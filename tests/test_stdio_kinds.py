@@ -165,3 +165,29 @@ def test_check_stdio_passes_on_open_descriptors() -> None:
 
     os.fstat(0)
     check_stdio()  # pytest's own stdin and stdout are open
+
+
+@pytest.mark.skipif(not hasattr(__import__("fcntl"), "F_GETPIPE_SZ"), reason="Linux pipes only")
+def test_the_pipes_to_and_from_kapacitor_are_widened_to_a_mebibyte(
+    python_env: dict[str, str],
+) -> None:
+    """Kapacitor can then be 1 MiB of points ahead of the UDF, not 64 KiB."""
+    import fcntl
+
+    udf = subprocess.Popen(
+        [*UDF, "--loop", "asyncio"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=python_env
+    )
+    assert udf.stdin is not None and udf.stdout is not None
+    try:
+        udf.stdin.write(INFO)
+        udf.stdin.flush()
+        # The Info answer comes once the pipes are set up.
+        header = udf.stdout.read(1)
+        assert header
+        sizes = [fcntl.fcntl(pipe, fcntl.F_GETPIPE_SZ) for pipe in (udf.stdin, udf.stdout)]
+        limit = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+        assert sizes == [min(1 << 20, limit)] * 2
+    finally:
+        udf.stdin.close()
+        udf.wait(timeout=60)
+        udf.stdout.close()

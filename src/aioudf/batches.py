@@ -26,12 +26,12 @@ tags from them, PROTOCOL.md).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from . import columnar
 from .errors import ProtocolError
-from .handler import Handler
+from .handler import READY, Handler
 from .messages import BeginBatch, DataMessage, EdgeType, EndBatch, Point
 from .points import BatchHeader
 
@@ -211,10 +211,19 @@ class BatchHandler(Handler):
         self._aioudf_points = []
 
     async def point(self, point: Point) -> None:
+        await self._collect(point)
+
+    def _collect(self, point: Point) -> Awaitable[None]:
         points = self._aioudf_points
         if points is None:
             raise ProtocolError("a Point arrived outside a batch (no BeginBatch before it)")
         points.append(point)
+        return READY
+
+    def _aioudf_fast_point(self) -> Callable[[Point], Awaitable[None]] | None:
+        # A batch's points are only collected: a plain call each, no coroutine
+        # (unless a subclass does more in point()).
+        return self._collect if type(self).point is BatchHandler.point else None
 
     async def end_batch(self, end: EndBatch) -> None:
         batch = PointBatch.from_messages(self._aioudf_begin, self._aioudf_points or (), end)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Generator, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from .errors import ProtocolError
@@ -40,6 +40,27 @@ __all__ = ["BaseHandler", "BlockingHandler", "EmitSink", "Handler"]
 
 if TYPE_CHECKING:
     from .batches import PointBatch
+
+
+class _Ready(tuple[()]):
+    """An awaitable that is already done: ``emit()`` returns it when there is room.
+
+    Awaiting it iterates an empty tuple, all in C: ``await self.emit(p)`` runs
+    once per point, and a generator-based ``__await__`` costs a Python frame
+    each time (measured: a quarter of the cost of the await).
+    """
+
+    __slots__ = ()
+    if TYPE_CHECKING:
+
+        def __await__(self) -> Generator[Any, None, None]: ...
+
+    else:
+        __await__ = tuple.__iter__
+
+
+#: The already-done awaitable (see :class:`_Ready`).
+READY = _Ready()
 
 
 class EmitSink(Protocol):
@@ -155,6 +176,15 @@ class BaseHandler:
         install_startup(cls, cls.blocking)
 
     log = _ClassLogger()
+
+    def _aioudf_fast_point(self) -> Callable[[Point], Awaitable[None]] | None:
+        """A plain function the agent may call for each Point instead of ``point()``.
+
+        It returns an awaitable (:data:`READY` when it did everything at
+        once), so the agent skips creating and running a coroutine a point.
+        None (the default): the agent awaits :meth:`point` itself.
+        """
+        return None
 
     def emit(self, message: DataMessage) -> Awaitable[None]:
         """Send a Point, BeginBatch or EndBatch to Kapacitor.

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import fcntl
 import os
 import select
 import stat
@@ -104,6 +105,25 @@ def _pollable(fd: int, *, for_writing: bool = False) -> bool:
     if stat.S_ISSOCK(mode):
         return not for_writing
     return stat.S_ISFIFO(mode) or os.isatty(fd)
+
+
+#: Bytes asked of the kernel for each of the pipes to and from Kapacitor.
+PIPE_SIZE = 1 << 20
+
+
+def _widen_pipe(fd: int) -> None:
+    """Ask for a 1 MiB pipe buffer on Linux (a pipe's default is 64 KiB).
+
+    With 64 KiB, Kapacitor can be at most ~400 points ahead of the UDF: a read
+    returns at most that, and both sides wake each other thousands of times a
+    second. The limit for unprivileged processes is /proc/sys/fs/pipe-max-size
+    (1 MiB unless lowered); if the kernel refuses, the pipe stays as it is.
+    """
+    setter = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux only
+    if setter is None or not stat.S_ISFIFO(os.fstat(fd).st_mode):
+        return
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(fd, setter, PIPE_SIZE)
 
 
 class _PipeWriter(asyncio.Protocol):
@@ -283,11 +303,13 @@ async def open_stdio(frames_fd: int, *, limit: int = 1 << 20) -> tuple[ByteReade
     if not _pollable(in_fd):
         reader = _FileReader(in_fd)
     else:
+        _widen_pipe(in_fd)
         pipe: Any = os.fdopen(in_fd, "rb", buffering=0)
         _, reader = await loop.connect_read_pipe(lambda: _PipeReader(limit), pipe)
     if not _pollable(frames_fd, for_writing=True):
         writer = _FileWriter(frames_fd)
     else:
+        _widen_pipe(frames_fd)
         out: Any = os.fdopen(frames_fd, "wb", buffering=0)
         _, protocol = await loop.connect_write_pipe(_PipeWriter, out)
         writer = protocol
