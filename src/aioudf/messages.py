@@ -42,6 +42,8 @@ __all__ = [
     "SnapshotRequest",
     "SnapshotResponse",
     "ValueType",
+    "POINT_HEADERS",
+    "data_header",
     "encode_data_frame",
     "encode_error",
     "encode_response",
@@ -129,6 +131,15 @@ def encode_data_frame(message: DataMessage) -> bytes:
     if header is None:
         header = _data_header(type(message), len(data))
     return header + data
+
+
+#: Response headers of Points by length (the emitter's fast path reads it).
+POINT_HEADERS = _HEADERS[pb.Point]
+
+
+def data_header(kind: type, length: int) -> bytes:
+    """What a Response frame puts before a ``kind`` message of ``length`` bytes."""
+    return _HEADERS[kind].get(length) or _data_header(kind, length)
 
 
 def _data_header(kind: type, length: int) -> bytes:
