@@ -29,6 +29,7 @@ import math
 import os
 import shlex
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -60,7 +61,19 @@ from peers import Peer, peers_for  # noqa: E402
 from workload import Workload, batch_stream, point_stream  # noqa: E402
 
 LOOPS = ("asyncio", "uvloop")
-SUITE = ("mirror", "moving_avg", "moving_avg_handrolled", "outliers", "latency", "stall", "metrics")
+SUITE = (
+    "mirror",
+    "moving_avg",
+    "moving_avg_handrolled",
+    "outliers",
+    "latency",
+    "stall",
+    "metrics",
+    "replay",
+    "workers",
+)
+#: The cases run by a script of their own, whose report is appended to ours.
+SCRIPTS = {"replay": "replay.py", "workers": "workers.py"}
 CUSTOM = ("throughput", "latency", "stall")
 # The examples' options, the same for ours and for Kapacitor's agents (peers.py).
 AVERAGE_OPTIONS = {"field": ["usage_idle"], "size": ["10"]}
@@ -771,6 +784,31 @@ def report(
     return "\n".join(lines)
 
 
+def run_scripts(settings: Settings, quick: bool) -> list[str]:
+    """The replay and workers cases: their scripts' reports, in their own tables.
+
+    Each script runs in a process of its own (it starts servers and replays
+    of its own), in its quick mode when this run is quick; its progress goes
+    to stderr as ours does.
+    """
+    sections = []
+    for case, script in SCRIPTS.items():
+        if case not in settings.cases:
+            continue
+        log(f"{case}: benchmarks/{script}{' --quick' if quick else ''}")
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "benchmarks" / script), *(["--quick"] if quick else [])],
+            stdout=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+        if done.returncode:
+            sections.append(f"## {case}\n\nbenchmarks/{script} failed (status {done.returncode})")
+        else:
+            sections.append(done.stdout.strip())
+    return sections
+
+
 def parse_options(texts: Sequence[str]) -> dict[str, list[str]]:
     """``-o size=10 -o field=x -o pair=a,1.5`` -> ``{"size": ["10"], ...}``."""
     options: dict[str, list[str]] = {}
@@ -881,10 +919,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UDFFailed as exc:
         log(f"run.py: the UDF failed: {exc}")
         return 1
+    sections = [] if is_custom else run_scripts(settings, quick)
     load_end = load_average()
     log(f"done in {time.monotonic() - clock:.0f} s; load average {load_end}")
     command = "python benchmarks/run.py" + (" " + " ".join(sys.argv[1:]) if sys.argv[1:] else "")
     text = report(rows, baselines, machine, command, settings, (load_start, load_end), started)
+    text = "\n\n".join([text, *sections])
     print(text)
     if args.markdown:
         Path(args.markdown).write_text(text + "\n")
