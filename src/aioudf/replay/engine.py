@@ -104,6 +104,7 @@ async def replay(
                 node_id=node_id,
                 on_output=output,
                 on_message=getattr(output, "message", None),
+                on_points=getattr(output, "points", None),
             ) as task,
         ):
             for number, source in enumerate(inputs, start=1):

@@ -18,7 +18,7 @@ from ..points import Batch, DataPoint, is_finite
 from ..protocol import EmittedBatch
 from ..recordings import batch_to_json, point_to_json
 from ..testing.client import Emitted
-from .fastpath import LineFormatter
+from .fastpath import LineFormatter, decode_point
 from .inputs import Input
 
 __all__ = ["Output", "Progress", "ReplayStats"]
@@ -68,6 +68,28 @@ class Output:
         else:
             self._pending.append(text)
             self._pending_size += len(text) + 1
+        if self._pending_size >= 1 << 16 or time.monotonic() - self._flushed_at >= FLUSH_INTERVAL:
+            self.flush()
+
+    def points(self, points: list[bytes]) -> None:
+        """Write Points the UDF emitted outside a batch, given as their bytes."""
+        if self.format == "json":
+            for data in points:
+                self.message(decode_point(data))
+            return
+        self.stats.points_out += len(points)
+        try:
+            lines = list(map(self._format.raw, points))
+        except ValueError:
+            # A point line protocol cannot carry is among them: one at a time.
+            for data in points:
+                try:
+                    self._add(self._format.raw(data))
+                except ValueError:
+                    self._add_line(DataPoint.from_message(decode_point(data)))
+        else:
+            self._pending += lines
+            self._pending_size += sum(map(len, lines)) + len(lines)
         if self._pending_size >= 1 << 16 or time.monotonic() - self._flushed_at >= FLUSH_INTERVAL:
             self.flush()
 
