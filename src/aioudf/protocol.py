@@ -981,42 +981,13 @@ class KapacitorConnection:
             return []
         points: list[bytes] = []
         frames = self._frames
-        chunk = frames._chunk()
-        if chunk is not None:
-            # Frames inside the chunk are split in place, as UDFConnection
-            # does: a frame header and a Response.point tag read by hand, a
-            # slice of the chunk per Point.
-            buf, _, pos = chunk
-            end = len(buf)
-            limit = frames.max_frame_size
-            first = pos
-            taken = 0
-            while pos < end:
-                size = buf[pos]
-                start = pos + 1
-                if size >= 0x80:
-                    if start >= end or buf[start] >= 0x80:
-                        break
-                    size = (size & 0x7F) | (buf[start] << 7)
-                    start += 1
-                stop = start + size
-                if stop > end or size > limit or buf[start : start + 2] != b"\x8a\x01":
-                    break
-                length = buf[start + 2] if start + 2 < stop else 0x80
-                inner = start + 3
-                if length >= 0x80:
-                    if inner >= stop or buf[inner] >= 0x80:
-                        break
-                    length = (length & 0x7F) | (buf[inner] << 7)
-                    inner += 1
-                if inner + length != stop:
-                    break
-                points.append(buf[inner:stop])
-                taken += 1
-                pos = stop
-            if pos != first:
-                frames._skip(pos, taken)
-        while (body := frames.next_frame()) is not None:
+        while True:
+            self._lone_points_in_place(points)
+            # What the loop above leaves: a frame gathered across chunks, a
+            # longer header, the end of the chunk, or something else.
+            body = frames.next_frame()
+            if body is None:
+                break
             point = _lone_point(body)
             if point is None:
                 self._held = body
@@ -1025,6 +996,37 @@ class KapacitorConnection:
         if points:
             self._heard_now()
         return points
+
+    def _lone_points_in_place(self, points: list[bytes]) -> None:
+        """Add the Points of the frames at the head of the chunk being split, in place.
+
+        As UDFConnection.next_requests does: each frame's layout looked up
+        by its first bytes, a slice of the chunk per Point, no call per frame.
+        """
+        frames = self._frames
+        chunk = frames._chunk() if frames.max_frame_size >= 0x3FFF else None
+        if chunk is None:
+            return
+        buf, _, pos = chunk
+        end = len(buf)
+        layouts = _POINT_LAYOUTS
+        taken = len(points)
+        append = points.append
+        while pos < end:
+            key = buf[pos : pos + 4] if buf[pos] < 0x80 else buf[pos : pos + 6]
+            layout = layouts.get(key)
+            if layout is None:
+                layout = _point_layout(buf, pos)
+                if layout is None:
+                    break
+            total, length = layout
+            stop = pos + total
+            if stop > end:
+                break  # cut by the chunk's end: next_frame() gathers it
+            append(buf[stop - length : stop])
+            pos = stop
+        if len(points) > taken:
+            frames._skip(pos, len(points) - taken)
 
     def count_responses(self) -> collections.Counter[str]:
         """Take every whole response received, counted by kind, data left unparsed.

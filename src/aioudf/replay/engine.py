@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -118,6 +119,10 @@ async def replay(
                         for data, count in frames:
                             stats.points_in += count
                             await task.send_frames(data)
+                            # Let the UDF's output be read as it comes: a
+                            # drain that does not wait does not yield, and a
+                            # UDF whose output is not read stops reading.
+                            await asyncio.sleep(0)
                     except (LineProtocolError, RecordingError) as exc:
                         input_error = exc
                         break

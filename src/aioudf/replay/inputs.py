@@ -198,6 +198,19 @@ class _LineProtocolInput(Input):
         with self._open() as stream:
             try:
                 for lines in self._blocks(stream):
+                    if not pending_lines and lines and lines[-1] is not _UNDECODABLE:
+                        # A block of plain lines (no string field that may go
+                        # on, no CR) is encoded in one call; at the first
+                        # error it is done again line by line, below.
+                        frames = _plain_block(encode, lines, lineno + 1)
+                        if frames is not None:
+                            lineno += len(lines)
+                            self.lines = lineno
+                            pending += frames
+                            while len(pending) >= points:
+                                yield b"".join(pending[:points]), points
+                                del pending[:points]
+                            continue
                     for line in lines:
                         lineno += 1
                         if line is _UNDECODABLE:
@@ -260,6 +273,20 @@ class _LineProtocolInput(Input):
                 raise RecordingError(
                     f"cannot read past line {self.lines}: {exc}", path=self.label
                 ) from None
+
+
+def _plain_block(
+    encode: Callable[[str, int], bytes | None], lines: list[str], first: int
+) -> list[bytes] | None:
+    """The frames of a block of lines without a quote or a CR; None if one is invalid."""
+    text = "\n".join(lines)
+    if '"' in text or "\r" in text:
+        return None
+    try:
+        frames = list(map(encode, lines, range(first, first + len(lines))))
+    except LineProtocolError:
+        return None
+    return [frame for frame in frames if frame is not None]
 
 
 def open_input(
