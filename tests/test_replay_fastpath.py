@@ -295,6 +295,18 @@ def test_random_points_are_written_from_their_bytes_as_format_line_writes_them(
             assert formatter.raw(data) == expected
 
 
+def test_times_are_read_from_the_bytes_whatever_came_before() -> None:
+    formatter = LineFormatter("ns")
+    rest = Point(name="cpu", fieldsDouble={"v": 1.0}).SerializeToString()
+    # 128 is 0x80 0x01: a varint that starts as a longer one would
+    for stamp in (128, 1, 2**62, -1, 128):
+        data = Point(time=stamp).SerializeToString() + rest
+        assert formatter.raw(data) == f"cpu v=1.0 {stamp}"
+    # time 0 written out (proto3 leaves it out; a Point may still say it)
+    assert formatter.raw(b"\x08\x00" + rest) == "cpu v=1.0 0"
+    assert formatter.raw(rest) == "cpu v=1.0 0"
+
+
 def test_bytes_that_are_not_a_point_are_the_udfs_fault() -> None:
     formatter = LineFormatter("ns")
     good = Point(name="cpu", time=5, fieldsDouble={"v": 1.0}).SerializeToString()

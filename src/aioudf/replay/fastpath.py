@@ -291,8 +291,9 @@ class _Fields:
 
     ``match(data, pos)`` vouches for the rest of a Point from ``pos``: these
     entries, finite values, nothing after; ``unpack_from`` reads the
-    values; ``template`` writes them sorted by key, as format_line does;
-    ``size`` is their length in bytes.
+    values; ``template`` writes them sorted by key, as format_line does
+    (``str.format`` fields from 1: 0 is the time's); ``size`` is their
+    length in bytes.
     """
 
     __slots__ = ("match", "size", "template", "unpack_from")
@@ -304,21 +305,32 @@ class _Fields:
         self.unpack_from = struct.Struct("<" + "".join(f"{len(h)}xd" for h in heads)).unpack_from
         self.size = sum(len(head) + 8 for head in heads)
         order = sorted(range(len(keys)), key=keys.__getitem__)
-        self.template = ",".join(f"{keys[i]}={{{i}!r}}" for i in order)
+        self.template = ",".join(f"{keys[i]}={{{i + 1}!r}}" for i in order)
 
 
 #: Field layouts kept per series: a map's entries may come in a few orders.
 _FIELDS_PER_SERIES = 4
 
 
+#: How to write a series' lines with one layout of fields: that layout's
+#: ``match`` and ``unpack_from``, and the line's ``str.format`` (the time
+#: text first, then the values).
+_Writer = tuple[
+    Callable[[bytes, int], "re.Match[bytes] | None"],
+    Callable[[bytes, int], tuple[float, ...]],
+    Callable[..., str],
+]
+
+
 class _Prefix:
     """A series of emitted Points: its ``measurement,tags `` text, the fields it had last."""
 
-    __slots__ = ("fields", "text")
+    __slots__ = ("text", "writers")
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self.fields: tuple[_Fields, ...] = ()
+        #: one per layout of fields seen last, the last first
+        self.writers: tuple[_Writer, ...] = ()
 
 
 def _series_end(data: bytes, pos: int) -> int:
@@ -390,8 +402,8 @@ class LineFormatter:
         #: fieldsDouble entry heads -> their layout
         self._fields: dict[tuple[bytes, ...], _Fields] = {}
         #: the time field of the last Point (varint), and its text in a line
-        self._time_bytes = b"\x00"
-        self._time_text = ""
+        self._time_field = b"\x08\x00"  # time 0, as a Point may say it
+        self._time_text = " 0"
         #: the bytes of the last Point's fields
         self._fields_size = 0
 
@@ -431,11 +443,9 @@ class LineFormatter:
         Raises ValueError as :meth:`__call__` does, and
         :class:`~aioudf.ProtocolError` for bytes that are not a Point.
         """
-        time_bytes = self._time_bytes
-        if data[:1] != b"\x08":
-            return self._decoded(data)
-        if data.startswith(time_bytes, 1):
-            start = len(time_bytes) + 1
+        time_field = self._time_field
+        if data.startswith(time_field):
+            start = len(time_field)
         else:
             start = self._read_time(data)
             if not start:
@@ -454,19 +464,18 @@ class LineFormatter:
                 prefix = self._learn_series(data[start:pos])
                 if prefix is None:
                     return self._decoded(data)
-        for fields in prefix.fields:
-            if fields.match(data, pos) is not None:
-                break
-        else:
-            learned = self._learn_fields(data, pos, prefix)
-            if learned is None:
-                return self._decoded(data)
-            fields = learned
-        line = fields.template.format(*fields.unpack_from(data, pos))
-        return prefix.text + line + self._time_text
+        for match, unpack_from, write in prefix.writers:
+            if match(data, pos) is not None:
+                return write(self._time_text, *unpack_from(data, pos))
+        if not self._learn_fields(data, pos, prefix):
+            return self._decoded(data)
+        _, unpack_from, write = prefix.writers[0]
+        return write(self._time_text, *unpack_from(data, pos))
 
     def _read_time(self, data: bytes) -> int:
-        """Read the time varint that starts ``data`` (after its tag); where it ends, or 0."""
+        """Read the time field that starts ``data``; where it ends, or 0 if it does not."""
+        if data[:1] != b"\x08":
+            return 0
         value = shift = 0
         pos = 1
         for pos in range(1, min(len(data), 11)):  # pos is used after the loop
@@ -483,7 +492,7 @@ class LineFormatter:
             value -= _INT64
         if not MIN_TIME <= value <= MAX_TIME:
             return 0
-        self._time_bytes = data[1 : pos + 1]
+        self._time_field = data[: pos + 1]
         self._time_text = f" {value // self._divisor}"
         return pos + 1
 
@@ -499,22 +508,24 @@ class LineFormatter:
         prefix = self._prefixes[key] = _Prefix(text) if text is not None else None
         return prefix
 
-    def _learn_fields(self, data: bytes, pos: int, prefix: _Prefix) -> _Fields | None:
-        """The layout of the fields from ``pos``, kept for ``prefix``'s series; None if odd."""
+    def _learn_fields(self, data: bytes, pos: int, prefix: _Prefix) -> bool:
+        """Keep the layout of the fields from ``pos`` for ``prefix``'s series; False if odd."""
         found = _double_fields(data, pos)
         if found is None:
-            return None
+            return False
         heads, keys = found
         fields = self._fields.get(heads)
         if fields is None:
             if len(self._fields) >= _MAX_LAYOUTS:
-                return None
+                return False
             fields = self._fields[heads] = _Fields(heads, keys)
         if fields.match(data, pos) is None:
-            return None  # a value that is not finite
-        prefix.fields = (fields, *prefix.fields[: _FIELDS_PER_SERIES - 1])
+            return False  # a value that is not finite
+        text = prefix.text.replace("{", "{{").replace("}", "}}")
+        writer = (fields.match, fields.unpack_from, (text + fields.template + "{0}").format)
+        prefix.writers = (writer, *prefix.writers[: _FIELDS_PER_SERIES - 1])
         self._fields_size = fields.size
-        return fields
+        return True
 
     def _decoded(self, data: bytes) -> str:
         return self(decode_point(data))
