@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -18,8 +19,11 @@ from aioudf.errors import LineProtocolError, ProtocolError
 from aioudf.lineprotocol import format_line, parse_line
 from aioudf.messages import Point, Request
 from aioudf.points import DataPoint
+from aioudf.protocol import KapacitorConnection
+from aioudf.recordings import write_stream_recording
 from aioudf.replay.fastpath import LineEncoder, LineFormatter
 from aioudf.replay.grouping import Grouping
+from aioudf.replay.inputs import open_input
 
 pytest.importorskip("line_protocol_parser")
 
@@ -314,3 +318,31 @@ def test_bytes_that_are_not_a_point_are_the_udfs_fault() -> None:
     for bad in (good[:-3], b"\x08\x05\x12\xff", b"\xff\xff\xff"):
         with pytest.raises(ProtocolError, match="the UDF sent a point that cannot be decoded"):
             formatter.raw(bad)
+
+
+def test_a_stream_recording_reaches_the_udf_as_its_points(tmp_path: Path) -> None:
+    """Its lines go through the line encoder, each with its database and retention policy."""
+    points = [
+        DataPoint(
+            "cpu",
+            {"v": i / 7, "n": i},
+            tags={"host": f"h{i % 3}"},
+            time=10**18 + i,
+            database=f"db{i % 2}",
+            retention_policy="autogen" if i % 5 else "",
+        )
+        for i in range(60)
+    ]
+    points.append(DataPoint("m", {"s": 'say "hi"\nthere'}, time=5, database="db0"))
+    path = tmp_path / "in.srpl"
+    write_stream_recording(path, points)
+    grouping = Grouping(tags=("host",))
+    frames = open_input(str(path)).frames(grouping, 7)
+    assert frames is not None
+    sent = KapacitorConnection()
+    sent.receive_data(b"".join(data for data, _ in frames))
+    got = sent.next_points()
+    assert [Point.FromString(data) for data in got] == [
+        grouping.apply(point).to_message() for point in open_input(str(path))
+    ]
+    assert len(got) == len(points)

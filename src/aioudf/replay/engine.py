@@ -142,6 +142,7 @@ async def replay(
                         if len(buffer) >= chunk:
                             await task.send(*buffer)
                             buffer = []
+                            await asyncio.sleep(0)  # the UDF's output read as it comes
                 except (LineProtocolError, RecordingError) as exc:
                     input_error = exc
                 if buffer:

@@ -157,7 +157,11 @@ def _layout_of(fields_text: str, point: DataPoint) -> tuple[tuple[str, bool], ..
 
 
 class LineEncoder:
-    """Lines of line protocol to framed Requests (see the module documentation)."""
+    """Lines of line protocol to framed Requests (see the module documentation).
+
+    Every point gets ``database`` and ``retention_policy`` (a stream
+    recording's lines each come with theirs: one encoder per pair).
+    """
 
     def __init__(
         self,
@@ -166,11 +170,15 @@ class LineEncoder:
         grouping: Grouping,
         source: str = "",
         default_time: int | Callable[[], int] | None = None,
+        database: str = "",
+        retention_policy: str = "",
     ) -> None:
         self.precision = precision
         self.grouping = grouping
         self.source = source
         self.default_time = default_time
+        self.database = database
+        self.retention_policy = retention_policy
         self._multiplier = multiplier(precision)
         #: series key (the text before the fields) -> what is kept of it
         self._series: dict[str, _Series] = {}
@@ -228,6 +236,8 @@ class LineEncoder:
         )
         if point is None:
             return None
+        point.database = self.database
+        point.retention_policy = self.retention_policy
         if self.grouping.active:
             point = self.grouping.apply(point)
         frame = encode_data_frame(point.to_message())

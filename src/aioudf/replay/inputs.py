@@ -70,6 +70,49 @@ class _RecordingInput(Input):
     def __iter__(self) -> Iterator[DataPoint | Batch]:
         return iter(self.reader)
 
+    def frames(self, grouping: Grouping, points: int) -> Iterator[tuple[bytes, int]] | None:
+        reader = self.reader
+        if not isinstance(reader, StreamRecording):
+            return None
+        return self._stream_frames(reader, grouping, points)
+
+    @staticmethod
+    def _stream_frames(
+        reader: StreamRecording, grouping: Grouping, points: int
+    ) -> Iterator[tuple[bytes, int]]:
+        # The lines of a recording through the line protocol encoder, one
+        # encoder per database and retention policy (the series bytes hold them).
+        encoders: dict[tuple[str, str], Callable[[str, int], bytes | None]] = {}
+        pending: list[bytes] = []
+        try:
+            for db, rp, line, lineno in reader.read_records():
+                encode = encoders.get((db, rp))
+                if encode is None:
+                    encode = encoders[db, rp] = LineEncoder(
+                        precision="ns",
+                        grouping=grouping,
+                        default_time=0,
+                        database=db,
+                        retention_policy=rp,
+                    ).line
+                try:
+                    frame = encode(line, 0)  # errors name the record and line instead
+                except LineProtocolError as exc:
+                    raise reader.point_error(line, lineno, exc) from None
+                if frame is None:
+                    raise reader.point_error(line, lineno, None)
+                pending.append(frame)
+                if len(pending) >= points:
+                    yield b"".join(pending), len(pending)
+                    pending = []
+        except RecordingError:
+            # The points before the error are replayed first.
+            if pending:
+                yield b"".join(pending), len(pending)
+            raise
+        if pending:
+            yield b"".join(pending), len(pending)
+
 
 class _LineProtocolInput(Input):
     kind = EdgeType.STREAM
