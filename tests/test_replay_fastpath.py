@@ -7,6 +7,7 @@ points reach the UDF, the same lines come out, the same lines are refused.
 
 from __future__ import annotations
 
+import io
 import math
 import re
 from pathlib import Path
@@ -24,6 +25,7 @@ from aioudf.recordings import write_stream_recording
 from aioudf.replay.fastpath import LineEncoder, LineFormatter
 from aioudf.replay.grouping import Grouping
 from aioudf.replay.inputs import open_input
+from aioudf.replay.output import Output, ReplayStats
 
 pytest.importorskip("line_protocol_parser")
 
@@ -347,3 +349,16 @@ def test_a_stream_recording_reaches_the_udf_as_its_points(tmp_path: Path) -> Non
         grouping.apply(point).to_message() for point in read
     ]
     assert len(got) == len(points)
+
+
+def test_lines_before_a_point_that_is_not_one_are_written() -> None:
+    stream = io.StringIO()
+    output = Output(stream, ReplayStats(), "line", "ns")
+    good = [Point(name="cpu", time=t, fieldsDouble={"v": 1.0}).SerializeToString() for t in (1, 2)]
+    unwritable = Point(name="cpu", time=3, fieldsDouble={"v": math.nan}).SerializeToString()
+    with pytest.raises(ProtocolError, match="cannot be decoded"):
+        output.points([*good, unwritable, b"\x08\x05\x12\xff"])
+    output.flush()
+    assert stream.getvalue() == "cpu v=1.0 1\ncpu v=1.0 2\n"
+    assert output.stats.points_out == 3
+    assert output.stats.unwritable == {"line protocol cannot carry the value nan of field 'v'": 1}

@@ -245,11 +245,11 @@ class _LineProtocolInput(Input):
                         # A block of plain lines (no string field that may go
                         # on, no CR) is encoded in one call; at the first
                         # error it is done again line by line, below.
-                        frames = _plain_block(encode, lines, lineno + 1)
-                        if frames is not None:
+                        block = _plain_block(encode, lines, lineno + 1)
+                        if block is not None:
                             lineno += len(lines)
                             self.lines = lineno
-                            pending += frames
+                            pending += block
                             while len(pending) >= points:
                                 yield b"".join(pending[:points]), points
                                 del pending[:points]

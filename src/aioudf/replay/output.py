@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from ..errors import ProtocolError
 from ..lineprotocol import format_line
 from ..messages import Point
 from ..points import Batch, DataPoint, is_finite
@@ -77,17 +78,24 @@ class Output:
             for data in points:
                 self.message(decode_point(data))
             return
-        self.stats.points_out += len(points)
+        raw = self._format.raw
         try:
-            lines = list(map(self._format.raw, points))
-        except ValueError:
-            # A point line protocol cannot carry is among them: one at a time.
+            lines = list(map(raw, points))
+        except (ValueError, ProtocolError):
+            # A point line protocol cannot carry, or one that is not a Point
+            # at all, is among them: one at a time, so that every line
+            # before one that ends the replay is written.
             for data in points:
                 try:
-                    self._add(self._format.raw(data))
+                    text = raw(data)
                 except ValueError:
+                    self.stats.points_out += 1
                     self._add_line(DataPoint.from_message(decode_point(data)))
+                else:
+                    self.stats.points_out += 1
+                    self._add(text)
         else:
+            self.stats.points_out += len(points)
             self._pending += lines
             self._pending_size += sum(map(len, lines)) + len(lines)
         if self._pending_size >= 1 << 16 or time.monotonic() - self._flushed_at >= FLUSH_INTERVAL:
