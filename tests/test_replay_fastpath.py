@@ -285,7 +285,7 @@ def _points(draw: st.DrawFn) -> tuple[Point, bytes]:
 
 
 @given(points=st.lists(_points(), min_size=1, max_size=4), precision=st.sampled_from(["ns", "ms"]))
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 def test_random_points_are_written_from_their_bytes_as_format_line_writes_them(
     points: list[tuple[Point, bytes]], precision: str
 ) -> None:
