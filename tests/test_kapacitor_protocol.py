@@ -9,6 +9,7 @@ from wire import decode_responses
 
 from aioudf import ProtocolError
 from aioudf._pb import udf_pb2 as pb
+from aioudf.framing import encode_frame
 from aioudf.messages import ValueType, encode_data_frame, encode_error, encode_response
 from aioudf.options import encode_options, parse_literal, parse_option_args
 from aioudf.protocol import EmittedBatch, KapacitorConnection, UDFConnection, go_time
@@ -111,6 +112,78 @@ def test_counting_takes_data_frames_without_parsing_them() -> None:
     kapacitor.receive_data(encode_error("gone"))
     with pytest.raises(ProtocolError, match="the UDF sent an ErrorResponse: gone"):
         kapacitor.count_responses()
+
+
+def take_all(kapacitor: KapacitorConnection) -> list[object]:
+    """Points as bytes and everything else as events, in the order they came."""
+    out: list[object] = []
+    while True:
+        out.extend(kapacitor.next_points())
+        event = kapacitor.next_event()
+        if event is None:
+            return out
+        out.append(event)
+
+
+def test_points_come_as_bytes_in_order_with_everything_else() -> None:
+    kapacitor = KapacitorConnection()
+    kapacitor.send_snapshot()
+    small = pb.Point(name="cpu", time=1, fieldsDouble={"v": 1.5})
+    big = pb.Point(name="x" * 300, time=2)  # a two-byte length
+    huge = pb.Point(name="y" * 20_000, time=3)  # three bytes: not read by hand
+    begin, inner, end = pb.BeginBatch(name="b"), pb.Point(time=4), pb.EndBatch(name="b")
+    keepalive = pb.KeepaliveResponse(time=7)
+    # A frame holding a Point and then more (protobuf merges two Points):
+    # not a lone Point, so decoded as a whole.
+    merged = pb.Response(point=pb.Point(name="a")).SerializeToString()
+    merged += pb.Response(point=pb.Point(time=9)).SerializeToString()
+    stream = b"".join(
+        [
+            KapacitorConnection.send_data(small, big),
+            reply(snapshot=pb.SnapshotResponse(snapshot=b"s")),
+            KapacitorConnection.send_data(huge, begin, inner, end, small),
+            reply(keepalive=keepalive),
+            encode_frame(merged),
+            KapacitorConnection.send_data(small),
+        ]
+    )
+    expected = [
+        small.SerializeToString(),
+        big.SerializeToString(),
+        pb.SnapshotResponse(snapshot=b"s"),
+        huge,
+        EmittedBatch(begin, [inner], end),
+        small.SerializeToString(),
+        keepalive,
+        pb.Point(name="a", time=9),
+        small.SerializeToString(),
+    ]
+
+    def same(got: list[object]) -> bool:
+        def plain(item: object) -> object:
+            if isinstance(item, EmittedBatch):
+                return (item.begin, item.points, item.end)
+            return pb.Point.FromString(item) if isinstance(item, bytes) else item
+
+        kinds = [type(item) for item in got] == [type(item) for item in expected]
+        return kinds and [plain(item) for item in got] == [plain(item) for item in expected]
+
+    kapacitor.receive_data(stream)
+    assert same(take_all(kapacitor))
+    # The same stream cut anywhere: frames split across chunks come out the same.
+    for cut in (1, 3, 7, 50, 333, len(stream) - 5):
+        kapacitor = KapacitorConnection()
+        kapacitor.send_snapshot()
+        got = []
+        for start in range(0, len(stream), cut):
+            kapacitor.receive_data(stream[start : start + cut])
+            got += take_all(kapacitor)
+        assert same(got), cut
+    # Counting after taking points leaves nothing out either.
+    kapacitor = KapacitorConnection()
+    kapacitor.receive_data(KapacitorConnection.send_data(small) + reply(keepalive=keepalive))
+    assert len(kapacitor.next_points()) == 1
+    assert kapacitor.count_responses() == {"keepalive": 1}
 
 
 def test_the_two_sides_talk() -> None:

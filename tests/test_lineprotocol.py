@@ -152,6 +152,9 @@ def test_precision_scales_timestamps_in_and_out() -> None:
     assert format_line(point, precision="ms") == "m v=1.0 1700000000000"
     with pytest.raises(ValueError, match="unknown precision 'fortnight'"):
         parse_line("m v=1 1", precision="fortnight")
+    # In range as written, out of it once scaled: refused, as InfluxDB does.
+    with pytest.raises(LineProtocolError, match="time 9300000000 at precision s is outside"):
+        parse_line("m v=1 9300000000", precision="s")
 
 
 def test_missing_timestamp_gets_the_default_time() -> None:

@@ -144,6 +144,30 @@ async def test_frames_encoded_by_the_caller_and_messages_as_decoded() -> None:
     assert Batch.from_messages(emitted.begin, emitted.points, emitted.end).points == batch.points
 
 
+async def test_points_as_bytes_batches_as_messages() -> None:
+    # What aioudf replay uses to skip even the Point objects: the bytes of
+    # every Point emitted outside a batch; a batch still comes whole.
+    from aioudf.protocol import EmittedBatch
+
+    raw: list[bytes] = []
+    messages: list[Point | EmittedBatch] = []
+    async with Kapacitor(Recorder).task(on_points=raw.extend, on_message=messages.append) as task:
+        await task.send(make_pb_point(1), make_pb_point(2))
+        assert await task.snapshot() == b"2"
+        await task.send(make_pb_point(3))
+        result = await task.stop()
+    assert [Point.FromString(data) for data in raw[:3]] == [make_pb_point(t) for t in (1, 2, 3)]
+    assert messages == [] and result.items == []
+
+    batch = Batch("cpu", [DataPoint("cpu", {"v": 1.0}, time=5)])
+    raw.clear()
+    async with Kapacitor(BatchEcho).task(on_points=raw.extend, on_message=messages.append) as task:
+        await task.send(batch)
+        await task.stop()
+    [emitted] = messages
+    assert raw == [] and isinstance(emitted, EmittedBatch)
+
+
 def make_pb_point(t: int) -> Point:
     return Point(name="cpu", time=t, fieldsDouble={"v": 1.0})
 

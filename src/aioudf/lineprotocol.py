@@ -112,6 +112,14 @@ def parse_line(
             stamp = default_time
     else:
         stamp *= multiplier
+        if not MIN_TIME <= stamp <= MAX_TIME:
+            raise LineProtocolError(
+                f"time {parsed['time']} at precision {precision} is outside the range "
+                f"InfluxDB can store ({MIN_TIME} to {MAX_TIME} ns)",
+                text,
+                source=source,
+                lineno=lineno,
+            )
     out = DataPoint.__new__(DataPoint)
     out.name = parsed["measurement"]
     # The parser returns keys in no useful order: use InfluxDB's (sorted).

@@ -769,6 +769,7 @@ class KapacitorConnection:
         "_frames",
         "_heard",
         "_heard_wall",
+        "_held",
         "_next_keepalive",
         "_pending",
         "_received",
@@ -801,6 +802,8 @@ class KapacitorConnection:
         self._heard = now  # when the last response came, or the start
         self._heard_wall = wall
         self._next_keepalive = now + self.timeout / 2 if self.timeout else 0.0
+        #: A frame next_points() took that is not a Point: next_event()'s next.
+        self._held: memoryview | None = None
 
     # ---- requests out -----------------------------------------------------
 
@@ -909,6 +912,12 @@ class KapacitorConnection:
 
     def next_event(self) -> KapacitorEvent | None:
         """The next thing the UDF said, or ``None`` if more bytes are needed."""
+        held = self._held
+        if held is not None:
+            self._held = None
+            event = self._event(held)
+            if event is not None:
+                return event
         frames = self._frames
         while (body := frames.next_frame()) is not None:
             event = self._event(body)
@@ -956,6 +965,69 @@ class KapacitorConnection:
             return reply
         raise ProtocolError(f"the UDF sent an empty or unknown response ({kind})")
 
+    def next_points(self) -> list[bytes]:
+        """Take the Points the UDF emitted outside a batch, as their serialized bytes.
+
+        For a client that reads the Points itself instead of decoding them
+        (``aioudf replay`` writes lines straight from the bytes): every
+        whole frame received that holds only a Point, up to the first that
+        is anything else, which :meth:`next_event` then hands out as usual
+        (so call both until :meth:`next_event` returns ``None``). Inside a
+        batch it takes nothing: the batch's Points belong to its
+        :class:`EmittedBatch`. The bytes are not checked: a Point that
+        cannot be decoded is the caller's to report.
+        """
+        if self._batch is not None or self._held is not None:
+            return []
+        points: list[bytes] = []
+        frames = self._frames
+        while True:
+            self._lone_points_in_place(points)
+            # What the loop above leaves: a frame gathered across chunks, a
+            # longer header, the end of the chunk, or something else.
+            body = frames.next_frame()
+            if body is None:
+                break
+            point = _lone_point(body)
+            if point is None:
+                self._held = body
+                break
+            points.append(point)
+        if points:
+            self._heard_now()
+        return points
+
+    def _lone_points_in_place(self, points: list[bytes]) -> None:
+        """Add the Points of the frames at the head of the chunk being split, in place.
+
+        As UDFConnection.next_requests does: each frame's layout looked up
+        by its first bytes, a slice of the chunk per Point, no call per frame.
+        """
+        frames = self._frames
+        chunk = frames._chunk() if frames.max_frame_size >= 0x3FFF else None
+        if chunk is None:
+            return
+        buf, _, pos = chunk
+        end = len(buf)
+        layouts = _POINT_LAYOUTS
+        taken = len(points)
+        append = points.append
+        while pos < end:
+            key = buf[pos : pos + 4] if buf[pos] < 0x80 else buf[pos : pos + 6]
+            layout = layouts.get(key)
+            if layout is None:
+                layout = _point_layout(buf, pos)
+                if layout is None:
+                    break
+            total, length = layout
+            stop = pos + total
+            if stop > end:
+                break  # cut by the chunk's end: next_frame() gathers it
+            append(buf[stop - length : stop])
+            pos = stop
+        if len(points) > taken:
+            frames._skip(pos, len(points) - taken)
+
     def count_responses(self) -> collections.Counter[str]:
         """Take every whole response received, counted by kind, data left unparsed.
 
@@ -968,7 +1040,9 @@ class KapacitorConnection:
         counts: collections.Counter[str] = collections.Counter()
         frames = self._frames
         kinds = _DATA_TAG_KINDS
-        while (body := frames.next_frame()) is not None:
+        held, self._held = self._held, None
+        while (body := held if held is not None else frames.next_frame()) is not None:
+            held = None
             kind = kinds.get(bytes(body[:2]))
             if kind is None:
                 event = self._event(body)
@@ -979,6 +1053,22 @@ class KapacitorConnection:
                 self._heard_now()
             counts[kind] += 1
         return counts
+
+
+def _lone_point(body: memoryview) -> bytes | None:
+    """The Point of a Response frame that holds one and nothing else, as bytes."""
+    if len(body) < 3 or body[0] != 0x8A or body[1] != 0x01:
+        return None
+    length = body[2]
+    start = 3
+    if length >= 0x80:
+        if len(body) < 4 or body[3] >= 0x80:
+            return None
+        length = (length & 0x7F) | (body[3] << 7)
+        start = 4
+    if start + length != len(body):
+        return None
+    return body[start:].tobytes()
 
 
 _EVENT_KINDS: dict[type, str] = {

@@ -135,7 +135,14 @@ class StreamRecording(_Recording):
                 return
             yield chunk
 
-    def __iter__(self) -> Iterator[DataPoint]:
+    def read_records(self) -> Iterator[tuple[str, str, str, int]]:
+        """The records as they are written: database, retention policy, line, its number.
+
+        The line (a point in line protocol, unparsed) may span several
+        lines of the file (a string field with a newline); its number is
+        that of its last. Raises :class:`~aioudf.errors.RecordingError` as
+        iterating does, but for the points themselves (see :meth:`point_error`).
+        """
         with open(self.path, "rb") as raw:
             self._raw = raw
             truncated: list[bool] = []
@@ -151,7 +158,7 @@ class StreamRecording(_Recording):
                 if len(rest) < 2:
                     raise self._incomplete(first, bool(truncated))
                 (_, retention), (lineno, text) = rest
-                while _ends_inside_string(text.decode("utf-8", "replace")):
+                while b'"' in text and _ends_inside_string(text.decode("utf-8", "replace")):
                     more = next(numbered, None)
                     if more is None:
                         raise self._incomplete(first, bool(truncated))
@@ -163,27 +170,36 @@ class StreamRecording(_Recording):
                 except UnicodeDecodeError as exc:
                     where = f"record {self.records + 1} (lines {first}-{lineno})"
                     raise self._error(f"{where}: not UTF-8 text ({exc})", line=first) from None
-                try:
-                    point = parse_line(line, default_time=0)
-                except LineProtocolError as exc:
-                    raise self._error(
-                        f"record {self.records + 1} (line {lineno}): {exc}", line=lineno
-                    ) from None
-                if point is None:
-                    raise self._error(
-                        f"record {self.records + 1} (line {lineno}): expected a point, "
-                        f"got {'an empty line' if not line.strip() else 'a comment'}",
-                        line=lineno,
-                    )
-                point.database = db
-                point.retention_policy = rp
+                yield db, rp, line, lineno
                 self.records += 1
-                yield point
             if truncated:
                 raise self._error(
                     f"recording truncated: the compressed data ends after point {self.records} "
                     "(everything before it was read)"
                 )
+
+    def point_error(
+        self, line: str, lineno: int, error: LineProtocolError | None
+    ) -> RecordingError:
+        """The error for the line of the record being read: invalid, or not a point (None)."""
+        if error is not None:
+            message = f"record {self.records + 1} (line {lineno}): {error}"
+        else:
+            what = "an empty line" if not line.strip() else "a comment"
+            message = f"record {self.records + 1} (line {lineno}): expected a point, got {what}"
+        return self._error(message, line=lineno)
+
+    def __iter__(self) -> Iterator[DataPoint]:
+        for db, rp, line, lineno in self.read_records():
+            try:
+                point = parse_line(line, default_time=0)
+            except LineProtocolError as exc:
+                raise self.point_error(line, lineno, exc) from None
+            if point is None:
+                raise self.point_error(line, lineno, None)
+            point.database = db
+            point.retention_policy = rp
+            yield point
 
     def _incomplete(self, line: int, truncated: bool) -> RecordingError:
         if truncated:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -104,6 +105,7 @@ async def replay(
                 node_id=node_id,
                 on_output=output,
                 on_message=getattr(output, "message", None),
+                on_points=getattr(output, "points", None),
             ) as task,
         ):
             for number, source in enumerate(inputs, start=1):
@@ -117,6 +119,10 @@ async def replay(
                         for data, count in frames:
                             stats.points_in += count
                             await task.send_frames(data)
+                            # Let the UDF's output be read as it comes: a
+                            # drain that does not wait does not yield, and a
+                            # UDF whose output is not read stops reading.
+                            await asyncio.sleep(0)
                     except (LineProtocolError, RecordingError) as exc:
                         input_error = exc
                         break
@@ -136,6 +142,7 @@ async def replay(
                         if len(buffer) >= chunk:
                             await task.send(*buffer)
                             buffer = []
+                            await asyncio.sleep(0)  # the UDF's output read as it comes
                 except (LineProtocolError, RecordingError) as exc:
                     input_error = exc
                 if buffer:

@@ -1,24 +1,36 @@
-"""The replay's hot path: line protocol straight to Request frames, Points straight to lines.
+"""The replay's hot path: line protocol straight to Request frames, Point bytes straight to lines.
 
 Replaying line protocol through a UDF used to build three objects a point
 on the way in (the parser's dict, a :class:`~aioudf.DataPoint`, a protobuf
-Point) and two on the way out (a DataPoint, then its line). The UDF itself
-costs a few microseconds a point; those objects cost ten times that. Here:
+Point) and two on the way out (a protobuf Point, a DataPoint). The UDF itself
+costs a few microseconds a point; those objects cost several times that. Here:
 
-* :class:`LineEncoder` turns one line into its framed Request bytes. Lines
-  of a series already seen (same measurement and tags) reuse that series'
-  encoded name, tags and group, and only their fields and time are encoded,
-  by hand. A line is taken this way only when it is plainly valid: names of
-  ordinary characters, float and integer fields, a timestamp. Anything else
-  (strings, booleans, escapes, a first sighting of the series, anything the
-  fast check cannot vouch for) goes through :func:`aioudf.lineprotocol.parse_line`
-  exactly as before, errors and all.
-* :class:`LineFormatter` writes the line of an emitted protobuf Point,
-  keeping the formatted measurement and tags of each series; points it
-  cannot vouch for go through :func:`~aioudf.lineprotocol.format_line`.
+* :class:`LineEncoder` turns one line into its framed Request bytes. For a
+  line of a series already seen (same text before the fields) whose field
+  keys are those its series had last, one compiled expression checks the
+  whole rest of the line and captures every value and the time, and one
+  function written for that layout of fields packs the map entries (heads
+  and doubles in one ``Struct.pack``) behind the series' encoded name, tags
+  and group; the time's varint is kept while it does not change. Only what
+  the parser reads exactly as ``float()`` and ``int()`` do is taken this
+  way: plain field keys, floats of at most 200 digits either side of the
+  point and a two-digit exponent, integers of at most 18 digits. Anything
+  else (strings, booleans, escapes, a series' first line, another layout,
+  anything the expression does not vouch for) goes through
+  :func:`aioudf.lineprotocol.parse_line` exactly as before, errors and all.
+* :class:`LineFormatter` writes the line of an emitted Point. From the
+  Point's bytes (:meth:`LineFormatter.raw`): the time varint, then the
+  series (name to tags, looked up whole in a cache of formatted
+  ``measurement,tags `` prefixes), then the double fields, checked and read
+  by a compiled expression and a ``Struct`` per layout, written sorted by
+  one ``str.format``. Points it cannot vouch for (other field types,
+  non-finite values, unknown fields, byName...) are decoded and go through
+  the protobuf path, and through :func:`~aioudf.lineprotocol.format_line`.
 
-Both give byte-for-byte what the slow path gives; the tests of ``aioudf
-replay`` run through them.
+Both give what the slow path gives, byte for byte for the lines (the
+frames decode to the same Points); the tests of ``aioudf replay`` run
+through them, and tests/test_replay_fastpath.py compares both ways on
+random lines and points.
 """
 
 from __future__ import annotations
@@ -27,23 +39,37 @@ import math
 import re
 import struct
 from collections.abc import Callable
+from typing import Any
 
+from google.protobuf.message import DecodeError
+
+from ..errors import ProtocolError
 from ..lineformat import MAX_TIME, MIN_TIME, multiplier
 from ..lineprotocol import format_line, parse_line
 from ..messages import Point, encode_data_frame
 from ..points import DataPoint
 from .grouping import Grouping
 
-__all__ = ["LineEncoder", "LineFormatter"]
+__all__ = ["LineEncoder", "LineFormatter", "decode_point"]
 
 # Characters that need no escaping anywhere in a line and mean nothing to
 # the parser: field keys made only of them are taken as they are.
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_.:/@%+\-]+")
-#: A float or integer field value the parser reads as Python does.
-_NUMBER = re.compile(r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d{1,3})?|-?\d{1,18}i").fullmatch
+# A float value as the parser reads it, or text float() refuses too ("",
+# ".", "-", which then go to the parser). At most 200 digits before and
+# after the point and a two-digit exponent: nothing that could overflow or
+# underflow, which the parser refuses and float() does not. ASCII digits
+# only (float() reads other digits too, the parser does not).
+_FLOAT = r"-?[0-9]{0,200}\.?[0-9]{0,200}(?:[eE][+-]?[0-9]{1,2})?"
+#: An integer value that fits an int64 whatever its digits.
+_INT = r"-?[0-9]{1,18}"
+#: The kind of a field value in a layout, by what its text looks like.
+_VALUE_KIND = re.compile(f"(?P<int>{_INT})i|(?P<float>{_FLOAT})").fullmatch
 _INT64 = 1 << 64
 #: Series whose encoding is kept (beyond that, new series take the slow path).
 _MAX_SERIES = 100_000
+#: Field layouts kept (each a compiled expression).
+_MAX_LAYOUTS = 10_000
 _pack_double = struct.Struct("<d").pack
 
 
@@ -58,15 +84,96 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-def _field(key: str, tag: bytes, value_tag: bytes, value: bytes) -> bytes:
-    """One map entry of a Point's field map (``tag`` is the map's field key)."""
+def _entry_key(key: str, value_tag: bytes) -> bytes:
+    """A field map entry's key and its value's tag (what comes before the value)."""
     raw = key.encode()
-    entry = b"\x0a" + _varint(len(raw)) + raw + value_tag + value
-    return tag + _varint(len(entry)) + entry
+    return b"\x0a" + _varint(len(raw)) + raw + value_tag
+
+
+def _int_entry(head: bytes, text: str) -> bytes:
+    """A fieldsInt map entry (field 9): ``head`` is its key and value tag."""
+    entry = head + _varint(int(text))
+    return b"\x4a" + _varint(len(entry)) + entry
+
+
+class _Layout:
+    """The field keys of a line, in its order, and their kinds: how to encode such lines.
+
+    ``fullmatch`` takes the text after the series key (fields, a space, the
+    time) and captures every value and then the time, in one call; a line
+    of another layout, or with a value the parser might read otherwise,
+    does not match. ``entries`` takes those captures and returns the
+    Point's field-map entries: a function written for the layout, the
+    constant entry heads and the doubles packed by one precompiled Struct
+    (measured: half the time of any generic loop over the fields).
+    """
+
+    __slots__ = ("entries", "fullmatch")
+
+    def __init__(self, fields: tuple[tuple[str, bool], ...]) -> None:
+        pattern = ",".join(
+            f"{re.escape(key)}=({_INT})i" if is_int else f"{re.escape(key)}=({_FLOAT})"
+            for key, is_int in fields
+        )
+        self.fullmatch = re.compile(pattern + r" (-?[0-9]{1,19})").fullmatch
+        # Only indices and names go into the source; keys stay in the namespace.
+        namespace: dict[str, Any] = {"float": float, "int_entry": _int_entry}
+        heads = []
+        for i, (key, is_int) in enumerate(fields):
+            entry = _entry_key(key, b"\x10" if is_int else b"\x11")
+            # fieldsInt entries get their tag and length with the value.
+            heads.append(entry if is_int else b"\x42" + _varint(len(entry) + 8) + entry)
+            namespace[f"h{i}"] = heads[i]
+        if any(is_int for _, is_int in fields):
+            namespace["pack_d"] = _pack_double
+            parts = [
+                f"int_entry(h{i}, v[{i}])" if is_int else f"h{i} + pack_d(float(v[{i}]))"
+                for i, (_, is_int) in enumerate(fields)
+            ]
+            body = f'b"".join(({", ".join(parts)},))'
+        else:
+            namespace["pack"] = struct.Struct(
+                "<" + "".join(f"{len(head)}sd" for head in heads)
+            ).pack
+            body = f"pack({', '.join(f'h{i}, float(v[{i}])' for i in range(len(fields)))})"
+        exec(f"def entries(v):\n    return {body}\n", namespace)
+        self.entries: Callable[[tuple[str, ...]], bytes] = namespace["entries"]
+
+
+class _Series:
+    """A series seen: its encoded name, tags and group; the layout its lines last had."""
+
+    __slots__ = ("data", "layout")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.layout: _Layout | None = None
+
+
+def _layout_of(fields_text: str, point: DataPoint) -> tuple[tuple[str, bool], ...] | None:
+    """The layout of a line's fields as the parser read them into ``point``; None if odd."""
+    layout = []
+    for item in fields_text.split(","):
+        key, _, value = item.partition("=")
+        kind = _VALUE_KIND(value)
+        parsed = point.fields.get(key)
+        if kind is None or _PLAIN_KEY.fullmatch(key) is None or type(parsed) is bool:
+            return None
+        is_int = kind.group("int") is not None
+        if not isinstance(parsed, int if is_int else float):
+            return None
+        layout.append((key, is_int))
+    if len({key for key, _ in layout}) != len(layout) or len(layout) != len(point.fields):
+        return None  # a repeated key (the parser keeps the first, protobuf the last)
+    return tuple(layout)
 
 
 class LineEncoder:
-    """Lines of line protocol to framed Requests (see the module documentation)."""
+    """Lines of line protocol to framed Requests (see the module documentation).
+
+    Every point gets ``database`` and ``retention_policy`` (a stream
+    recording's lines each come with theirs: one encoder per pair).
+    """
 
     def __init__(
         self,
@@ -75,18 +182,24 @@ class LineEncoder:
         grouping: Grouping,
         source: str = "",
         default_time: int | Callable[[], int] | None = None,
+        database: str = "",
+        retention_policy: str = "",
     ) -> None:
         self.precision = precision
         self.grouping = grouping
         self.source = source
         self.default_time = default_time
+        self.database = database
+        self.retention_policy = retention_policy
         self._multiplier = multiplier(precision)
-        #: series key (the text before the fields) -> the encoded rest of its Point
-        self._series: dict[str, bytes] = {}
-        #: field key -> its double-map entry without the 8 value bytes
-        self._double_heads: dict[str, bytes] = {}
-        self._last_time = -1
-        self._last_time_bytes = b""
+        #: series key (the text before the fields) -> what is kept of it
+        self._series: dict[str, _Series] = {}
+        #: field keys and kinds, in a line's order -> their layout
+        self._layouts: dict[tuple[tuple[str, bool], ...], _Layout] = {}
+        #: Point length -> the frame header before it
+        self._headers: dict[int, bytes] = {}
+        self._time_text = ""
+        self._time_bytes = b""
 
     def point(self, point: DataPoint) -> bytes:
         """The frame of a parsed point (grouping applied)."""
@@ -100,13 +213,32 @@ class LineEncoder:
         Raises :class:`~aioudf.errors.LineProtocolError` as
         :func:`~aioudf.lineprotocol.parse_line` does.
         """
-        parts = text.split(" ")
-        if len(parts) == 3:
-            series = self._series.get(parts[0])
-            if series is not None:
-                frame = self._simple(series, parts[1], parts[2])
-                if frame is not None:
-                    return frame
+        key, _, rest = text.partition(" ")
+        series = self._series.get(key)
+        if series is not None and series.layout is not None:
+            layout = series.layout
+            match = layout.fullmatch(rest)
+            if match is not None:
+                values = match.groups()
+                stamp = values[-1]
+                if stamp == self._time_text or self._set_time(stamp):
+                    try:
+                        entries = layout.entries(values)
+                    except ValueError:  # no digits: the parser says what is wrong
+                        return self._parsed(text, lineno, key, rest, series)
+                    data = series.data
+                    time_bytes = self._time_bytes
+                    size = len(data) + len(entries) + len(time_bytes)
+                    header = self._headers.get(size)
+                    if header is None:
+                        header = self._header(size)
+                    return b"".join((header, data, entries, time_bytes))
+        return self._parsed(text, lineno, key, rest, series)
+
+    def _parsed(
+        self, text: str, lineno: int, key: str, rest: str, series: _Series | None
+    ) -> bytes | None:
+        """The frame of a line the parser reads (and what is learnt from it)."""
         point = parse_line(
             text,
             precision=self.precision,
@@ -116,70 +248,169 @@ class LineEncoder:
         )
         if point is None:
             return None
-        frame = self.point(point)
-        if len(parts) == 3 and "\\" not in text and '"' not in text:
-            self._learn(parts[0], point)
-        return frame
-
-    def _learn(self, key: str, point: DataPoint) -> None:
-        """Keep the encoded name, tags and group of ``point``'s series.
-
-        ``key`` is the text before the fields of a line the parser read:
-        another line starting with the same text is of the same series.
-        """
-        if len(self._series) >= _MAX_SERIES:
-            return
+        point.database = self.database
+        point.retention_policy = self.retention_policy
         if self.grouping.active:
             point = self.grouping.apply(point)
-        message = point.to_message()
-        message.ClearField("time")
-        for name in ("fieldsDouble", "fieldsInt", "fieldsString", "fieldsBool"):
-            message.ClearField(name)
-        self._series[key] = message.SerializeToString()
+        frame = encode_data_frame(point.to_message())
+        if "\\" not in text and '"' not in text and rest.count(" ") == 1:
+            self._learn(key, rest.partition(" ")[0], point, series)
+        return frame
 
-    def _simple(self, series: bytes, fields: str, time: str) -> bytes | None:
-        """The frame of a line of a known series, or None to leave it to the parser."""
-        if not (time.isdigit() or (time[:1] == "-" and time[1:].isdigit())) or not time.isascii():
+    def _header(self, size: int) -> bytes:
+        inner = b"\x8a\x01" + _varint(size)  # Request.point, field 17
+        header = _varint(len(inner) + size) + inner
+        if len(self._headers) < 4096:
+            self._headers[size] = header
+        return header
+
+    def _set_time(self, text: str) -> bool:
+        """Take ``text`` as the time of the lines that follow; False if out of range."""
+        stamp = int(text) * self._multiplier
+        if not MIN_TIME <= stamp <= MAX_TIME:
+            return False
+        self._time_text = text
+        self._time_bytes = b"\x08" + _varint(stamp)
+        return True
+
+    def _learn(self, key: str, fields_text: str, point: DataPoint, series: _Series | None) -> None:
+        """Keep the encoded series of ``point`` and the layout of its line's fields.
+
+        ``key`` is the text before the fields of a line the parser read
+        into ``point`` (grouping applied): another line starting with the
+        same text is of the same series.
+        """
+        if series is None:
+            if len(self._series) >= _MAX_SERIES:
+                return
+            message = point.to_message()
+            message.ClearField("time")
+            for name in ("fieldsDouble", "fieldsInt", "fieldsString", "fieldsBool"):
+                message.ClearField(name)
+            series = self._series[key] = _Series(message.SerializeToString())
+        fields = _layout_of(fields_text, point)
+        if fields is None:
+            series.layout = None
+            return
+        layout = self._layouts.get(fields)
+        if layout is None:
+            if len(self._layouts) >= _MAX_LAYOUTS:
+                series.layout = None
+                return
+            layout = self._layouts[fields] = _Layout(fields)
+        series.layout = layout
+
+
+#: Point fields between the time and the fields, all length-delimited: name,
+#: database, retentionPolicy, group, dimensions, tags (their tag bytes).
+_SERIES_TAGS = frozenset((0x12, 0x1A, 0x22, 0x2A, 0x32, 0x3A))
+#: Eight bytes of a finite double (little-endian: not all exponent bits set).
+_FINITE_DOUBLE = rb"(?![\x00-\xff]{6}[\xf0-\xff][\x7f\xff])[\x00-\xff]{8}"
+
+
+class _Fields:
+    """The double fields of emitted Points with these map-entry heads, in this order.
+
+    ``match(data, pos)`` vouches for the rest of a Point from ``pos``: these
+    entries, finite values, nothing after; ``unpack_from`` reads the
+    values; ``template`` writes them sorted by key, as format_line does
+    (``str.format`` fields from 1: 0 is the time's); ``size`` is their
+    length in bytes.
+    """
+
+    __slots__ = ("match", "size", "template", "unpack_from")
+
+    def __init__(self, heads: tuple[bytes, ...], keys: list[str]) -> None:
+        self.match = re.compile(
+            b"".join(re.escape(head) + _FINITE_DOUBLE for head in heads) + rb"\Z"
+        ).match
+        self.unpack_from = struct.Struct("<" + "".join(f"{len(h)}xd" for h in heads)).unpack_from
+        self.size = sum(len(head) + 8 for head in heads)
+        order = sorted(range(len(keys)), key=keys.__getitem__)
+        self.template = ",".join(f"{keys[i]}={{{i + 1}!r}}" for i in order)
+
+
+#: Field layouts kept per series: a map's entries may come in a few orders.
+_FIELDS_PER_SERIES = 4
+
+
+#: How to write a series' lines with one layout of fields: that layout's
+#: ``match`` and ``unpack_from``, and the line's ``str.format`` (the time
+#: text first, then the values).
+_Writer = tuple[
+    Callable[[bytes, int], "re.Match[bytes] | None"],
+    Callable[[bytes, int], tuple[float, ...]],
+    Callable[..., str],
+]
+
+
+class _Prefix:
+    """A series of emitted Points: its ``measurement,tags `` text, the fields it had last."""
+
+    __slots__ = ("text", "writers")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        #: one per layout of fields seen last, the last first
+        self.writers: tuple[_Writer, ...] = ()
+
+
+def _series_end(data: bytes, pos: int) -> int:
+    """Where the name-to-tags fields that start at ``pos`` end; 0 if one is odd."""
+    end = len(data)
+    series_tags = _SERIES_TAGS
+    try:
+        while pos < end and data[pos] in series_tags:
+            size = data[pos + 1]
+            if size >= 0x80:
+                return 0
+            pos += 2 + size
+    except IndexError:
+        return 0
+    return pos if pos <= end else 0
+
+
+def _double_fields(data: bytes, pos: int) -> tuple[tuple[bytes, ...], list[str]] | None:
+    """The heads and keys of the fieldsDouble entries that end a Point from ``pos``.
+
+    None for anything else: other fields, other field types, keys that are
+    not plain or that repeat, entries not written key then value.
+    """
+    end = len(data)
+    heads: list[bytes] = []
+    keys: list[str] = []
+    while pos < end:
+        size = data[pos + 1] if pos + 1 < end else 0x80
+        if data[pos] != 0x42 or size >= 0x80 or data[pos + 2 : pos + 3] != b"\x0a":
             return None
-        stamp = int(time) * self._multiplier
-        if stamp != self._last_time:
-            if not MIN_TIME <= stamp <= MAX_TIME:
-                return None
-            self._last_time = stamp
-            self._last_time_bytes = b"\x08" + _varint(stamp)
-        parts = [series]
-        heads = self._double_heads
-        number = _NUMBER
-        previous = ""
-        for item in fields.split(","):
-            key, _, value = item.partition("=")
-            if key <= previous or number(value) is None:
-                # A repeated key (the parser keeps the first), fields out of
-                # the order the parser's path stores them in, or a value the
-                # fast path does not read: leave the line to the parser.
-                return None
-            previous = key
-            head = heads.get(key)
-            if head is None:
-                if _PLAIN_KEY.fullmatch(key) is None:
-                    return None
-                head = heads[key] = _field(key, b"\x42", b"\x11", bytes(8))[:-8]
-            if value[-1] == "i":
-                parts.append(_field(key, b"\x4a", b"\x10", _varint(int(value[:-1]))))
-                continue
-            real = float(value)
-            if ("e" in value or "E" in value) and not 1e-300 < abs(real) < 1e300:
-                return None  # the parser refuses what overflows or underflows
-            parts.append(head + _pack_double(real))
-        parts.append(self._last_time_bytes)
-        body = b"".join(parts)
-        length = len(body)
-        inner = b"\x8a\x01" + _varint(length)  # Request.point, field 17
-        return _varint(len(inner) + length) + inner + body
+        length = data[pos + 3] if pos + 3 < end else 0
+        head_end = pos + 4 + length
+        if size != 11 + length or data[head_end : head_end + 1] != b"\x11":
+            return None
+        key = data[pos + 4 : head_end].decode("utf-8", "replace")
+        if _PLAIN_KEY.fullmatch(key) is None or key in keys:
+            return None
+        keys.append(key)
+        heads.append(data[pos : head_end + 1])
+        pos = head_end + 9
+    if pos != end or not heads:
+        return None
+    return tuple(heads), keys
+
+
+def decode_point(data: bytes) -> Point:
+    """A Point from its bytes; :class:`~aioudf.ProtocolError` if they are not one."""
+    try:
+        return Point.FromString(data)
+    except DecodeError as exc:
+        raise ProtocolError(f"the UDF sent a point that cannot be decoded: {exc}") from None
 
 
 class LineFormatter:
-    """Emitted protobuf Points as lines of line protocol (see the module documentation)."""
+    """Emitted Points as lines of line protocol (see the module documentation).
+
+    Call it with a decoded Point, or give :meth:`raw` a Point's bytes.
+    """
 
     def __init__(self, precision: str) -> None:
         self.precision = precision
@@ -188,6 +419,15 @@ class LineFormatter:
         self._series: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
         #: sorted field keys -> "key1={!r},key2={!r}..."
         self._templates: dict[tuple[str, ...], str] = {}
+        #: a Point's bytes from its name to its tags -> its series
+        self._prefixes: dict[bytes, _Prefix | None] = {}
+        #: fieldsDouble entry heads -> their layout
+        self._fields: dict[tuple[bytes, ...], _Fields] = {}
+        #: the time field of the last Point (varint), and its text in a line
+        self._time_field = b"\x08\x00"  # time 0, as a Point may say it
+        self._time_text = " 0"
+        #: the bytes of the last Point's fields
+        self._fields_size = 0
 
     def __call__(self, point: Point) -> str:
         """The point's line; raises ValueError for what line protocol cannot carry."""
@@ -214,6 +454,103 @@ class LineFormatter:
         if not all(map(math.isfinite, values)):
             return format_line(DataPoint.from_message(point), precision=self.precision)
         return f"{prefix}{template.format(*values)} {stamp // self._divisor}"
+
+    def raw(self, data: bytes) -> str:
+        """The line of a Point given as its serialized bytes.
+
+        The time, the series (everything from the name to the tags) and
+        the double fields are read straight from the bytes; what this does
+        not vouch for (other field types, non-finite values, unknown or
+        repeated fields...) is decoded and goes through :meth:`__call__`.
+        Raises ValueError as :meth:`__call__` does, and
+        :class:`~aioudf.ProtocolError` for bytes that are not a Point.
+        """
+        time_field = self._time_field
+        if data.startswith(time_field):
+            start = len(time_field)
+        else:
+            start = self._read_time(data)
+            if not start:
+                return self._decoded(data)
+        # Where the fields start if they take as many bytes as the last
+        # Point's: a series known from its whole bytes and fields that match
+        # up to the end vouch for every byte between.
+        pos = len(data) - self._fields_size
+        prefix = self._prefixes.get(data[start:pos])
+        if prefix is None:
+            pos = _series_end(data, start)
+            if not pos:
+                return self._decoded(data)
+            prefix = self._prefixes.get(data[start:pos])
+            if prefix is None:
+                prefix = self._learn_series(data[start:pos])
+                if prefix is None:
+                    return self._decoded(data)
+        for match, unpack_from, write in prefix.writers:
+            if match(data, pos) is not None:
+                return write(self._time_text, *unpack_from(data, pos))
+        if not self._learn_fields(data, pos, prefix):
+            return self._decoded(data)
+        _, unpack_from, write = prefix.writers[0]
+        return write(self._time_text, *unpack_from(data, pos))
+
+    def _read_time(self, data: bytes) -> int:
+        """Read the time field that starts ``data``; where it ends, or 0 if it does not."""
+        if data[:1] != b"\x08":
+            return 0
+        value = shift = 0
+        pos = 1
+        for pos in range(1, min(len(data), 11)):  # pos is used after the loop
+            byte = data[pos]
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                break
+        else:
+            return 0
+        if value >= _INT64:
+            return 0
+        if value >= _INT64 >> 1:
+            value -= _INT64
+        if not MIN_TIME <= value <= MAX_TIME:
+            return 0
+        self._time_field = data[: pos + 1]
+        self._time_text = f" {value // self._divisor}"
+        return pos + 1
+
+    def _learn_series(self, key: bytes) -> _Prefix | None:
+        """The line prefix of the series whose bytes (name to tags) are ``key``."""
+        if key in self._prefixes or len(self._prefixes) >= _MAX_SERIES:
+            return None
+        try:
+            point = Point.FromString(key)
+        except DecodeError:
+            return None
+        text = self._learn(point.name, dict(point.tags))
+        prefix = self._prefixes[key] = _Prefix(text) if text is not None else None
+        return prefix
+
+    def _learn_fields(self, data: bytes, pos: int, prefix: _Prefix) -> bool:
+        """Keep the layout of the fields from ``pos`` for ``prefix``'s series; False if odd."""
+        found = _double_fields(data, pos)
+        if found is None:
+            return False
+        heads, keys = found
+        fields = self._fields.get(heads)
+        if fields is None:
+            if len(self._fields) >= _MAX_LAYOUTS:
+                return False
+            fields = self._fields[heads] = _Fields(heads, keys)
+        if fields.match(data, pos) is None:
+            return False  # a value that is not finite
+        text = prefix.text.replace("{", "{{").replace("}", "}}")
+        writer = (fields.match, fields.unpack_from, (text + fields.template + "{0}").format)
+        prefix.writers = (writer, *prefix.writers[: _FIELDS_PER_SERIES - 1])
+        self._fields_size = fields.size
+        return True
+
+    def _decoded(self, data: bytes) -> str:
+        return self(decode_point(data))
 
     def _learn(self, name: str, tags: dict[str, str]) -> str | None:
         if len(self._series) >= _MAX_SERIES:

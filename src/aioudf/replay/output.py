@@ -12,13 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from ..errors import ProtocolError
 from ..lineprotocol import format_line
 from ..messages import Point
 from ..points import Batch, DataPoint, is_finite
 from ..protocol import EmittedBatch
 from ..recordings import batch_to_json, point_to_json
 from ..testing.client import Emitted
-from .fastpath import LineFormatter
+from .fastpath import LineFormatter, decode_point
 from .inputs import Input
 
 __all__ = ["Output", "Progress", "ReplayStats"]
@@ -68,6 +69,35 @@ class Output:
         else:
             self._pending.append(text)
             self._pending_size += len(text) + 1
+        if self._pending_size >= 1 << 16 or time.monotonic() - self._flushed_at >= FLUSH_INTERVAL:
+            self.flush()
+
+    def points(self, points: list[bytes]) -> None:
+        """Write Points the UDF emitted outside a batch, given as their bytes."""
+        if self.format == "json":
+            for data in points:
+                self.message(decode_point(data))
+            return
+        raw = self._format.raw
+        try:
+            lines = list(map(raw, points))
+        except (ValueError, ProtocolError):
+            # A point line protocol cannot carry, or one that is not a Point
+            # at all, is among them: one at a time, so that every line
+            # before one that ends the replay is written.
+            for data in points:
+                try:
+                    text = raw(data)
+                except ValueError:
+                    self.stats.points_out += 1
+                    self._add_line(DataPoint.from_message(decode_point(data)))
+                else:
+                    self.stats.points_out += 1
+                    self._add(text)
+        else:
+            self.stats.points_out += len(points)
+            self._pending += lines
+            self._pending_size += sum(map(len, lines)) + len(lines)
         if self._pending_size >= 1 << 16 or time.monotonic() - self._flushed_at >= FLUSH_INTERVAL:
             self.flush()
 

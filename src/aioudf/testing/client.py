@@ -155,6 +155,7 @@ class TaskConnection:
         name: str,
         on_output: Callable[[Emitted], None] | None = None,
         on_message: Callable[[Point | EmittedBatch], None] | None = None,
+        on_points: Callable[[list[bytes]], None] | None = None,
     ) -> None:
         self._conn = connection
         self.timeout = timeout
@@ -163,6 +164,8 @@ class TaskConnection:
         self._on_output = on_output or self.result.items.append
         #: Emitted messages as they are decoded, instead of ``on_output``.
         self._on_message = on_message
+        #: Points emitted outside a batch, serialized, instead of either.
+        self._on_points = on_points
         self._loop = asyncio.get_running_loop()
         self._protocol = KapacitorConnection(timeout, now=self._loop.time(), wall=_time.time())
         self._pending: dict[str, collections.deque[asyncio.Future[Any]]] = {
@@ -209,6 +212,7 @@ class TaskConnection:
 
     async def _read_loop(self) -> None:
         protocol = self._protocol
+        on_points = self._on_points
         try:
             while True:
                 data = await self._conn.read(1 << 20)
@@ -216,7 +220,17 @@ class TaskConnection:
                     protocol.receive_eof()
                     break
                 protocol.receive_data(data, now=self._loop.time(), wall=_time.time())
-                while (event := protocol.next_event()) is not None:
+                if on_points is None:
+                    while (event := protocol.next_event()) is not None:
+                        self._on_event(event)
+                    continue
+                while True:
+                    points = protocol.next_points()
+                    if points:
+                        on_points(points)
+                    event = protocol.next_event()
+                    if event is None:
+                        break
                     self._on_event(event)
         except ProtocolError as exc:
             self._fail(UDFError(str(exc)))
@@ -465,14 +479,18 @@ class Kapacitor:
         on_output: Callable[[Emitted], None] | None = None,
         *,
         on_message: Callable[[Point | EmittedBatch], None] | None = None,
+        on_points: Callable[[list[bytes]], None] | None = None,
     ) -> TaskConnection:
         """Open a raw connection (nothing sent yet). Close it when done.
 
         What the UDF emits goes to ``on_output`` (as DataPoint and Batch
         values), or with ``on_message`` to that, as the protobuf Point and
         :class:`~aioudf.protocol.EmittedBatch` decoded from the wire (no
-        conversion: for a caller that handles many points, as ``aioudf
-        replay`` does).
+        conversion: for a caller that handles many points). With
+        ``on_points``, Points emitted outside a batch go there instead, not
+        even decoded: lists of their serialized bytes, as they come (see
+        :meth:`~aioudf.protocol.KapacitorConnection.next_points`; ``aioudf
+        replay`` writes its lines from them); batches still go to the others.
         """
         connection = await self.target.open()
         return TaskConnection(
@@ -481,6 +499,7 @@ class Kapacitor:
             name=self.target.describe(),
             on_output=on_output,
             on_message=on_message,
+            on_points=on_points,
         )
 
     async def info(self) -> InfoResponse:
@@ -504,6 +523,7 @@ class Kapacitor:
         node_id: str = "udf1",
         on_output: Callable[[Emitted], None] | None = None,
         on_message: Callable[[Point | EmittedBatch], None] | None = None,
+        on_points: Callable[[list[bytes]], None] | None = None,
     ) -> AsyncIterator[TaskConnection]:
         """A task's connection: Info (once), Init and Restore done, ready for data.
 
@@ -511,7 +531,7 @@ class Kapacitor:
         leaving the block without it abandons the connection (kills a process).
         """
         info = await self.info()
-        conn = await self.connect(on_output, on_message=on_message)
+        conn = await self.connect(on_output, on_message=on_message, on_points=on_points)
         try:
             await conn.init(
                 options if options is not None else {},
