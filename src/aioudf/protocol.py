@@ -48,8 +48,9 @@ import collections
 import datetime
 import enum
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from itertools import repeat
+from typing import TypeVar
 
 from google.protobuf.message import DecodeError
 
@@ -132,6 +133,52 @@ _DATA_STATES = frozenset((State.READY, State.IN_BATCH))
 # protobuf's own parse included). Filled on first sight; bounded.
 _POINT_LAYOUTS: dict[bytes, tuple[int, int]] = {}
 _MAX_POINT_LAYOUTS = 4096
+
+
+T = TypeVar("T")
+
+
+def _points_in_place(
+    chunk: tuple[bytes, memoryview, int],
+    limit: int,
+    convert: Callable[[memoryview], T],
+    out: list[T],
+) -> int:
+    """Split the Point frames at the head of a chunk, in place; the position after them.
+
+    At most ``limit`` frames. Each frame's layout is looked up by its first
+    bytes (no varint decoded in Python), and ``convert`` (a Point's parse,
+    or ``bytes``) gets a view of its Point, appended to ``out``. Any frame
+    that is not a whole, valid, single-field Point (or has a header over two
+    bytes, or is cut by the chunk's end) ends the run: the caller's slow
+    path takes it, and raises for it once the Points before it are handed
+    out. The agent's decode loop: no call per frame but ``convert``.
+    """
+    buf, view, pos = chunk
+    end = len(buf)
+    layouts = _POINT_LAYOUTS
+    append = out.append
+    # repeat() counts in C, at no cost per point.
+    for _ in repeat(None, limit):
+        if pos >= end:
+            break
+        key = buf[pos : pos + 4] if buf[pos] < 0x80 else buf[pos : pos + 6]
+        layout = layouts.get(key)
+        if layout is None:
+            layout = _point_layout(buf, pos)
+            if layout is None:
+                break
+        total, length = layout
+        stop = pos + total
+        if stop > end:
+            break  # cut by the chunk's end: the slow path gathers it
+        try:
+            item = convert(view[stop - length : stop])
+        except DecodeError:
+            break
+        append(item)
+        pos = stop
+    return pos
 
 
 def _point_layout(buf: bytes, pos: int) -> tuple[int, int] | None:
@@ -402,37 +449,10 @@ class UDFConnection:
             else None
         )
         if chunk is not None:
-            # Split frames and parse Points in place, in one loop over the
-            # chunk: no call per frame but the parse, no view but the Point's.
-            # Any frame that is not a whole, valid, single-field Point (or
-            # has a header over two bytes, or is cut by the chunk's end)
-            # ends the run and goes through next_request().
-            buf, view, pos = chunk
-            end = len(buf)
-            parse = _parse_point
-            layouts = _POINT_LAYOUTS
+            # Points parsed in place; what ends the run goes through
+            # next_request().
             points: list[RequestMessage] = []
-            append = points.append
-            # At most ``limit`` points; repeat() counts in C, at no cost per point.
-            for _ in repeat(None, limit):
-                if pos >= end:
-                    break
-                key = buf[pos : pos + 4] if buf[pos] < 0x80 else buf[pos : pos + 6]
-                layout = layouts.get(key)
-                if layout is None:
-                    layout = _point_layout(buf, pos)
-                    if layout is None:
-                        break
-                total, length = layout
-                stop = pos + total
-                if stop > end:
-                    break  # cut by the chunk's end: next_request() gathers it
-                try:
-                    point = parse(view[stop - length : stop])  # type: ignore[arg-type]  # buffers are accepted
-                except DecodeError:
-                    break  # next_request() raises for it, once these are returned
-                append(point)
-                pos = stop
+            pos = _points_in_place(chunk, limit, _parse_point, points)  # type: ignore[arg-type]  # buffers are accepted
             if points:
                 frames._skip(pos, len(points))
                 return points
@@ -1000,31 +1020,15 @@ class KapacitorConnection:
     def _lone_points_in_place(self, points: list[bytes]) -> None:
         """Add the Points of the frames at the head of the chunk being split, in place.
 
-        As UDFConnection.next_requests does: each frame's layout looked up
-        by its first bytes, a slice of the chunk per Point, no call per frame.
+        As UDFConnection.next_requests does (:func:`_points_in_place`), the
+        Points copied out as bytes.
         """
         frames = self._frames
         chunk = frames._chunk() if frames.max_frame_size >= 0x3FFF else None
         if chunk is None:
             return
-        buf, _, pos = chunk
-        end = len(buf)
-        layouts = _POINT_LAYOUTS
         taken = len(points)
-        append = points.append
-        while pos < end:
-            key = buf[pos : pos + 4] if buf[pos] < 0x80 else buf[pos : pos + 6]
-            layout = layouts.get(key)
-            if layout is None:
-                layout = _point_layout(buf, pos)
-                if layout is None:
-                    break
-            total, length = layout
-            stop = pos + total
-            if stop > end:
-                break  # cut by the chunk's end: next_frame() gathers it
-            append(buf[stop - length : stop])
-            pos = stop
+        pos = _points_in_place(chunk, sys.maxsize, bytes, points)
         if len(points) > taken:
             frames._skip(pos, len(points) - taken)
 
