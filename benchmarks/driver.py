@@ -405,6 +405,8 @@ class Throughput:
     responses: collections.Counter[str]
     #: CPU seconds the UDF process used from the first byte sent to the end.
     udf_cpu: float
+    #: What the UDF wrote, when its counting was left to the caller (``count=False``).
+    output: bytes = b""
 
     @property
     def points_per_second(self) -> float:
@@ -416,8 +418,15 @@ class Throughput:
         return self.udf_cpu / self.points_in
 
 
-def throughput(target: Target, init: pb.InitRequest, workload: Workload) -> Throughput:
-    """Send all of ``workload``, half-close, read to end of stream; time it."""
+def throughput(
+    target: Target, init: pb.InitRequest, workload: Workload, *, count: bool = True
+) -> Throughput:
+    """Send all of ``workload``, half-close, read to end of stream; time it.
+
+    The responses are counted by kind once the clock has stopped; with
+    ``count=False`` they are not, and ``output`` keeps them for the caller
+    to count when no other connection is being timed (``count_frames``).
+    """
     conn = _start_task(target, init)
     chunks: list[bytes] = []
     sender = _Sender(conn, workload.data)
@@ -435,7 +444,10 @@ def throughput(target: Target, init: pb.InitRequest, workload: Workload) -> Thro
     cpu = conn.cpu_time() - cpu
     if sender.error is not None:
         raise UDFFailed(f"sending failed: {sender.error!r}")
-    return Throughput(seconds, workload.points, count_frames(b"".join(chunks)), cpu)
+    output = b"".join(chunks)
+    if not count:
+        return Throughput(seconds, workload.points, collections.Counter(), cpu, output)
+    return Throughput(seconds, workload.points, count_frames(output), cpu)
 
 
 @dataclass

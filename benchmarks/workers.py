@@ -35,6 +35,7 @@ from driver import (  # noqa: E402
     SocketTarget,
     Throughput,
     _proc_cpu_time,
+    count_frames,
     init_request,
     query_info,
     start_socket_server,
@@ -78,7 +79,8 @@ def one_run(
     def connection() -> None:
         try:
             start_line.wait()
-            results.append(throughput(target, init, data))  # type: ignore[arg-type]
+            # Counted once every connection is done: not in the timed part.
+            results.append(throughput(target, init, data, count=False))  # type: ignore[arg-type]
         except BaseException as exc:  # reported below
             results.append(exc)
 
@@ -99,6 +101,11 @@ def one_run(
         if isinstance(result, BaseException):
             raise SystemExit(f"a connection failed: {result!r}")
     points = sum(r.points_in for r in results if isinstance(r, Throughput))
+    for result in results:
+        assert isinstance(result, Throughput)
+        back = count_frames(result.output)["point"]
+        if back != result.points_in:
+            raise SystemExit(f"a connection got {back:,} of its {result.points_in:,} points back")
     return (
         points / seconds,
         (own_end.user + own_end.system) - (own.user + own.system),
