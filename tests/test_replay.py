@@ -198,6 +198,27 @@ def test_line_protocol_round_trips_through_the_mirror(
     assert lines_out(done) == list(parse_lines(EVERY_TYPE.splitlines(keepends=True)))
 
 
+def test_a_string_field_may_span_lines_of_a_replayed_file(
+    python_env: dict[str, str], tmp_path: Path
+) -> None:
+    text = (
+        "m v=1i 1\n"  # plain lines first: a block encoded in one call
+        'm,t=a s="first\nsecond\n" 2\r\n'  # a string value with its own line breaks
+        "m v=3i 3\n"
+        'm s="never closed 4\n'  # the end of the input inside a string: one record, refused
+    )
+    path = tmp_path / "in.lp"
+    path.write_text(text)
+    done = replay(python_env, MIRROR, "--skip-invalid", str(path))
+    assert done.returncode == 0, done.stderr
+    assert [(p.time, p.fields) for p in lines_out(done)] == [
+        (1, {"v": 1}),
+        (2, {"s": "first\nsecond\n"}),
+        (3, {"v": 3}),
+    ]
+    assert f"{path}:6: invalid line protocol" in done.stderr
+
+
 def test_stdin_gzip_precision_and_json(python_env: dict[str, str], tmp_path: Path) -> None:
     path = tmp_path / "in.lp.gz"
     path.write_bytes(gzip.compress(b"m,h=a v=1i 1700000000\n"))

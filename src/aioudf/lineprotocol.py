@@ -44,6 +44,7 @@ __all__ = [
     "format_line",
     "parse_line",
     "parse_lines",
+    "RecordJoiner",
     "split_records",
 ]
 
@@ -143,20 +144,55 @@ def split_records(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
     double quotes), so a line that ends inside a quoted field value continues
     on the next one. Line endings are removed.
     """
-    pending: list[str] = []
-    start = 0
+    joiner = RecordJoiner()
     for lineno, raw in enumerate(lines, start=1):
-        line = raw[:-1] if raw.endswith("\n") else raw
+        record = joiner.add(lineno, raw[:-1] if raw.endswith("\n") else raw)
+        if record is not None:
+            yield record[0], record[1].rstrip("\r")
+    rest = joiner.rest()
+    if rest is not None:
+        yield rest
+
+
+class RecordJoiner:
+    """:func:`split_records` one line at a time, for a reader that has its lines in blocks.
+
+    ``add(lineno, line)`` (the line without its ``\n``) returns the record
+    the line completes, as ``(first line number, text)``, or None while a
+    string field value goes on to the next line; ``rest()`` is what is left
+    at the end of the input (a string that never closed), or None.
+    """
+
+    __slots__ = ("_pending", "_start")
+
+    def __init__(self) -> None:
+        self._pending: list[str] = []
+        self._start = 0
+
+    @property
+    def open(self) -> bool:
+        """True while a record is waiting for its next line."""
+        return bool(self._pending)
+
+    def add(self, lineno: int, line: str) -> tuple[int, str] | None:
+        pending = self._pending
         if not pending:
-            start = lineno
+            if '"' not in line:  # nothing can go on: the line is the record
+                return lineno, line
+            self._start = lineno
         pending.append(line)
         record = "\n".join(pending)
         if _ends_inside_string(record):
-            continue
-        pending = []
-        yield start, record.rstrip("\r")
-    if pending:
-        yield start, "\n".join(pending)
+            return None
+        self._pending = []
+        return self._start, record
+
+    def rest(self) -> tuple[int, str] | None:
+        if not self._pending:
+            return None
+        record = self._start, "\n".join(self._pending)
+        self._pending = []
+        return record
 
 
 def _ends_inside_string(record: str) -> bool:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import IO
 
 from ..errors import AioudfError, LineProtocolError, RecordingError
-from ..lineprotocol import _ends_inside_string, _load_parser, parse_lines
+from ..lineprotocol import RecordJoiner, _load_parser, parse_lines
 from ..messages import EdgeType
 from ..points import Batch, DataPoint
 from ..recordings import BatchRecording, StreamRecording
@@ -153,16 +153,19 @@ class _LineProtocolInput(Input):
             try:
                 yield line.decode("utf-8")
             except UnicodeDecodeError as exc:
-                error = LineProtocolError(
-                    f"not UTF-8 text: {exc.reason} at byte {exc.start}",
-                    line.decode("utf-8", "replace").rstrip("\r\n"),
-                    source=self.label,
-                    lineno=lineno,
-                )
+                error = self._not_utf8(line, exc, lineno)
                 if self.on_error is None:
                     raise error from None
                 self.on_error(error)
                 yield ""  # keep the line numbers right
+
+    def _not_utf8(self, line: bytes, exc: UnicodeDecodeError, lineno: int) -> LineProtocolError:
+        return LineProtocolError(
+            f"not UTF-8 text: {exc.reason} at byte {exc.start}",
+            line.decode("utf-8", "replace").rstrip("\r\n"),
+            source=self.label,
+            lineno=lineno,
+        )
 
     @contextlib.contextmanager
     def _open(self) -> Iterator[IO[bytes]]:
@@ -216,12 +219,7 @@ class _LineProtocolInput(Input):
                 lines.append(line.decode("utf-8"))
             except UnicodeDecodeError as exc:
                 self.lines = number
-                error = LineProtocolError(
-                    f"not UTF-8 text: {exc.reason} at byte {exc.start}",
-                    line.decode("utf-8", "replace").rstrip("\r\n"),
-                    source=self.label,
-                    lineno=number,
-                )
+                error = self._not_utf8(line, exc, number)
                 if self.on_error is None:
                     lines.append(_UNDECODABLE)
                     self._undecodable = error
@@ -235,13 +233,12 @@ class _LineProtocolInput(Input):
         encode = encoder.line
         on_error = self.on_error
         pending: list[bytes] = []
-        pending_lines: list[str] = []
-        start = 0
+        joiner = RecordJoiner()
         lineno = 0
         with self._open() as stream:
             try:
                 for lines in self._blocks(stream):
-                    if not pending_lines and lines and lines[-1] is not _UNDECODABLE:
+                    if not joiner.open and lines and lines[-1] is not _UNDECODABLE:
                         # A block of plain lines (no string field that may go
                         # on, no CR) is encoded in one call; at the first
                         # error it is done again line by line, below.
@@ -260,20 +257,12 @@ class _LineProtocolInput(Input):
                             self.lines = lineno
                             assert self._undecodable is not None
                             raise self._undecodable
-                        if pending_lines or '"' in line:
-                            # A string field may go on to the next line.
-                            if not pending_lines:
-                                start = lineno
-                            pending_lines.append(line)
-                            record = "\n".join(pending_lines)
-                            if _ends_inside_string(record):
-                                continue
-                            pending_lines = []
-                            line, first = record, start
-                        else:
-                            first = lineno
+                        record = joiner.add(lineno, line)
+                        if record is None:
+                            continue  # a string field goes on to the next line
+                        first, text = record
                         try:
-                            frame = encode(line.rstrip("\r"), first)
+                            frame = encode(text.rstrip("\r"), first)
                         except LineProtocolError as exc:
                             if on_error is None:
                                 raise
@@ -285,9 +274,10 @@ class _LineProtocolInput(Input):
                                 yield b"".join(pending), len(pending)
                                 pending = []
                     self.lines = lineno
-                if pending_lines:
+                rest = joiner.rest()
+                if rest is not None:
                     try:
-                        frame = encode("\n".join(pending_lines), start)
+                        frame = encode(rest[1], rest[0])
                     except LineProtocolError as exc:
                         if on_error is None:
                             raise
