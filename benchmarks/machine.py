@@ -14,7 +14,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["describe_machine", "load_average"]
+__all__ = ["checkout_env", "describe_machine", "load_average", "log", "machine_line"]
+
+
+def log(message: str) -> None:
+    """Progress, on stderr: the reports go to stdout."""
+    print(message, file=sys.stderr, flush=True)
 
 
 def _cpu_model() -> str:

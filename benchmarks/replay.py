@@ -42,14 +42,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from driver import init_request, query_info, start_socket_server, throughput  # noqa: E402
-from machine import checkout_env, describe_machine, load_average, machine_line  # noqa: E402
+from machine import checkout_env, describe_machine, load_average, log, machine_line  # noqa: E402
 from workload import point_stream  # noqa: E402
 
 _RATE = re.compile(r"\(([\d,]+) points/s\)")
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def lines(points: int, seed: int = 1) -> Iterator[str]:

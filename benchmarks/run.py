@@ -56,7 +56,7 @@ from driver import (  # noqa: E402
     start_socket_server,
     throughput,
 )
-from machine import checkout_env, describe_machine, load_average  # noqa: E402
+from machine import checkout_env, describe_machine, load_average, log  # noqa: E402
 from peers import Peer, peers_for  # noqa: E402
 from workload import Workload, batch_stream, point_stream  # noqa: E402
 
@@ -78,10 +78,6 @@ CUSTOM = ("throughput", "latency", "stall")
 # The examples' options, the same for ours and for Kapacitor's agents (peers.py).
 AVERAGE_OPTIONS = {"field": ["usage_idle"], "size": ["10"]}
 OUTLIER_OPTIONS = {"field": ["usage_idle"], "scale": ["1.5"]}
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def udf_env() -> dict[str, str]:

@@ -41,12 +41,8 @@ from driver import (  # noqa: E402
     start_socket_server,
     throughput,
 )
-from machine import checkout_env, describe_machine, load_average, machine_line  # noqa: E402
+from machine import checkout_env, describe_machine, load_average, log, machine_line  # noqa: E402
 from workload import point_stream  # noqa: E402
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def children(pid: int) -> list[int]:
