@@ -6,11 +6,13 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 from kapacitord import require_kapacitord
+
+from aioudf.testing import Batch
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -19,6 +21,18 @@ DATA = Path(__file__).resolve().parent / "data"
 # Examples are files a user copies, not a package: make them importable.
 if str(EXAMPLES) not in sys.path:
     sys.path.insert(0, str(EXAMPLES))
+
+
+def assert_batches_keep_their_headers(out: Sequence[Batch], sent: Sequence[Batch]) -> None:
+    """Each batch out has the name, group, tags and end time of the batch in; size announced."""
+    for got, given in zip(out, sent, strict=True):
+        assert (got.name, got.group, got.tags, got.tmax) == (
+            given.name,
+            given.group,
+            given.tags,
+            given.tmax,
+        )
+        assert got.size == len(got.points)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES
+from conftest import EXAMPLES, assert_batches_keep_their_headers
 
 from aioudf.cli import load_handler
 from aioudf.handler import BaseHandler
@@ -214,15 +214,7 @@ async def test_outliers_finds_kapacitors_five(udf: UdfFactory) -> None:
     assert [p.fields["value"] for p in first.points] == [5.0, 6.0, 85.0, 90.0, 100.0]
     assert [p.fields["value"] for p in second.points] == tukey_outliers(other, 1.5)
     assert tukey_outliers(other, 1.5) == [-60.0, 120.0]  # Q1 11, Q3 17: fences 2 and 26
-    # Same name, group, tags and end time as the batch in; size announced.
-    for out, sent in zip(result.batches, batches, strict=True):
-        assert (out.name, out.group, out.tags, out.tmax) == (
-            sent.name,
-            sent.group,
-            sent.tags,
-            sent.tmax,
-        )
-        assert out.size == len(out.points)
+    assert_batches_keep_their_headers(result.batches, batches)
 
 
 async def test_outliers_scale_changes_the_fences(udf: UdfFactory) -> None:

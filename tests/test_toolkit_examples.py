@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES
+from conftest import EXAMPLES, assert_batches_keep_their_headers
 from kapacitord import Kapacitord, ProcessUDF, require_kapacitord, rows
 
 from aioudf.cli import load_handler
@@ -149,14 +149,7 @@ async def test_resample_averages_per_interval_and_interpolates_gaps(
 ) -> None:
     batches = [sample_batch("1"), sample_batch("2"), Batch("cpu", [], tags={"count": "3"}, tmax=7)]
     result = await udf("resample").run({"every": datetime.timedelta(seconds=1)}, batches=batches)
-    for out, sent in zip(result.batches, batches, strict=True):
-        assert (out.name, out.group, out.tags, out.tmax) == (
-            sent.name,
-            sent.group,
-            sent.tags,
-            sent.tmax,
-        )
-        assert out.size == len(out.points)
+    assert_batches_keep_their_headers(result.batches, batches)
     for out, count in zip(result.batches, ["1", "2"], strict=False):
         expected = resampled(SAMPLES[count], 1.0)
         assert [p.time for p in out.points] == [int(t * S) for t, _ in expected]
