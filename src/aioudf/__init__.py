@@ -16,19 +16,17 @@ declare its :class:`Option` s and edge types, and run it::
         aioudf.main(Scale)   # process UDF; with --socket PATH a socket UDF
 
 Running: :func:`main` (a script's command line), :func:`run` (a process UDF),
-:func:`serve` and ``UnixServer`` (a socket UDF, :mod:`aioudf.server`); the
-``aioudf`` command does the same for ``module:Class``. They load when first
-used: ``import aioudf`` loads what a handler needs, not the serving stack.
+:func:`serve` and ``UnixServer`` (a socket UDF, :mod:`aioudf.server`), and the
+``aioudf`` command for ``module:Class``; they load on first use.
 
-Also importable from here, not listed below: the messages (``Point``,
-``BeginBatch``, ``EndBatch``, ``InitRequest``, ``InfoResponse``, the enums
-``EdgeType`` and ``ValueType``: :mod:`aioudf.messages`), ``BaseHandler``, the
-errors (:mod:`aioudf.errors` draws the tree; a handler raises ``InitError``
-or ``RestoreError``) and the authoring toolkit (docs/authoring.md:
-``BatchHandler``, ``PointBatch``, ``per_group``, ``GroupState``, ``Codec``,
+Also here: the messages (``Point``, ``BeginBatch``, ``EndBatch``,
+``InitRequest``, ``InfoResponse``, ``EdgeType``, ``ValueType``),
+``BaseHandler``, the errors (:mod:`aioudf.errors` draws the tree; a handler
+raises ``InitError`` or ``RestoreError``) and the toolkit of docs/authoring.md
+(``BatchHandler``, ``PointBatch``, ``per_group``, ``GroupState``, ``Codec``,
 ``JsonCodec``, ``TimeWindow``, ``CountWindow``, ``startup``, ``number_field``,
 ``clear_fields``). :mod:`aioudf.testing` drives a UDF as Kapacitor would;
-:mod:`aioudf.lowlevel` holds the framing, the protocol and the agent.
+:mod:`aioudf.lowlevel` holds the wire and the agent.
 """
 
 from __future__ import annotations
