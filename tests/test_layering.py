@@ -134,9 +134,10 @@ def test_no_import_cycles() -> None:
     assert _cycles(_graph()) == []
 
 
-# Cycles that exist only in annotations, left for the redesign of issue 19
-# to cut. The list can only shrink: a new cycle fails, and so does one that
-# is gone but still listed (delete its line).
+# Cycles that exist only in annotations, left for the layout by layer
+# (docs/architecture.md, "Planned layout") to cut; sorted. The list can only
+# shrink: a new cycle fails, and so does one that is gone but still listed
+# (delete its line).
 KNOWN_TYPE_CYCLES = [
     # Agent(metrics: Metrics) and the metrics' hooks annotated with the
     # agent's Emitter / OutputQueue.

@@ -107,7 +107,7 @@ class OutputPoint(Protocol):
     def to_message(self) -> Any:
         """The protobuf Point (:class:`aioudf.Point`)."""
 
-    def replace(self, **changes: Any) -> OutputPoint:
+    def replace(self, **changes: object) -> OutputPoint:
         """A copy with some constructor arguments changed."""
 
 
