@@ -149,3 +149,30 @@ def test_share_plan_gives_the_newcomer_its_share_from_the_busiest() -> None:
     assert share_plan(0, {"a": 1}) == {}  # one connection: nowhere better
     assert share_plan(3, {"a": 3}) == {}
     assert share_plan(0, {}) == {}
+
+
+def test_workers_serve_their_tasks_on_when_the_supervisor_is_killed(
+    serve: Serve, short_tmp: Path
+) -> None:
+    (short_tmp / "versioned.py").write_text(HANDLER_CODE.format(version=1.0))
+    server = serve(str(short_tmp / "versioned.py") + ":Avg", "--workers", "2")
+    server.wait_log("serves its share")  # both workers serve
+    workers = [int(pid) for pid in re.findall(r"worker (\d+) started", server.log())]
+    with Kapacitord(short_tmp / "k", {"movingAverage": SocketUDF(str(server.path))}) as k:
+        tasks = start_tasks(k, 2)
+        server.process.kill()
+        server.wait()
+        server.wait_log("the supervisor is gone", count=2)  # each worker says so, and goes on
+        finish_tasks(k, tasks)
+    # Kapacitor closed its connections: the workers, orphans now, end with them.
+    for pid in workers:
+        k.wait_for(lambda pid=pid: not running(pid), f"worker {pid} to end")  # type: ignore[misc]
+
+
+def running(pid: int) -> bool:
+    """Whether process ``pid`` (not our child) runs: not gone, not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"

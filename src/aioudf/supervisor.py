@@ -578,12 +578,20 @@ class Supervisor:
                 return
             mine = counts.pop(newcomer)
             for donor, count in share_plan(mine, counts).items():
-                await self._move(donor, newcomer, count)
+                moved = await self._move(donor, newcomer, count)
+                counts[donor] -= moved
+                mine += moved
+            logger.info(
+                "worker %d serves its share: %d connection(s); the other workers: %s",
+                newcomer.pid,
+                mine,
+                ", ".join(str(n) for n in counts.values()) or "none",
+            )
 
-    async def _move(self, donor: _Worker, newcomer: _Worker, count: int) -> None:
-        """Have ``donor`` give ``newcomer`` up to ``count`` of its connections."""
+    async def _move(self, donor: _Worker, newcomer: _Worker, count: int) -> int:
+        """Have ``donor`` give ``newcomer`` up to ``count`` of its connections; how many moved."""
         if not (donor.serving and newcomer.serving):
-            return
+            return 0
         giving, taking = socket_pair()
         try:
             try:
@@ -606,7 +614,7 @@ class Supervisor:
                 newcomer.pid,
                 exc,
             )
-            return
+            return 0
         finally:
             giving.close()
         moved, refused = int(answer.get("moved", 0)), int(answer.get("refused", 0))
@@ -618,6 +626,7 @@ class Supervisor:
             f" ({refused} refused by its handler stay)" if refused else "",
         )
         self.observer.connections_balanced(donor.pid, newcomer.pid, moved, refused)
+        return moved
 
     # ---- reload (SIGHUP) ------------------------------------------------------
 
