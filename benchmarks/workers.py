@@ -129,23 +129,8 @@ def one_run(
     )
 
 
-# The second process to import it (the second worker) waits in its import
-# until the gate (a FIFO) is opened: the connections are open by then.
-GATED_MIRROR = """\
-import fcntl, os
-from pathlib import Path
-
-_here = Path(__file__).parent
-with open(_here / "imports", "a+") as _log:
-    fcntl.flock(_log, fcntl.LOCK_EX)
-    _log.seek(0)
-    _order = len(_log.read().split())
-    _log.write(f"{os.getpid()}\\n")
-if _order == 1:
-    with open(_here / "gate"):
-        pass
-from mirror import Mirror
-"""
+# The second worker waits in its import until the connections are open.
+GATED_MIRROR = (ROOT / "tests" / "held_import.py").read_text() + "from mirror import Mirror\n"
 
 
 def late_run(

@@ -30,26 +30,9 @@ from test_operations import (
 
 from aioudf.supervisor import Backoff, share_plan
 
-# The second process to import the handler waits in its import, as a worker
-# loading a large model does, until the test opens the gate (a FIFO: opening
-# it blocks until the other end is opened too; no polling).
-GATE = """\
-import fcntl
-import os
-import sys
-from pathlib import Path
-
-_here = Path(__file__).parent
-with open(_here / "imports", "a+") as _log:
-    fcntl.flock(_log, fcntl.LOCK_EX)
-    _log.seek(0)
-    _order = len(_log.read().split())
-    _log.write(f"{os.getpid()}\\n")
-if _order == 1:
-    print(f"worker {os.getpid()} holds in its import", file=sys.stderr, flush=True)
-    with open(_here / "gate"):
-        pass
-"""
+# Put first in the handler's file: the second worker waits in its import
+# until the test opens the gate (or kills it there).
+GATE = (Path(__file__).parent / "held_import.py").read_text()
 
 
 @pytest.fixture

@@ -436,12 +436,7 @@ class Supervisor:
         running = worker.process.poll() is None
         if running:  # alive but not serving after START_TIMEOUT: stuck
             worker.process.kill()
-            await process_exit(worker.pid)
-        status = worker.process.wait()
-        worker.channel.close()
-        with contextlib.suppress(ValueError):
-            self.workers.remove(worker)
-        cause = describe_exit(status)
+        cause = await self._ended(worker)
         if running:
             cause = f"not serving after {START_TIMEOUT:g} s: {cause}"
         if self._ending.is_set():
@@ -528,14 +523,18 @@ class Supervisor:
         assert self._tasks is not None
         self._tasks.start_soon(self._reap, worker)
 
-    async def _reap(self, worker: _Worker) -> None:
-        """Wait for a worker's end; replace it unless it was meant to end."""
+    async def _ended(self, worker: _Worker) -> str:
+        """Wait for a worker's end and forget it; how it ended."""
         await process_exit(worker.pid)
         status = worker.process.wait()
         worker.channel.close()
         with contextlib.suppress(ValueError):
             self.workers.remove(worker)
-        cause = describe_exit(status)
+        return describe_exit(status)
+
+    async def _reap(self, worker: _Worker) -> None:
+        """Wait for a worker's end; replace it unless it was meant to end."""
+        cause = await self._ended(worker)
         if worker.retiring or self._ending.is_set():
             logger.info("worker %d ended (%s)", worker.pid, cause)
             self.observer.worker_exited(worker.pid, cause, replaced=False)
