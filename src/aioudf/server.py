@@ -460,7 +460,7 @@ class UnixServer:
                     kept.add(number)
         return len(kept & self._connections.keys())
 
-    async def offer_some(self, channel: Channel, count: int) -> tuple[int, int]:
+    async def _offer_some(self, channel: Channel, count: int) -> tuple[int, int]:
         """Move up to ``count`` tasks' connections over ``channel``, and keep serving.
 
         Another worker of the same code takes its share of the load: the
@@ -548,7 +548,7 @@ class UnixServer:
         await self._listen(listener)
 
     async def take_from(self, end: socket.socket) -> None:
-        """Take the connections given over ``end``; a giver failing part way ends none here."""
+        # (A giver failing part way ends none of the connections taken here.)
         channel = Channel(end)
         try:
             taken = await take_connections(channel, self._adopt)

@@ -915,7 +915,7 @@ class _Orders:
 
         async def offer(channel: Channel) -> int:
             nonlocal result
-            result = await self.server.offer_some(channel, count)
+            result = await self.server._offer_some(channel, count)
             return result[1]
 
         try:
