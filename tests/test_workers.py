@@ -145,7 +145,13 @@ def test_workers_serve_their_tasks_on_when_the_supervisor_is_killed(
         tasks = start_tasks(k, 2)
         server.process.kill()
         server.wait()
-        server.wait_log("the supervisor is gone", count=2)  # each worker says so, and goes on
+        # Each worker says so, and goes on: they log on after the supervisor
+        # exited, so wait on the log itself, not on wait_log (which stops at
+        # the supervisor's exit).
+        k.wait_for(
+            lambda: server.log().count("the supervisor is gone") >= 2,
+            "both workers to see the supervisor gone",
+        )
         finish_tasks(k, tasks)
     # Kapacitor closed its connections: the workers, orphans now, end with them.
     for pid in workers:
