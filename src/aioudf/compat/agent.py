@@ -39,6 +39,7 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from ..activation import activated_socket
@@ -180,6 +181,22 @@ class Agent:
         self._link.write(response)
 
 
+async def _announce(ready: asyncio.Event, serving: threading.Event) -> None:
+    await ready.wait()
+    serving.set()
+
+
+class _Factory:
+    """The handler factory of a Server: named after the accepter in aioudf's logs."""
+
+    def __init__(self, connection: Callable[[], ScriptAdapter], accepter: Any) -> None:
+        self._connection = connection
+        self.__qualname__ = f"{type(accepter).__name__}.accept"
+
+    def __call__(self) -> ScriptAdapter:
+        return self._connection()
+
+
 def _serve_stdio(link: Link, settings: Settings) -> None:
     """The event loop's thread of a process UDF: aioudf's agent on stdin/stdout."""
     status = 1
@@ -220,6 +237,8 @@ class Server:
         self._stopped = False
         self._signal_stop = False  # stop() is a SIGTERM (a supervisor or worker handles it)
         self._numbers = itertools.count(1)
+        #: Set once the socket accepts connections (aioudf's addition to the API).
+        self.serving = threading.Event()
         RUNTIME.count("servers_created")
 
     def serve(self) -> None:
@@ -262,7 +281,9 @@ class Server:
             self._signal_stop = worker is not None or settings.workers > 1
         if worker is not None:
             metrics = Metrics() if settings.metrics else None
-            await run_worker(self._connection, path, worker, metrics=metrics, **options)
+            await run_worker(
+                _Factory(self._connection, self._accepter), path, worker, metrics=metrics, **options
+            )
             return 0
         if settings.workers > 1:
             if not main:
@@ -278,17 +299,23 @@ class Server:
             )
             status: int = await supervisor.run()
             return status
-        await serve(
-            self._connection,
-            path,
-            mode=settings.mode,
-            handle_signals=main,
-            sock=activated_socket(path),
-            takeover=settings.takeover,
-            metrics=settings.metrics,
-            stop=self._stop,
-            **options,
-        )
+        ready = asyncio.Event()
+        announce = asyncio.create_task(_announce(ready, self.serving))
+        try:
+            await serve(
+                _Factory(self._connection, self._accepter),
+                path,
+                mode=settings.mode,
+                handle_signals=main,
+                sock=activated_socket(path),
+                takeover=settings.takeover,
+                metrics=settings.metrics,
+                stop=self._stop,
+                ready=ready,
+                **options,
+            )
+        finally:
+            announce.cancel()
         return 0
 
     def _connection(self) -> ScriptAdapter:
