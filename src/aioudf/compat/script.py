@@ -3,8 +3,8 @@
 :func:`run_script` is ``aioudf compat``: the script runs as ``__main__`` with
 ``sys.argv == [SCRIPT.py, ARGS...]`` and its folder first on ``sys.path``,
 after ``kapacitor.udf.agent`` and ``kapacitor.udf.udf_pb2`` were made
-aioudf's. It returns once the script has returned and what it served has
-ended: the exit status.
+aioudf's; ``print()`` writes to stderr (stdout is for frames). It returns
+once the script has returned and what it served has ended: the exit status.
 
 Bad input is one line (a :class:`~aioudf.CompatError`, which the command
 prints as ``aioudf compat: error: ...``): a path that is not a file, a file
@@ -57,6 +57,9 @@ def run_script(path: str, args: Sequence[str] = (), settings: Settings | None = 
     provide_kapacitor_modules()
     sys.argv = [path, *args]
     sys.path.insert(0, os.path.dirname(os.path.realpath(path)))
+    # A print() at import, before a process UDF's agent reserves stdout for
+    # frames, would reach Kapacitor as one: stderr is Kapacitor's log.
+    sys.stdout = sys.stderr
     try:
         runpy.run_path(path, run_name="__main__")
     except SystemExit as exc:
