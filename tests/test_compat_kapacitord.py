@@ -11,8 +11,8 @@ snapshot()/restore(), or staying where it is when it has none.
 
 from __future__ import annotations
 
+import contextlib
 import signal
-import statistics
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +21,8 @@ from typing import Any
 import pytest
 from kapacitord import Kapacitord, ProcessUDF, Servers, SocketServer, SocketUDF, rows
 from test_compat import SCRIPTS, official_agent
+from test_kapacitord import expected_moving_averages
+from test_operations import VALUES, wait_until_handled
 
 pytestmark = pytest.mark.usefixtures("kapacitord_binary")
 
@@ -70,8 +72,27 @@ def socket_server(
     return server
 
 
-def outputs(k: Kapacitord, tasks: list[str], count: int) -> list[list[dict[str, Any]]]:
-    return [rows(k.wait_output(task, "out", count)) for task in tasks]
+#: The two tasks of a side-by-side run: the script on the agent, and under compat.
+SIDES = ["onAgent", "onCompat"]
+
+
+@contextlib.contextmanager
+def side_by_side(
+    python_env: dict[str, str], agent: Path, folder: Path, example: str, tickscript: str
+) -> Iterator[Kapacitord]:
+    """kapacitord running Kapacitor's ``example`` script both ways, one task each."""
+    script = agent / "examples" / f"{example}.py"
+    udfs = {"onAgent": on_agent(agent, script), "onCompat": under_compat(python_env, agent, script)}
+    with Kapacitord(folder / "k", udfs) as k:
+        for udf in SIDES:
+            k.define_task(udf, tickscript.format(udf=udf))
+        yield k
+        assert not any(k.task(udf)["error"] for udf in SIDES)
+
+
+def outputs(k: Kapacitord, count: int) -> list[list[dict[str, Any]]]:
+    """Both sides' httpOut rows, once each holds ``count``."""
+    return [rows(k.wait_output(task, "out", count)) for task in SIDES]
 
 
 MOVING_AVG = """stream
@@ -90,11 +111,7 @@ MOVING_AVG = """stream
 def test_moving_avg_example_output_is_the_agents(
     python_env: dict[str, str], agent: Path, short_tmp: Path
 ) -> None:
-    script = agent / "examples" / "moving_avg.py"
-    udfs = {"onAgent": on_agent(agent, script), "onCompat": under_compat(python_env, agent, script)}
-    with Kapacitord(short_tmp / "k", udfs) as k:
-        for udf in udfs:
-            k.define_task(udf, MOVING_AVG.format(udf=udf))
+    with side_by_side(python_env, agent, short_tmp, "moving_avg", MOVING_AVG) as k:
         values = {"a": [float(t * t % 17) for t in range(10)], "b": [100.0 - t for t in range(10)]}
         k.write(
             f"cpu,host={host} usage_idle={series[t]} {t}"
@@ -102,13 +119,11 @@ def test_moving_avg_example_output_is_the_agents(
             for host, series in values.items()
         )
         k.write(f"cpu,host={host} usage_idle=0 10" for host in values)  # closes the window
-        official, compat = outputs(k, list(udfs), 20)
+        official, compat = outputs(k, 20)
         assert compat == official
         for host, series in values.items():
             got = [row["avg"] for row in compat if row["host"] == host]
-            expected = [statistics.fmean(series[max(0, i - 2) : i + 1]) for i in range(10)]
-            assert got == pytest.approx(expected, rel=1e-12)
-        assert not any(k.task(udf)["error"] for udf in udfs)
+            assert got == pytest.approx(expected_moving_averages(series, 3), rel=1e-12)
 
 
 OUTLIERS = """stream
@@ -127,15 +142,11 @@ OUTLIERS = """stream
 def test_outliers_example_on_batches_output_is_the_agents(
     python_env: dict[str, str], agent: Path, short_tmp: Path
 ) -> None:
-    script = agent / "examples" / "outliers.py"
-    udfs = {"onAgent": on_agent(agent, script), "onCompat": under_compat(python_env, agent, script)}
-    with Kapacitord(short_tmp / "k", udfs) as k:
-        for udf in udfs:
-            k.define_task(udf, OUTLIERS.format(udf=udf))
+    with side_by_side(python_env, agent, short_tmp, "outliers", OUTLIERS) as k:
         values = [1, 2, 3, 4, 5, 6, 7, 8, 9, 100, -100, 5, 5, 4, 6, 5]
         k.write(f"cpu v={v}.0 {t}" for t, v in enumerate(values))
         k.write("cpu v=5.0 20")  # closes the window: one batch of sixteen points
-        official, compat = outputs(k, list(udfs), 2)
+        official, compat = outputs(k, 2)
         assert compat == official
         # The batch's points the script kept past later requests, not overwritten.
         assert sorted(row["v"] for row in compat) == [-100.0, 100.0]
@@ -168,7 +179,7 @@ def test_mirror_example_as_a_socket_output_is_the_agents(
         for udf in udfs:
             k.define_task(udf, MIRROR.format(udf=udf))
         k.write(f"cpu,host=h v={t}i,w={t / 2} {t}" for t in range(11))
-        on_official, on_compat = outputs(k, list(udfs), 10)
+        on_official, on_compat = outputs(k, 10)
         assert on_compat == on_official
         assert [row["w"] for row in on_compat] == [t / 2 for t in range(10)]
     # kapacitord closed its connections: both ended as the script logs it.
@@ -213,23 +224,6 @@ SUMS = """stream
     |httpOut('out')
 """
 
-VALUES = {"a": [float(t % 7) for t in range(12)], "b": [float(100 - 3 * t) for t in range(12)]}
-
-
-def last_rows(k: Kapacitord, task: str, t: int) -> dict[str, dict[str, Any]]:
-    """Wait until the task put out the point at time ``t`` for each host; those rows."""
-    stamp = f":{t:02d}Z"
-
-    def done() -> dict[str, dict[str, Any]] | None:
-        last = {row["host"]: row for row in rows(k.output(task, "out"))}
-        if set(last) == set(VALUES) and all(row["time"].endswith(stamp) for row in last.values()):
-            return last
-        if error := k.task(task).get("error"):
-            raise AssertionError(f"task {task} failed: {error}")
-        return None
-
-    return k.wait_for(done, f"{task} to handle the points at t={t}")
-
 
 def test_sighup_reload_carries_the_scripts_state_or_leaves_it_in_place(
     python_env: dict[str, str], agent: Path, short_tmp: Path, servers: Servers
@@ -251,7 +245,7 @@ def test_sighup_reload_carries_the_scripts_state_or_leaves_it_in_place(
         def stream(times: range) -> dict[str, dict[str, dict[str, Any]]]:
             for t in times:
                 k.write(f"{task},host={h} v={VALUES[h][t]} {t}" for task in udfs for h in VALUES)
-            return {task: last_rows(k, task, times[-1]) for task in udfs}
+            return {task: wait_until_handled(k, task, times[-1]) for task in udfs}
 
         before = stream(range(0, 6))
         for server in (stateful, stateless):
