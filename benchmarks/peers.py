@@ -3,7 +3,8 @@
 The peers are test equipment kept outside the project, in
 ``shared/kapacitor/peers`` beside the checkout (see that folder's README):
 Kapacitor's official Python agent with its ``mirror``, ``moving_avg`` and
-``outliers`` examples, and its Go agent's examples built as binaries. Each
+``outliers`` examples (also run unchanged by ``aioudf compat``, the same
+script on aioudf's agent), and its Go agent's examples built as binaries. Each
 is started exactly as Kapacitor starts it (``mirror`` serves a unix socket;
 the others are process UDFs on stdin/stdout) and takes the same options as
 our example of the same name, so the driver, the workload and the baseline
@@ -18,7 +19,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Peer", "find_peers", "peers_for"]
+__all__ = ["COMPAT", "Peer", "find_peers", "peers_for"]
+
+#: The column of Kapacitor's Python agent's scripts run by ``aioudf compat``.
+COMPAT = "Python agent's script on aioudf compat"
 
 
 def find_peers(start: Path | None = None) -> Path | None:
@@ -35,7 +39,7 @@ def find_peers(start: Path | None = None) -> Path | None:
 class Peer:
     """One peer implementation of an example: how to start it."""
 
-    #: "Python agent" or "Go agent": the column it is reported under.
+    #: "Python agent", :data:`COMPAT` or "Go agent": the column it is reported under.
     name: str
     #: The command; ``{socket}`` in it is replaced by the socket path.
     argv: tuple[str, ...]
@@ -64,6 +68,9 @@ def peers_for(example: str, root: Path | None = None) -> list[Peer]:
         if example == "mirror":
             command.append("{socket}")
         found.append(Peer("Python agent", tuple(command), env, example == "mirror"))
+        # The same script, unchanged, on aioudf (the real agent still on the path).
+        compat = [sys.executable, "-m", "aioudf", "compat", *command[2:]]
+        found.append(Peer(COMPAT, tuple(compat), env, example == "mirror"))
     binary = peers_dir / "go" / example
     if binary.is_file() and os.access(binary, os.X_OK):
         command = [str(binary)]

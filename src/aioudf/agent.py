@@ -45,6 +45,7 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -131,6 +132,32 @@ _THREAD_BATCH = 512
 
 _DATA_TYPES = (Point, BeginBatch, EndBatch)
 _METHODS = {Point: "point", BeginBatch: "begin_batch", EndBatch: "end_batch"}
+
+# Hooks a handler that adapts another API may define (aioudf.compat's adapter
+# of Kapacitor's Python agent does; a native handler defines none of them):
+#
+# ``_aioudf_raw_init = True``
+#     Init's options are not parsed against declared Options: ``init()``
+#     reads the InitRequest itself.
+# ``_aioudf_run_sync(function, *args)``
+#     an awaitable running a plain method on the handler's own thread,
+#     instead of anyio's worker threads.
+# ``_aioudf_failure(method, error)``
+#     ``(reason, account, exc_info)``: the ErrorResponse text for a failed
+#     handler call, the log entry's text and the exception it shows (or None).
+# ``_aioudf_ended()``
+#     called once the agent serving the handler has ended, however it ended.
+# ``_aioudf_restore_always = True``
+#     a moved connection's handler is restored even from an empty snapshot,
+#     so that a handler that cannot restore refuses the move.
+
+
+def _run_sync(handler: BaseHandler) -> Callable[..., Awaitable[Any]]:
+    """How ``handler``'s plain methods run off the loop (see the hooks above)."""
+    run: Callable[..., Awaitable[Any]] | None = getattr(handler, "_aioudf_run_sync", None)
+    if run is not None:
+        return run
+    return partial(anyio.to_thread.run_sync, abandon_on_cancel=True)
 
 
 class OutputQueue:
@@ -369,16 +396,17 @@ async def prepare_handler(handler: BaseHandler, init: InitRequest, snapshot: byt
     """
     handler.task_id = init.taskID
     handler.node_id = init.nodeID
-    bind_options(handler, parse_options(type(handler).options, init.options))
+    if not getattr(handler, "_aioudf_raw_init", False):
+        bind_options(handler, parse_options(type(handler).options, init.options))
     calls: list[tuple[str, object]] = [("init", init)]
-    if snapshot:
+    if snapshot or getattr(handler, "_aioudf_restore_always", False):
         calls.append(("restore", snapshot))
     for method, argument in calls:
         function = getattr(handler, method)
         if inspect.iscoroutinefunction(function):
             await function(argument)
         else:
-            await anyio.to_thread.run_sync(function, argument)
+            await _run_sync(handler)(function, argument)
 
 
 def create_handler(factory: Callable[[], BaseHandler]) -> BaseHandler:
@@ -501,6 +529,7 @@ class Agent:
             handler._aioudf_fast_point() or getattr(handler, "point")  # noqa: B009
         )
         self._async_point = None if Point in self._blocking_methods else point
+        self._run_sync = _run_sync(handler)
 
     # ---- life -----------------------------------------------------------
 
@@ -514,6 +543,8 @@ class Agent:
                 await self._run()
             finally:
                 self._metrics.close()  # [metrics]
+                if (ended := getattr(self.handler, "_aioudf_ended", None)) is not None:
+                    ended()
 
     async def _run(self) -> None:
         if self._conn.buffered:
@@ -900,6 +931,12 @@ class Agent:
         if isinstance(error, ProtocolError):
             self._fail(f"protocol error: {error}")
             return
+        describe = getattr(self.handler, "_aioudf_failure", None)
+        if describe is not None:
+            reason, account, exc_info = describe(method, error)
+            logger.error("%s", account, exc_info=exc_info)
+            self._fail(reason)
+            return
         what = f" handling {type(message).__name__}" if message is not None else ""
         reason = f"{handler}.{method}() failed{what}: {type(error).__name__}: {error}"
         logger.error("%s", reason, exc_info=error)
@@ -926,7 +963,7 @@ class Agent:
 
     async def _in_thread(self, function: Callable[..., Any], *args: Any) -> Any:
         try:
-            return await anyio.to_thread.run_sync(function, *args, abandon_on_cancel=True)
+            return await self._run_sync(function, *args)
         finally:
             self._emitter.flush_thread_frames()
 
@@ -981,8 +1018,8 @@ class Agent:
     async def _on_init(self, request: InitRequest) -> None:
         handler = self.handler
         try:
-            values = parse_options(type(handler).options, request.options)
-            bind_options(handler, values)
+            if not getattr(handler, "_aioudf_raw_init", False):
+                bind_options(handler, parse_options(type(handler).options, request.options))
             handler.task_id = request.taskID
             handler.node_id = request.nodeID
             if (context := current_connection()) is not None:  # [logs]

@@ -3,6 +3,7 @@
     aioudf run   mymod:MyHandler                       # process UDF
     aioudf serve mymod:MyHandler --socket /run/udf.sock # socket UDF
     aioudf replay mymod:MyHandler data.srpl -O size=10  # replay data through it
+    aioudf compat outliers.py                          # a script for Kapacitor's agent
 
 A handler is named ``module:Class`` (module importable from the current
 directory or the Python path) or ``path/to/file.py:Class``.
@@ -28,13 +29,12 @@ from .agent import DEFAULT_MAX_BACKLOG, DEFAULT_MAX_OUTPUT, DEFAULT_STOP_TIMEOUT
 from .errors import AioudfError
 from .framing import DEFAULT_MAX_FRAME_SIZE
 from .handler import BaseHandler
-from .handover import control_path
 from .loader import load_handler
 from .logs import LOG_FORMATS, LOG_LEVELS, configure_logging
 from .loops import LOOP_CHOICES, exit_past_stuck_threads, run_async
-from .metrics import Metrics, parse_address, shared_dir, use_multiprocess_dir
+from .metrics import Metrics, parse_address
 from .process import run_stdio
-from .server import DEFAULT_GRACE, DEFAULT_SOCKET_MODE, TAKEOVER_ENV, serve
+from .server import DEFAULT_GRACE, DEFAULT_SOCKET_MODE, serve, share_metrics
 from .stdio import check_stdio
 from .watchdog import DEFAULT_WARN_BLOCKED
 
@@ -261,19 +261,30 @@ def _execute(load: Callable[[], Callable[[], BaseHandler]], args: argparse.Names
 
 
 def _share_metrics(args: argparse.Namespace, worker: bool) -> None:
-    """Record metrics in the directory every process serving this socket shares.
+    """Share metrics with every process serving this socket (see server.share_metrics)."""
+    share_metrics(args.socket, worker=worker, takeover=args.takeover)
 
-    So that one endpoint covers a supervisor's workers, and counters carry
-    on in the process that takes over (a SIGHUP reload, ``--takeover``).
-    Its files are kept when this process continues another's counts: as a
-    worker, a reload's new process, or a ``--takeover`` of a live server.
-    """
-    continuing = (
-        worker
-        or os.environ.get(TAKEOVER_ENV) == "1"
-        or (args.takeover and os.path.exists(control_path(args.socket)))
+
+def _compat(args: argparse.Namespace) -> int:
+    """``aioudf compat SCRIPT.py ARGS``: a Kapacitor agent script, served by aioudf."""
+    from .compat import Settings, run_script  # (loaded only for compat scripts)
+
+    if args.socket:
+        raise AioudfError("--socket: a compat script names its socket itself, in Server(path, ...)")
+    settings = Settings(
+        loop=args.loop,
+        warn_blocked=args.warn_blocked,
+        agent=_agent_options(args),
+        mode=args.mode,
+        grace=args.grace,
+        workers=args.workers,
+        takeover=args.takeover,
+        metrics=args.metrics,
     )
-    use_multiprocess_dir(shared_dir(args.socket), fresh=not continuing)
+    configure_logging(args.log_level, args.log_format)
+    status = run_script(args.script, args.script_args, settings)
+    exit_past_stuck_threads(status)
+    return status
 
 
 def _guarded(action: Callable[[], int], prog: str) -> int:
@@ -309,7 +320,19 @@ def cli(argv: Sequence[str] | None = None) -> int:
     _add_common(serve_parser)
 
     replay_parser = replay_cli.add_parser(commands)  # aioudf replay: see aioudf.replay
-    subparsers = {"run": run_parser, "serve": serve_parser, "replay": replay_parser}
+    compat_parser = commands.add_parser(
+        "compat", help="run a UDF script written for Kapacitor's Python agent, unchanged"
+    )
+    compat_parser.add_argument("script", metavar="SCRIPT.py", help="the script, run as __main__")
+    compat_parser.add_argument("script_args", nargs=argparse.REMAINDER, metavar="ARGS...")
+    _add_socket(compat_parser, required=False)  # (--socket: the script's Server names it)
+    _add_common(compat_parser)
+    subparsers = {
+        "run": run_parser,
+        "serve": serve_parser,
+        "replay": replay_parser,
+        "compat": compat_parser,
+    }
 
     args, extra = parser.parse_known_args(argv)
     subparser = subparsers[args.command]
@@ -321,6 +344,8 @@ def cli(argv: Sequence[str] | None = None) -> int:
             subparser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "replay":
         return _guarded(lambda: replay_cli.run(args), subparser.prog)
+    if args.command == "compat":
+        return _guarded(lambda: _compat(args), subparser.prog)
     return _guarded(lambda: _execute(lambda: load_handler(args.handler), args), subparser.prog)
 
 

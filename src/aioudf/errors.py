@@ -20,6 +20,7 @@ Every message is one line naming the cause::
     ├── HandoverError            taking over from, or handing over to, another server failed
     │   └── NothingToTakeOver    no server answers on the control socket
     ├── StdioError               a process UDF's stdin or stdout is closed
+    ├── CompatError              ``aioudf compat`` cannot run a script (see aioudf.compat)
     ├── MissingDependency        an optional dependency is not installed
     │   ├── MissingExtra         numpy or pandas (the aioudf[numpy]/[pandas] extras) missing
     │   └── MetricsUnavailable   metrics asked for without prometheus_client
@@ -52,6 +53,7 @@ from typing import Any, Protocol
 __all__ = [
     "ActivationError",
     "AioudfError",
+    "CompatError",
     "ConfigError",
     "ConnectionFailed",
     "FrameError",
@@ -235,6 +237,14 @@ class SocketPathError(AioudfError):
 
 class StdioError(AioudfError):
     """A process UDF's stdin or stdout cannot carry frames (closed, for one)."""
+
+
+class CompatError(AioudfError):
+    """A script written for Kapacitor's Python agent cannot run under ``aioudf compat``.
+
+    Not a file, not Python, never starts an Agent or a Server, or uses the
+    agent's API in a way aioudf cannot serve; the message says which.
+    """
 
 
 class MissingDependency(AioudfError):

@@ -62,7 +62,15 @@ from .handover import (
     take_over,
 )
 from .logs import connection_context
-from .metrics import Metrics, MetricsEndpoint, parse_address, socket_of, start_handed_over
+from .metrics import (
+    Metrics,
+    MetricsEndpoint,
+    parse_address,
+    shared_dir,
+    socket_of,
+    start_handed_over,
+    use_multiprocess_dir,
+)
 from .protocol import UDFConnection
 from .watchdog import DEFAULT_WARN_BLOCKED, LoopWatchdog
 
@@ -763,6 +771,23 @@ def _factory_name(factory: Callable[..., Any]) -> str:
 TAKEOVER_ENV = "AIOUDF_TAKEOVER"
 
 
+def share_metrics(path: str, *, worker: bool, takeover: bool) -> None:
+    """Record metrics in the directory every process serving the socket ``path`` shares.
+
+    So that one endpoint covers a supervisor's workers, and counters carry
+    on in the process that takes over (a SIGHUP reload, ``--takeover``).
+    Its files are kept when this process continues another's counts: as a
+    ``worker``, a reload's new process, or a ``takeover`` of a live server.
+    Call it before the metrics are created.
+    """
+    continuing = (
+        worker
+        or os.environ.get(TAKEOVER_ENV) == "1"
+        or (takeover and os.path.exists(control_path(path)))
+    )
+    use_multiprocess_dir(shared_dir(path), fresh=not continuing)
+
+
 async def serve(
     handler_factory: Callable[[], BaseHandler],
     path: str | os.PathLike[str],
@@ -775,6 +800,7 @@ async def serve(
     reload_command: Sequence[str] | None = None,
     observer: Observer | None = None,
     metrics: str | Metrics | None = None,
+    stop: asyncio.Event | None = None,
     **settings: Any,
 ) -> None:
     """Serve a socket UDF until SIGINT or SIGTERM; for ``asyncio.run``.
@@ -787,7 +813,8 @@ async def serve(
     socket to serve instead of binding ``path`` (see :class:`UnixServer`).
     Under systemd with ``Type=notify``, readiness and stopping are notified.
     ``metrics``: see :class:`UnixServer` (``"HOST:PORT"`` serves Prometheus
-    metrics there).
+    metrics there). ``stop``, if given, stops the server once set, as the first
+    signal does.
 
     The first signal stops accepting and gives open connections ``grace``
     seconds to finish; the socket file is removed and the call returns. A
@@ -816,7 +843,7 @@ async def serve(
     )
     loop = asyncio.get_running_loop()
     takeover = takeover or os.environ.pop(TAKEOVER_ENV, "") == "1"
-    stop = asyncio.Event()
+    stop = stop if stop is not None else asyncio.Event()
     reloading: list[asyncio.Task[None]] = []
 
     def on_signal(signum: signal.Signals) -> None:

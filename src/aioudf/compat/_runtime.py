@@ -1,0 +1,97 @@
+"""What ``aioudf compat`` was asked, and what the script it runs has started.
+
+The command line fills :class:`Settings` once, before the script runs; the
+script's ``Agent`` and ``Server`` read it when they start serving (a script
+run without the command line gets the defaults, the same as ``aioudf run``
+and ``aioudf serve``). :data:`RUNTIME` counts what the script started, so
+that the command can tell a script that never became a UDF, and collects the
+exit status of the process UDF it served.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from typing import Any
+
+from ..config import DEFAULT_GRACE, DEFAULT_SOCKET_MODE, Config
+from ..loops import resolve_loop
+from ..watchdog import DEFAULT_WARN_BLOCKED
+
+__all__ = ["RUNTIME", "Runtime", "Settings"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """aioudf's flags for a compat script (the names of ``aioudf run``/``serve``).
+
+    ``agent`` holds the :class:`~aioudf.config.Config` settings of each
+    connection (``max_frame_size``, ``max_backlog``, ``max_output``,
+    ``stop_timeout``), checked when the settings are built; the socket
+    settings apply to the script's ``Server``.
+    """
+
+    loop: str = "auto"
+    warn_blocked: float = DEFAULT_WARN_BLOCKED
+    agent: dict[str, Any] = dataclasses.field(default_factory=dict)
+    mode: int = DEFAULT_SOCKET_MODE
+    grace: float = DEFAULT_GRACE
+    workers: int = 1
+    takeover: bool = False
+    metrics: str | None = None
+
+    def __post_init__(self) -> None:
+        resolve_loop(self.loop)  # uvloop asked for and missing: an error before the script runs
+        Config.of(warn_blocked=self.warn_blocked, mode=self.mode, grace=self.grace, **self.agent)
+
+    def socket_flags(self) -> list[str]:
+        """The flags given that only a socket UDF uses (to refuse them for a process UDF)."""
+        given = {
+            "--workers": self.workers != 1,
+            "--takeover": self.takeover,
+            "--metrics": self.metrics is not None,
+        }
+        return [flag for flag, on in given.items() if on]
+
+
+class Runtime:
+    """The settings in force and what the script started with them (thread-safe)."""
+
+    def __init__(self) -> None:
+        self.settings = Settings()
+        self._lock = threading.Lock()
+        self.agents_created = 0
+        self.agents_started = 0
+        self.servers_created = 0
+        self.servers_served = 0
+        #: The worst exit status of what was served (1: a connection failed).
+        self.status = 0
+        self.stdio_claimed = False
+        self._threads: list[threading.Thread] = []
+
+    def count(self, what: str) -> None:
+        with self._lock:
+            setattr(self, what, getattr(self, what) + 1)
+
+    def claim_stdio(self) -> bool:
+        """True the first time: only one Agent may serve stdin/stdout."""
+        with self._lock:
+            claimed, self.stdio_claimed = self.stdio_claimed, True
+            return not claimed
+
+    def served(self, status: int) -> None:
+        with self._lock:
+            self.status = max(self.status, status)
+
+    def keep(self, thread: threading.Thread) -> None:
+        """A thread serving Kapacitor that the command waits for once the script returns."""
+        with self._lock:
+            self._threads.append(thread)
+
+    def join(self) -> None:
+        for thread in list(self._threads):
+            thread.join()
+
+
+#: The one runtime of this process.
+RUNTIME = Runtime()
