@@ -25,7 +25,7 @@ from . import replay_cli
 from ._version import __version__
 from .activation import activated_socket
 from .agent import DEFAULT_MAX_BACKLOG, DEFAULT_MAX_OUTPUT, DEFAULT_STOP_TIMEOUT
-from .errors import AioudfError
+from .errors import AioudfError, HandlerLoadError
 from .framing import DEFAULT_MAX_FRAME_SIZE
 from .handler import BaseHandler
 from .handover import control_path
@@ -33,7 +33,7 @@ from .loader import load_handler
 from .logs import LOG_FORMATS, LOG_LEVELS, configure_logging
 from .loops import LOOP_CHOICES, exit_past_stuck_threads, run_async
 from .metrics import Metrics, parse_address, shared_dir, use_multiprocess_dir
-from .process import run_stdio
+from .process import refuse_to_start, run_stdio
 from .server import DEFAULT_GRACE, DEFAULT_SOCKET_MODE, TAKEOVER_ENV, serve
 from .stdio import check_stdio
 from .watchdog import DEFAULT_WARN_BLOCKED
@@ -190,10 +190,13 @@ def _agent_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _execute(load: Callable[[], Callable[[], BaseHandler]], args: argparse.Namespace) -> int:
+def _execute(
+    load: Callable[[], Callable[[], BaseHandler]], args: argparse.Namespace, prog: str
+) -> int:
     """Run the process UDF or the socket server the flags describe.
 
     ``load()`` gives the handler factory; a supervisor never calls it.
+    ``prog`` starts the error lines (``aioudf run``, a script's name).
     """
     configure_logging(args.log_level, args.log_format)
     if getattr(args, "socket", None):
@@ -252,7 +255,12 @@ def _execute(load: Callable[[], Callable[[], BaseHandler]], args: argparse.Names
             "task; see docs/observability.md)"
         )
     check_stdio()
-    factory = load()
+    try:
+        factory = load()
+    except HandlerLoadError as exc:
+        # Kapacitor is told too: its start-up error names the cause.
+        _report(exc, prog)
+        return refuse_to_start(str(exc), loop=args.loop)
     status = run_async(
         run_stdio(factory, warn_blocked=args.warn_blocked, **_agent_options(args)), args.loop
     )
@@ -285,10 +293,22 @@ def _guarded(action: Callable[[], int], prog: str) -> int:
     try:
         return action()
     except AioudfError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        _report(exc, prog)
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _report(exc: AioudfError, prog: str) -> None:
+    """``PROG: error: ...`` on stderr; for a load error, its traceback too, where it helps.
+
+    The traceback (cut to the user's frames) is one log record, in the
+    ``--log-format`` chosen: one line in logfmt or json (one entry in
+    Kapacitor's log), the usual lines in text.
+    """
+    print(f"{prog}: error: {exc}", file=sys.stderr)
+    if isinstance(exc, HandlerLoadError) and exc.error is not None:
+        logger.error("where the error above was raised", exc_info=exc.error)
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
@@ -321,7 +341,9 @@ def cli(argv: Sequence[str] | None = None) -> int:
             subparser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "replay":
         return _guarded(lambda: replay_cli.run(args), subparser.prog)
-    return _guarded(lambda: _execute(lambda: load_handler(args.handler), args), subparser.prog)
+    return _guarded(
+        lambda: _execute(lambda: load_handler(args.handler), args, subparser.prog), subparser.prog
+    )
 
 
 def main(handler_factory: Callable[[], BaseHandler], argv: Sequence[str] | None = None) -> None:
@@ -341,4 +363,6 @@ def main(handler_factory: Callable[[], BaseHandler], argv: Sequence[str] | None 
     _add_socket(parser, required=False)
     _add_common(parser)
     args = parser.parse_args(argv)
-    raise SystemExit(_guarded(lambda: _execute(lambda: handler_factory, args), parser.prog))
+    raise SystemExit(
+        _guarded(lambda: _execute(lambda: handler_factory, args, parser.prog), parser.prog)
+    )

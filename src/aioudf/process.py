@@ -9,12 +9,21 @@ It serves until Kapacitor closes stdin and every response is written, then
 returns (exit status 0). A protocol error or a handler exception is sent to
 Kapacitor as an ErrorResponse, logged on stderr, and the process exits with
 status 1.
+
+A UDF that cannot even start (its module fails at import, say) still
+answers: :func:`refuse_to_start` logs the cause once, answers Kapacitor's
+first request with an ErrorResponse naming it and reads stdin until
+Kapacitor closes it, so that Kapacitor's own error reads ``failed to load
+process info for "NAME": <the cause>`` rather than ``write error: broken
+pipe`` (what it says when the process is gone before it has read that
+answer). ``aioudf run`` and ``aioudf compat`` use it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -25,10 +34,11 @@ from .errors import AioudfError, ConnectionFailed
 from .handler import BaseHandler
 from .logs import configure_logging, connection_context
 from .loops import exit_past_stuck_threads, run_async
+from .messages import encode_error
 from .stdio import check_stdio, open_stdio, reserved_stdout
 from .watchdog import DEFAULT_WARN_BLOCKED, LoopWatchdog
 
-__all__ = ["run", "run_stdio"]
+__all__ = ["refuse_stdio", "refuse_to_start", "run", "run_stdio"]
 
 logger = logging.getLogger("aioudf")
 
@@ -64,6 +74,44 @@ async def run_stdio(
             logger.error("UDF stopped: %s", exc.reason)
             return 1
     return 0
+
+
+async def refuse_stdio(reason: str) -> None:
+    """Answer Kapacitor's first request with an ErrorResponse, then read stdin to its end.
+
+    Kapacitor reports the ErrorResponse's text only if the process is still
+    there to take its next writes: exiting at once turns the cause into
+    ``broken pipe`` in Kapacitor's log. What arrives after the first
+    request is read and dropped until Kapacitor closes stdin.
+    """
+    with reserved_stdout() as frames_fd:
+        reader, writer = await open_stdio(frames_fd)
+        try:
+            if await reader.read(1 << 16):  # Info (or Init): the first request
+                writer.write(encode_error(reason))
+                await writer.drain()
+                while await reader.read(1 << 16):
+                    pass
+        except OSError:  # Kapacitor already gone: nothing more to tell it
+            pass
+        finally:
+            writer.close()
+
+
+def refuse_to_start(reason: str, *, loop: str = "auto") -> int:
+    """A process UDF that cannot start tells Kapacitor why; returns the exit status (2).
+
+    Serves :func:`refuse_stdio` until Kapacitor closes stdin, unless stdin
+    is a terminal (a person, not Kapacitor) or stdin or stdout is closed.
+    Log or print ``reason`` before calling it: this only answers Kapacitor.
+    """
+    try:
+        check_stdio()
+        if not os.isatty(0):
+            run_async(refuse_stdio(reason), loop)
+    except AioudfError:  # stdin or stdout closed, no uvloop: the caller's line says why
+        pass
+    return 2
 
 
 @contextlib.contextmanager
