@@ -10,17 +10,17 @@ kapacitord's own start-up error names the cause.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import traceback
 from pathlib import Path
 
 import pytest
-from kapacitord import Kapacitord, KapacitordError, ProcessUDF
+from kapacitord import Kapacitord, KapacitordError, ProcessUDF, Servers
 from logcapture import parse_logfmt
 from wire import request
 
-from aioudf import Handler, Option
 from aioudf._pb import udf_pb2 as pb
 from aioudf.errors import DeclarationError, HandlerLoadError
 from aioudf.framing import FrameDecoder
@@ -159,3 +159,23 @@ def test_kapacitord_names_the_cause_when_the_module_cannot_load(
     assert "broken pipe" not in said
     udf_log = [e for e in map(parse_logfmt, k.log().splitlines()) if e.get("msg") == "UDF log"]
     assert len(udf_log) == 1, udf_log
+
+
+def test_a_failed_reload_is_one_line(python_env: dict[str, str], short_tmp: Path) -> None:
+    module = write(short_tmp, "udf.py", "from mirror import Mirror\n")
+    servers = Servers(python_env, short_tmp)
+    try:
+        server = servers.start(f"{module}:Mirror")
+        server.wait_log("serving ")
+        write(short_tmp, "udf.py", BROKEN.replace("class Broken", "class Mirror"))
+        server.process.send_signal(signal.SIGHUP)
+        server.wait_log("reload failed")
+        assert server.process.poll() is None  # still serving with the code it had
+        assert "Traceback" not in server.log()
+        (line,) = [line for line in server.log().splitlines() if "udf_pb2" in line]
+        assert line == (
+            f"aioudf serve: error: cannot load {module}:Mirror: "
+            f"{module}:7: NameError: name 'udf_pb2' is not defined"
+        )
+    finally:
+        servers.kill()

@@ -12,7 +12,7 @@ import anyio
 import pytest
 from logcapture import capturing, parse_logfmt
 
-from aioudf import BlockingHandler, Handler, Point
+from aioudf import BlockingHandler, Handler, Option, Point
 from aioudf.logs import (
     MAX_FIELD,
     ContextFilter,
@@ -21,7 +21,7 @@ from aioudf.logs import (
     configure_logging,
     connection_context,
 )
-from aioudf.testing import DataPoint, Kapacitor
+from aioudf.testing import DataPoint, InitFailed, Kapacitor
 
 # A message with everything logfmt must escape, and text beyond ASCII.
 AWKWARD = 'he said "x=1"\\ then\nleft\ttabbed, naïve ☃ \x01'
@@ -163,6 +163,16 @@ async def test_blocking_handler_log_lines_carry_task_and_node(captured: Captured
     (record,) = [r for r in captured.records if r.getMessage().startswith("blocking point in")]
     assert (getattr(record, "task", ""), getattr(record, "node", "")) == ("t2", "n2")
     assert record.threadName != threading.current_thread().name  # a worker thread
+
+
+async def test_a_refused_option_is_logged_with_task_and_node(captured: Captured) -> None:
+    class Needs(Handler):
+        field = Option(str)
+
+    with pytest.raises(InitFailed, match="missing required option 'field'"):
+        await Kapacitor(Needs).run(task_id="t7", node_id="needs2")
+    (record,) = [r for r in captured.records if r.getMessage().startswith("Init refused")]
+    assert (getattr(record, "task", ""), getattr(record, "node", "")) == ("t7", "needs2")
 
 
 async def test_two_connections_keep_their_own_context(captured: Captured) -> None:

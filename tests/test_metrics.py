@@ -101,6 +101,15 @@ async def test_errors_are_counted_by_kind(echo_server: UnixServer, socket_path: 
     assert value(samples, "aioudf_errors_total", task="bad", node="n", kind="handler") == 1
 
 
+async def test_a_refused_option_is_counted(echo_server: UnixServer, socket_path: Path) -> None:
+    # The TICKscript lacks the required .in(): refused before the handler's init().
+    with pytest.raises(UDFError, match="missing required option 'in'"):
+        await Kapacitor(socket_path).run(points=points(1), task_id="t", node_id="n")
+    samples = await scrape(echo_server)
+    assert value(samples, "aioudf_errors_total", task="t", node="n", kind="options_refused") == 1
+    assert value(samples, "aioudf_errors_total", task="t", node="n", kind="init_refused") == 0
+
+
 async def test_keepalive_latency_is_observed(socket_path: Path) -> None:
     async with UnixServer(Fails, socket_path, metrics="127.0.0.1:0") as server:
         async with Kapacitor(socket_path, timeout=0.05).task(

@@ -55,7 +55,7 @@ from .config import (
     DEFAULT_STOP_TIMEOUT,
     Config,
 )
-from .errors import ConnectionFailed, InitError, ProtocolError, RestoreError
+from .errors import ConnectionFailed, InitError, OptionError, ProtocolError, RestoreError
 from .handler import READY, BaseHandler
 from .logs import current_connection, ensure_connection_context
 from .messages import (
@@ -980,13 +980,17 @@ class Agent:
 
     async def _on_init(self, request: InitRequest) -> None:
         handler = self.handler
+        if (context := current_connection()) is not None:  # [logs]
+            context.task, context.node = request.taskID, request.nodeID
         try:
-            values = parse_options(type(handler).options, request.options)
+            try:
+                values = parse_options(type(handler).options, request.options)
+            except OptionError:
+                self._metrics.refused("options_refused")  # [metrics]
+                raise
             bind_options(handler, values)
             handler.task_id = request.taskID
             handler.node_id = request.nodeID
-            if (context := current_connection()) is not None:  # [logs]
-                context.task, context.node = request.taskID, request.nodeID
             await self._call("init", request, request)
         except InitError as exc:
             logger.warning("Init refused: %s", exc)
