@@ -229,6 +229,11 @@ def test_frames_written_by_hand_decode_as_responses() -> None:
             "could not create the UDF handler: not_a_handler() returned a str, "
             "not a Handler or BlockingHandler",
         ),
+        (
+            "returns_a_number",
+            "could not create the UDF handler: returns_a_number() returned an int, "
+            "not a Handler or BlockingHandler",
+        ),
     ],
 )
 def test_handler_factory_failure_is_reported_and_exits_non_zero(
@@ -239,3 +244,34 @@ def test_handler_factory_failure_is_reported_and_exits_non_zero(
     (error,) = decode_responses(done.stdout)
     assert error.error.error == reason
     assert reason in done.stderr.decode()
+
+
+SCRIPT = """\
+import aioudf
+from mirror import Mirror
+
+if __name__ == "__main__":
+    aioudf.run(Mirror)
+"""
+
+
+@pytest.mark.parametrize("args", [["--socket", "x.sock"], ["--bogus-flag"], ["extra"]])
+def test_run_refuses_command_line_arguments(
+    python_env: dict[str, str], tmp_path: Path, args: list[str]
+) -> None:
+    # aioudf.run() takes its settings as keywords: a flag is a mistake to say, not ignore.
+    (tmp_path / "udf.py").write_text(SCRIPT)
+    done = subprocess.run(
+        [sys.executable, str(tmp_path / "udf.py"), *args],
+        input=request(info=pb.InfoRequest()),
+        capture_output=True,
+        env=python_env,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stdout == b""
+    (line,) = done.stderr.decode().splitlines()
+    assert line.startswith(f"udf.py: error: aioudf.run() takes no command-line arguments, got: {args[0]}")
+    assert "aioudf.main(" in line
+    assert not (tmp_path / "x.sock").exists()

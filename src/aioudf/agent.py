@@ -73,7 +73,7 @@ from .messages import (
     encode_error,
 )
 from .metrics import NO_METRICS
-from .options import bind_options, parse_options
+from .options import a_or_an, bind_options, parse_options
 from .protocol import State, UDFConnection
 from .streams import ByteReader, ByteWriter
 
@@ -396,9 +396,10 @@ def create_handler(factory: Callable[[], BaseHandler]) -> BaseHandler:
         ) from exc
     if not isinstance(handler, BaseHandler):
         name = getattr(factory, "__qualname__", repr(factory))
+        got = "None" if handler is None else a_or_an(type(handler).__name__)
         raise ConnectionFailed(
-            f"could not create the UDF handler: {name}() returned a "
-            f"{type(handler).__name__}, not a Handler or BlockingHandler"
+            f"could not create the UDF handler: {name}() returned {got}, "
+            "not a Handler or BlockingHandler"
         )
     return handler
 

@@ -105,8 +105,8 @@ def _type_name(spec: Any) -> str:
     return getattr(spec, "__name__", None) or repr(spec)
 
 
-def _a(name: str) -> str:
-    """``name`` with its indefinite article: ``a float``, ``an int``."""
+def a_or_an(name: str) -> str:
+    """``name`` with its indefinite article: ``a float``, ``an int`` (for error messages)."""
     return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
 
 
@@ -124,8 +124,8 @@ def _default_problem(specs: tuple[Any, ...], types: tuple[ValueType, ...], defau
         if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
             where = f"value {position} of the default" if len(types) > 1 else "default"
             return (
-                f"{where} {value!r} is {_a(type(value).__name__)}, not {_a(_type_name(spec))}: "
-                f"give {' or '.join(_a(t.__name__) for t in allowed)}"
+                f"{where} {value!r} is {a_or_an(type(value).__name__)}, not {a_or_an(_type_name(spec))}: "
+                f"give {' or '.join(a_or_an(t.__name__) for t in allowed)}"
             )
     return ""
 

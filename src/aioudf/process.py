@@ -25,7 +25,7 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from .agent import Agent, create_handler, refuse
@@ -127,6 +127,7 @@ def _watchdog(threshold: float) -> Iterator[None]:
 def run(
     handler_factory: Callable[[], BaseHandler],
     *,
+    argv: Sequence[str] | None = None,
     loop: str = "auto",
     log_level: str | int = "INFO",
     log_format: str = "logfmt",
@@ -145,7 +146,24 @@ def run(
     (``max_frame_size``, ``max_backlog``, ``max_output``, ``stop_timeout``).
     What cannot start (a closed stdin or stdout, ``loop="uvloop"`` without
     uvloop) is one line on stderr and exit status 2.
+
+    ``argv`` (default: ``sys.argv[1:]``) must be empty: ``run()`` takes its
+    settings as keywords, and a command-line argument (``--socket PATH``)
+    is refused with one line and exit status 2 rather than ignored. End
+    the script with :func:`aioudf.main` to take aioudf's flags instead, or
+    pass ``argv=[]`` if the script reads its own arguments.
     """
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments:
+        prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "aioudf"
+        print(
+            f"{prog}: error: aioudf.run() takes no command-line arguments, got: "
+            f"{' '.join(arguments)}; end the script with aioudf.main(Handler) to take "
+            "aioudf's flags (--socket, --log-level...), or call run(..., argv=[]) if the "
+            "script reads its own",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
     Config.of(warn_blocked=warn_blocked, **agent_options)  # an error before any set-up
     configure_logging(log_level, log_format)
     try:
