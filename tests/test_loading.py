@@ -22,7 +22,7 @@ from logcapture import parse_logfmt
 from wire import request
 
 from aioudf._pb import udf_pb2 as pb
-from aioudf.errors import DeclarationError, HandlerLoadError
+from aioudf.errors import HandlerLoadError
 from aioudf.framing import FrameDecoder
 from aioudf.loader import load_handler
 
@@ -98,8 +98,7 @@ def test_an_error_raised_deeper_keeps_the_traceback_from_the_users_frame(in_tmp:
 def test_a_missing_dependency_of_the_module_is_not_a_missing_module(in_tmp: Path) -> None:
     write(in_tmp, "needs.py", "import aioudf\nimport no_such_dependency\n")
     assert str(load_error("needs:H")) == (
-        "cannot load needs:H: needs.py:2: ModuleNotFoundError: "
-        "No module named 'no_such_dependency'"
+        "cannot load needs:H: needs.py:2: ModuleNotFoundError: No module named 'no_such_dependency'"
     )
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -18,6 +21,7 @@ from aioudf.logs import (
     ContextFilter,
     JsonFormatter,
     LogfmtFormatter,
+    TextFormatter,
     configure_logging,
     connection_context,
 )
@@ -56,7 +60,10 @@ def test_logfmt_line_parses_back_to_its_fields() -> None:
     assert "\n" not in line
     fields = parse_logfmt(line)
     assert line.startswith("ts=")
-    assert list(fields) == ["ts", "lvl", "msg", "logger", "conn", "task", "node", "group", "count"]
+    assert list(fields) == [
+        *("ts", "lvl", "msg", "logger", "pid", "conn", "task", "node", "group", "count")
+    ]
+    assert fields["pid"] == str(os.getpid())  # two processes share stderr in a hand-over
     assert fields["lvl"] == "warn"
     assert fields["msg"] == AWKWARD
     assert (fields["conn"], fields["task"], fields["node"]) == ("7", "cpu alert", "udf1")
@@ -86,6 +93,34 @@ def test_json_line_has_the_same_fields() -> None:
     assert event["lvl"] == "error"
     assert "the failing line" in event["exc"]
     assert "conn" not in event  # outside a connection: no empty fields
+
+
+def test_a_record_may_name_its_connection() -> None:
+    # A hand-over logs about a connection from outside the connection's own task.
+    record = record_of("task 't2' handed over", conn="2", task="t2", node="n")
+    with connection_context("other"):
+        ContextFilter().filter(record)
+    fields = parse_logfmt(LogfmtFormatter().format(record))
+    assert (fields["conn"], fields["task"], fields["node"]) == ("2", "t2", "n")
+    assert list(fields).count("conn") == 1
+
+
+def test_text_lines_name_the_process() -> None:
+    line = TextFormatter().format(record_of("hello"))
+    assert f"aioudf.test[{os.getpid()}]: hello" in line
+
+
+@pytest.mark.parametrize("given", ["debug", "DEBUG", "Debug", "warn"])
+def test_log_level_in_any_case(python_env: dict[str, str], given: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "aioudf", "run", "udf_handlers:Recorder", "--log-level", given],
+        input=b"",
+        capture_output=True,
+        env=python_env,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stderr == b""
 
 
 def test_unknown_log_format_is_refused() -> None:

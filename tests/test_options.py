@@ -184,7 +184,7 @@ def test_unsupported_type_is_a_declaration_error() -> None:
 
 
 def test_repeated_option_cannot_have_a_default() -> None:
-    with pytest.raises(TypeError, match="option 'tags': .*drop default="):
+    with pytest.raises(TypeError, match=r"option 'tags': .*drop default="):
 
         class Bad(Handler):
             tags = Option(str, repeated=True, default=["a"])

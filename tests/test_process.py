@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -115,7 +116,7 @@ def test_json_log_format_is_one_object_per_line(python_env: dict[str, str]) -> N
 def test_text_log_format_keeps_the_traceback_readable(python_env: dict[str, str]) -> None:
     done = run_udf(python_env, ["run", "udf_handlers:Fails", "--log-format", "text"], FAILING_POINT)
     stderr = done.stderr.decode()
-    assert "ERROR aioudf [task=cpu_alert node=fails2 conn=stdio]:" in stderr
+    assert re.search(r"ERROR aioudf\[\d+\] \[task=cpu_alert node=fails2 conn=stdio\]:", stderr)
     assert '\n    raise ValueError(f"bad value at t={point.time}")\n' in stderr
 
 
@@ -272,6 +273,8 @@ def test_run_refuses_command_line_arguments(
     assert done.returncode == 2
     assert done.stdout == b""
     (line,) = done.stderr.decode().splitlines()
-    assert line.startswith(f"udf.py: error: aioudf.run() takes no command-line arguments, got: {args[0]}")
+    assert line.startswith(
+        f"udf.py: error: aioudf.run() takes no command-line arguments, got: {args[0]}"
+    )
     assert "aioudf.main(" in line
     assert not (tmp_path / "x.sock").exists()

@@ -157,8 +157,8 @@ def _load_error(spec: str, exc: Exception, path: str | None) -> HandlerLoadError
     else:
         users = [f for f in own if _is_users(f.filename)]
         in_module = [f for f in frames if path is not None and f.filename == path]
-        frame = (users or in_module or own or frames or [None])[-1]
-        where = f"{_shown(frame.filename)}:{frame.lineno}" if frame is not None else ""
+        candidates = users or in_module or own or frames
+        where = f"{_shown(candidates[-1].filename)}:{candidates[-1].lineno}" if candidates else ""
         cause = f"{type(exc).__name__}: {exc}"
         if any(f.filename != own[0].filename for f in own):  # raised in code it called
             tb: TracebackType | None = exc.__traceback__

@@ -123,10 +123,9 @@ def _default_problem(specs: tuple[Any, ...], types: tuple[ValueType, ...], defau
         allowed = _DEFAULT_TYPES[vtype]
         if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
             where = f"value {position} of the default" if len(types) > 1 else "default"
-            return (
-                f"{where} {value!r} is {a_or_an(type(value).__name__)}, not {a_or_an(_type_name(spec))}: "
-                f"give {' or '.join(a_or_an(t.__name__) for t in allowed)}"
-            )
+            got, wanted = a_or_an(type(value).__name__), a_or_an(_type_name(spec))
+            give = " or ".join(a_or_an(t.__name__) for t in allowed)
+            return f"{where} {value!r} is {got}, not {wanted}: give {give}"
     return ""
 
 
@@ -560,13 +559,10 @@ class Option(property, Generic[T]):
             self._problem = _default_problem(types, self.value_types, default)
         self.default = default
 
-    def check(self) -> None:
-        """Raise :class:`~aioudf.errors.DeclarationError` if the declaration cannot work.
-
-        The message names the option and the types as written
-        (``option 'alpha': default '0.5' is a str, not a float: ...``);
-        ``filename`` and ``lineno`` are where ``Option(...)`` is written.
-        """
+    def _check(self) -> None:
+        # DeclarationError naming the option, the types as written
+        # ("option 'alpha': default '0.5' is a str, not a float: ...") and
+        # where Option(...) is written.
         if self._problem:
             filename, lineno = self._declared_at
             name = self.name or self.attribute or "?"
@@ -700,7 +696,7 @@ def collect_options(classes: Iterable[type]) -> dict[str, Option[Any]]:
     for klass in classes:
         for value in vars(klass).values():
             if isinstance(value, Option):
-                value.check()
+                value._check()
                 spec[value.name] = value
     return spec
 

@@ -139,19 +139,13 @@ def run(
     ``handler_factory`` is the Handler class (or any callable returning a
     handler). ``loop`` picks the event loop (``auto``, ``asyncio``,
     ``uvloop``); ``log_format`` is ``logfmt`` (one line per event, what
-    Kapacitor's log keeps whole), ``json`` or ``text``; ``warn_blocked``
-    is the number of seconds the event loop may be blocked before a warning
-    is logged (0 disables the check);
+    Kapacitor's log keeps whole), ``json`` or ``text``; ``warn_blocked``:
+    seconds the loop may be blocked before a warning (0: no check);
     ``agent_options`` are passed to :class:`~aioudf.lowlevel.Agent`
     (``max_frame_size``, ``max_backlog``, ``max_output``, ``stop_timeout``).
     What cannot start (a closed stdin or stdout, ``loop="uvloop"`` without
-    uvloop) is one line on stderr and exit status 2.
-
-    ``argv`` (default: ``sys.argv[1:]``) must be empty: ``run()`` takes its
-    settings as keywords, and a command-line argument (``--socket PATH``)
-    is refused with one line and exit status 2 rather than ignored. End
-    the script with :func:`aioudf.main` to take aioudf's flags instead, or
-    pass ``argv=[]`` if the script reads its own arguments.
+    uvloop, any ``argv``: default ``sys.argv[1:]``, as :func:`aioudf.main`
+    takes flags) is one line on stderr and exit status 2.
     """
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments:
