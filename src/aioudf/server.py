@@ -219,6 +219,7 @@ class UnixServer:
         if isinstance(metrics, str):
             host, port = parse_address(metrics)
             self.metrics = Metrics()
+            self.metrics.workers(1)  # serving alone (a supervisor's workers get a Metrics)
             self.metrics_endpoint = MetricsEndpoint(self.metrics, host, port)
         elif metrics is not None:
             self.metrics = metrics
