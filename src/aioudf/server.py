@@ -591,9 +591,9 @@ class UnixServer:
             self._spare[1].close()
         if self.metrics_endpoint is not None:
             await self.metrics_endpoint.close()
-        if self.handed_over.is_set() and self._control.taker_pid:
-            # Not an outage: the new process serves the socket now.
-            logger.info("handed over to pid %d; exiting", self._control.taker_pid)
+        if self.handed_over.is_set():  # not an outage: another process serves the socket now
+            taker = self._control.taker_pid
+            logger.info("handed over to pid %s; exiting", taker or "(unknown)")
         else:
             logger.info("stopped serving on %s", self.path)
 
