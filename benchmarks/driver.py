@@ -240,10 +240,17 @@ class CommandTarget:
 
 @contextlib.contextmanager
 def start_socket_server(
-    argv: Sequence[str], path: str, env: Mapping[str, str] | None = None, wait: float = 30.0
+    argv: Sequence[str],
+    path: str,
+    env: Mapping[str, str] | None = None,
+    wait: float = 30.0,
+    log: str | None = None,
 ) -> collections.abc.Iterator[SocketTarget]:
-    """Run a socket UDF server (``argv`` serves on ``path``); stop it with SIGTERM."""
-    with tempfile.TemporaryFile() as stderr:
+    """Run a socket UDF server (``argv`` serves on ``path``); stop it with SIGTERM.
+
+    ``log``: a file to keep its stderr in, for the caller to read as it runs.
+    """
+    with open(log, "w+b") if log else tempfile.TemporaryFile() as stderr:
         process = subprocess.Popen(
             list(argv), stderr=stderr, env=dict(env) if env is not None else None
         )
@@ -347,7 +354,7 @@ def init_request(options: Mapping[str, Sequence[str]], info: pb.InfoResponse) ->
     return pb.InitRequest(options=messages, taskID="benchmark", nodeID="udf1")
 
 
-def _start_task(target: Target, init: pb.InitRequest) -> Connection:
+def start_task(target: Target, init: pb.InitRequest) -> Connection:
     """Open a connection and complete Init, as Kapacitor does for a task."""
     conn = target.open()
     protocol = KapacitorConnection()
@@ -419,15 +426,22 @@ class Throughput:
 
 
 def throughput(
-    target: Target, init: pb.InitRequest, workload: Workload, *, count: bool = True
+    target: Target,
+    init: pb.InitRequest,
+    workload: Workload,
+    *,
+    count: bool = True,
+    conn: Connection | None = None,
 ) -> Throughput:
     """Send all of ``workload``, half-close, read to end of stream; time it.
 
     The responses are counted by kind once the clock has stopped; with
     ``count=False`` they are not, and ``output`` keeps them for the caller
     to count when no other connection is being timed (``count_frames``).
+    ``conn``: a connection opened with :func:`start_task` before (default:
+    one opened here).
     """
-    conn = _start_task(target, init)
+    conn = conn or start_task(target, init)
     chunks: list[bytes] = []
     sender = _Sender(conn, workload.data)
     recv = conn.recv
@@ -495,7 +509,7 @@ def paced_latency(
     frames = _split_frames(workload)
     if len(frames) <= warmup:
         raise ValueError(f"need more than {warmup} points for a latency run")
-    conn = _start_task(target, init)
+    conn = start_task(target, init)
     protocol = KapacitorConnection()
     result = Latency(rate)
     period = 1.0 / rate
@@ -574,7 +588,7 @@ def stalled_reader(
     for ``settle`` seconds (or it sent everything, which means backpressure
     did not hold). ``limit`` bounds the whole wait.
     """
-    conn = _start_task(target, init)
+    conn = start_task(target, init)
     idle = proc_memory(conn.pid)["VmRSS"]
     sender = _Sender(conn, workload.data, chunk=_SEND_CHUNK)
     chunks: list[bytes] = []

@@ -13,6 +13,12 @@ generator (this process: one thread per connection, sendall and recv) used,
 the CPU of the main server process (with ``--workers 1`` it serves the
 connections itself; with more it is the supervisor, which should do nothing
 per point), and the workers' CPU.
+
+The second table is the case Kapacitor makes when it starts beside the UDF:
+every connection is opened (Init done) while the second worker is still
+starting (held in its import until the connections are open), and streamed
+once that worker serves and has taken its share of them. Its ratio is to
+``--workers 1`` in the same run; without the sharing it would be about 1.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -32,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from driver import (  # noqa: E402
+    Connection,
     SocketTarget,
     Throughput,
     _proc_cpu_time,
@@ -39,6 +47,7 @@ from driver import (  # noqa: E402
     init_request,
     query_info,
     start_socket_server,
+    start_task,
     throughput,
 )
 from machine import checkout_env, describe_machine, load_average, log, machine_line  # noqa: E402
@@ -66,22 +75,32 @@ def cpu_of(pids: Sequence[int]) -> float:
 
 
 def one_run(
-    target: SocketTarget, init: object, data: object, connections: int
+    target: SocketTarget,
+    init: object,
+    data: object,
+    connections: int,
+    opened: Sequence[Connection] = (),
 ) -> tuple[float, float, float, float]:
-    """(points/s of all connections, CPU s of: the load generator, the server, its workers)."""
+    """(points/s of all connections, CPU s of: the load generator, the server, its workers).
+
+    ``opened``: connections opened (Init done) before; else each is opened at the start.
+    """
     results: list[Throughput | BaseException] = []
     start_line = threading.Barrier(connections + 1)
 
-    def connection() -> None:
+    def connection(conn: Connection | None) -> None:
         try:
             start_line.wait()
             # Counted once every connection is done: not in the timed part.
-            results.append(throughput(target, init, data, count=False))  # type: ignore[arg-type]
+            results.append(
+                throughput(target, init, data, count=False, conn=conn)  # type: ignore[arg-type]
+            )
         except BaseException as exc:  # reported below
             results.append(exc)
 
     workers = children(target.pid)
-    threads = [threading.Thread(target=connection) for _ in range(connections)]
+    conns: list[Connection | None] = [*opened] or [None] * connections
+    threads = [threading.Thread(target=connection, args=(conn,)) for conn in conns]
     for thread in threads:
         thread.start()
     supervisor_cpu = _proc_cpu_time(target.pid)
@@ -110,6 +129,38 @@ def one_run(
     )
 
 
+# The second worker waits in its import until the connections are open.
+GATED_MIRROR = (ROOT / "tests" / "held_import.py").read_text() + "from mirror import Mirror\n"
+
+
+def late_run(
+    folder: Path, env: dict[str, str], data: object, connections: int
+) -> tuple[float, float, float, float]:
+    """One run of ``--workers 2`` whose second worker comes up once the connections are open."""
+    folder.mkdir()
+    os.mkfifo(folder / "gate")
+    (folder / "gated.py").write_text(GATED_MIRROR)
+    path, log_file = str(folder / "udf.sock"), folder / "serve.log"
+    argv = [
+        sys.executable, "-m", "aioudf", "serve", str(folder / "gated.py") + ":Mirror",
+        "--socket", path, "--workers", "2",
+    ]  # fmt: skip
+    with start_socket_server(argv, path, env, log=str(log_file)) as target:
+        init = init_request({}, query_info(target))
+        opened = [start_task(target, init) for _ in range(connections)]
+        with open(folder / "gate", "w"):  # the second worker goes on
+            pass
+        deadline = time.monotonic() + 60
+        while "serves its share" not in log_file.read_text():
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the second worker took no share:\n{log_file.read_text()}")
+            time.sleep(0.05)
+        moved = sum(int(n) for n in re.findall(r"gave (\d+) connection", log_file.read_text()))
+        if moved != connections // 2:
+            raise SystemExit(f"{moved} of {connections} connections moved:\n{log_file.read_text()}")
+        return one_run(target, init, data, connections, opened)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer points and runs")
@@ -119,6 +170,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--connections", type=int, default=8, help="concurrent tasks (8)")
     parser.add_argument("--workers", default="1,2", help="worker counts to compare (1,2)")
+    parser.add_argument(
+        "--no-late",
+        dest="late",
+        action="store_false",
+        help="skip the case of connections opened before the second worker is up",
+    )
     args = parser.parse_args(argv)
     runs = args.runs or (3 if args.quick else 7)
     points = args.points or (20_000 if args.quick else 50_000)
@@ -129,6 +186,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     workload = point_stream(points)
     env = checkout_env(ROOT)
     samples: dict[int, list[tuple[float, float, float, float]]] = {n: [] for n in counts}
+    late: list[tuple[float, float, float, float]] = []
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT / "examples"), *filter(None, [env.get("PYTHONPATH")])]
+    )
     with tempfile.TemporaryDirectory() as directory:
         servers = {}
         with contextlib.ExitStack() as stack:
@@ -151,6 +212,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                         f"load generator {sample[1]:.2f}, main process {sample[2]:.2f}, "
                         f"workers {sample[3]:.2f}"
                     )
+                if args.late:
+                    sample = late_run(
+                        Path(directory) / f"late{run}", env, workload, args.connections
+                    )
+                    late.append(sample)
+                    log(
+                        f"run {run}/{runs} --workers 2, second worker late: "
+                        f"{sample[0]:,.0f} points/s; workers' CPU s {sample[3]:.2f}"
+                    )
     load_end = load_average()
     first = counts[0]
     print(
@@ -172,6 +242,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{statistics.median(s[1] for s in samples[n]):.2f} | "
             f"{statistics.median(s[2] for s in samples[n]):.2f} | "
             f"{statistics.median(s[3] for s in samples[n]):.2f} |"
+        )
+    if late:
+        print(
+            f"\n### Connections opened before the second worker is up "
+            f"({args.connections} x {points:,} points, medians of {runs} runs)\n"
+        )
+        print(f"| case | points/s (all connections) | x --workers {first} | workers' CPU s |")
+        print("|---|---:|---:|---:|")
+        print(
+            f"| --workers {first} | {statistics.median(s[0] for s in samples[first]):,.0f} "
+            f"| 1.00 | {statistics.median(s[2] for s in samples[first]):.2f} |"
+        )
+        ratio = statistics.median(s[0] / b[0] for s, b in zip(late, samples[first], strict=True))
+        print(
+            f"| --workers 2, the second up late, then sharing | "
+            f"{statistics.median(s[0] for s in late):,.0f} | {ratio:.2f} | "
+            f"{statistics.median(s[3] for s in late):.2f} |"
         )
     print("\n" + machine_line(machine, load_start, load_end))
     return 0

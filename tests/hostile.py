@@ -3,7 +3,7 @@
 Each ``check_*`` function takes raw material (bytes, cut points, request
 lists), runs the real code on it, and raises ``AssertionError`` when the
 result breaks the wire contract. The expected results come from independent
-models written here from PROTOCOL.md, never from the code under test:
+models written here from docs/protocol.md, never from the code under test:
 
 * :func:`reference_frames` splits a whole stream into frames the slow,
   obvious way;
@@ -69,7 +69,7 @@ class ReferenceFrames:
 
 
 def reference_frames(stream: bytes, max_size: int) -> ReferenceFrames:
-    """Split ``stream`` into frames one byte at a time, as PROTOCOL.md words it.
+    """Split ``stream`` into frames one byte at a time, as docs/protocol.md words it.
 
     A header stops the stream as soon as the length it announces (even a lower
     bound, from an incomplete header) is above ``max_size``, when it runs past
@@ -176,7 +176,7 @@ def check_frame_error(error: Exception | None, expected: ReferenceFrames, max_si
 
 @dataclass
 class ReferenceRequests:
-    """What a stream asks of the UDF side, by the rules of PROTOCOL.md."""
+    """What a stream asks of the UDF side, by the rules of docs/protocol.md."""
 
     requests: list[Any]  # handed out, in order (keepalives apart)
     keepalives: list[int]  # times of the keepalives answered, in order
@@ -187,7 +187,7 @@ class ReferenceRequests:
 def reference_requests(stream: bytes, max_size: int) -> ReferenceRequests:
     """Decode ``stream`` the slow, obvious way: whole frames, full Request parses.
 
-    The order rules are applied here from PROTOCOL.md: Info and Keepalive
+    The order rules are applied here from docs/protocol.md: Info and Keepalive
     anywhere, Init once and first, batches not nested.
     """
     frames = reference_frames(stream, max_size)

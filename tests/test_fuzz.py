@@ -237,7 +237,7 @@ def test_requests_in_any_order_get_the_replies_the_rules_call_for(
         cuts,
         st.sampled_from([300, 512]),
     )
-    # The orders PROTOCOL.md names: points before Init, EndBatch without
+    # The orders docs/protocol.md names: points before Init, EndBatch without
     # BeginBatch, a second Init; and each tail after a clean start.
     @example([("point", 1), ("init", None)], "eof", 0, [], 300)
     @example([("init", None), ("end", "g")], "eof", 0, [], 300)

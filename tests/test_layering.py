@@ -2,8 +2,11 @@
 
 Read from the source with ``ast`` (nothing is imported), so a new cycle fails
 here with the modules that form it, before it shows up as an ImportError that
-depends on which module happened to be imported first. Imports under
-``if TYPE_CHECKING:`` are annotations only and never run; they are left out.
+depends on which module happened to be imported first. Two graphs: what runs
+(imports under ``if TYPE_CHECKING:`` left out) and what mypy reads (those
+included), since a cycle of annotations ties modules together as surely.
+The module tree of docs/architecture.md is read too: every module is in it,
+and every import points to a module above it.
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ from __future__ import annotations
 import ast
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -33,13 +35,18 @@ def _is_type_checking(node: ast.If) -> bool:
     )
 
 
-def _imports(tree: ast.AST, module: str, is_package: bool, known: set[str]) -> set[str]:
-    """The aioudf modules ``module`` imports when it runs (at any depth)."""
+def _imports(
+    tree: ast.AST, module: str, is_package: bool, known: set[str], *, typing: bool = False
+) -> set[str]:
+    """The aioudf modules ``module`` imports when it runs (at any depth).
+
+    With ``typing``, also those it imports for annotations only.
+    """
     found: set[str] = set()
     package = module if is_package else module.rpartition(".")[0]
 
     def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.If) and _is_type_checking(node):
+        if isinstance(node, ast.If) and _is_type_checking(node) and not typing:
             for branch in node.orelse:
                 visit(branch)
             return
@@ -64,11 +71,14 @@ def _imports(tree: ast.AST, module: str, is_package: bool, known: set[str]) -> s
     return {name for name in found if name in known and name != module}
 
 
-def _graph() -> dict[str, set[str]]:
+def _graph(*, typing: bool = False) -> dict[str, set[str]]:
+    """Module -> the modules it imports; with ``typing``, for annotations too."""
     files = {_module_name(p): p for p in PACKAGE.rglob("*.py") if "_pb" not in p.parts}
     known = set(files)
     return {
-        name: _imports(ast.parse(path.read_text()), name, path.name == "__init__.py", known)
+        name: _imports(
+            ast.parse(path.read_text()), name, path.name == "__init__.py", known, typing=typing
+        )
         for name, path in files.items()
     }
 
@@ -124,6 +134,84 @@ def test_no_import_cycles() -> None:
     assert _cycles(_graph()) == []
 
 
+# Cycles that exist only in annotations, left for the layout by layer
+# (docs/architecture.md, "Planned layout") to cut; sorted. The list can only
+# shrink: a new cycle fails, and so does one that is gone but still listed
+# (delete its line).
+KNOWN_TYPE_CYCLES = [
+    # Agent(metrics: Metrics) and the metrics' hooks annotated with the
+    # agent's Emitter / OutputQueue.
+    ["aioudf.agent", "aioudf.metrics"],
+    # Handler.emit_batch(PointBatch), GroupState bound to BaseHandler,
+    # columnar.to_pandas(PointBatch): the toolkit annotates with its users.
+    ["aioudf.batches", "aioudf.columnar", "aioudf.handler", "aioudf.state"],
+]
+
+
+def test_no_import_cycles_in_annotations_either() -> None:
+    graph = _graph(typing=True)
+    assert graph["aioudf"] >= {"aioudf.cli", "aioudf.server"}  # read, not skipped
+    assert sorted(_cycles(graph)) == KNOWN_TYPE_CYCLES
+
+
+def test_errors_imports_nothing_of_aioudf_even_for_annotations() -> None:
+    assert _graph(typing=True)["aioudf.errors"] == set()
+
+
+# ---- the module tree of docs/architecture.md ----------------------------------
+
+ARCHITECTURE = PACKAGE.parent.parent / "docs" / "architecture.md"
+
+
+def _documented_order() -> list[str]:
+    """The entries of the module tree (``errors.py``, ``testing/``...), lowest first."""
+    text = ARCHITECTURE.read_text()
+    section = text.split("## Module tree, lowest layer first", 1)[1]
+    block = section.split("```", 2)[1]
+    # An entry starts a line; its description is two spaces or more away.
+    # Lines that start with a space continue the description above.
+    return [m.group(1) for m in re.finditer(r"^(\S+)\s{2,}", block, re.MULTILINE)]
+
+
+def _entry(module: str) -> str:
+    """The entry of the tree that holds ``module`` (a folder holds its modules)."""
+    parts = module.split(".")[1:]
+    if not parts:
+        return "__init__.py"
+    if (PACKAGE / parts[0]).is_dir():
+        return f"{parts[0]}/"
+    return f"{parts[0]}.py"
+
+
+def test_the_module_tree_is_read() -> None:
+    order = _documented_order()
+    assert order[:2] == ["_version.py", "errors.py"]
+    assert {"testing/", "replay/", "agent.py", "__init__.py"} <= set(order)
+    assert len(order) == len(set(order))
+
+
+def test_every_module_is_in_the_documented_tree() -> None:
+    documented = set(_documented_order())
+    modules = {_entry(name) for name in _graph()} | {"_pb/"}
+    assert sorted(modules - documented) == []  # add the new module to the tree
+    assert sorted(documented - modules) == []  # a module the tree names is gone
+
+
+@pytest.mark.parametrize("typing", [False, True], ids=["run time", "annotations"])
+def test_every_import_points_up_the_documented_tree(typing: bool) -> None:
+    rank = {entry: i for i, entry in enumerate(_documented_order())}
+    known = KNOWN_TYPE_CYCLES
+    upward = []
+    for module, imported in sorted(_graph(typing=typing).items()):
+        for target in sorted(imported):
+            here, there = _entry(module), _entry(target)
+            if here == there or (typing and any({module, target} <= set(c) for c in known)):
+                continue  # inside one folder; or a cycle listed above
+            if rank.get(there, -1) > rank.get(here, len(rank)):  # unknown: see above
+                upward.append(f"{module} -> {target}")
+    assert upward == []  # move the module in the tree, or the import
+
+
 @pytest.mark.parametrize(
     ("module", "allowed"),
     [
@@ -157,46 +245,6 @@ def test_leaf_modules_import_only_what_they_may(module: str, allowed: set[str]) 
 @pytest.mark.parametrize("transport", ["aioudf.stdio", "aioudf.streams"])
 def test_transports_do_not_import_the_agent(transport: str) -> None:
     assert "aioudf.agent" not in _graph()[transport]
-
-
-def test_importing_aioudf_does_not_load_the_replay_engine() -> None:
-    code = (
-        "import sys, aioudf; "
-        "print(sorted(m for m in sys.modules "
-        "if m.startswith(('aioudf.replay.', 'aioudf.testing'))))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    assert out.strip() == "[]"
-
-
-def test_help_of_the_package_is_short_and_free_of_protobuf_dumps() -> None:
-    text = subprocess.run(
-        [sys.executable, "-c", "import aioudf; help(aioudf)"],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={"PAGER": "cat", "TERM": "dumb", "PATH": "/usr/bin:/bin"},
-    ).stdout
-    assert "class Handler" in text and "def run" not in text  # rendered, not source
-    assert "ByteSize" not in text  # protobuf's generated methods
-    assert len(text.splitlines()) < 600
-
-
-def test_the_public_api_and_the_old_low_level_names() -> None:
-    import aioudf
-    import aioudf.lowlevel
-
-    for name in ("Handler", "BlockingHandler", "Option", "Point", "BeginBatch", "EndBatch"):
-        assert hasattr(aioudf, name)
-    for name in ("InitError", "RestoreError", "AioudfError", "make_point", "UnixServer"):
-        assert hasattr(aioudf, name)
-    # names that moved to aioudf.lowlevel keep working from aioudf
-    for name in ("Agent", "FrameDecoder", "UDFConnection", "encode_frame", "LoopWatchdog"):
-        assert getattr(aioudf, name) is getattr(aioudf.lowlevel, name)
-    with pytest.raises(AttributeError, match="no attribute 'Agnet'"):
-        _ = aioudf.Agnet
 
 
 def test_every_exception_class_is_defined_in_errors() -> None:

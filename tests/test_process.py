@@ -213,7 +213,7 @@ async def test_undeclared_blocking_handler_misses_keepalives(python_env: dict[st
 
 
 def test_frames_written_by_hand_decode_as_responses() -> None:
-    # A Response frame built from an already-serialized Point, as PROTOCOL.md
+    # A Response frame built from an already-serialized Point, as docs/protocol.md
     # describes it, is what aioudf writes.
     from aioudf.messages import encode_data_frame
 

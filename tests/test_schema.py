@@ -1,8 +1,13 @@
-"""protos/udf.proto, the committed generated code, and Kapacitor's wire contract agree."""
+"""protos/udf.proto, the committed generated code, and Kapacitor's wire contract agree.
+
+The contract is docs/protocol.md; its tables are read here and must say what
+CONTRACT and ENUMS say, so the page and the schema cannot drift apart.
+"""
 
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,8 +21,9 @@ from aioudf._pb import udf_pb2
 ROOT = Path(__file__).resolve().parent.parent
 PROTO = ROOT / "protos" / "udf.proto"
 GENERATED = ROOT / "src" / "aioudf" / "_pb"
+PROTOCOL_MD = ROOT / "docs" / "protocol.md"
 
-# The schema as PROTOCOL.md's table states it (Kapacitor's, unchanged since 1.0):
+# The schema as docs/protocol.md's tables state it (Kapacitor's, unchanged since 1.0):
 # message -> {field: (number, type)}; "map<k,v>", "repeated T", "oneof:T" spelled out.
 CONTRACT: dict[str, dict[str, tuple[int, str]]] = {
     "InfoRequest": {},
@@ -221,3 +227,49 @@ def test_request_and_response_point_frames_are_byte_identical() -> None:
         udf_pb2.Request(point=point).SerializeToString()
         == udf_pb2.Response(point=point).SerializeToString()
     )
+
+
+# ---- docs/protocol.md says the same ---------------------------------------------
+
+
+def _table_rows(text: str) -> list[list[str]]:
+    """The cells of every table row of a markdown page (header rules left out)."""
+    rows = []
+    for line in text.splitlines():
+        if line.startswith("|") and not set(line) <= set("|- "):
+            rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+def _documented_fields(cell: str) -> dict[str, tuple[int, str]]:
+    """``1 `wants` EdgeType, 2 `options` map<string, OptionInfo>`` as CONTRACT spells it."""
+    plain, _, oneof = cell.partition("then one of:")
+    fields = {}
+    for part, prefix in ((plain, ""), (oneof, "oneof:")):
+        for m in re.finditer(r"(\d+) `(\w+)` (.+?)(?=, \d+ `|,\s*$|$)", part.strip()):
+            spelled = re.sub(r"\s*\(.*?\)", "", m.group(3)).replace(", ", ",").strip()
+            fields[m.group(2)] = (int(m.group(1)), prefix + spelled)
+    return fields
+
+
+def _documented_schema() -> tuple[dict[str, dict[str, tuple[int, str]]], dict[str, dict[str, int]]]:
+    messages: dict[str, dict[str, tuple[int, str]]] = {"Request": {}, "Response": {}}
+    enums: dict[str, dict[str, int]] = {}
+    for cells in _table_rows(PROTOCOL_MD.read_text()):
+        if len(cells) == 3 and cells[0].isdigit():  # the wrappers' oneof
+            for wrapper, cell in zip(("Request", "Response"), cells[1:], strict=True):
+                m = re.fullmatch(r"`(\w+)`: (\w+)", cell)
+                if m:
+                    messages[wrapper][m.group(1)] = (int(cells[0]), f"oneof:{m.group(2)}")
+        elif len(cells) == 2 and cells[0].strip("`") in ENUMS:
+            values = re.findall(r"`(\w+)` = (\d+)", cells[1])
+            enums[cells[0].strip("`")] = {name: int(number) for name, number in values}
+        elif len(cells) == 2 and cells[0] in CONTRACT:
+            messages[cells[0]] = _documented_fields(cells[1]) if cells[1] != "none" else {}
+    return messages, enums
+
+
+def test_the_protocol_page_states_the_contract() -> None:
+    messages, enums = _documented_schema()
+    assert messages == CONTRACT
+    assert enums == ENUMS

@@ -15,29 +15,18 @@ declare its :class:`Option` s and edge types, and run it::
     if __name__ == "__main__":
         aioudf.main(Scale)   # process UDF; with --socket PATH a socket UDF
 
-Running: :func:`main` (a script's command line), :func:`run` (process UDF on
-stdin/stdout), :func:`serve` and :class:`UnixServer` (socket UDF); the
-``aioudf`` command does the same for ``module:Class`` (``aioudf run``,
-``aioudf serve``, ``aioudf replay``).
+Running: :func:`main` (a script's command line), :func:`run` (a process UDF),
+:func:`serve` and ``UnixServer`` (a socket UDF, :mod:`aioudf.server`), and the
+``aioudf`` command for ``module:Class``; they load on first use.
 
-Also here (not listed below, to keep this page short): the messages a
-handler receives and emits, Kapacitor's protobuf types ``Point``,
-``BeginBatch``, ``EndBatch``, ``InitRequest``, ``InfoResponse`` (see
-:mod:`aioudf.messages`; :func:`make_point` builds a Point); the enums
-``EdgeType`` (``wants``/``provides``) and ``ValueType``; ``BaseHandler``; and
-the errors (see :mod:`aioudf.errors`, which draws the tree): handlers raise
-``InitError`` (refuse Init) and ``RestoreError`` (refuse a snapshot); all
-that aioudf raises derives from ``AioudfError``: ``ProtocolError``,
-``FrameError``, ``FrameTooLarge``, ``OptionError``, ``ConnectionFailed``,
-``ConfigError`` (an unknown or invalid setting), ``SocketPathError``...
-
-The authoring toolkit (docs/authoring.md) is here too: ``BatchHandler``,
-``PointBatch``, ``per_group``, ``GroupState``, ``Codec``, ``JsonCodec``,
-``TimeWindow``, ``CountWindow``, ``startup``, ``number_field``, ``clear_fields``.
-
-Elsewhere: :mod:`aioudf.testing` drives a UDF as Kapacitor would (and gives
-pytest a ``kapacitor`` fixture); :mod:`aioudf.lowlevel` holds the framing,
-the sans-I/O protocol and the asyncio :class:`~aioudf.lowlevel.Agent`.
+Also here: the messages (``Point``, ``BeginBatch``, ``EndBatch``,
+``InitRequest``, ``InfoResponse``, ``EdgeType``, ``ValueType``),
+``BaseHandler``, the errors (:mod:`aioudf.errors` draws the tree; a handler
+raises ``InitError`` or ``RestoreError``) and the toolkit of docs/authoring.md
+(``BatchHandler``, ``PointBatch``, ``per_group``, ``GroupState``, ``Codec``,
+``JsonCodec``, ``TimeWindow``, ``CountWindow``, ``startup``, ``number_field``,
+``clear_fields``). :mod:`aioudf.testing` drives a UDF as Kapacitor would;
+:mod:`aioudf.lowlevel` holds the wire and the agent.
 """
 
 from __future__ import annotations
@@ -45,7 +34,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
-from .cli import main
 
 # Also importable from here, and left out of __all__ so that help(aioudf)
 # stays short (protobuf's generated classes alone print 2,000 lines): the
@@ -72,8 +60,6 @@ from .messages import Point as Point
 from .messages import ValueType as ValueType
 from .options import Option
 from .points import make_point
-from .process import run
-from .server import UnixServer, serve
 
 # isort: split
 # The authoring toolkit (docs/authoring.md): also importable from here and
@@ -93,11 +79,29 @@ from .state import per_group as per_group
 from .windows import CountWindow as CountWindow
 from .windows import TimeWindow as TimeWindow
 
+# What runs a handler is the serving stack (the command line, the process
+# runner, the socket server with its hand-over, metrics and supervisor): it
+# loads on first use, so that a handler module, its tests and the tools that
+# only import it do not pay for it. mypy reads the imports below; at run
+# time __getattr__ resolves the same names.
+if TYPE_CHECKING:
+    from .cli import main
+    from .process import run
+    from .server import UnixServer as UnixServer
+    from .server import serve
+
+    # isort: split
+    # Names that used to live here and now live in aioudf.lowlevel.
+    from .lowlevel import Agent as Agent
+    from .lowlevel import FrameDecoder as FrameDecoder
+    from .lowlevel import LoopWatchdog as LoopWatchdog
+    from .lowlevel import UDFConnection as UDFConnection
+    from .lowlevel import encode_frame as encode_frame
+
 __all__ = [
     "BlockingHandler",
     "Handler",
     "Option",
-    "UnixServer",
     "__version__",
     "main",
     "make_point",
@@ -105,21 +109,32 @@ __all__ = [
     "serve",
 ]
 
-# Names that used to live here and now live in aioudf.lowlevel: still
-# importable from here (typed for mypy), loaded only when asked for.
-if TYPE_CHECKING:
-    from .lowlevel import Agent as Agent
-    from .lowlevel import FrameDecoder as FrameDecoder
-    from .lowlevel import LoopWatchdog as LoopWatchdog
-    from .lowlevel import UDFConnection as UDFConnection
-    from .lowlevel import encode_frame as encode_frame
-
-_LOWLEVEL = frozenset({"Agent", "FrameDecoder", "LoopWatchdog", "UDFConnection", "encode_frame"})
+# name -> the submodule that defines it, imported when the name is first used
+_LAZY = {
+    "main": "cli",
+    "run": "process",
+    "serve": "server",
+    "UnixServer": "server",
+    "Agent": "lowlevel",
+    "FrameDecoder": "lowlevel",
+    "LoopWatchdog": "lowlevel",
+    "UDFConnection": "lowlevel",
+    "encode_frame": "lowlevel",
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LOWLEVEL:
-        from . import lowlevel
+    """Import the submodule that holds a lazily loaded name; see ``_LAZY``."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aioudf' has no attribute {name!r}")
+    from importlib import import_module
 
-        return getattr(lowlevel, name)
-    raise AttributeError(f"module 'aioudf' has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    """The names here, lazily loaded ones included (help() and completion list them)."""
+    return sorted({*globals(), *_LAZY})

@@ -21,7 +21,7 @@ What ``batch()`` returns is emitted:
 Emitted batches are right by construction: BeginBatch carries the number of
 points as ``size``, BeginBatch and EndBatch the batch's name, group, tags and
 ``byName``, EndBatch its ``tmax`` (Kapacitor takes the output's group and
-tags from them, PROTOCOL.md).
+tags from them, docs/protocol.md).
 """
 
 from __future__ import annotations

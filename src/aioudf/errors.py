@@ -37,14 +37,19 @@ Every message is one line naming the cause::
 
 Each is also importable from the module that raises it (``aioudf.server``,
 ``aioudf.lineprotocol``, ``aioudf.recordings``, ``aioudf.testing``...).
+
+This module is the leaf of the package: it imports nothing of aioudf, not
+even for annotations, so that every other module may import it. Where an
+error carries a value of a higher layer (``UDFError.result``, the test kit's
+:class:`~aioudf.testing.Result`), the type is a :class:`typing.Protocol`
+written here that the value fits (:class:`TaskOutput`, :class:`OutputPoint`,
+:class:`OutputBatch`); mypy checks the fit where the test kit sets it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # annotations only: no import at run time
-    from .testing.client import Result
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 __all__ = [
     "ActivationError",
@@ -77,6 +82,86 @@ __all__ = [
     "UDFError",
     "UDFUnreachable",
 ]
+
+
+# ---- the types of values errors carry (structural: no import) ---------------
+
+
+class OutputPoint(Protocol):
+    """A point a UDF emitted, as the test kit reads it: :class:`aioudf.testing.DataPoint`."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def fields(self) -> dict[str, float | int | str | bool]: ...
+    @property
+    def tags(self) -> dict[str, str]: ...
+    @property
+    def time(self) -> int: ...
+    @property
+    def group(self) -> str: ...
+    @property
+    def dimensions(self) -> tuple[str, ...]: ...
+    @property
+    def by_name(self) -> bool: ...
+    @property
+    def database(self) -> str: ...
+    @property
+    def retention_policy(self) -> str: ...
+    def to_message(self) -> Any:
+        """The protobuf Point (:class:`aioudf.Point`)."""
+
+    def replace(self, **changes: object) -> OutputPoint:
+        """A copy with some constructor arguments changed."""
+
+
+class OutputBatch(Protocol):
+    """A batch a UDF emitted, as the test kit reads it: :class:`aioudf.testing.Batch`."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def group(self) -> str: ...
+    @property
+    def tags(self) -> dict[str, str]: ...
+    @property
+    def tmax(self) -> int: ...
+    @property
+    def by_name(self) -> bool: ...
+    @property
+    def size(self) -> int | None: ...
+    @property
+    def points(self) -> Sequence[OutputPoint]: ...
+    def __len__(self) -> int: ...
+    def begin(self) -> Any:
+        """The protobuf BeginBatch (:class:`aioudf.BeginBatch`)."""
+
+    def end(self) -> Any:
+        """The protobuf EndBatch (:class:`aioudf.EndBatch`)."""
+
+    def point_messages(self) -> list[Any]:
+        """The points as protobuf Points, as Kapacitor sends them inside a batch."""
+
+
+class TaskOutput(Protocol):
+    """What a UDF emitted on one task connection: :class:`aioudf.testing.Result`."""
+
+    # Each item is an OutputPoint or an OutputBatch; typed Any so that code
+    # narrowing with isinstance(item, aioudf.testing.Batch) sees the else
+    # branch as a point, as it does on the test kit's own Result.
+    @property
+    def items(self) -> Sequence[Any]: ...
+    @property
+    def snapshot(self) -> bytes | None: ...
+    @property
+    def stderr(self) -> str: ...
+    @property
+    def points(self) -> Sequence[OutputPoint]: ...
+    @property
+    def batches(self) -> Sequence[OutputBatch]: ...
+
+
+# ---- the exceptions -----------------------------------------------------------
 
 
 class AioudfError(Exception):
@@ -249,7 +334,7 @@ class UDFError(AioudfError):
         #: The UDF's stderr, for a child process.
         self.stderr = stderr
         #: What the UDF emitted on the connection before it failed, if known.
-        self.result: Result | None = None
+        self.result: TaskOutput | None = None
 
     def __str__(self) -> str:
         if not self.stderr.strip():

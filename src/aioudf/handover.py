@@ -130,6 +130,15 @@ class Observer:
     def worker_exited(self, pid: int, cause: str, *, replaced: bool) -> None:
         """A worker ended; ``replaced`` if it died and a new one took its place."""
 
+    def worker_failed_to_start(self, pid: int, cause: str, retry_in: float | None) -> None:
+        """A worker ended before it served; tried again in ``retry_in`` s (None: given up)."""
+
+    def connections_balanced(self, source: int, target: int, moved: int, kept: int) -> None:
+        """``moved`` connections went from worker ``source`` to ``target`` to share the load.
+
+        ``kept``: connections offered that the handler's code refused to move.
+        """
+
 
 @dataclass
 class Message:
@@ -155,6 +164,7 @@ class Channel:
         sock.setblocking(False)
         self.sock = sock
         self._fds: list[int] = []  # descriptors received with the message being read
+        self._sending = asyncio.Lock()  # one message at a time, whichever task sends
 
     @classmethod
     async def connect(cls, path: str) -> Channel:
@@ -195,14 +205,15 @@ class Channel:
         # The descriptors ride on the first bytes, sent alone so sendmsg()
         # cannot send them only in part; the rest follows as a stream.
         first, rest = data[:4], data[4:]
-        while True:
-            try:
-                sent = socket.send_fds(self.sock, [first], list(fds)) if fds else 0
-                break
-            except BlockingIOError:
-                await self._wait(writable=True)
-        loop = asyncio.get_running_loop()
-        await loop.sock_sendall(self.sock, first[sent:] + rest)
+        async with self._sending:
+            while True:
+                try:
+                    sent = socket.send_fds(self.sock, [first], list(fds)) if fds else 0
+                    break
+                except BlockingIOError:
+                    await self._wait(writable=True)
+            loop = asyncio.get_running_loop()
+            await loop.sock_sendall(self.sock, first[sent:] + rest)
 
     # ---- receiving ----------------------------------------------------------
 
@@ -452,15 +463,26 @@ async def take_over(path: str, taker: Taker) -> None:
                 await channel.send("failed", reason=f"the new server could not listen: {exc}")
             raise
         await channel.send("listening")
-        async with anyio.create_task_group() as tg:
-            while True:
-                message = await channel.receive("channel", "done")
-                if message.op == "done":
-                    break
-                tg.start_soon(taker.take_from, socket.socket(fileno=message.fds[0]))
-        kept = int(message.header.get("kept", 0))
-        if kept:
-            logger.warning("%d connection(s) stay with the previous process", kept)
+        # From here on this process serves the socket: should the giver fail
+        # part way, what was taken is served here, and what was not stays
+        # with it (or ended with it); nothing is given back.
+        try:
+            async with anyio.create_task_group() as tg:
+                while True:
+                    message = await channel.receive("channel", "done")
+                    if message.op == "done":
+                        break
+                    tg.start_soon(taker.take_from, socket.socket(fileno=message.fds[0]))
+        except (HandoverError, OSError) as exc:
+            logger.error(
+                "the previous process failed part way through the hand-over (%s): "
+                "serving here what it gave",
+                exc,
+            )
+        else:
+            kept = int(message.header.get("kept", 0))
+            if kept:
+                logger.warning("%d connection(s) stay with the previous process", kept)
         await taker.serve_control(control)
     finally:
         channel.close()

@@ -265,6 +265,19 @@ class Metrics:
         self.worker_restarts = counter(
             "aioudf_worker_restarts_total", "Worker processes restarted after they died.", ()
         )
+        self.worker_starts = counter(
+            "aioudf_worker_starts_total", "Worker processes started (replacements included).", ()
+        )
+        self.worker_start_failures = counter(
+            "aioudf_worker_start_failures_total",
+            "Worker processes that ended before they served (started again after a pause).",
+            (),
+        )
+        self.connections_balanced = counter(
+            "aioudf_connections_balanced_total",
+            "Live connections moved to a worker that came up late, to share the load.",
+            (),
+        )
         self._live: set[ConnectionMetrics] = set()
         self._depth_labels: set[tuple[str, str]] = set()
         # The process's own standard metrics and the build, served by the
@@ -315,6 +328,14 @@ class Metrics:
     def worker_restarted(self) -> None:
         """A worker died and was replaced."""
         self.worker_restarts.inc()
+
+    def worker_start_failed(self) -> None:
+        """A worker ended before it served."""
+        self.worker_start_failures.inc()
+
+    def balanced(self, moved: int) -> None:
+        """``moved`` connections went to another worker to share the load."""
+        self.connections_balanced.inc(moved)
 
     def process_exited(self, pid: int) -> None:
         """Drop a process that exited from the live gauges (multiprocess mode only)."""
@@ -401,6 +422,7 @@ class MetricsObserver(Observer):
     def worker_started(self, pid: int) -> None:
         self._workers.add(pid)
         self.metrics.workers(len(self._workers))
+        self.metrics.worker_starts.inc()
         self.inner.worker_started(pid)
 
     def worker_exited(self, pid: int, cause: str, *, replaced: bool) -> None:
@@ -410,6 +432,14 @@ class MetricsObserver(Observer):
         if replaced:
             self.metrics.worker_restarted()
         self.inner.worker_exited(pid, cause, replaced=replaced)
+
+    def worker_failed_to_start(self, pid: int, cause: str, retry_in: float | None) -> None:
+        self.metrics.worker_start_failed()
+        self.inner.worker_failed_to_start(pid, cause, retry_in)
+
+    def connections_balanced(self, source: int, target: int, moved: int, kept: int) -> None:
+        self.metrics.balanced(moved)
+        self.inner.connections_balanced(source, target, moved, kept)
 
 
 class ConnectionMetrics:

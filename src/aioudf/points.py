@@ -20,7 +20,7 @@ A :class:`Batch` is a BeginBatch, its points and the EndBatch as one value.
 handler that emits new points; :meth:`DataPoint.to_message` and
 :meth:`DataPoint.from_message` convert between the two.
 
-The group key follows Kapacitor (PROTOCOL.md, "Grouping"): no dimensions, the
+The group key follows Kapacitor (docs/protocol.md, "Group keys"): no dimensions, the
 empty key (or the measurement name with ``by_name``); otherwise the sorted tag
 names as ``k1=v1,k2=v2``, prefixed by ``name + "\\n"`` with ``by_name``.
 """

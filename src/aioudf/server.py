@@ -211,7 +211,10 @@ class UnixServer:
         #: server accepts no more, and serves only the connections it kept.
         self.handed_over = asyncio.Event()
         self._control = ControlSocket(self.path, self, self.handed_over)
-        self._spare: tuple[socket.socket, socket.socket, tuple[int, int] | None] | None = None
+        # (listener, control socket, inode): to accept again if a taker fails part way.
+        self._spare: tuple[socket.socket, socket.socket | None, tuple[int, int] | None] | None = (
+            None
+        )
 
         #: The metrics recorded (None when off); settings checked here, before serving.
         self.metrics: Metrics | None = None
@@ -416,9 +419,11 @@ class UnixServer:
 
     async def stop_accepting(self) -> None:
         """The taker accepts now: stop accepting; the socket files are its own."""
-        # Copies to take everything back with, should the taker fail part way.
-        if self._listen_sock is not None and self._control.sock is not None:
-            self._spare = (self._listen_sock.dup(), self._control.sock.dup(), self._inode)
+        # Copies to take everything back with, should the taker fail part way
+        # (a worker has no control socket: its supervisor has).
+        if self._listen_sock is not None:
+            control = self._control.sock.dup() if self._control.sock is not None else None
+            self._spare = (self._listen_sock.dup(), control, self._inode)
         if self._server is not None:
             self._server.close()
         self._inode = None
@@ -434,7 +439,8 @@ class UnixServer:
             self._accept, sock=listener, backlog=self.backlog, limit=_READ_LIMIT
         )
         self._listen_sock = listener
-        self._control.serve(control)
+        if control is not None:
+            self._control.serve(control)
         logger.warning("the other process failed part way: serving the socket here again")
 
     async def open_channels(self) -> list[tuple[socket.socket, Awaitable[int]]]:
@@ -456,8 +462,33 @@ class UnixServer:
                     kept.add(number)
         return len(kept & self._connections.keys())
 
-    async def _offer(self, number: int, channel: Channel) -> bool:
-        """Pause one connection and offer it; True if the other process took it."""
+    async def _offer_some(self, channel: Channel, count: int) -> tuple[int, int]:
+        """Move up to ``count`` tasks' connections over ``channel``, and keep serving.
+
+        Another worker of the same code takes its share of the load: the
+        newest connections are offered first, those the taker refuses stay
+        here, and connections that are no task's (Kapacitor's Info probe)
+        are left alone. Returns (moved, refused).
+        """
+        moved = refused = 0
+        for number in sorted(self._connections, reverse=True):
+            if moved >= count:
+                break
+            if number in self._connections:
+                taken = await self._offer(number, channel, tasks_only=True)
+                if taken:
+                    moved += 1
+                elif taken is not None:
+                    refused += 1
+        return moved, refused
+
+    async def _offer(
+        self, number: int, channel: Channel, *, tasks_only: bool = False
+    ) -> bool | None:
+        """Pause one connection and offer it; True if the other process took it.
+
+        ``None`` (with ``tasks_only``): it is no task's connection, and was not offered.
+        """
         agent, reader, writer = self._connections[number]
         handoff = None
         with anyio.move_on_after(HANDOVER_TIMEOUT):  # Kapacitor not reading, say
@@ -466,6 +497,9 @@ class UnixServer:
         if handoff is None:
             logger.warning("cannot be handed over now: it stays here", extra=about)
             return False
+        if tasks_only and not handoff.task_id:
+            handoff.resume()
+            return None
         about.update(task=handoff.task_id, node=handoff.node_id)
         transport = cast(asyncio.Transport, writer.transport)
         transport.pause_reading()  # what arrives now waits in the socket for the taker
@@ -518,10 +552,14 @@ class UnixServer:
         await self._listen(listener)
 
     async def take_from(self, end: socket.socket) -> None:
+        # (A giver failing part way ends none of the connections taken here.)
         channel = Channel(end)
         try:
             taken = await take_connections(channel, self._adopt)
             logger.info("took over %d connection(s)", taken)
+        except (HandoverError, OSError) as exc:
+            # What was adopted is served here; what was not stays with the giver.
+            logger.error("the giving process failed part way (%s): serving what it gave", exc)
         finally:
             channel.close()
 
@@ -587,8 +625,9 @@ class UnixServer:
             self._watchdog.stop()
         self._control.close()
         if self._spare is not None:
-            self._spare[0].close()
-            self._spare[1].close()
+            for spare in self._spare[:2]:
+                if spare is not None:
+                    spare.close()
         if self.metrics_endpoint is not None:
             await self.metrics_endpoint.close()
         if self.handed_over.is_set():  # not an outage: another process serves the socket now
