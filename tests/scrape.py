@@ -47,5 +47,5 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 
 def documented_metrics() -> set[str]:
-    """Every metric name docs/observability.md mentions."""
-    return set(re.findall(r"\baioudf_[a-z_]+[a-z]", DOCS.read_text()))
+    """Every metric name docs/observability.md mentions (ours, and the standard process ones)."""
+    return set(re.findall(r"\b(?:aioudf|process|python)_[a-z_]+[a-z]", DOCS.read_text()))

@@ -239,3 +239,54 @@ def test_a_closed_output_pipe_ends_the_replay_at_once(
     process.stderr.close()
     assert first == b"cpu v=0.0 0\n"
     assert status == 0 and stderr == ""
+
+
+# ---- settings from the environment ---------------------------------------------------
+
+
+def test_a_bad_environment_value_is_one_line_naming_the_variable(
+    python_env: dict[str, str],
+) -> None:
+    done = aioudf({**python_env, "AIOUDF_WORKERS": "many"}, "serve", MIRROR, "--socket", "x.sock")
+    assert done.returncode == 2
+    line = one_error_line(done, "aioudf serve")
+    assert line.startswith("aioudf serve: error: AIOUDF_WORKERS='many': ")
+
+
+def test_the_flag_wins_over_the_environment(python_env: dict[str, str]) -> None:
+    # A bad value in the environment does not matter when the flag is given.
+    env = {**python_env, "AIOUDF_LOG_LEVEL": "loud", "AIOUDF_MAX_FRAME_SIZE": "0"}
+    done = aioudf(env, "run", MIRROR, "--log-level", "info", "--max-frame-size", "100")
+    assert done.returncode == 0, done.stderr
+
+
+def test_settings_come_from_the_environment(python_env: dict[str, str], tmp_path: Path) -> None:
+    # AIOUDF_SOCKET makes `aioudf serve` serve there; AIOUDF_MODE sets its mode;
+    # a wrong AIOUDF_MAX_BACKLOG is refused by the same check as the flag.
+    done = aioudf({**python_env, "AIOUDF_MAX_BACKLOG": "0"}, "run", MIRROR)
+    assert done.returncode == 2
+    assert "max_backlog=0" in one_error_line(done, "aioudf run")
+    path = tmp_path / "env.sock"
+    env = {**python_env, "AIOUDF_SOCKET": str(path), "AIOUDF_MODE": "600"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "aioudf", "serve", MIRROR],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert server.stderr is not None
+        for line in server.stderr:
+            if "serving" in line:
+                break
+        assert (path.stat().st_mode & 0o777) == 0o600
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(30) == 0
+
+
+def test_the_help_names_each_flags_variable(python_env: dict[str, str]) -> None:
+    done = aioudf(python_env, "serve", "--help")
+    text = " ".join(done.stdout.split())
+    for flag in ("--log-level", "--workers", "--metrics", "--reload", "--grace", "--socket"):
+        assert f"(env AIOUDF_{flag[2:].upper().replace('-', '_')};" in text, flag

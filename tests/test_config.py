@@ -65,7 +65,7 @@ async def test_an_agent_and_the_in_process_target_check_their_settings() -> None
 
 def test_a_process_udf_fails_before_reading_stdin() -> None:
     with pytest.raises(ConfigError, match="max_frame_size=-1"):
-        run(Recorder, max_frame_size=-1)
+        run(Recorder, argv=[], max_frame_size=-1)
 
 
 def test_the_command_line_names_a_bad_flag(

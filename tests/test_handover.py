@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from logcapture import capturing
 from moving_avg import MovingAvg
 from udf_handlers import BatchEcho
 from wire import Peer, kind, options, request
@@ -23,6 +25,7 @@ from wire import Peer, kind, options, request
 from aioudf import Handler, InitError, RestoreError, UnixServer
 from aioudf._pb import udf_pb2 as pb
 from aioudf.handover import Channel, Observer, control_path
+from aioudf.logs import ContextFilter
 
 INIT = request(init=pb.InitRequest(taskID="avg", nodeID="udf1", options=options(field="v", size=3)))
 
@@ -121,6 +124,32 @@ async def test_connection_moves_mid_stream_and_continues_unchanged(
     assert [kind(r) for r in got] == [kind(r) for r in expected]
     # The socket files belong to the new server, which removed them.
     assert not path.exists() and not Path(control_path(str(path))).exists()
+
+
+async def test_hand_over_log_lines_name_the_connection_and_the_new_process(
+    short_tmp: Path,
+) -> None:
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    keep = Keep()
+    keep.addFilter(ContextFilter())
+    path = short_tmp / "udf.sock"
+    with capturing(keep):
+        async with old_and_new(path, MovingAvg, MovingAvg) as (old, new):
+            peer = await Peer.unix(path)
+            await peer.send(INIT, stream(2))
+            await peer.receive_kind("init")
+            await new.start(takeover=True)
+            await old.handed_over.wait()
+            await rest_of_stream(peer, b"")
+    (moved,) = [r for r in records if r.getMessage() == "task 'avg' handed over"]
+    assert (moved.conn, moved.task, moved.node) == ("1", "avg", "udf1")  # type: ignore[attr-defined]
+    # The old server's last line says where its work went, not that serving stopped.
+    assert f"handed over to pid {os.getpid()}; exiting" in [r.getMessage() for r in records]
 
 
 async def test_new_server_answers_new_connections_and_old_one_stops(short_tmp: Path) -> None:

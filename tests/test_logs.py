@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -12,16 +15,17 @@ import anyio
 import pytest
 from logcapture import capturing, parse_logfmt
 
-from aioudf import BlockingHandler, Handler, Point
+from aioudf import BlockingHandler, Handler, Option, Point
 from aioudf.logs import (
     MAX_FIELD,
     ContextFilter,
     JsonFormatter,
     LogfmtFormatter,
+    TextFormatter,
     configure_logging,
     connection_context,
 )
-from aioudf.testing import DataPoint, Kapacitor
+from aioudf.testing import DataPoint, InitFailed, Kapacitor
 
 # A message with everything logfmt must escape, and text beyond ASCII.
 AWKWARD = 'he said "x=1"\\ then\nleft\ttabbed, naïve ☃ \x01'
@@ -56,7 +60,10 @@ def test_logfmt_line_parses_back_to_its_fields() -> None:
     assert "\n" not in line
     fields = parse_logfmt(line)
     assert line.startswith("ts=")
-    assert list(fields) == ["ts", "lvl", "msg", "logger", "conn", "task", "node", "group", "count"]
+    assert list(fields) == [
+        *("ts", "lvl", "msg", "logger", "pid", "conn", "task", "node", "group", "count")
+    ]
+    assert fields["pid"] == str(os.getpid())  # two processes share stderr in a hand-over
     assert fields["lvl"] == "warn"
     assert fields["msg"] == AWKWARD
     assert (fields["conn"], fields["task"], fields["node"]) == ("7", "cpu alert", "udf1")
@@ -86,6 +93,34 @@ def test_json_line_has_the_same_fields() -> None:
     assert event["lvl"] == "error"
     assert "the failing line" in event["exc"]
     assert "conn" not in event  # outside a connection: no empty fields
+
+
+def test_a_record_may_name_its_connection() -> None:
+    # A hand-over logs about a connection from outside the connection's own task.
+    record = record_of("task 't2' handed over", conn="2", task="t2", node="n")
+    with connection_context("other"):
+        ContextFilter().filter(record)
+    fields = parse_logfmt(LogfmtFormatter().format(record))
+    assert (fields["conn"], fields["task"], fields["node"]) == ("2", "t2", "n")
+    assert list(fields).count("conn") == 1
+
+
+def test_text_lines_name_the_process() -> None:
+    line = TextFormatter().format(record_of("hello"))
+    assert f"aioudf.test[{os.getpid()}]: hello" in line
+
+
+@pytest.mark.parametrize("given", ["debug", "DEBUG", "Debug", "warn"])
+def test_log_level_in_any_case(python_env: dict[str, str], given: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "aioudf", "run", "udf_handlers:Recorder", "--log-level", given],
+        input=b"",
+        capture_output=True,
+        env=python_env,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stderr == b""
 
 
 def test_unknown_log_format_is_refused() -> None:
@@ -163,6 +198,16 @@ async def test_blocking_handler_log_lines_carry_task_and_node(captured: Captured
     (record,) = [r for r in captured.records if r.getMessage().startswith("blocking point in")]
     assert (getattr(record, "task", ""), getattr(record, "node", "")) == ("t2", "n2")
     assert record.threadName != threading.current_thread().name  # a worker thread
+
+
+async def test_a_refused_option_is_logged_with_task_and_node(captured: Captured) -> None:
+    class Needs(Handler):
+        field = Option(str)
+
+    with pytest.raises(InitFailed, match="missing required option 'field'"):
+        await Kapacitor(Needs).run(task_id="t7", node_id="needs2")
+    (record,) = [r for r in captured.records if r.getMessage().startswith("Init refused")]
+    assert (getattr(record, "task", ""), getattr(record, "node", "")) == ("t7", "needs2")
 
 
 async def test_two_connections_keep_their_own_context(captured: Captured) -> None:

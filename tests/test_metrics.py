@@ -32,6 +32,25 @@ async def http_get(port: int, path: str, method: str = "GET") -> tuple[int, byte
     return int(head.split()[1]), body
 
 
+async def http_get_with(port: int, path: str, headers: dict[str, str]) -> tuple[str, bytes]:
+    """GET ``path`` with ``headers``; the response's head (as text) and body."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    lines = "".join(f"{key}: {text}\r\n" for key, text in headers.items())
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n{lines}\r\n".encode())
+    await writer.drain()
+    data = await reader.read()
+    writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head.decode("latin-1"), body
+
+
+async def scrape_text(server: UnixServer) -> str:
+    assert server.metrics_endpoint is not None
+    status, body = await http_get(server.metrics_endpoint.port, "/metrics")
+    assert status == 200
+    return body.decode()
+
+
 async def scrape(server: UnixServer) -> Samples:
     assert server.metrics_endpoint is not None
     status, body = await http_get(server.metrics_endpoint.port, "/metrics")
@@ -60,14 +79,14 @@ async def test_points_are_counted_per_task_and_node(
         labels = {"task": task, "node": "n1"}
         assert value(samples, "aioudf_points_received_total", **labels) == sent
         assert value(samples, "aioudf_points_emitted_total", **labels) == sent
-        assert value(samples, "aioudf_requests_received_total", type="point", **labels) == sent
-        assert value(samples, "aioudf_requests_received_total", type="init", **labels) == 1
+        assert value(samples, "aioudf_requests_received_total", request="point", **labels) == sent
+        assert value(samples, "aioudf_requests_received_total", request="init", **labels) == 1
         # One point() call in POINT_SAMPLE is timed.
         timed = value(samples, "aioudf_handler_seconds_count", request="point", **labels)
         assert timed == pytest.approx(sent // aioudf.metrics.POINT_SAMPLE, abs=1)
         assert value(samples, "aioudf_handler_seconds_count", request="stop", **labels) == 1
     # Info (asked on a connection of its own): before any Init, no task or node.
-    assert value(samples, "aioudf_requests_received_total", task="", node="", type="info") >= 1
+    assert value(samples, "aioudf_requests_received_total", task="", node="", request="info") >= 1
     assert value(samples, "aioudf_connections_total") >= 3  # Info's, a's and b's
     assert value(samples, "aioudf_connections_open") == 0
 
@@ -82,7 +101,7 @@ async def test_batches_are_counted(socket_path: Path) -> None:
     assert value(samples, "aioudf_batches_emitted_total", **labels) == 2
     assert value(samples, "aioudf_points_received_total", **labels) == 8
     assert value(samples, "aioudf_points_emitted_total", **labels) == 8
-    assert value(samples, "aioudf_requests_received_total", type="begin_batch", **labels) == 2
+    assert value(samples, "aioudf_requests_received_total", request="begin_batch", **labels) == 2
 
 
 async def test_blocking_handler_points_are_counted(socket_path: Path) -> None:
@@ -99,6 +118,61 @@ async def test_errors_are_counted_by_kind(echo_server: UnixServer, socket_path: 
         await udf.run({"in": "point"}, points=points(1, boom=1.0), task_id="bad", node_id="n")
     samples = await scrape(echo_server)
     assert value(samples, "aioudf_errors_total", task="bad", node="n", kind="handler") == 1
+
+
+async def test_a_refused_option_is_counted(echo_server: UnixServer, socket_path: Path) -> None:
+    # The TICKscript lacks the required .in(): refused before the handler's init().
+    with pytest.raises(UDFError, match="missing required option 'in'"):
+        await Kapacitor(socket_path).run(points=points(1), task_id="t", node_id="n")
+    samples = await scrape(echo_server)
+    assert value(samples, "aioudf_errors_total", task="t", node="n", kind="options_refused") == 1
+    assert value(samples, "aioudf_errors_total", task="t", node="n", kind="init_refused") == 0
+
+
+async def test_a_task_nodes_error_counts_start_at_zero(
+    echo_server: UnixServer, socket_path: Path
+) -> None:
+    await Kapacitor(socket_path).run({"in": "nowhere"}, points=points(2), task_id="t", node_id="n")
+    samples = await scrape(echo_server)
+    errors = {
+        dict(labels)["kind"]: count
+        for (name, labels), count in samples.items()
+        if name == "aioudf_errors_total" and dict(labels)["task"] == "t"
+    }
+    assert errors == dict.fromkeys(aioudf.metrics.ERROR_KINDS, 0.0)
+    assert {"handler", "protocol", "options_refused", "init_refused"} <= set(errors)
+
+
+async def test_one_label_names_the_request_type(echo_server: UnixServer) -> None:
+    await Kapacitor(echo_server.path).run({"in": "x"}, points=points(1), task_id="t", node_id="n")
+    text = await scrape_text(echo_server)
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    for name in ("aioudf_requests_received", "aioudf_handler_seconds"):
+        labels = [set(s.labels) - {"le"} for s in families[name].samples]
+        assert all(names == {"task", "node", "request"} for names in labels), name
+        assert any(s.labels["request"] == "init" for s in families[name].samples), name
+
+
+async def test_a_healthy_single_process_server_has_one_worker(echo_server: UnixServer) -> None:
+    samples = await scrape(echo_server)
+    assert value(samples, "aioudf_workers_alive") == 1
+    assert value(samples, "aioudf_build_info", version=aioudf.__version__) == 1
+    assert value(samples, "process_resident_memory_bytes") > 0
+    assert value(samples, "process_open_fds") > 0
+    # Embedded in a service's registry, with no supervisor: no workers gauge at all.
+    assert "aioudf_workers_alive" not in Metrics().render().decode()
+
+
+async def test_openmetrics_when_the_scraper_asks_for_it(echo_server: UnixServer) -> None:
+    assert echo_server.metrics_endpoint is not None
+    port = echo_server.metrics_endpoint.port
+    accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+    head, body = await http_get_with(port, "/metrics", {"Accept": accept})
+    assert "content-type: application/openmetrics-text; version=1.0.0" in head.lower()
+    assert body.endswith(b"# EOF\n")
+    head, body = await http_get_with(port, "/metrics", {})
+    assert "content-type: text/plain; version=0.0.4" in head.lower()
+    assert not body.endswith(b"# EOF\n")
 
 
 async def test_keepalive_latency_is_observed(socket_path: Path) -> None:
@@ -286,6 +360,10 @@ def test_counters_continue_across_processes_sharing_a_directory(
     assert value(samples, "aioudf_points_emitted_total", task="t", node="n") == 345
     assert value(samples, "aioudf_handovers_total", task="t", node="n") == 1
     assert value(samples, "aioudf_connections_open") == 0  # both processes' connections closed
+    # The exporting process's own standard metrics and the build, once each.
+    assert value(samples, "aioudf_build_info", version=aioudf.__version__) == 1
+    assert value(samples, "process_resident_memory_bytes") > 0
+    assert done.stdout.decode().count("\nprocess_open_fds ") == 1
 
 
 def test_every_exported_metric_is_documented() -> None:

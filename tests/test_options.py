@@ -177,13 +177,17 @@ def test_options_are_inherited_and_can_be_overridden() -> None:
 
 
 def test_unsupported_type_is_a_declaration_error() -> None:
-    with pytest.raises(TypeError, match="unsupported option value type"):
-        Option(list)
+    with pytest.raises(TypeError, match="option 'kind': unsupported value type list"):
+
+        class Bad(Handler):
+            kind = Option(list)
 
 
 def test_repeated_option_cannot_have_a_default() -> None:
-    with pytest.raises(TypeError, match="drop default="):
-        Option(str, repeated=True, default=["a"])
+    with pytest.raises(TypeError, match=r"option 'tags': .*drop default="):
+
+        class Bad(Handler):
+            tags = Option(str, repeated=True, default=["a"])
 
 
 def test_value_types_may_be_given_as_value_type_members() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -115,7 +116,7 @@ def test_json_log_format_is_one_object_per_line(python_env: dict[str, str]) -> N
 def test_text_log_format_keeps_the_traceback_readable(python_env: dict[str, str]) -> None:
     done = run_udf(python_env, ["run", "udf_handlers:Fails", "--log-format", "text"], FAILING_POINT)
     stderr = done.stderr.decode()
-    assert "ERROR aioudf [task=cpu_alert node=fails2 conn=stdio]:" in stderr
+    assert re.search(r"ERROR aioudf\[\d+\] \[task=cpu_alert node=fails2 conn=stdio\]:", stderr)
     assert '\n    raise ValueError(f"bad value at t={point.time}")\n' in stderr
 
 
@@ -229,6 +230,11 @@ def test_frames_written_by_hand_decode_as_responses() -> None:
             "could not create the UDF handler: not_a_handler() returned a str, "
             "not a Handler or BlockingHandler",
         ),
+        (
+            "returns_a_number",
+            "could not create the UDF handler: returns_a_number() returned an int, "
+            "not a Handler or BlockingHandler",
+        ),
     ],
 )
 def test_handler_factory_failure_is_reported_and_exits_non_zero(
@@ -239,3 +245,36 @@ def test_handler_factory_failure_is_reported_and_exits_non_zero(
     (error,) = decode_responses(done.stdout)
     assert error.error.error == reason
     assert reason in done.stderr.decode()
+
+
+SCRIPT = """\
+import aioudf
+from mirror import Mirror
+
+if __name__ == "__main__":
+    aioudf.run(Mirror)
+"""
+
+
+@pytest.mark.parametrize("args", [["--socket", "x.sock"], ["--bogus-flag"], ["extra"]])
+def test_run_refuses_command_line_arguments(
+    python_env: dict[str, str], tmp_path: Path, args: list[str]
+) -> None:
+    # aioudf.run() takes its settings as keywords: a flag is a mistake to say, not ignore.
+    (tmp_path / "udf.py").write_text(SCRIPT)
+    done = subprocess.run(
+        [sys.executable, str(tmp_path / "udf.py"), *args],
+        input=request(info=pb.InfoRequest()),
+        capture_output=True,
+        env=python_env,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stdout == b""
+    (line,) = done.stderr.decode().splitlines()
+    assert line.startswith(
+        f"udf.py: error: aioudf.run() takes no command-line arguments, got: {args[0]}"
+    )
+    assert "aioudf.main(" in line
+    assert not (tmp_path / "x.sock").exists()

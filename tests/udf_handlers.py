@@ -217,6 +217,11 @@ def not_a_handler() -> Handler:
     return "Recorder"  # type: ignore[return-value]
 
 
+def returns_a_number() -> Handler:
+    """A handler factory that returns an int (the article must read 'an int')."""
+    return 5  # type: ignore[return-value]
+
+
 class LoggedMovingAvg(_MovingAvg):
     """examples/moving_avg.py, saying on stderr each time Kapacitor takes a snapshot.
 

@@ -56,7 +56,7 @@ from .config import (
     DEFAULT_STOP_TIMEOUT,
     Config,
 )
-from .errors import ConnectionFailed, InitError, ProtocolError, RestoreError
+from .errors import ConnectionFailed, InitError, OptionError, ProtocolError, RestoreError
 from .handler import READY, BaseHandler
 from .logs import current_connection, ensure_connection_context
 from .messages import (
@@ -74,7 +74,7 @@ from .messages import (
     encode_error,
 )
 from .metrics import NO_METRICS
-from .options import bind_options, parse_options
+from .options import a_or_an, bind_options, parse_options
 from .protocol import State, UDFConnection
 from .streams import ByteReader, ByteWriter
 
@@ -424,9 +424,10 @@ def create_handler(factory: Callable[[], BaseHandler]) -> BaseHandler:
         ) from exc
     if not isinstance(handler, BaseHandler):
         name = getattr(factory, "__qualname__", repr(factory))
+        got = "None" if handler is None else a_or_an(type(handler).__name__)
         raise ConnectionFailed(
-            f"could not create the UDF handler: {name}() returned a "
-            f"{type(handler).__name__}, not a Handler or BlockingHandler"
+            f"could not create the UDF handler: {name}() returned {got}, "
+            "not a Handler or BlockingHandler"
         )
     return handler
 
@@ -1017,13 +1018,18 @@ class Agent:
 
     async def _on_init(self, request: InitRequest) -> None:
         handler = self.handler
+        if (context := current_connection()) is not None:  # [logs]
+            context.task, context.node = request.taskID, request.nodeID
         try:
             if not getattr(handler, "_aioudf_raw_init", False):
-                bind_options(handler, parse_options(type(handler).options, request.options))
+                try:
+                    values = parse_options(type(handler).options, request.options)
+                except OptionError:
+                    self._metrics.refused("options_refused")  # [metrics]
+                    raise
+                bind_options(handler, values)
             handler.task_id = request.taskID
             handler.node_id = request.nodeID
-            if (context := current_connection()) is not None:  # [logs]
-                context.task, context.node = request.taskID, request.nodeID
             await self._call("init", request, request)
         except InitError as exc:
             logger.warning("Init refused: %s", exc)

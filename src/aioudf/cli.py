@@ -16,24 +16,25 @@ Kapacitor's ``prog``/``args`` run), with ``--socket PATH`` a socket server.
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, TypeVar
 
 from . import replay_cli
 from ._version import __version__
 from .activation import activated_socket
 from .agent import DEFAULT_MAX_BACKLOG, DEFAULT_MAX_OUTPUT, DEFAULT_STOP_TIMEOUT
-from .errors import AioudfError
+from .errors import AioudfError, HandlerLoadError
 from .framing import DEFAULT_MAX_FRAME_SIZE
 from .handler import BaseHandler
-from .loader import load_handler
-from .logs import LOG_FORMATS, LOG_LEVELS, configure_logging
+from .loader import handler_path, load_handler
+from .logs import LOG_FORMATS, configure_logging, log_level
 from .loops import LOOP_CHOICES, exit_past_stuck_threads, run_async
 from .metrics import Metrics, parse_address
-from .process import run_stdio
+from .process import refuse_to_start, run_stdio
 from .server import DEFAULT_GRACE, DEFAULT_SOCKET_MODE, serve, share_metrics
 from .stdio import check_stdio
 from .watchdog import DEFAULT_WARN_BLOCKED
@@ -41,6 +42,8 @@ from .watchdog import DEFAULT_WARN_BLOCKED
 __all__ = ["load_handler", "main", "cli"]
 
 logger = logging.getLogger("aioudf")
+
+T = TypeVar("T")
 
 
 def _mode(text: str) -> int:
@@ -60,6 +63,20 @@ def _non_negative_seconds(text: str) -> float:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+
+
+def _whole(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+
+
 def _workers(text: str) -> int:
     from .supervisor import worker_count
 
@@ -69,108 +86,35 @@ def _workers(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc).removeprefix("--workers ")) from None
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--loop",
-        choices=LOOP_CHOICES,
-        default="auto",
-        help="event loop: uvloop if installed (auto), or force one (default: auto)",
-    )
-    parser.add_argument(
-        "--log-level",
-        default="INFO",
-        choices=LOG_LEVELS,
-        help="log level on stderr (default: INFO)",
-    )
-    parser.add_argument(
-        "--log-format",
-        default="logfmt",
-        choices=LOG_FORMATS,
-        help="one line per event as logfmt (Kapacitor's own log format) or json, or "
-        "multi-line text for a terminal (default: logfmt)",
-    )
-    parser.add_argument(
-        "--max-frame-size",
-        type=int,
-        default=DEFAULT_MAX_FRAME_SIZE,
-        metavar="BYTES",
-        help="largest request accepted (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--max-backlog",
-        type=int,
-        default=DEFAULT_MAX_BACKLOG,
-        metavar="N",
-        help="requests read ahead of the handler before reading pauses (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--max-output",
-        type=int,
-        default=DEFAULT_MAX_OUTPUT,
-        metavar="BYTES",
-        help="bytes of responses queued before emit() waits (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--stop-timeout",
-        type=float,
-        default=DEFAULT_STOP_TIMEOUT,
-        metavar="SECONDS",
-        help="time Handler.stop() may take (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--warn-blocked",
-        type=_non_negative_seconds,
-        default=DEFAULT_WARN_BLOCKED,
-        metavar="SECONDS",
-        help="log a warning naming the code that blocks the event loop for longer than "
-        "this (the cause of missed keepalives); 0 disables (default: %(default)s)",
-    )
+def _level(text: str) -> str:
+    try:
+        return log_level(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _add_socket(parser: argparse.ArgumentParser, *, required: bool) -> None:
-    parser.add_argument(
-        "--socket",
-        required=required,
-        metavar="PATH",
-        help="serve as a socket UDF on this unix socket path",
-    )
-    parser.add_argument(
-        "--mode",
-        type=_mode,
-        default=DEFAULT_SOCKET_MODE,
-        metavar="OCTAL",
-        help="socket file permissions (default: 660)",
-    )
-    parser.add_argument(
-        "--workers",
-        type=_workers,
-        default=1,
-        metavar="N",
-        help="worker processes serving the socket, under a supervisor that replaces any "
-        "that dies; 'auto': one per usable core (default: 1, a single process)",
-    )
-    parser.add_argument(
-        "--takeover",
-        action="store_true",
-        help="take the socket and its live connections over from the server running on it "
-        "(starts afresh if none runs); without it, a live socket is refused",
-    )
-    parser.add_argument(
-        "--grace",
-        type=float,
-        default=DEFAULT_GRACE,
-        metavar="SECONDS",
-        help="time open connections get to end by themselves at shutdown, before the "
-        "server ends them (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--metrics",
-        type=_address,
-        metavar="HOST:PORT",
-        help="serve Prometheus metrics at http://HOST:PORT/metrics for every worker, "
-        "counted on across reloads in PATH.metrics/ (socket UDFs; needs the "
-        "aioudf[metrics] extra)",
-    )
+def _choice(choices: Sequence[str]) -> Callable[[str], str]:
+    def check(text: str) -> str:
+        if text not in choices:
+            raise argparse.ArgumentTypeError(
+                f"invalid choice: {text!r} (choose from {', '.join(choices)})"
+            )
+        return text
+
+    return check
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+def _switch(text: str) -> bool:
+    """An on/off environment variable (``1``/``0``, ``true``/``false``, ``yes``/``no``)."""
+    if text.strip().lower() in _TRUE:
+        return True
+    if text.strip().lower() in _FALSE:
+        return False
+    raise argparse.ArgumentTypeError("expected 1 or 0 (true/false, yes/no, on/off)")
 
 
 def _address(text: str) -> str:
@@ -179,6 +123,232 @@ def _address(text: str) -> str:
     except AioudfError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
+
+
+def _directories(text: str) -> list[str]:
+    return [part for part in text.split(os.pathsep) if part]
+
+
+#: Every flag's environment variable is AIOUDF_ and its name (``--log-level``:
+#: ``AIOUDF_LOG_LEVEL``). A flag given on the command line wins.
+ENV_PREFIX = "AIOUDF_"
+
+
+def env_name(flag: str) -> str:
+    """The environment variable of ``flag``: ``--max-backlog`` -> ``AIOUDF_MAX_BACKLOG``."""
+    return ENV_PREFIX + flag.lstrip("-").replace("-", "_").upper()
+
+
+def _flag(
+    parser: argparse.ArgumentParser,
+    flag: str,
+    *,
+    default: Any,
+    help: str,
+    convert: Callable[[str], Any] = str,
+    switch: bool = False,
+    shown: str | None = None,
+    **options: Any,
+) -> None:
+    """Add ``flag``, also read from its environment variable when not given.
+
+    The parsed value is None when the flag was not given: :func:`_from_env`
+    then fills in the variable's value, or ``default``. ``shown`` is the
+    default as the help shows it.
+    """
+    env = env_name(flag)
+    shown = str(default) if shown is None else shown
+    text = f"{help} (env {env}; default: {shown})"
+    if switch:
+        parser.add_argument(flag, action="store_true", default=None, help=text, **options)
+    else:
+        parser.add_argument(flag, type=convert, default=None, help=text, **options)
+    from_env: list[tuple[str, str, Callable[[str], Any], Any]] = parser.get_default("_from_env")
+    if from_env is None:
+        from_env = []
+        parser.set_defaults(_from_env=from_env)
+    dest = flag.lstrip("-").replace("-", "_")
+    from_env.append((dest, env, _switch if switch else convert, default))
+
+
+def _from_env(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Fill in each flag not given from its environment variable, else its default.
+
+    A bad value is a usage error naming the variable (exit status 2).
+    """
+    for dest, env, convert, default in getattr(args, "_from_env", None) or ():
+        if getattr(args, dest) is not None:
+            continue  # the flag wins
+        text = os.environ.get(env)
+        if text is None or (text == "" and convert is not _switch):
+            setattr(args, dest, default)
+            continue
+        try:
+            setattr(args, dest, convert(text))
+        except (argparse.ArgumentTypeError, ValueError) as exc:
+            print(f"{parser.prog}: error: {env}={text!r}: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    _flag(
+        parser,
+        "--loop",
+        convert=_choice(LOOP_CHOICES),
+        default="auto",
+        metavar="{" + ",".join(LOOP_CHOICES) + "}",
+        help="event loop: uvloop if installed (auto), or force one",
+    )
+    _flag(
+        parser,
+        "--log-level",
+        convert=_level,
+        default="INFO",
+        metavar="LEVEL",
+        help="log level on stderr: debug, info, warning or error, in any case",
+    )
+    _flag(
+        parser,
+        "--log-format",
+        convert=_choice(LOG_FORMATS),
+        default="logfmt",
+        metavar="{" + ",".join(LOG_FORMATS) + "}",
+        help="one line per event as logfmt (Kapacitor's own log format) or json, or "
+        "multi-line text for a terminal",
+    )
+    _flag(
+        parser,
+        "--max-frame-size",
+        convert=_whole,
+        default=DEFAULT_MAX_FRAME_SIZE,
+        metavar="BYTES",
+        help="largest request accepted",
+    )
+    _flag(
+        parser,
+        "--max-backlog",
+        convert=_whole,
+        default=DEFAULT_MAX_BACKLOG,
+        metavar="N",
+        help="requests read ahead of the handler before reading pauses",
+    )
+    _flag(
+        parser,
+        "--max-output",
+        convert=_whole,
+        default=DEFAULT_MAX_OUTPUT,
+        metavar="BYTES",
+        help="bytes of responses queued before emit() waits",
+    )
+    _flag(
+        parser,
+        "--stop-timeout",
+        convert=_seconds,
+        default=DEFAULT_STOP_TIMEOUT,
+        metavar="SECONDS",
+        help="time Handler.stop() may take",
+    )
+    _flag(
+        parser,
+        "--warn-blocked",
+        convert=_non_negative_seconds,
+        default=DEFAULT_WARN_BLOCKED,
+        metavar="SECONDS",
+        help="log a warning naming the code that blocks the event loop for longer than "
+        "this (the cause of missed keepalives); 0 disables",
+    )
+
+
+def _add_socket(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    """The socket server's flags; ``required``: ``aioudf serve``, where --socket must be given.
+
+    A script's ``aioudf.main()`` is a process UDF without ``--socket``, so
+    there ``AIOUDF_SOCKET`` is not read: an environment set for a service
+    must not turn a process UDF Kapacitor starts into a server.
+    """
+    if required:
+        _flag(
+            parser,
+            "--socket",
+            default=None,
+            shown="none, required",
+            metavar="PATH",
+            help="serve as a socket UDF on this unix socket path",
+        )
+    else:
+        parser.add_argument(
+            "--socket",
+            metavar="PATH",
+            help="serve as a socket UDF on this unix socket path (default: a process UDF)",
+        )
+    _flag(
+        parser,
+        "--mode",
+        convert=_mode,
+        default=DEFAULT_SOCKET_MODE,
+        shown=f"{DEFAULT_SOCKET_MODE:o}",
+        metavar="OCTAL",
+        help="socket file permissions",
+    )
+    _flag(
+        parser,
+        "--workers",
+        convert=_workers,
+        default=1,
+        shown="1, a single process",
+        metavar="N",
+        help="worker processes serving the socket, under a supervisor that replaces any "
+        "that dies; 'auto': one per usable core",
+    )
+    _flag(
+        parser,
+        "--takeover",
+        switch=True,
+        default=False,
+        shown="off",
+        help="take the socket and its live connections over from the server running on it "
+        "(starts afresh if none runs); without it, a live socket is refused",
+    )
+    _flag(
+        parser,
+        "--grace",
+        convert=_seconds,
+        default=DEFAULT_GRACE,
+        metavar="SECONDS",
+        help="time open connections get to end by themselves at shutdown, before the "
+        "server ends them",
+    )
+    _flag(
+        parser,
+        "--metrics",
+        convert=_address,
+        default=None,
+        shown="none",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics for every worker, "
+        "counted on across reloads in PATH.metrics/ (needs the aioudf[metrics] extra)",
+    )
+    _flag(
+        parser,
+        "--reload",
+        switch=True,
+        default=False,
+        shown="off",
+        help="development: reload (as SIGHUP does, tasks carry on) when a .py file under "
+        "the handler's directory or a --reload-dir changes (watchfiles if installed, "
+        "the aioudf[reload] extra; else polling)",
+    )
+    _flag(
+        parser,
+        "--reload-dir",
+        convert=_directories,
+        default=[],
+        shown="the handler's directory",
+        action="extend",
+        metavar="DIR",
+        help=f"with --reload, watch this directory instead (repeatable; the variable "
+        f"takes several, separated by {os.pathsep!r})",
+    )
 
 
 def _agent_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -190,10 +360,17 @@ def _agent_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _execute(load: Callable[[], Callable[[], BaseHandler]], args: argparse.Namespace) -> int:
+def _execute(
+    load: Callable[[], Callable[[], BaseHandler]],
+    args: argparse.Namespace,
+    prog: str,
+    source: Callable[[], str | None] = lambda: None,
+) -> int:
     """Run the process UDF or the socket server the flags describe.
 
     ``load()`` gives the handler factory; a supervisor never calls it.
+    ``prog`` starts the error lines (``aioudf run``, a script's name).
+    ``source()`` is the handler's file, whose directory ``--reload`` watches.
     """
     configure_logging(args.log_level, args.log_format)
     if getattr(args, "socket", None):
@@ -219,6 +396,7 @@ def _execute(load: Callable[[], Callable[[], BaseHandler]], args: argparse.Names
             )
             exit_past_stuck_threads(0)
             return 0
+        watched = _watched(args, source) if args.reload else None
         if args.workers > 1:
             supervisor = Supervisor(
                 args.socket,
@@ -229,7 +407,7 @@ def _execute(load: Callable[[], Callable[[], BaseHandler]], args: argparse.Names
                 takeover=args.takeover,
                 metrics=args.metrics,
             )
-            status: int = run_async(supervisor.run(), args.loop)
+            status: int = run_async(_reloading(supervisor.run(), watched), args.loop)
             return status
         factory = load()
         coroutine: Any = serve(
@@ -243,7 +421,7 @@ def _execute(load: Callable[[], Callable[[], BaseHandler]], args: argparse.Names
             metrics=args.metrics,
             **_agent_options(args),
         )
-        run_async(coroutine, args.loop)
+        run_async(_reloading(coroutine, watched), args.loop)
         exit_past_stuck_threads(0)
         return 0
     if getattr(args, "metrics", None):
@@ -252,12 +430,41 @@ def _execute(load: Callable[[], Callable[[], BaseHandler]], args: argparse.Names
             "task; see docs/observability.md)"
         )
     check_stdio()
-    factory = load()
+    try:
+        factory = load()
+    except HandlerLoadError as exc:
+        # Kapacitor is told too: its start-up error names the cause.
+        _report(exc, prog)
+        return refuse_to_start(str(exc), loop=args.loop)
     status = run_async(
         run_stdio(factory, warn_blocked=args.warn_blocked, **_agent_options(args)), args.loop
     )
     exit_past_stuck_threads(status)
     return status
+
+
+def _watched(args: argparse.Namespace, source: Callable[[], str | None]) -> list[str]:
+    """The directories ``--reload`` watches: the ``--reload-dir``s, else the handler's."""
+    if args.reload_dir:
+        missing = [d for d in args.reload_dir if not os.path.isdir(d)]
+        if missing:
+            raise AioudfError(f"--reload-dir: no such directory: {missing[0]}")
+        return [os.path.abspath(d) for d in args.reload_dir]
+    path = source()
+    if path is None:
+        raise AioudfError(
+            "--reload cannot tell which files to watch for this handler: give --reload-dir DIR"
+        )
+    return [os.path.dirname(os.path.abspath(path))]
+
+
+def _reloading(main: Coroutine[Any, Any, T], watched: list[str] | None) -> Coroutine[Any, Any, T]:
+    """``main``, or ``main`` while ``watched`` directories are watched for --reload."""
+    if watched is None:
+        return main
+    from .reload import with_reload  # (a server without --reload never imports it)
+
+    return with_reload(main, watched)
 
 
 def _share_metrics(args: argparse.Namespace, worker: bool) -> None:
@@ -296,10 +503,22 @@ def _guarded(action: Callable[[], int], prog: str) -> int:
     try:
         return action()
     except AioudfError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        _report(exc, prog)
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _report(exc: AioudfError, prog: str) -> None:
+    """``PROG: error: ...`` on stderr; for a load error, its traceback too, where it helps.
+
+    The traceback (cut to the user's frames) is one log record, in the
+    ``--log-format`` chosen: one line in logfmt or json (one entry in
+    Kapacitor's log), the usual lines in text.
+    """
+    print(f"{prog}: error: {exc}", file=sys.stderr)
+    if isinstance(exc, HandlerLoadError) and exc.error is not None:
+        logger.error("where the error above was raised", exc_info=exc.error)
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
@@ -344,9 +563,22 @@ def cli(argv: Sequence[str] | None = None) -> int:
             subparser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "replay":
         return _guarded(lambda: replay_cli.run(args), subparser.prog)
+    _from_env(args, subparser)
     if args.command == "compat":
         return _guarded(lambda: _compat(args), subparser.prog)
-    return _guarded(lambda: _execute(lambda: load_handler(args.handler), args), subparser.prog)
+    if args.command == "serve" and not args.socket:
+        subparser.error(
+            f"the following arguments are required: --socket (or {env_name('--socket')})"
+        )
+    return _guarded(
+        lambda: _execute(
+            lambda: load_handler(args.handler),
+            args,
+            subparser.prog,
+            lambda: handler_path(args.handler),
+        ),
+        subparser.prog,
+    )
 
 
 def main(handler_factory: Callable[[], BaseHandler], argv: Sequence[str] | None = None) -> None:
@@ -366,4 +598,20 @@ def main(handler_factory: Callable[[], BaseHandler], argv: Sequence[str] | None 
     _add_socket(parser, required=False)
     _add_common(parser)
     args = parser.parse_args(argv)
-    raise SystemExit(_guarded(lambda: _execute(lambda: handler_factory, args), parser.prog))
+    _from_env(args, parser)
+    raise SystemExit(
+        _guarded(
+            lambda: _execute(
+                lambda: handler_factory, args, parser.prog, lambda: _file_of(handler_factory)
+            ),
+            parser.prog,
+        )
+    )
+
+
+def _file_of(factory: object) -> str | None:
+    """The source file that defines ``factory`` (for --reload), if it has one."""
+    try:
+        return inspect.getsourcefile(factory)  # type: ignore[arg-type]
+    except TypeError:
+        return None

@@ -14,6 +14,8 @@ Every message is one line naming the cause::
     ├── RestoreError             a handler refuses a snapshot (raise it in restore())
     ├── ConnectionFailed         a connection ended with an ErrorResponse
     ├── ConfigError              an unknown or invalid setting (also a ValueError)
+    ├── DeclarationError         a handler class declares what cannot work (also a TypeError)
+    ├── HandlerLoadError         the handler named on a command line cannot be loaded
     ├── StateError               a protocol object used out of turn, or bad exported state
     ├── SocketPathError          a socket path that cannot be served on
     ├── ActivationError          sockets passed by systemd (LISTEN_FDS) that cannot be served
@@ -56,8 +58,10 @@ __all__ = [
     "CompatError",
     "ConfigError",
     "ConnectionFailed",
+    "DeclarationError",
     "FrameError",
     "FrameTooLarge",
+    "HandlerLoadError",
     "HandoverError",
     "InitError",
     "InitFailed",
@@ -193,6 +197,36 @@ class ConfigError(AioudfError, ValueError):
 
     Raised when the server, process UDF or agent is built, never later.
     """
+
+
+class DeclarationError(AioudfError, TypeError):
+    """A handler class declares something that cannot work, such as a default of the wrong type.
+
+    Raised when the class is defined (so at import). ``reason`` says what is
+    wrong; ``filename`` and ``lineno`` where the declaration is written, when
+    known (the message ends with them: a traceback shows the class line).
+    """
+
+    def __init__(self, reason: str, *, filename: str = "", lineno: int = 0) -> None:
+        super().__init__(f"{reason} (at {filename}:{lineno})" if filename else reason)
+        self.reason = reason
+        self.filename = filename
+        self.lineno = lineno
+
+
+class HandlerLoadError(AioudfError):
+    """The handler named on a command line (``module:Class``) cannot be loaded.
+
+    The message is one line: ``cannot load SPEC: file.py:LINE: Type: text``
+    when the user's module failed at import. ``error`` is what the module
+    raised, its traceback cut to start at the user's first frame, when that
+    traceback says more than the message (the error was raised below the
+    module's own line); else None. Log it as the record's ``exc_info``.
+    """
+
+    def __init__(self, message: str, *, error: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.error = error
 
 
 class StateError(AioudfError):

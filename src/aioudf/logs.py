@@ -45,12 +45,24 @@ __all__ = [
     "connection_context",
     "current_connection",
     "ensure_connection_context",
+    "log_level",
 ]
 
 #: The values ``--log-format`` accepts.
 LOG_FORMATS = ("logfmt", "json", "text")
-#: The values ``--log-level`` accepts.
+#: The values ``--log-level`` accepts (in any case; ``warn``, Kapacitor's name, too).
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def log_level(text: str) -> str:
+    """The level ``text`` names, in any case (``debug``, ``DEBUG``, ``warn``); else ValueError."""
+    level = text.strip().upper()
+    level = "WARNING" if level == "WARN" else level
+    if level not in LOG_LEVELS:
+        raise ValueError(
+            f"unknown log level {text!r}; expected one of {', '.join(LOG_LEVELS)} (any case)"
+        )
+    return level
 
 
 class ConnectionContext:
@@ -114,17 +126,24 @@ class ContextFilter(logging.Filter):
 
     Attach it to a handler (``handler.addFilter(ContextFilter())``): handler
     filters run in the thread that logs, where the context is the caller's.
-    Records logged outside any connection get empty strings.
+    Records logged outside any connection get empty strings; a record that
+    names its ``conn`` in ``extra=`` keeps it (and its ``task`` and ``node``).
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
         context = _CONNECTION.get()
-        if context is None:
-            record.conn = record.task = record.node = ""
+        # A record may name its connection itself (``extra={"conn": ...}``):
+        # one logged about a connection from outside its tasks (a hand-over).
+        if not getattr(record, "conn", ""):
+            if context is None:
+                record.conn = record.task = record.node = ""
+            else:
+                record.conn = context.conn
+                record.task = context.task
+                record.node = context.node
         else:
-            record.conn = context.conn
-            record.task = context.task
-            record.node = context.node
+            record.task = getattr(record, "task", "")
+            record.node = getattr(record, "node", "")
         return True
 
 
@@ -178,15 +197,18 @@ class _OneLineFormatter(logging.Formatter):
     """Base of the one-line formats: the fields of a record, in a fixed order."""
 
     def fields(self, record: logging.LogRecord) -> list[tuple[str, object]]:
-        """``ts lvl msg logger conn task node``, then ``extra=`` fields, then ``exc``.
+        """``ts lvl msg logger pid conn task node``, then ``extra=`` fields, then ``exc``.
 
-        Text values longer than :data:`MAX_FIELD` characters are shortened.
+        ``pid`` is on every line: during a hand-over the old and the new
+        process write to the same stderr. Text values longer than
+        :data:`MAX_FIELD` characters are shortened.
         """
         fields: list[tuple[str, object]] = [
             ("ts", _timestamp(record)),
             ("lvl", _level(record)),
             ("msg", record.getMessage()),
             ("logger", record.name),
+            ("pid", record.process),
         ]
         for key in ("conn", "task", "node"):
             value = getattr(record, key, "")
@@ -246,7 +268,7 @@ class TextFormatter(logging.Formatter):
     """For a terminal: a readable line, the connection in brackets, tracebacks as usual."""
 
     def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)s %(name)s%(where)s: %(message)s")
+        super().__init__("%(asctime)s %(levelname)s %(name)s[%(process)d]%(where)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
         parts = [
@@ -283,4 +305,4 @@ def configure_logging(level: str | int = "INFO", log_format: str = "logfmt") -> 
     handler.setFormatter(formatter)
     handler.addFilter(ContextFilter())
     root.addHandler(handler)
-    root.setLevel(level.upper() if isinstance(level, str) else level)
+    root.setLevel(log_level(level) if isinstance(level, str) else level)

@@ -44,6 +44,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._version import __version__
 from .errors import AioudfError, MetricsUnavailable
 from .handover import Observer
 from .messages import EndBatch, InitRequest, Point
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
     from .agent import Emitter, OutputQueue
 
 __all__ = [
+    "ERROR_KINDS",
     "POINT_SAMPLE",
     "ConnectionMetrics",
     "Metrics",
@@ -93,7 +95,8 @@ _HANDLER_BUCKETS = (
 # Keepalive answers: Kapacitor fails the task at its UDF timeout (10 s by default).
 _KEEPALIVE_BUCKETS = (1e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0)
 
-# Request types as the `type` label names them.
+# Request types as the `request` label names them (on requests_received_total
+# and handler_seconds alike).
 _REQUEST_LABELS = {
     "InfoRequest": "info",
     "InitRequest": "init",
@@ -114,10 +117,23 @@ _ERROR_KINDS = (
     ("Kapacitor stopped reading", "peer_not_reading"),
 )
 
+#: Every ``kind`` of ``aioudf_errors_total``: a task node's series start at 0
+#: at Init. ``handler``: a handler method raised; the ``*_refused`` kinds are
+#: refusals the connection survives (``options_refused``: the TICKscript's
+#: options do not fit the declaration, before ``init()`` runs).
+ERROR_KINDS = (
+    "handler",
+    *(kind for _, kind in _ERROR_KINDS),
+    "options_refused",
+    "init_refused",
+    "restore_refused",
+)
+
 
 def _prometheus() -> Any:
     try:
         import prometheus_client
+        import prometheus_client.exposition
         import prometheus_client.multiprocess
     except ImportError:
         raise MetricsUnavailable() from None
@@ -200,8 +216,8 @@ class Metrics:
 
         self.requests = counter(
             "aioudf_requests_received_total",
-            "Requests received from Kapacitor, by type.",
-            (*task_node, "type"),
+            "Requests received from Kapacitor, by request type.",
+            (*task_node, "request"),
         )
         self.points_received = counter("aioudf_points_received_total", "Points received.")
         self.points_emitted = counter("aioudf_points_emitted_total", "Points emitted.")
@@ -242,7 +258,10 @@ class Metrics:
         self.connections = counter(
             "aioudf_connections_total", "Connections accepted since start.", ()
         )
-        self.workers_alive = gauge("aioudf_workers_alive", "Worker processes running.", ())
+        # Made at the first workers() call, by a supervisor: a single-process
+        # server exports no workers_alive rather than a misleading 0.
+        self._gauge = gauge
+        self.workers_alive: Any = None
         self.worker_restarts = counter(
             "aioudf_worker_restarts_total", "Worker processes restarted after they died.", ()
         )
@@ -261,6 +280,21 @@ class Metrics:
         )
         self._live: set[ConnectionMetrics] = set()
         self._depth_labels: set[tuple[str, str]] = set()
+        # The process's own standard metrics and the build, served by the
+        # endpoint (not recorded in the multiprocess files: the endpoint's
+        # process reports itself). A registry of the embedding service's
+        # has its own process and platform collectors already.
+        build = prom.Info("aioudf_build", "The aioudf serving these metrics.", registry=None)
+        build.info({"version": __version__})
+        self._own: list[Any] = [build]
+        if registry is None:
+            self._own += [
+                prom.ProcessCollector(registry=None),
+                prom.PlatformCollector(registry=None),
+            ]
+        if self.multiprocess_dir is None:
+            for collector in self._own:
+                self.registry.register(collector)
 
     # ---- connections ------------------------------------------------------
 
@@ -285,6 +319,10 @@ class Metrics:
 
     def workers(self, alive: int) -> None:
         """The number of worker processes running now."""
+        if self.workers_alive is None:
+            self.workers_alive = self._gauge(
+                "aioudf_workers_alive", "Worker processes running (with --workers).", ()
+            )
         self.workers_alive.set(alive)
 
     def worker_restarted(self) -> None:
@@ -332,13 +370,24 @@ class Metrics:
         prom = _prometheus()
         registry: CollectorRegistry = prom.CollectorRegistry()
         prom.multiprocess.MultiProcessCollector(registry, path=self.multiprocess_dir)
+        for collector in self._own:
+            registry.register(collector)
         return registry
 
     def render(self) -> bytes:
         """The Prometheus text format of everything, refreshed."""
+        return self.render_as("")[0]
+
+    def render_as(self, accept: str) -> tuple[bytes, str]:
+        """Everything, refreshed, in the format ``accept`` asks for; and its content type.
+
+        ``accept`` is the scraper's Accept header: OpenMetrics when it asks
+        for ``application/openmetrics-text``, else the Prometheus text format.
+        """
         self.refresh()
-        data: bytes = _prometheus().generate_latest(self.exposition_registry())
-        return data
+        encode, content_type = _prometheus().exposition.choose_encoder(accept)
+        data: bytes = encode(self.exposition_registry())
+        return data, content_type
 
     def observer(self, inner: Observer | None = None) -> MetricsObserver:
         """An observer that counts hand-overs and workers here, then tells ``inner``."""
@@ -439,6 +488,8 @@ class ConnectionMetrics:
                 m.handovers,
             ):  # fmt: skip
                 self._child(family)
+            for kind in ERROR_KINDS:
+                self._child(m.errors, kind)
 
     def _child(self, family: Any, label: str = "") -> Any:
         """The family's series for this connection's labels (and ``label``, if given)."""
@@ -618,7 +669,8 @@ class MetricsEndpoint:
         try:
             with contextlib.suppress(asyncio.TimeoutError, asyncio.IncompleteReadError):
                 head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-                writer.write(self._answer(head.split(b"\r\n", 1)[0].split()))
+                request_line, _, headers = head.partition(b"\r\n")
+                writer.write(self._answer(request_line.split(), _header(headers, b"accept")))
                 await writer.drain()
         except (OSError, asyncio.LimitOverrunError):
             pass
@@ -627,7 +679,7 @@ class MetricsEndpoint:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    def _answer(self, request_line: list[bytes]) -> bytes:
+    def _answer(self, request_line: list[bytes], accept: str = "") -> bytes:
         if len(request_line) != 3:
             return _response(400, b"bad request\n")
         method, target, _ = request_line
@@ -636,11 +688,10 @@ class MetricsEndpoint:
         if method not in (b"GET", b"HEAD"):
             return _response(405, b"only GET and HEAD\n")
         try:
-            body = self.metrics.render()
+            body, content_type = self.metrics.render_as(accept)
         except Exception as exc:  # a collector's bug must not end the server
             logger.exception("rendering metrics failed")
             return _response(500, f"rendering metrics failed: {exc!r}\n".encode())
-        content_type = _prometheus().CONTENT_TYPE_LATEST
         return _response(200, b"" if method == b"HEAD" else body, content_type, len(body))
 
 
@@ -659,6 +710,15 @@ async def start_handed_over(endpoint: MetricsEndpoint | None, sock: socket.socke
 def socket_of(endpoint: MetricsEndpoint | None) -> socket.socket | None:
     """The metrics socket to hand over with the others (None without metrics)."""
     return endpoint.sock if endpoint is not None else None
+
+
+def _header(headers: bytes, name: bytes) -> str:
+    """The value of header ``name`` (lower case) in an HTTP head's header lines; '' if absent."""
+    for line in headers.split(b"\r\n"):
+        key, sep, text = line.partition(b":")
+        if sep and key.strip().lower() == name:
+            return text.strip().decode("latin-1")
+    return ""
 
 
 def _address_of(sock: socket.socket) -> str:

@@ -29,11 +29,12 @@ from __future__ import annotations
 
 import datetime
 import re
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
-from .errors import OptionError
+from .errors import DeclarationError, OptionError
 from .messages import InfoResponse, OptionValue, ValueType
 from .messages import Option as OptionMessage
 
@@ -97,25 +98,35 @@ _DEFAULT_TYPES: dict[ValueType, tuple[type, ...]] = {
 }
 
 
-def _check_default(types: tuple[ValueType, ...], default: Any) -> None:
-    """Raise TypeError, when the class is defined, for a default of the wrong type."""
-    declared = f"Option({', '.join(t.name.lower() for t in types)})"
+def _type_name(spec: Any) -> str:
+    """A value type as the user wrote it: ``float``, ``timedelta``, ``ValueType.DOUBLE``."""
+    if isinstance(spec, ValueType):
+        return f"ValueType.{spec.name}"
+    return getattr(spec, "__name__", None) or repr(spec)
+
+
+def a_or_an(name: str) -> str:
+    """``name`` with its indefinite article: ``a float``, ``an int`` (for error messages)."""
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+
+
+def _default_problem(specs: tuple[Any, ...], types: tuple[ValueType, ...], default: Any) -> str:
+    """What is wrong with ``default`` for these types, in the user's type names; '' if nothing."""
     if not types:
         if not isinstance(default, bool):
-            raise TypeError(f"{declared}: a flag's default is True or False, got {default!r}")
-        return
+            return f"a flag's default is True or False, got {default!r}"
+        return ""
     values = default if len(types) > 1 else (default,)
     if len(types) > 1 and (not isinstance(default, tuple) or len(default) != len(types)):
-        raise TypeError(
-            f"{declared}: default must be a tuple of {len(types)} values, got {default!r}"
-        )
-    for vtype, value in zip(types, values, strict=True):
+        return f"default must be a tuple of {len(types)} values, got {default!r}"
+    for position, (spec, vtype, value) in enumerate(zip(specs, types, values, strict=True), 1):
         allowed = _DEFAULT_TYPES[vtype]
         if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
-            raise TypeError(
-                f"{declared}: default {value!r} does not fit {vtype.name}: give "
-                f"{' or '.join(t.__name__ for t in allowed)}"
-            )
+            where = f"value {position} of the default" if len(types) > 1 else "default"
+            got, wanted = a_or_an(type(value).__name__), a_or_an(_type_name(spec))
+            give = " or ".join(a_or_an(t.__name__) for t in allowed)
+            return f"{where} {value!r} is {got}, not {wanted}: give {give}"
+    return ""
 
 
 def _value_type(spec: Any) -> ValueType:
@@ -125,9 +136,17 @@ def _value_type(spec: Any) -> ValueType:
         return _PY_TO_VALUE_TYPE[spec]
     except (KeyError, TypeError):
         raise TypeError(
-            f"unsupported option value type {spec!r}: use bool, int, float, str, "
+            f"unsupported value type {_type_name(spec)}: use bool, int, float, str, "
             "datetime.timedelta or an aioudf.ValueType"
         ) from None
+
+
+def _declared_at() -> tuple[str, int]:
+    """The file and line of the code that called into this module (an Option declaration)."""
+    frame = sys._getframe(1)
+    while frame.f_back is not None and frame.f_code.co_filename == __file__:
+        frame = frame.f_back
+    return frame.f_code.co_filename, frame.f_lineno
 
 
 # ---- the option table ---------------------------------------------------------
@@ -513,21 +532,43 @@ class Option(property, Generic[T]):
         repeated: bool = False,
         help: str = "",
     ) -> None:
-        self.value_types: tuple[ValueType, ...] = tuple(_value_type(t) for t in types)
         self.repeated = repeated
         self.help = help
         self.name: str = name or ""
         self.attribute: str = ""
+        # A mistake in the declaration is raised when the handler class is
+        # made (collect_options), where the option's name is known, as a
+        # DeclarationError naming the line of this call.
+        self._problem = ""
+        self._declared_at = _declared_at()
+        try:
+            self.value_types: tuple[ValueType, ...] = tuple(_value_type(t) for t in types)
+        except TypeError as exc:
+            self.value_types = ()
+            self._problem = str(exc)
         if default is _MISSING:
             if repeated:
                 default = []
             elif not self.value_types:
                 default = False
         elif repeated:
-            raise TypeError("a repeated option defaults to an empty list; drop default=")
-        elif default is not None:
-            _check_default(self.value_types, default)
+            self._problem = self._problem or (
+                "a repeated option defaults to an empty list; drop default="
+            )
+        elif default is not None and not self._problem:
+            self._problem = _default_problem(types, self.value_types, default)
         self.default = default
+
+    def _check(self) -> None:
+        # DeclarationError naming the option, the types as written
+        # ("option 'alpha': default '0.5' is a str, not a float: ...") and
+        # where Option(...) is written.
+        if self._problem:
+            filename, lineno = self._declared_at
+            name = self.name or self.attribute or "?"
+            raise DeclarationError(
+                f"option {name!r}: {self._problem}", filename=filename, lineno=lineno
+            )
 
     @property
     def required(self) -> bool:
@@ -655,6 +696,7 @@ def collect_options(classes: Iterable[type]) -> dict[str, Option[Any]]:
     for klass in classes:
         for value in vars(klass).values():
             if isinstance(value, Option):
+                value._check()
                 spec[value.name] = value
     return spec
 

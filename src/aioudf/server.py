@@ -30,6 +30,7 @@ import os
 import signal
 import socket
 import stat
+import struct
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -229,6 +230,7 @@ class UnixServer:
         if isinstance(metrics, str):
             host, port = parse_address(metrics)
             self.metrics = Metrics()
+            self.metrics.workers(1)  # serving alone (a supervisor's workers get a Metrics)
             self.metrics_endpoint = MetricsEndpoint(self.metrics, host, port)
         elif metrics is not None:
             self.metrics = metrics
@@ -499,12 +501,14 @@ class UnixServer:
         handoff = None
         with anyio.move_on_after(HANDOVER_TIMEOUT):  # Kapacitor not reading, say
             handoff = await agent.pause_for_handover()
+        about = {"conn": str(number)}  # [logs] logged from the giver's task, not the connection's
         if handoff is None:
-            logger.warning("[%s] cannot be handed over now: it stays here", agent.name)
+            logger.warning("cannot be handed over now: it stays here", extra=about)
             return False
         if tasks_only and not handoff.task_id:
             handoff.resume()
             return None
+        about.update(task=handoff.task_id, node=handoff.node_id)
         transport = cast(asyncio.Transport, writer.transport)
         transport.pause_reading()  # what arrives now waits in the socket for the taker
         try:
@@ -530,14 +534,14 @@ class UnixServer:
         if reason is None:
             handoff.commit()
             self.observer.connection_handed_over(handoff.task_id, handoff.node_id)
-            logger.info("[%s] task %r handed over", agent.name, handoff.task_id)
+            logger.info("task %r handed over", handoff.task_id, extra=about)
             return True
         logger.warning(
-            "[%s] task %r stays with this process, served by the code it started with: "
+            "task %r stays with this process, served by the code it started with: "
             "the new process refused it: %s",
-            agent.name,
             handoff.task_id,
             reason,
+            extra=about,
         )
         self.observer.connection_kept(handoff.task_id, reason, handoff.node_id)
         transport.set_write_buffer_limits()
@@ -634,7 +638,11 @@ class UnixServer:
                     spare.close()
         if self.metrics_endpoint is not None:
             await self.metrics_endpoint.close()
-        logger.info("stopped serving on %s", self.path)
+        if self.handed_over.is_set():  # not an outage: another process serves the socket now
+            taker = self._control.taker_pid
+            logger.info("handed over to pid %s; exiting", taker or "(unknown)")
+        else:
+            logger.info("stopped serving on %s", self.path)
 
     async def wait_idle(self) -> None:
         """Wait until no connection is open."""
@@ -677,6 +685,8 @@ class ControlSocket:
         self._done = done
         self._inode: tuple[int, int] | None = None  # the file, while it is ours
         self._task: asyncio.Task[None] | None = None
+        #: The process a hand-over went to, once one completed (for the last log line).
+        self.taker_pid = 0
 
     async def open(self) -> None:
         """Bind it beside the served socket; without it (path too long...), warn."""
@@ -711,6 +721,7 @@ class ControlSocket:
             channel = Channel(conn)
             try:
                 kept = await give(channel, self._giver, path=self._served)
+                self.taker_pid = _peer_pid(conn)
             except Exception as exc:
                 logger.error("hand-over failed: %s; what was not moved is served here", exc)
                 if sock is not self.sock:
@@ -737,6 +748,15 @@ class ControlSocket:
             self.sock.close()
         _remove_if_same(self.path, self._inode)
         self._inode = None
+
+
+def _peer_pid(sock: socket.socket) -> int:
+    """The process id at the other end of a unix socket (0 if it cannot be told)."""
+    try:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return 0
+    return int(struct.unpack("3i", creds)[0])
 
 
 def _inode_of(path: str) -> tuple[int, int]:
