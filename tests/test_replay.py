@@ -332,11 +332,11 @@ def test_option_syntax() -> None:
         [
             "field=usage_idle",
             "size=10",
-            "scale=2",
+            "scale=2.",
             "on=TRUE",
-            "every=1m30s",
+            "every=90s",
             "pair='a,b', 42.5",
-            "pair=c,1",
+            "pair=c,1.0",
             "flag",
         ],
         info,
@@ -370,13 +370,33 @@ def test_option_syntax() -> None:
         ("flag=1", "option 'flag' takes no values"),
         ("field='open", "unterminated quote"),
         ("every=soon", "option 'every' must be DURATION (like 10s)"),
+        # Refused as Kapacitor refuses the TICKscript (checked in test_e2e_kit.py).
+        (
+            "alpha=1",
+            "option 'alpha': unexpected arg to alpha, got INT expected DOUBLE, "
+            "as Kapacitor refuses .alpha(1); write 1.0",
+        ),
+        ("size=2.0", "option 'size': unexpected arg to size, got DOUBLE expected INT"),
+        ("pair=a,1", "option 'pair' value 2: unexpected arg to pair, got INT expected DOUBLE"),
+        ("every=10", "option 'every': unexpected arg to every, got INT expected DURATION"),
+        ("every=1m30s", "not a TICKscript duration: '1m30s' (one whole number and a unit: "),
+        ("every=1m30s", "; write 90s"),
+        ("alpha=1e3", "option 'alpha' must be DOUBLE (like 1.5): not a TICKscript number: '1e3'"),
+        ("on=true", "option 'on' must be BOOL (like TRUE): not TRUE or FALSE: 'true'"),
+        ("size=99999999999999999999", "out of a 64-bit integer's range"),
     ],
 )
 def test_option_mistakes_are_explained(arg: str, message: str) -> None:
     import datetime
 
     info = info_for(
-        field=(str,), size=(int,), pair=(str, float), flag=(), every=(datetime.timedelta,)
+        field=(str,),
+        size=(int,),
+        alpha=(float,),
+        on=(bool,),
+        pair=(str, float),
+        flag=(),
+        every=(datetime.timedelta,),
     )
     with pytest.raises(ValueError, match=re.escape(message)):
         parse_option_args([arg], info)

@@ -22,11 +22,14 @@ Every message is one line naming the cause::
     ├── StdioError               a process UDF's stdin or stdout is closed
     ├── MissingDependency        an optional dependency is not installed
     │   ├── MissingExtra         numpy or pandas (the aioudf[numpy]/[pandas] extras) missing
-    │   └── MetricsUnavailable   metrics asked for without prometheus_client
+    │   ├── MetricsUnavailable   metrics asked for without prometheus_client
+    │   └── KapacitordNotFound   no kapacitord binary for an end-to-end test (aioudf.testing)
     ├── StartupError             a @startup loader failed
     ├── LineProtocolError        invalid line protocol (also a ValueError)
     ├── RecordingError           a recording that cannot be read (also a ValueError)
     ├── ReplayError              ``aioudf replay`` cannot do what it was asked
+    ├── KapacitordError          a real kapacitord under test did not do what was asked
+    │                            (also an AssertionError: a test fails, not errors)
     └── UDFError                 the UDF under test failed the task (aioudf.testing)
         ├── InitFailed           InitResponse with success=false
         ├── RestoreFailed        RestoreResponse with success=false
@@ -54,6 +57,8 @@ __all__ = [
     "HandoverError",
     "InitError",
     "InitFailed",
+    "KapacitordError",
+    "KapacitordNotFound",
     "KeepaliveTimeout",
     "LineProtocolError",
     "MetricsUnavailable",
@@ -238,6 +243,17 @@ class KeepaliveTimeout(UDFError):
 
 class UDFUnreachable(UDFError):
     """The UDF could not be reached at all: no socket at the path, no such program."""
+
+
+class KapacitordNotFound(MissingDependency):
+    """No ``kapacitord`` binary for an end-to-end test: the message says how to get one."""
+
+
+class KapacitordError(AioudfError, AssertionError):
+    """A kapacitord under test failed to start, refused a request, or showed no result in time.
+
+    The message holds what Kapacitor answered or the tail of its log.
+    """
 
 
 class ActivationError(AioudfError):
