@@ -193,6 +193,8 @@ class LineProtocolError(AioudfError, ValueError):
         if source and lineno:
             where = f"{source}:{lineno}: "
         shown = line if len(line) <= 120 else line[:117] + "..."
+        if not shown.isprintable():  # a terminal is no place for raw control characters
+            shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in shown)
         super().__init__(f"{where}invalid line protocol ({reason}): {shown}")
 
 
