@@ -242,3 +242,10 @@ def test_series_points_reads_httpout_json() -> None:
             time=1_704_067_200_500_000_000,
         )
     ]
+
+
+def test_the_documented_example_is_the_example_test_word_for_word() -> None:
+    example = Path(__file__).with_name("test_e2e_kit_example.py").read_text()
+    code = example[example.index("from collections.abc") :]
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "testing.md").read_text()
+    assert f"```python\n{code}```" in docs
