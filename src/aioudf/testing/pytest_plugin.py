@@ -140,24 +140,24 @@ def _no_kapacitord(config: pytest.Config, exc: KapacitordNotFound) -> None:
     raise pytest.skip.Exception(str(exc)) from None
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
-    """A fixture that found no kapacitord skips the test (or fails it, if required)."""
+def _skipping_without_kapacitord(item: pytest.Item) -> Generator[None, None, None]:
     try:
         return (yield)
     except KapacitordNotFound as exc:
         _no_kapacitord(item.config, exc)
         raise  # pragma: no cover (_no_kapacitord always raises)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    """A fixture that found no kapacitord skips the test (or fails it, if required)."""
+    return (yield from _skipping_without_kapacitord(item))
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     """A test that found no kapacitord is skipped (or failed, if required)."""
-    try:
-        return (yield)
-    except KapacitordNotFound as exc:
-        _no_kapacitord(item.config, exc)
-        raise  # pragma: no cover (_no_kapacitord always raises)
+    return (yield from _skipping_without_kapacitord(item))
 
 
 @pytest.fixture
