@@ -117,7 +117,11 @@ class QueryServer:
 
     def start(self) -> None:
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="aioudf-influxdb", daemon=True
+            # A short poll: stop() waits for one (serve_forever's default is 0.5 s).
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.02},
+            name="aioudf-influxdb",
+            daemon=True,
         )
         self._thread.start()
 
