@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from kapacitord import require_kapacitord
+from kapacitord import find_kapacitord, require_kapacitord
 
 from aioudf.testing import Batch
 
@@ -37,6 +37,17 @@ def assert_batches_keep_their_headers(out: Sequence[Batch], sent: Sequence[Batch
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--run-slow", action="store_true", help="also run the full-size load tests")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The public kit (aioudf.testing) looks at AIOUDF_KAPACITORD and PATH only:
+    # point it at the copy beside the checkout, and make a missing one a
+    # failure under CI, as for the tests that use tests/kapacitord.py.
+    binary = find_kapacitord()
+    if binary is not None:
+        os.environ.setdefault("AIOUDF_KAPACITORD", str(binary))
+    if os.environ.get("CI") == "true" and config.getoption("--require-kapacitord") is None:
+        config.option.require_kapacitord = True
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import pty
-import shutil
 import signal
 import socket
 import subprocess
@@ -65,20 +64,50 @@ def test_socket_under_a_regular_file(python_env: dict[str, str], tmp_path: Path)
     assert "is not a directory" in one_error_line(done, "aioudf serve")
 
 
-def test_socket_in_a_directory_the_user_may_not_write(
-    python_env: dict[str, str], short_tmp: Path
-) -> None:
+def serve_in_a_child_as_nobody(socket_path: Path) -> subprocess.CompletedProcess[str]:
+    """``aioudf serve mirror:Mirror --socket PATH`` in a forked child of this process.
+
+    As root, the child first drops to uid 65534 (root writes anywhere). It
+    runs the command in process, with the modules this process imported
+    (a warm-up run as root imports the rest), so nothing is read from the
+    checkout or the interpreter's folder afterwards: where they sit, and who
+    may enter it, does not matter.
+    """
+    import mirror  # noqa: F401  # the handler, in sys.modules before the privileges go
+
+    from aioudf.cli import cli
+
+    argv = ["serve", "mirror:Mirror", "--loop", "asyncio", "--socket"]
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        status = 70
+        try:
+            os.close(read)
+            if os.geteuid() == 0:
+                sys.stderr = open(os.devnull, "w")  # noqa: SIM115
+                cli([*argv, str(socket_path.parent / "missing" / "u.sock")])  # warm-up
+                os.setgroups([])
+                os.setgid(65534)
+                os.setuid(65534)
+            sys.stderr = os.fdopen(write, "w")  # what the command writes, for the parent
+            status = cli([*argv, str(socket_path)])
+            sys.stderr.flush()
+        finally:
+            os._exit(status)
+    os.close(write)
+    with os.fdopen(read, encoding="utf-8", errors="replace") as pipe:
+        stderr = pipe.read()
+    _, wait_status = os.waitpid(pid, 0)
+    return subprocess.CompletedProcess(argv, os.waitstatus_to_exitcode(wait_status), "", stderr)
+
+
+def test_socket_in_a_directory_the_user_may_not_write(short_tmp: Path) -> None:
     locked = short_tmp / "locked"
     locked.mkdir()
     locked.chmod(0o555)
     short_tmp.chmod(0o755)
-    command = [sys.executable, "-m", "aioudf", "serve", MIRROR, "--socket", str(locked / "u.sock")]
-    if os.geteuid() == 0:  # root writes anywhere: be somebody else, as in a container
-        setpriv = shutil.which("setpriv")
-        if setpriv is None:
-            pytest.skip("running as root and setpriv is not installed")
-        command = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", *command]
-    done = subprocess.run(command, capture_output=True, text=True, env=python_env, timeout=60)
+    done = serve_in_a_child_as_nobody(locked / "u.sock")
     assert done.returncode == 2, done.stderr
     line = one_error_line(done, "aioudf serve")
     assert str(locked / "u.sock") in line and "permission denied" in line

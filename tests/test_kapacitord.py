@@ -1,6 +1,7 @@
 """The examples and the agent's guarantees, checked with a real Kapacitor.
 
-Each test starts ``kapacitord`` 1.4.1 hermetically (tests/kapacitord.py),
+Each test starts ``kapacitord`` 1.4.1 hermetically with the public kit
+(``aioudf.testing.Kapacitord``; ``aioudf serve`` in a child from tests/kapacitord.py),
 defines a task that runs a UDF of ours as Kapacitor runs it (a process it
 starts, or a socket served by ``aioudf serve``), writes line protocol to it
 and reads what the task put out through ``|httpOut()``, or the task's error.
@@ -17,18 +18,13 @@ from pathlib import Path
 
 import pytest
 from conftest import EXAMPLES
-from kapacitord import (
-    Kapacitord,
-    ProcessUDF,
-    SocketServer,
-    SocketUDF,
-    free_port,
-    processed,
-    rows,
-)
+from kapacitord import SocketServer, rows
 from logcapture import parse_logfmt
 from scrape import documented_metrics, names, parse, value
 from scrape import scrape as scrape_port
+
+from aioudf.testing import Kapacitord, ProcessUDF, SocketUDF
+from aioudf.testing.kapacitord import free_port, processed
 
 pytestmark = pytest.mark.usefixtures("kapacitord_binary")
 

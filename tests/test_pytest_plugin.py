@@ -82,14 +82,16 @@ def project(root: Path, *, marked: bool = False) -> Path:
     return root
 
 
-def run_pytest(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def run_pytest(
+    root: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
         cwd=root,
         capture_output=True,
         text=True,
         timeout=120,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root)},
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root), **(env or {})},
     )
 
 
@@ -113,3 +115,70 @@ def test_strict_default_runs_ours_and_leaves_marked_tests_to_their_plugin(tmp_pa
     assert done.returncode == 0, done.stdout + done.stderr
     assert "5 passed" in done.stdout, done.stdout
     assert "never awaited" not in done.stdout + done.stderr
+
+
+E2E_TESTS = """
+from aioudf.testing import AsyncKapacitord, DataPoint
+
+from double import Double
+
+TICK = "stream\\n    |from().measurement('cpu')\\n    @double()\\n    |httpOut('out')\\n"
+
+
+def test_fixture(kapacitord):
+    k = kapacitord(double=Double)
+    k.define_task("t", TICK)
+    k.write([DataPoint("cpu", {"value": 1.25}, time=10**9)])
+    assert k.wait_points("t", "out") == [DataPoint("cpu", {"value": 2.5}, time=10**9)]
+
+
+async def test_async_kit():
+    async with AsyncKapacitord(udfs={"double": Double}) as k:
+        await k.define_task("t", TICK)
+        await k.write([DataPoint("cpu", {"value": 0.5}, time=10**9)])
+        points = await k.wait_points("t", "out")
+        assert points == [DataPoint("cpu", {"value": 1.0}, time=10**9)]
+"""
+
+
+def e2e_project(root: Path) -> Path:
+    (root / "double.py").write_text(textwrap.dedent(HANDLER))
+    (root / "test_e2e.py").write_text(E2E_TESTS)
+    (root / "pytest.ini").write_text("[pytest]\nasyncio_mode = auto\n")
+    return root
+
+
+def test_without_kapacitord_the_end_to_end_tests_skip_saying_how_to_get_one(
+    tmp_path: Path,
+) -> None:
+    root = e2e_project(tmp_path)
+    done = run_pytest(root, "-rs")  # PATH holds no kapacitord, nor does the environment
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 skipped" in done.stdout, done.stdout
+    assert done.stdout.count("no kapacitord found: get kapacitord") == 2, done.stdout
+    assert "AIOUDF_KAPACITORD" in done.stdout and "--kapacitord=PATH" in done.stdout
+
+    required = run_pytest(root, "--require-kapacitord")
+    assert required.returncode == 1, required.stdout + required.stderr
+    assert required.stdout.count("no kapacitord found") == 4, required.stdout  # 2 x (head, summary)
+    assert "During handling" not in required.stdout
+
+
+def test_kapacitord_option_runs_them(tmp_path: Path, kapacitord_binary: Path) -> None:
+    done = run_pytest(e2e_project(tmp_path), f"--kapacitord={kapacitord_binary}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 passed" in done.stdout, done.stdout
+
+
+def test_a_wrong_kapacitord_path_is_an_error_not_a_skip(tmp_path: Path) -> None:
+    root = e2e_project(tmp_path)
+    done = run_pytest(root, f"--kapacitord={tmp_path / 'nope'}")
+    assert done.returncode == 4, done.stdout + done.stderr  # a usage error
+    assert f"--kapacitord {tmp_path / 'nope'}: not an executable file" in done.stderr
+
+    env = {"AIOUDF_KAPACITORD": str(tmp_path / "nope")}
+    done = run_pytest(root, env=env)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"AIOUDF_KAPACITORD ({tmp_path / 'nope'}) is not an executable kapacitord" in (
+        done.stdout
+    )

@@ -332,11 +332,11 @@ def test_option_syntax() -> None:
         [
             "field=usage_idle",
             "size=10",
-            "scale=2",
+            "scale=2.",
             "on=TRUE",
-            "every=1m30s",
+            "every=90s",
             "pair='a,b', 42.5",
-            "pair=c,1",
+            "pair=c,1.0",
             "flag",
         ],
         info,
@@ -370,13 +370,33 @@ def test_option_syntax() -> None:
         ("flag=1", "option 'flag' takes no values"),
         ("field='open", "unterminated quote"),
         ("every=soon", "option 'every' must be DURATION (like 10s)"),
+        # Refused as Kapacitor refuses the TICKscript (checked in test_e2e_kit.py).
+        (
+            "alpha=1",
+            "option 'alpha': unexpected arg to alpha, got INT expected DOUBLE, "
+            "as Kapacitor refuses .alpha(1); write 1.0",
+        ),
+        ("size=2.0", "option 'size': unexpected arg to size, got DOUBLE expected INT"),
+        ("pair=a,1", "option 'pair' value 2: unexpected arg to pair, got INT expected DOUBLE"),
+        ("every=10", "option 'every': unexpected arg to every, got INT expected DURATION"),
+        ("every=1m30s", "not a TICKscript duration: '1m30s' (one whole number and a unit: "),
+        ("every=1m30s", "; write 90s"),
+        ("alpha=1e3", "option 'alpha' must be DOUBLE (like 1.5): not a TICKscript number: '1e3'"),
+        ("on=true", "option 'on' must be BOOL (like TRUE): not TRUE or FALSE: 'true'"),
+        ("size=99999999999999999999", "out of a 64-bit integer's range"),
     ],
 )
 def test_option_mistakes_are_explained(arg: str, message: str) -> None:
     import datetime
 
     info = info_for(
-        field=(str,), size=(int,), pair=(str, float), flag=(), every=(datetime.timedelta,)
+        field=(str,),
+        size=(int,),
+        alpha=(float,),
+        on=(bool,),
+        pair=(str, float),
+        flag=(),
+        every=(datetime.timedelta,),
     )
     with pytest.raises(ValueError, match=re.escape(message)):
         parse_option_args([arg], info)
@@ -484,3 +504,46 @@ def test_a_reader_that_goes_away_is_not_an_error(
     assert process.wait(60) == 0, stderr
     assert first == b"cpu,host=h0 v=0i 0\n"
     assert "Traceback" not in stderr and "BrokenPipe" not in stderr
+
+
+# ---- what a newcomer sees when something goes wrong ------------------------------------
+
+
+def test_a_binary_file_is_shown_escaped_never_raw(
+    python_env: dict[str, str], tmp_path: Path
+) -> None:
+    binary = tmp_path / "udf.so"
+    binary.write_bytes(b"\x7fELF\x02\x01\x1b[31m\x00\x00\xff\xfe" + bytes(range(11, 256)) * 4)
+    done = replay(python_env, MIRROR, str(binary))
+    assert done.returncode == 1
+    assert "\x1b" not in done.stderr and "\x00" not in done.stderr and "\ufffd" not in done.stderr
+    assert (
+        f"{binary}:1: invalid line protocol (not UTF-8 text: invalid start byte at byte 13; "
+        "a binary file? (give a recording as .srpl/.brpl, or --input-format)): "
+        "\\x7fELF\\x02\\x01\\x1b[31m\\x00\\x00\\xff\\xfe\\x0b\\x0c\\r\\x0e" in done.stderr
+    )
+    assert "... (995 bytes)" in done.stderr
+
+
+def test_a_udf_failing_on_its_first_point_is_named_in_the_summary(
+    python_env: dict[str, str], tmp_path: Path
+) -> None:
+    data = tmp_path / "boom.lp"
+    data.write_text("".join(f"m boom=1 {t}\n" for t in range(1, 898)))
+    done = replay(python_env, "udf_handlers:Fails", str(data), "-O", "in=point")
+    assert done.returncode == 1
+    summary = [line for line in done.stderr.splitlines() if " points in, " in line]
+    assert len(summary) == 1
+    assert summary[0].startswith("aioudf replay: the UDF failed: ")
+    assert " points out in " in summary[0]
+    assert "aioudf replay: error: the UDF failed: Fails.point() failed" in done.stderr
+
+
+def test_a_missing_option_is_asked_for_as_a_flag(python_env: dict[str, str]) -> None:
+    done = replay(python_env, MOVING_AVG, str(STREAM), "-O", "size=3")
+    assert done.returncode == 1
+    assert (
+        "aioudf replay: error: the UDF failed: missing required option 'field': "
+        "add -O field=text" in done.stderr
+    )
+    assert ".field(" not in done.stderr.splitlines()[-1]

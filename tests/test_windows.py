@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import datetime
 import re
-import sys
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
-from kapacitord import Kapacitord, ProcessUDF, require_kapacitord
 
 from aioudf import CountWindow, EdgeType, Handler, Option, Point, PointBatch, TimeWindow, per_group
-from aioudf.testing import DataPoint, Kapacitor, make_point
+from aioudf.testing import DataPoint, Kapacitor, Kapacitord, make_point
 
 S = 10**9
 
@@ -201,25 +198,25 @@ def ours(window: Any, lines: list[tuple[int, str]]) -> list[tuple[str, str, int,
 
 
 def kapacitors(
-    short_tmp: Path, python_env: dict[str, str], window: str, lines: list[tuple[int, str]]
+    kapacitord: Callable[..., Kapacitord], window: str, lines: list[tuple[int, str]]
 ) -> list[tuple[str, str, int, list[int]]]:
     """What kapacitord's ``|window()`` emits for the same points, read from a logging UDF."""
-    require_kapacitord()
-    env = {"PYTHONPATH": python_env["PYTHONPATH"]}
-    udf = ProcessUDF(
-        sys.executable, ["-u", "-m", "aioudf", "run", "udf_handlers:WindowLog"], env=env
+    k = kapacitord(windowLog="udf_handlers:WindowLog")  # the public kit, as a user has it
+    script = (
+        "stream\n    |from().measurement('cpu').groupBy('host')\n"
+        f"    |window(){window}\n    @windowLog()\n"
     )
-    with Kapacitord(short_tmp / "k", {"windowLog": udf}) as k:
-        script = (
-            "stream\n    |from().measurement('cpu').groupBy('host')\n"
-            f"    |window(){window}\n    @windowLog()\n"
-        )
-        k.define_task("w", script)
-        k.write(f"cpu,host={host} v=1 {t}" for t, host in lines)
-        # A last group whose window closes after everything else was windowed.
-        k.write(f"cpu,host=zz v=1 {100_000 * i}" for i in range(1, 9))
-        k.wait_for(lambda: "group=host=zz" in k.log(), "the last window")
-        found = LOG_LINE.findall(k.log())
+    k.define_task("w", script)
+    k.write(f"cpu,host={host} v=1 {t}" for t, host in lines)
+    # A last group whose window closes after everything else was windowed.
+    k.write(f"cpu,host=zz v=1 {100_000 * i}" for i in range(1, 9))
+
+    def up_to_the_last_window() -> list[str] | None:
+        lines = k.udf_log("windowLog")
+        return lines if any("group=host=zz" in line for line in lines) else None
+
+    logged = k.wait_for(up_to_the_last_window, "the last window")
+    found = [match.groups() for line in logged if (match := LOG_LINE.fullmatch(line))]
     return [
         (group, tags, int(tmax), [int(t) for t in times.split(",") if t])
         for name, group, tags, tmax, times in found
@@ -252,11 +249,11 @@ POINTS = [
     ],
 )
 def test_windows_match_kapacitords_own(
-    tick: str, make: Any, short_tmp: Path, python_env: dict[str, str]
+    tick: str, make: Any, kapacitord: Callable[..., Kapacitord]
 ) -> None:
     expected = ours(make, POINTS)
     assert expected, "the case must emit something"
-    assert kapacitors(short_tmp, python_env, tick, POINTS) == expected
+    assert kapacitors(kapacitord, tick, POINTS) == expected
 
 
 def test_point_batch_repr_names_its_header() -> None:

@@ -25,11 +25,14 @@ Every message is one line naming the cause::
     ├── CompatError              ``aioudf compat`` cannot run a script (see aioudf.compat)
     ├── MissingDependency        an optional dependency is not installed
     │   ├── MissingExtra         numpy or pandas (the aioudf[numpy]/[pandas] extras) missing
-    │   └── MetricsUnavailable   metrics asked for without prometheus_client
+    │   ├── MetricsUnavailable   metrics asked for without prometheus_client
+    │   └── KapacitordNotFound   no kapacitord binary for an end-to-end test (aioudf.testing)
     ├── StartupError             a @startup loader failed
     ├── LineProtocolError        invalid line protocol (also a ValueError)
     ├── RecordingError           a recording that cannot be read (also a ValueError)
     ├── ReplayError              ``aioudf replay`` cannot do what it was asked
+    ├── KapacitordError          a real kapacitord under test did not do what was asked
+    │                            (also an AssertionError: a test fails, not errors)
     └── UDFError                 the UDF under test failed the task (aioudf.testing)
         ├── InitFailed           InitResponse with success=false
         ├── RestoreFailed        RestoreResponse with success=false
@@ -65,6 +68,8 @@ __all__ = [
     "HandoverError",
     "InitError",
     "InitFailed",
+    "KapacitordError",
+    "KapacitordNotFound",
     "KeepaliveTimeout",
     "LineProtocolError",
     "MetricsUnavailable",
@@ -317,6 +322,8 @@ class LineProtocolError(AioudfError, ValueError):
         if source and lineno:
             where = f"{source}:{lineno}: "
         shown = line if len(line) <= 120 else line[:117] + "..."
+        if not shown.isprintable():  # a terminal is no place for raw control characters
+            shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in shown)
         super().__init__(f"{where}invalid line protocol ({reason}): {shown}")
 
 
@@ -367,6 +374,17 @@ class KeepaliveTimeout(UDFError):
 
 class UDFUnreachable(UDFError):
     """The UDF could not be reached at all: no socket at the path, no such program."""
+
+
+class KapacitordNotFound(MissingDependency):
+    """No ``kapacitord`` binary for an end-to-end test: the message says how to get one."""
+
+
+class KapacitordError(AioudfError, AssertionError):
+    """A kapacitord under test failed to start, refused a request, or showed no result in time.
+
+    The message holds what Kapacitor answered or the tail of its log.
+    """
 
 
 class ActivationError(AioudfError):

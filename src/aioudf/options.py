@@ -27,6 +27,7 @@ nowhere else:
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import re
 import sys
@@ -46,7 +47,9 @@ __all__ = [
     "encode_options",
     "option_value",
     "parse_duration",
+    "literal_kind",
     "parse_literal",
+    "tickscript_duration",
     "parse_option_args",
     "parse_options",
     "python_value",
@@ -167,7 +170,11 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|u|µ|ms|s|m|h|d|w)")
 
 
 def parse_duration(text: str) -> int:
-    """Nanoseconds of a TICKscript duration literal: ``10s``, ``1m30s``, ``100ms``, ``2d``."""
+    """Nanoseconds of a duration written as Go writes one: ``10s``, ``1m30s``, ``100ms``, ``2d``.
+
+    Looser than TICKscript, whose literal is one number and one unit (see
+    :func:`parse_literal`, which refuses ``1m30s`` as Kapacitor does).
+    """
     body = text.strip()
     sign = 1
     if body[:1] in "+-" and body:
@@ -196,30 +203,87 @@ def parse_duration(text: str) -> int:
     return sign * total
 
 
+# TICKscript's literals, as its lexer reads them (checked against kapacitord):
+# ``1`` is an INT and ``1.0``, ``1.`` or ``.5`` a DOUBLE; a duration is one
+# whole number and one unit (``90s``: ``1m30s``, ``1.5s`` and ``10ns`` are
+# refused); booleans are ``TRUE`` and ``FALSE`` only. No ``+``, no exponent.
+_INT_LITERAL = re.compile(r"-?[0-9]+")
+_DOUBLE_LITERAL = re.compile(r"-?(?:[0-9]+\.[0-9]*|\.[0-9]+)")
+_DURATION_LITERAL = re.compile(r"(-?[0-9]+)(u|µ|ms|s|m|h|d|w)")
+_TICKSCRIPT_UNITS = ("w", "d", "h", "m", "s", "ms", "u")
+_INT64 = 2**63
+
+
+def literal_kind(text: str) -> ValueType | None:
+    """The type TICKscript reads an unquoted literal as: ``1`` INT, ``1.0`` DOUBLE, ``1s``...
+
+    None for text that is no literal of TICKscript's (a word, ``1e3``, ``1m30s``).
+    """
+    if _INT_LITERAL.fullmatch(text):
+        return ValueType.INT
+    if _DOUBLE_LITERAL.fullmatch(text):
+        return ValueType.DOUBLE
+    if _DURATION_LITERAL.fullmatch(text):
+        return ValueType.DURATION
+    if text in ("TRUE", "FALSE"):
+        return ValueType.BOOL
+    return None
+
+
+def tickscript_duration(nanoseconds: int) -> str:
+    """A duration as TICKscript writes it: one number, the largest unit that fits (``90s``)."""
+    for unit in _TICKSCRIPT_UNITS:
+        size = _DURATION_UNITS[unit]
+        if nanoseconds % size == 0:
+            return f"{nanoseconds // size}{unit}"
+    raise ValueError(f"TICKscript has no duration of {nanoseconds} ns (its smallest unit is 1u)")
+
+
+def _no_duration(text: str) -> str:
+    hint = "one whole number and a unit: u, ms, s, m, h, d, w"
+    with contextlib.suppress(ValueError):
+        hint += f"; write {tickscript_duration(parse_duration(text))}"
+    return f"not a TICKscript duration: {text!r} ({hint})"
+
+
 def parse_literal(text: str, vtype: ValueType, *, quoted: bool = False) -> Any:
     """The typed value of one TICKscript literal: ``TRUE``, ``10``, ``1.5``, ``text``, ``10s``.
 
-    BOOL is a bool (TRUE or FALSE, any case), INT an int, DOUBLE a float,
+    BOOL is a bool (``TRUE`` or ``FALSE``), INT an int, DOUBLE a float,
     STRING the text itself, DURATION nanoseconds. ``quoted``: the text was
-    written between single quotes, which only a STRING may be. Raises
+    written between single quotes, which only a STRING may be. Anything
+    else is read as TICKscript reads it (see :func:`literal_kind`): ``1`` is
+    an INT, which Kapacitor refuses for a DOUBLE (write ``1.0``). Raises
     ValueError saying what was expected.
     """
     if vtype is ValueType.STRING:
         return text
     if quoted:
         raise ValueError(f"must be {vtype.name}, got the string '{text}'")
-    try:
-        if vtype is ValueType.INT:
-            return int(text, 10)
-        if vtype is ValueType.DOUBLE:
-            return float(text)
+    kind = literal_kind(text)
+    example = _EXAMPLE[vtype]
+    if kind is not None and kind is not vtype:
+        # TICKscript: "unexpected arg to size, got DOUBLE expected INT"
+        raise ValueError(f"must be {vtype.name} (like {example}), got {kind.name} {text}")
+    if kind is None:
         if vtype is ValueType.BOOL:
-            if text.lower() in ("true", "false"):
-                return text.lower() == "true"
-            raise ValueError(f"not TRUE or FALSE: {text!r}")
-        return parse_duration(text)
-    except ValueError as exc:
-        raise ValueError(f"must be {vtype.name} (like {_EXAMPLE[vtype]}): {exc}") from None
+            reason = f"not TRUE or FALSE: {text!r}"
+        elif vtype is ValueType.DURATION:
+            reason = _no_duration(text)
+        else:
+            reason = f"not a TICKscript number: {text!r}"
+        raise ValueError(f"must be {vtype.name} (like {example}): {reason}")
+    if vtype is ValueType.BOOL:
+        return text == "TRUE"
+    if vtype is ValueType.DOUBLE:
+        return float(text)
+    if vtype is ValueType.DURATION:
+        number, unit = _DURATION_LITERAL.fullmatch(text).groups()  # type: ignore[union-attr]
+        return int(number) * _DURATION_UNITS[unit]
+    value = int(text, 10)
+    if not -_INT64 <= value < _INT64:
+        raise ValueError(f"must be {vtype.name}: {text} is out of a 64-bit integer's range")
+    return value
 
 
 def _duration_ns(value: datetime.timedelta) -> int:
@@ -416,10 +480,17 @@ def parse_option_args(args: Sequence[str], info: InfoResponse) -> list[OptionMes
             )
         values = []
         for position, ((text, quoted), vtype) in enumerate(zip(parts, declared, strict=True)):
+            where = f" value {position + 1}" if len(declared) > 1 else ""
+            kind = None if quoted or vtype is ValueType.STRING else literal_kind(text)
+            if kind is not None and kind is not vtype:
+                fix = f"; write {text}.0" if (kind, vtype) == _INT_FOR_DOUBLE else ""
+                raise ValueError(
+                    f"option {name!r}{where}: unexpected arg to {name}, got {kind.name} "
+                    f"expected {vtype.name}, as Kapacitor refuses .{name}({text}){fix}"
+                )
             try:
                 values.append(parse_literal(text, vtype, quoted=quoted))
             except ValueError as exc:
-                where = f" value {position + 1}" if len(declared) > 1 else ""
                 raise ValueError(f"option {name!r}{where} {exc}") from None
         calls.setdefault(name, []).append(tuple(values))
     try:
@@ -427,6 +498,8 @@ def parse_option_args(args: Sequence[str], info: InfoResponse) -> list[OptionMes
     except TypeError as exc:
         raise ValueError(str(exc)) from None
 
+
+_INT_FOR_DOUBLE = (ValueType.INT, ValueType.DOUBLE)
 
 # How an option's values are written after --option NAME=, for hints.
 _ARG_EXAMPLE = {**_EXAMPLE, ValueType.STRING: "text"}

@@ -37,7 +37,8 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
             "--option field=usage_idle --option size=10 (.field('usage_idle').size(10)); "
             'several values are separated by commas: --option "field=mirrored,1.0" '
             "(.field('mirrored', 1.0)); quote strings holding commas in single quotes: "
-            "--option \"tag='a,b'\"; durations as in TICKscript: --option period=1m30s; an "
+            "--option \"tag='a,b'\"; numbers and durations as in TICKscript (1.0 for a DOUBLE, "
+            "one number and a unit for a duration): --option period=90s; an "
             "option without values: --option NAME; repeat --option to call a method again."
         ),
     )

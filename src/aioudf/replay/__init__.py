@@ -25,7 +25,7 @@ Options are written as on a TICKscript line and typed by the UDF's own Info::
     --option size=10                   .size(10)
     --option "field=mirrored,1.0"      .field('mirrored', 1.0)
     --option "tag='a,b'"               .tag('a,b')      quotes keep commas
-    --option period=1m30s              .period(1m30s)
+    --option period=90s                .period(90s)
     --option verbose                   .verbose()       an option without values
 
 Several values are separated by commas; a string value may be quoted with

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import re
 import shlex
 import sys
 from collections.abc import Sequence
@@ -65,6 +66,21 @@ def _target(args: argparse.Namespace, stderr_lines: _StderrLines) -> tuple[Targe
             "--socket PATH, or --cmd COMMAND"
         )
     return InProcess(load_handler(positional[0])), positional[1:]
+
+
+# aioudf's Init refusal names the TICKscript call ("add .field('text') to the
+# UDF call"); on this command line that call is written as a flag.
+_ADD_CALL = re.compile(r"add \.(\w+)\(([^()]*)\) to the UDF call")
+
+
+def _as_flags(text: str) -> str:
+    """A refusal's TICKscript advice, as replay's flags: ``add -O field=text``."""
+
+    def flag(match: re.Match[str]) -> str:
+        values = ",".join(v.strip().strip("'") for v in match.group(2).split(","))
+        return f"add -O {match.group(1)}={values}" if values else f"add -O {match.group(1)}"
+
+    return _ADD_CALL.sub(flag, text)
 
 
 def _names_a_handler(argument: str) -> bool:
@@ -144,17 +160,20 @@ def run(args: argparse.Namespace, *, stdout: TextIO | None = None) -> int:
             # The reader went away (| head): not an error of ours.
             _silence_stdout()
             return 0
+        udf_failed = isinstance(error, UDFError) and not isinstance(error, UDFUnreachable)
         started = stats.points_in or stats.points_out or error is None
         if not args.quiet and started:
-            print(f"aioudf replay: {stats.summary()}", file=stderr)
+            # "897 points in, 0 points out" alone reads like a UDF that kept quiet.
+            failed = "the UDF failed: " if udf_failed else ""
+            print(f"aioudf replay: {failed}{stats.summary()}", file=stderr)
         if invalid:
             print(f"aioudf replay: {invalid:,} invalid line(s) skipped", file=stderr)
         if error is not None:
             message = str(error)
-            if isinstance(error, UDFError) and not isinstance(error, UDFUnreachable):
+            if isinstance(error, UDFError) and udf_failed:
                 # A process UDF's stderr was shown as it came: do not repeat it.
                 text = error.text if isinstance(target, Command) else str(error)
-                message = f"the UDF failed: {text}"
+                message = f"the UDF failed: {_as_flags(text)}"
             print(f"aioudf replay: error: {message}", file=stderr)
             return 2 if isinstance(error, ReplayError) else 1
     return 0

@@ -21,6 +21,9 @@ __all__ = ["Input", "open_input"]
 
 #: Bytes of line protocol read at a time.
 _BLOCK = 1 << 18
+# Bytes of a non-UTF-8 line shown in its error.
+_EXCERPT = 40
+
 #: Stands for a line that is not UTF-8 (its error raised when it is reached).
 _UNDECODABLE = "\x00undecodable"
 
@@ -160,9 +163,17 @@ class _LineProtocolInput(Input):
                 yield ""  # keep the line numbers right
 
     def _not_utf8(self, line: bytes, exc: UnicodeDecodeError, lineno: int) -> LineProtocolError:
+        # The bytes escaped (\x7fELF...): a binary file must not reach the terminal raw.
+        excerpt = line.rstrip(b"\r\n")
+        shown = excerpt[:_EXCERPT].decode("utf-8", "backslashreplace")
+        if len(excerpt) > _EXCERPT:
+            shown += f"... ({len(excerpt):,} bytes)"
+        hint = ""
+        if b"\0" in line:
+            hint = "; a binary file? (give a recording as .srpl/.brpl, or --input-format)"
         return LineProtocolError(
-            f"not UTF-8 text: {exc.reason} at byte {exc.start}",
-            line.decode("utf-8", "replace").rstrip("\r\n"),
+            f"not UTF-8 text: {exc.reason} at byte {exc.start}{hint}",
+            shown,
             source=self.label,
             lineno=lineno,
         )

@@ -15,11 +15,22 @@ The same test runs against a socket UDF (``Kapacitor("/run/udf.sock")``) or a
 process UDF (``Kapacitor(["python", "-u", "udf.py"])``). With the pytest
 plugin (installed with aioudf) the ``kapacitor`` fixture is that constructor:
 ``await kapacitor(MovingAvg).run(...)``.
+
+End to end, through a real Kapacitor: :class:`Kapacitord` (and
+:class:`AsyncKapacitord`, and the ``kapacitord`` fixture) runs a hermetic
+``kapacitord`` with your UDF, so a test checks your TICKscript with it::
+
+    def test_task(kapacitord):
+        k = kapacitord(movingAverage=MovingAvg)
+        k.define_task("t", "stream |from().measurement('cpu') @movingAverage()..."
+                           " |httpOut('out')")
+        k.write([DataPoint("cpu", {"value": 1.0}, time=0)])
+        assert k.wait_points("t", "out") == [...]
 """
 
 from __future__ import annotations
 
-from ..errors import UDFUnreachable
+from ..errors import KapacitordError, KapacitordNotFound, UDFUnreachable
 from ..points import Batch, DataPoint, fields_of, group_key, make_point
 from .client import (
     DEFAULT_TIMEOUT,
@@ -33,21 +44,37 @@ from .client import (
     as_target,
     encode_options,
 )
+from .kapacitord import (
+    AsyncKapacitord,
+    Kapacitord,
+    ProcessUDF,
+    ServedUDF,
+    SocketUDF,
+    find_kapacitord,
+    series_points,
+)
 from .transports import Command, InProcess, MemoryPipe, Socket, Target
 
 __all__ = [
     "DEFAULT_TIMEOUT",
+    "AsyncKapacitord",
     "Batch",
     "Command",
     "DataPoint",
     "InProcess",
     "InitFailed",
     "Kapacitor",
+    "Kapacitord",
+    "KapacitordError",
+    "KapacitordNotFound",
     "KeepaliveTimeout",
     "MemoryPipe",
+    "ProcessUDF",
     "RestoreFailed",
     "Result",
+    "ServedUDF",
     "Socket",
+    "SocketUDF",
     "Target",
     "TaskConnection",
     "UDFError",
@@ -55,6 +82,8 @@ __all__ = [
     "as_target",
     "encode_options",
     "fields_of",
+    "find_kapacitord",
     "group_key",
     "make_point",
+    "series_points",
 ]
