@@ -431,16 +431,31 @@ def test_bad_scripts_get_one_line(
     assert line.startswith("aioudf compat: error: " + expected.format(path=path))
 
 
-def test_a_script_failing_at_import_is_one_log_entry_and_exit_1(
+def test_a_script_failing_at_import_is_one_line_naming_its_line_and_exit_1(
     python_env: dict[str, str], tmp_path: Path
 ) -> None:
     path = tmp_path / "broken.py"
     path.write_text("import json\n\nraise ImportError('no module named sklearn')\n")
     done = compat(python_env, "--log-format", "json", str(path))
     assert done.returncode == 1
-    (entry,) = done.stderr.strip().splitlines()  # one JSON line: the traceback inside it
-    record = json.loads(entry)
-    assert record["msg"] == f"{path} failed: ImportError: no module named sklearn"
+    (line,) = done.stderr.strip().splitlines()  # raised in the script itself: the line says all
+    assert line == (
+        f"aioudf compat: error: cannot run {path}: {path}:3: ImportError: no module named sklearn"
+    )
+
+
+def test_an_error_raised_deeper_at_import_is_one_line_and_its_traceback_once(
+    python_env: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "helper.py").write_text("def load():\n    return 1 / 0\n")
+    path = tmp_path / "udf.py"
+    path.write_text("import helper\n\nMODEL = helper.load()\n")
+    done = compat(python_env, "--log-format", "json", str(path))
+    assert done.returncode == 1
+    line, entry = done.stderr.strip().splitlines()
+    assert line.startswith(f"aioudf compat: error: cannot run {path}: ")
+    assert line.endswith("helper.py:2: ZeroDivisionError: division by zero")
+    record = json.loads(entry)  # one JSON entry: the traceback inside it, from the script on
     assert record["exc"].count("Traceback") == 1
     assert f'File "{path}", line 3' in record["exc"]
     assert "runpy" not in record["exc"]

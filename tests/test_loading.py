@@ -105,12 +105,22 @@ def test_a_missing_dependency_of_the_module_is_not_a_missing_module(in_tmp: Path
 # ---- through the command line and a real Kapacitor -------------------------------
 
 
-def test_run_prints_one_line_and_answers_kapacitor(
-    python_env: dict[str, str], tmp_path: Path
+#: How each command names the broken module, what it prints, and its exit status:
+#: ``aioudf run`` loads a handler, ``aioudf compat`` runs an agent script.
+COMMANDS = {
+    "run": (["run", "broken:Broken"], "aioudf run: error: cannot load broken:Broken: ", 2),
+    "compat": (["compat", "broken.py"], "aioudf compat: error: cannot run broken.py: ", 1),
+}
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_process_udf_prints_one_line_and_answers_kapacitor(
+    python_env: dict[str, str], tmp_path: Path, command: str
 ) -> None:
+    argv, prefix, status = COMMANDS[command]
     write(tmp_path, "broken.py", BROKEN)
     process = subprocess.Popen(
-        [sys.executable, "-m", "aioudf", "run", "broken:Broken"],
+        [sys.executable, "-m", "aioudf", *argv],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -129,23 +139,22 @@ def test_run_prints_one_line_and_answers_kapacitor(
     assert response.WhichOneof("message") == "error"
     assert "broken.py:7: NameError: name 'udf_pb2' is not defined" in response.error.error
     process.stdin.close()  # Kapacitor closes stdin: only then does the process end
-    assert process.wait(30) == 2
+    assert process.wait(30) == status
     assert process.stderr is not None
     (line,) = process.stderr.read().decode().splitlines()
-    assert line == (
-        "aioudf run: error: cannot load broken:Broken: "
-        "broken.py:7: NameError: name 'udf_pb2' is not defined"
-    )
+    assert line == prefix + "broken.py:7: NameError: name 'udf_pb2' is not defined"
 
 
 @pytest.mark.usefixtures("kapacitord_binary")
-def test_kapacitord_names_the_cause_when_the_module_cannot_load(
-    python_env: dict[str, str], short_tmp: Path
+@pytest.mark.parametrize("command", COMMANDS)
+def test_kapacitord_names_the_cause_when_the_code_cannot_load(
+    python_env: dict[str, str], short_tmp: Path, command: str
 ) -> None:
     module = write(short_tmp, "mymodule.py", BROKEN)
+    named = {"run": [f"{module}:Broken"], "compat": [str(module)]}[command]
     udf = ProcessUDF(
         sys.executable,
-        ["-u", "-m", "aioudf", "run", f"{module}:Broken"],
+        ["-u", "-m", "aioudf", command, *named],
         env={"PYTHONPATH": python_env["PYTHONPATH"]},
     )
     k = Kapacitord(short_tmp / "k", {"broken": udf})
@@ -153,7 +162,8 @@ def test_kapacitord_names_the_cause_when_the_module_cannot_load(
         k.start()
     k.stop()
     said = k.log() + (short_tmp / "k" / "kapacitord.stderr").read_text(errors="replace")
-    assert f'failed to load process info for "broken": cannot load {module}:Broken: ' in said
+    cause = {"run": f"cannot load {module}:Broken: ", "compat": f"cannot run {module}: "}
+    assert f'failed to load process info for "broken": {cause[command]}' in said
     assert "mymodule.py:7: NameError: name 'udf_pb2' is not defined" in said
     assert "broken pipe" not in said
     udf_log = [e for e in map(parse_logfmt, k.log().splitlines()) if e.get("msg") == "UDF log"]

@@ -19,6 +19,7 @@ import argparse
 import inspect
 import logging
 import os
+import stat
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
@@ -489,9 +490,28 @@ def _compat(args: argparse.Namespace) -> int:
         metrics=args.metrics,
     )
     configure_logging(args.log_level, args.log_format)
-    status = run_script(args.script, args.script_args, settings)
+    try:
+        status = run_script(args.script, args.script_args, settings)
+    except HandlerLoadError as exc:
+        _report(exc, "aioudf compat")
+        if _kapacitor_pipes():  # a process UDF: Kapacitor's start-up error names the cause
+            refuse_to_start(str(exc), loop=args.loop)
+        return 1
     exit_past_stuck_threads(status)
     return status
+
+
+def _kapacitor_pipes() -> bool:
+    """Whether stdin and stdout are both pipes, as Kapacitor starts a process UDF.
+
+    A compat script that fails before it serves may be a process or a socket
+    UDF; only the first is answered on stdin (a server started with stdin
+    on a pipe that stays open must exit, not wait for Kapacitor).
+    """
+    try:
+        return all(stat.S_ISFIFO(os.fstat(fd).st_mode) for fd in (0, 1))
+    except OSError:
+        return False
 
 
 def _guarded(action: Callable[[], int], prog: str) -> int:

@@ -139,6 +139,19 @@ def _shown(filename: str) -> str:
 
 def _load_error(spec: str, exc: Exception, path: str | None) -> HandlerLoadError:
     """One line for what the module raised: where in the user's code, and what."""
+    located, shown = locate_error(exc, path)
+    return HandlerLoadError(f"cannot load {spec}: {located}", error=shown)
+
+
+def locate_error(exc: Exception, path: str | None = None) -> tuple[str, Exception | None]:
+    """``file:line: Cause: text`` for an error raised by the user's code, and what to show.
+
+    The place is the last frame of the user's own code (``path``, the
+    module or script loaded, when no frame is recognisably theirs); the
+    second value is ``exc`` with the frames before the user's cut off when
+    it was raised in code theirs called (its traceback then helps), else
+    ``None``. Used for handler modules and for ``aioudf compat`` scripts.
+    """
     # Python 3.10 and 3.11 wrap an error raised by __set_name__ in a RuntimeError.
     if isinstance(exc, RuntimeError) and isinstance(exc.__cause__, DeclarationError):
         exc = exc.__cause__
@@ -165,5 +178,4 @@ def _load_error(spec: str, exc: Exception, path: str | None) -> HandlerLoadError
             for _ in range(start):
                 tb = tb.tb_next if tb is not None else None
             shown = exc.with_traceback(tb)
-    located = f"{where}: {cause}" if where else cause
-    return HandlerLoadError(f"cannot load {spec}: {located}", error=shown)
+    return (f"{where}: {cause}" if where else cause), shown

@@ -9,8 +9,11 @@ once the script has returned and what it served has ended: the exit status.
 Bad input is one line (a :class:`~aioudf.CompatError`, which the command
 prints as ``aioudf compat: error: ...``): a path that is not a file, a file
 that is not Python, a script that never starts an Agent or serves a Server.
-A script that raises (at import, say) is one log entry with the traceback
-of its own code, and exit status 1.
+A script that raises before it serves anything (at import, say) is a
+:class:`~aioudf.errors.HandlerLoadError` naming ``file:line`` and the cause,
+which the command prints, logs with the traceback of the script's own code
+and, as a process UDF, answers to Kapacitor; exit status 1. One that raises
+later is one log entry with that traceback, and exit status 1.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ import sys
 import tokenize
 from collections.abc import Sequence
 
-from ..errors import AioudfError, CompatError
+from ..errors import AioudfError, CompatError, HandlerLoadError
+from ..loader import locate_error
 from ._link import script_frames
 from ._runtime import RUNTIME, Settings
 from .modules import provide_kapacitor_modules
@@ -71,6 +75,9 @@ def run_script(path: str, args: Sequence[str] = (), settings: Settings | None = 
     except AioudfError:
         raise  # the API used in a way aioudf cannot serve: one line
     except Exception as exc:
+        if not (RUNTIME.agents_started or RUNTIME.servers_served):
+            located, shown = locate_error(script_frames(exc), os.path.abspath(path))
+            raise HandlerLoadError(f"cannot run {path}: {located}", error=shown) from None
         logger.error(
             "%s failed: %s: %s", path, type(exc).__name__, exc, exc_info=script_frames(exc)
         )
