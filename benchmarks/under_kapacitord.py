@@ -1,7 +1,7 @@
 """UDFs under a real Kapacitor: points written over HTTP, counted by Kapacitor.
 
-    .venv/bin/python benchmarks/kapacitord.py            # about ten minutes
-    .venv/bin/python benchmarks/kapacitord.py --quick    # about two
+    .venv/bin/python benchmarks/under_kapacitord.py            # about ten minutes
+    .venv/bin/python benchmarks/under_kapacitord.py --quick    # about two
 
 The bulk benchmark (run.py) hands a UDF pre-encoded frames in one write;
 Kapacitor writes to a UDF in small pieces (about 11 points a read on a
@@ -82,7 +82,7 @@ class Case:
     #: The UDF call's options in TICKscript (``.field('usage_idle').size(10)``).
     options: str = ""
     #: What the echo UDF declares so that Kapacitor accepts ``options``.
-    echo_options: Mapping[str, Sequence[int]] = field(default_factory=dict)
+    echo_options: Mapping[str, Sequence[pb.ValueType.ValueType]] = field(default_factory=dict)
 
 
 CASES = (
@@ -131,7 +131,7 @@ def implementations(case: Case, peers: Path | None) -> list[Implementation]:
         return found
     python = peers / "python" / "examples" / f"{case.example}.py"
     if python.is_file():
-        args = ("{socket}",) if case.transport == "socket" else ()
+        args: tuple[str, ...] = ("{socket}",) if case.transport == "socket" else ()
         found.append(
             Implementation(
                 "Python agent",
@@ -159,7 +159,7 @@ def _has_uvloop() -> bool:
     return True
 
 
-def echo_info(options: Mapping[str, Sequence[int]]) -> bytes:
+def echo_info(options: Mapping[str, Sequence[pb.ValueType.ValueType]]) -> bytes:
     """The Info frame the echo UDF answers with: stream in and out, ``options``."""
     response = pb.Response()
     response.info.wants = pb.STREAM
@@ -211,6 +211,10 @@ class Counters:
     writes: int = 0
     #: Voluntary context switches of all its threads: how often it slept.
     wakeups: int = 0
+
+    @property
+    def cpu(self) -> float:
+        return self.user + self.system
 
     def __sub__(self, other: Counters) -> Counters:
         return Counters(
@@ -330,8 +334,10 @@ class UDF:
             with contextlib.suppress(OSError):
                 with open(f"/proc/{pid}/cmdline", "rb") as file:
                     argv = [a.decode() for a in file.read().split(b"\0") if a]
-                if argv and os.path.basename(argv[0]) == os.path.basename(prog) and (
-                    argv[1:] == list(args)
+                if (
+                    argv
+                    and os.path.basename(argv[0]) == os.path.basename(prog)
+                    and (argv[1:] == list(args))
                 ):
                     found.append(pid)
         return found
@@ -731,11 +737,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 continue
                             results[case.name].setdefault(column, []).append(run)
                             log(
-                                f"  {case.name} {column}: {run.rate:,.0f} points/s, UDF "
-                                f"{(run.udf.user + run.udf.system) / run.points * 1e6:.2f} µs, "
-                                f"kapacitord "
-                                f"{(run.kapacitord.user + run.kapacitord.system) / run.points * 1e6:.2f}"
-                                " µs a point"
+                                f"  {case.name} {column}: {run.rate:,.0f} points/s; µs a point: "
+                                f"UDF {run.udf.cpu / run.points * 1e6:.2f}, "
+                                f"kapacitord {run.kapacitord.cpu / run.points * 1e6:.2f}"
                             )
             finally:
                 kapacitor.stop()
@@ -747,7 +751,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"## Under kapacitord: {points:,} points over HTTP a run, medians of {runs} rounds",
         "",
         "Every implementation in the same kapacitord 1.4.1, measured in turn in each round "
-        "(benchmarks/kapacitord.py). CPU in µs a point, user + system. Wake-ups: the UDF's "
+        "(benchmarks/under_kapacitord.py). CPU in µs a point, user + system. Wake-ups: the UDF's "
         "voluntary context switches a point. read(2)s and write(2)s: its syscr and syscw in "
         "/proc/PID/io, which count read()/write() but not recv()/send() (asyncio's selector "
         "loop and the Python agent use those on sockets: — there).",
