@@ -23,6 +23,14 @@ at a time, in order, calls the handler (on the loop for ``async def``
 methods, in a worker thread for plain ones) and hands the results to the
 connection, which turns them into the replies.
 
+Kapacitor writes to a UDF in small pieces, so what each read costs counts
+more than what each point does: a read is decoded and queued without a
+yield, the dispatcher handles it and writes what it produced itself (the
+writer task is woken only for replies, or when a handler suspends part way
+through a run), and while input keeps arriving in small pieces close
+together, the reader waits a fraction of a millisecond so that several are
+read, handled and answered as one (``_COALESCE_DELAY``; never while idle).
+
 When the backlog is full, reading pauses until the handler catches up; a
 keepalive arriving then waits in the socket like everything else, so a handler
 stalled for longer than Kapacitor's UDF timeout gets the task failed with
