@@ -61,8 +61,10 @@ async def test_a_forgotten_await_keeps_the_output_bounded() -> None:
         # writes into as it goes) and stops taking requests...
         output = agent._output
         await spin(
-            lambda: handler.calls > 0
-            and (output.size >= output.limit or not from_udf._writable.is_set())
+            lambda: (
+                handler.calls > 0
+                and (output.size >= output.limit or not from_udf._writable.is_set())
+            )
         )
         calls = handler.calls
         for _ in range(1000):
