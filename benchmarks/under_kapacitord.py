@@ -54,6 +54,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from driver import _accepts  # noqa: E402
 from machine import checkout_env, describe_machine, load_average, log, machine_line  # noqa: E402
 from peers import find_peers  # noqa: E402
 
@@ -383,17 +384,6 @@ class UDFServers:
             if udf.server.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"{udf.name} did not start: {log_path.read_text()[-2000:]}")
             time.sleep(0.02)
-
-
-def _accepts(path: str) -> bool:
-    if not os.path.exists(path):
-        return False
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        try:
-            probe.connect(path)
-        except OSError:
-            return False
-    return True
 
 
 def _free_port() -> int:
