@@ -25,11 +25,9 @@ connection, which turns them into the replies.
 
 Kapacitor writes to a UDF in small pieces, so what each read costs counts
 more than what each point does: a read is decoded and queued without a
-yield, the dispatcher handles it and writes what it produced itself (the
-writer task is woken only for replies, or when a handler suspends part way
-through a run), and while input keeps arriving in small pieces close
-together, the reader waits a fraction of a millisecond so that several are
-read, handled and answered as one (``_COALESCE_DELAY``; never while idle).
+yield, and the dispatcher handles it and writes what it produced itself
+(the writer task is woken only for replies, or when a handler suspends part
+way through a run).
 
 When the backlog is full, reading pauses until the handler catches up; a
 keepalive arriving then waits in the socket like everything else, so a handler
@@ -132,20 +130,6 @@ _DECODE_RUN = 64
 # more instructions per point (benchmarks/instructions.py).
 _TIME_SLICE = 0.002
 _SLICE_CHECK = 16
-
-# Read coalescing. Kapacitor writes to a UDF in small pieces (about 11
-# points a write on a socket), and each one read on its own costs a pass of
-# the read loop, of the dispatcher and a write back, each of which Kapacitor
-# reads on its own: per point, more than parsing and serializing it. When
-# the last two reads were small and came within _BUSY_GAP of each other,
-# the reader waits _COALESCE_DELAY before the next read, so that the
-# writes arriving meanwhile are read, handled and answered as one. Never
-# while idle: a read that came after a pause (or a large one) is followed
-# by the next read at once, and a lone point is answered without delay.
-# Points read before the wait are handled and written during it.
-_COALESCE_DELAY = 0.0002
-_BUSY_GAP = 0.0005
-_SMALL_READ = 16 * 1024
 
 # Consecutive data requests a blocking handler processes per worker-thread
 # call: one thread hop per run of points instead of one per point.
@@ -783,23 +767,10 @@ class Agent:
         ready = self._requests_ready
         next_requests = conn.next_requests
         max_backlog = self._max_backlog
-        clock = time.monotonic
-        sleep = asyncio.sleep
-        coalesce = _COALESCE_DELAY > 0
-        last = 0.0  # when the last read returned
-        small = False  # and whether it was a small one
         with self._reader_scope:
             try:
                 while True:
-                    if small and coalesce and clock() - last < _BUSY_GAP:
-                        # Input is busy, in small pieces: let more gather
-                        # before the next read (see _COALESCE_DELAY).
-                        await sleep(_COALESCE_DELAY)
                     data = await read(self._read_size)
-                    if coalesce:
-                        now = clock()
-                        small = len(data) < _SMALL_READ and now - last < _BUSY_GAP
-                        last = now
                     if not data:
                         conn.receive_eof()
                         backlog.append(_EndOfInput())
