@@ -57,6 +57,9 @@ DEFAULT_TARGETS = TARGETS[:4]
 #: Points in the two counted runs; the workload is always built for the larger.
 SMALL, LARGE = 2_000, 12_000
 _CHUNK = 256 * 1024
+#: What a read from Kapacitor's socket holds in practice (strace: about 11
+#: points of the workload's 163 bytes): ``--chunk`` to count per wake-up costs.
+KAPACITOR_CHUNK = 11 * 163
 #: How much slower the agent runs under callgrind (measured: mirror, ~4 µs a
 #: point natively, ~310 µs under callgrind).
 _VALGRIND_SLOWDOWN = 80
@@ -66,12 +69,13 @@ _NATIVE_SLICE = agent_module._TIME_SLICE
 class _MemoryReader:
     """Hands out ``data`` in chunks, suspending once per read as a socket would."""
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, chunk: int = _CHUNK) -> None:
         self._data = data
         self._pos = 0
+        self._chunk = chunk
 
     async def read(self, n: int = -1) -> bytes:
-        size = min(n if n > 0 else _CHUNK, _CHUNK)
+        size = min(n if n > 0 else self._chunk, self._chunk)
         chunk = self._data[self._pos : self._pos + size]
         self._pos += len(chunk)
         await asyncio.sleep(0)
@@ -101,7 +105,7 @@ def _init(target: str) -> bytes:
     return KapacitorConnection().send_init(options, task_id="", node_id="")
 
 
-def run_once(target: str, points: int, loop: str) -> None:
+def run_once(target: str, points: int, loop: str, chunk: int = _CHUNK) -> None:
     """The measured work: ``points`` points through ``target`` (in the child)."""
     batched = target in BATCH_TARGETS
     # Batches of 1,000 points: the counted runs differ by whole batches.
@@ -144,7 +148,7 @@ def run_once(target: str, points: int, loop: str) -> None:
     agent_module._TIME_SLICE = _NATIVE_SLICE * _VALGRIND_SLOWDOWN
 
     async def serve() -> None:
-        reader = _MemoryReader(_init(target) + data)
+        reader = _MemoryReader(_init(target) + data, chunk)
         agent = Agent(handler_class(), reader, _NullWriter(), metrics=metrics)
         await agent.run()
 
@@ -156,7 +160,7 @@ def run_once(target: str, points: int, loop: str) -> None:
         asyncio.run(serve())
 
 
-def count(target: str, points: int, loop: str) -> int:
+def count(target: str, points: int, loop: str, chunk: int = _CHUNK) -> int:
     """Instructions callgrind counts for one child run."""
     env = dict(os.environ, PYTHONHASHSEED="0")
     command = [
@@ -170,6 +174,8 @@ def count(target: str, points: int, loop: str) -> int:
         str(points),
         "--loop",
         loop,
+        "--chunk",
+        str(chunk),
     ]
     result = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
     match = re.search(r"Collected : (\d+)", result.stderr)
@@ -178,18 +184,26 @@ def count(target: str, points: int, loop: str) -> int:
     return int(match.group(1))
 
 
-def per_point(target: str, loop: str) -> float:
-    return (count(target, LARGE, loop) - count(target, SMALL, loop)) / (LARGE - SMALL)
+def per_point(target: str, loop: str, chunk: int = _CHUNK) -> float:
+    large, small = count(target, LARGE, loop, chunk), count(target, SMALL, loop, chunk)
+    return (large - small) / (LARGE - SMALL)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("targets", nargs="*", choices=[[], *TARGETS], default=[])
     parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
+    parser.add_argument(
+        "--chunk",
+        type=int,
+        default=_CHUNK,
+        help="bytes a read hands the agent (default 256 KiB; Kapacitor's socket writes: about "
+        f"{KAPACITOR_CHUNK:,}, 11 points)",
+    )
     parser.add_argument("--child", nargs=2, metavar=("TARGET", "POINTS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        run_once(args.child[0], int(args.child[1]), args.loop)
+        run_once(args.child[0], int(args.child[1]), args.loop, args.chunk)
         return 0
     if shutil.which("valgrind") is None:
         parser.error("valgrind is not installed")
@@ -202,7 +216,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     targets.sort(key=lambda t: not t.startswith("baseline"))
     baselines: dict[bool, float] = {}
     for target in targets:
-        value = per_point(target, args.loop)
+        value = per_point(
+            target, args.loop, args.chunk if not target.startswith("baseline") else _CHUNK
+        )
         batched = target in BATCH_TARGETS
         if target.startswith("baseline"):
             baselines[batched] = value

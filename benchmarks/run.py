@@ -71,9 +71,10 @@ SUITE = (
     "metrics",
     "replay",
     "workers",
+    "kapacitord",
 )
 #: The cases run by a script of their own, whose report is appended to ours.
-SCRIPTS = {"replay": "replay.py", "workers": "workers.py"}
+SCRIPTS = {"replay": "replay.py", "workers": "workers.py", "kapacitord": "under_kapacitord.py"}
 CUSTOM = ("throughput", "latency", "stall")
 # The examples' options, the same for ours and for Kapacitor's agents (peers.py).
 AVERAGE_OPTIONS = {"field": ["usage_idle"], "size": ["10"]}
@@ -781,7 +782,7 @@ def report(
 
 
 def run_scripts(settings: Settings, quick: bool) -> list[str]:
-    """The replay and workers cases: their scripts' reports, in their own tables.
+    """The replay, workers and kapacitord cases: their scripts' reports, in their own tables.
 
     Each script runs in a process of its own (it starts servers and replays
     of its own), in its quick mode when this run is quick; its progress goes

@@ -159,6 +159,39 @@ class ThreadGate(BlockingHandler):
         self.emit(point)
 
 
+class HoldsFrom(Handler):
+    """Emits each point at once, but holds from point ``held`` on until the gate opens."""
+
+    held: ClassVar[int]
+    opened: asyncio.Event
+
+    async def point(self, point: Point) -> None:
+        if point.time >= self.held:
+            await self.opened.wait()
+        await self.emit(point)
+
+
+async def test_output_goes_out_while_a_later_point_is_held(serve: Any) -> None:
+    # Points read together are handled in one run, and what the run emits
+    # is written at its end; a handler that suspends part way must not hold
+    # back what the points before it produced (Kapacitor would see nothing
+    # until the slow call returns).
+    class Held(HoldsFrom):
+        held = 4
+        opened = asyncio.Event()
+
+    connect = await serve(Held)
+    peer = await connect()
+    await peer.send(init())
+    assert (await peer.receive_kind("init")).init.success
+    await peer.send(*(point(t, v=float(t)) for t in range(1, 7)))
+    early = [await peer.receive() for _ in range(3)]
+    assert [r.point.time for r in early if r] == [1, 2, 3]
+    Held.opened.set()
+    await peer.half_close()
+    assert [r.point.time for r in await peer.receive_all()] == [4, 5, 6]
+
+
 async def test_keepalive_is_answered_while_an_async_handler_awaits(serve: Any) -> None:
     class Held(Gate):
         opened = asyncio.Event()

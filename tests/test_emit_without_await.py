@@ -57,9 +57,15 @@ async def test_a_forgotten_await_keeps_the_output_bounded() -> None:
             to_udf.write(request(point=pb.Point(name="cpu", time=t, fieldsInt={"v": t})))
         to_udf.close()
 
-        # The agent fills its output and stops taking requests...
+        # The agent fills its output (or the transport's buffer, which it
+        # writes into as it goes) and stops taking requests...
         output = agent._output
-        await spin(lambda: handler.calls > 0 and output.size >= output.limit)
+        await spin(
+            lambda: (
+                handler.calls > 0
+                and (output.size >= output.limit or not from_udf._writable.is_set())
+            )
+        )
         calls = handler.calls
         for _ in range(1000):
             await asyncio.sleep(0)

@@ -211,6 +211,25 @@ async def test_disconnect_while_the_udf_is_writing(serve: Any, logs: Logs) -> No
     await served.still_serves()
 
 
+async def test_info_requests_left_unread_are_a_lost_connection_not_an_internal_error(
+    serve: Any, logs: Logs
+) -> None:
+    # Found by fuzzing: several Info requests, then a close without reading a
+    # reply. The first reply written meets the closed socket; the requests
+    # behind it must not be handled as if the connection were still there
+    # (their replies raised StateError: "internal error handling InfoRequest").
+    served = await serve(Recorder)
+    infos = request(info=pb.InfoRequest()) * 5
+    for _ in range(20):
+        peer = await served.connect()
+        await peer.send(infos)
+        await peer.close()
+    await served.idle()
+    assert not [r for r in logs.records if r.levelno >= logging.ERROR], logs.lines
+    assert not [line for line in logs.lines if "internal error" in line]
+    await served.still_serves()
+
+
 @pytest.mark.parametrize(
     "handler", [Recorder, ThreadedEcho, BatchEcho], ids=["async", "blocking", "batch"]
 )

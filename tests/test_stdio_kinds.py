@@ -9,6 +9,7 @@ a hang or a traceback.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -191,3 +192,30 @@ def test_the_pipes_to_and_from_kapacitor_are_widened_to_a_mebibyte(
         udf.stdin.close()
         udf.wait(timeout=60)
         udf.stdout.close()
+
+
+async def test_every_task_waiting_for_a_full_stdout_is_woken() -> None:
+    # The agent's writer and its dispatcher may both wait in drain() while
+    # Kapacitor is not reading the UDF's stdout; when it reads again both
+    # must go on (a forgotten waiter stops keepalive answers for good).
+    from aioudf.stdio import _PipeWriter
+
+    read_fd, write_fd = os.pipe()
+    loop = asyncio.get_running_loop()
+    pipe = os.fdopen(write_fd, "wb", buffering=0)
+    _, writer = await loop.connect_write_pipe(_PipeWriter, pipe)
+    data = b"x" * (4 << 20)  # more than the pipe and the transport's buffer hold
+    writer.write(data)
+    assert writer._paused
+    drains = [asyncio.ensure_future(writer.drain()) for _ in range(3)]
+
+    def read_all() -> int:
+        received = 0
+        while received < len(data):
+            received += len(os.read(read_fd, 1 << 20))
+        return received
+
+    assert await asyncio.to_thread(read_all) == len(data)
+    await asyncio.wait_for(asyncio.gather(*drains), 30)
+    writer.close()
+    os.close(read_fd)

@@ -127,12 +127,16 @@ def _widen_pipe(fd: int) -> None:
 
 
 class _PipeWriter(asyncio.Protocol):
-    """A write-only pipe transport with ``drain()`` flow control."""
+    """A write-only pipe transport with ``drain()`` flow control.
+
+    Several tasks may wait in ``drain()`` at once (the agent's writer and its
+    dispatcher both write): each gets a future of its own.
+    """
 
     def __init__(self) -> None:
         self._transport: Any = None  # uvloop's pipe transports are not asyncio's classes
         self._paused = False
-        self._drain_waiter: asyncio.Future[None] | None = None
+        self._drain_waiters: list[asyncio.Future[None]] = []
         self._closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._lost: Exception | None = None
 
@@ -153,12 +157,13 @@ class _PipeWriter(asyncio.Protocol):
             self._closed.set_result(None)
 
     def _wake(self, exc: Exception | None) -> None:
-        waiter, self._drain_waiter = self._drain_waiter, None
-        if waiter is not None and not waiter.done():
-            if exc is None:
-                waiter.set_result(None)
-            else:
-                waiter.set_exception(exc)
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                if exc is None:
+                    waiter.set_result(None)
+                else:
+                    waiter.set_exception(exc)
 
     def write(self, data: bytes) -> None:
         if self._lost is not None or self._transport is None:
@@ -169,8 +174,9 @@ class _PipeWriter(asyncio.Protocol):
         if self._lost is not None:
             raise BrokenPipeError(f"stdout is closed: {self._lost}")
         if self._paused:
-            self._drain_waiter = asyncio.get_running_loop().create_future()
-            await self._drain_waiter
+            waiter = asyncio.get_running_loop().create_future()
+            self._drain_waiters.append(waiter)
+            await waiter
 
     def close(self) -> None:
         if self._transport is not None:
@@ -264,13 +270,18 @@ class _FileWriter:
     def __init__(self, fd: int) -> None:
         self._fd = fd
         self._pending: list[bytes] = []
+        # Drains in turn (the agent's writer and dispatcher may both drain):
+        # each thread writes what was pending when its turn came, in order.
+        self._turn = asyncio.Lock()
 
     def write(self, data: bytes) -> None:
         self._pending.append(data)
 
     async def drain(self) -> None:
-        data, self._pending = b"".join(self._pending), []
-        await anyio.to_thread.run_sync(self._write_all, data)
+        async with self._turn:
+            data, self._pending = b"".join(self._pending), []
+            if data:
+                await anyio.to_thread.run_sync(self._write_all, data)
 
     def _write_all(self, data: bytes) -> None:
         view = memoryview(data)

@@ -1,0 +1,776 @@
+"""UDFs under a real Kapacitor: points written over HTTP, counted by Kapacitor.
+
+    .venv/bin/python benchmarks/under_kapacitord.py            # about ten minutes
+    .venv/bin/python benchmarks/under_kapacitord.py --quick    # about two
+
+The bulk benchmark (run.py) hands a UDF pre-encoded frames in one write;
+Kapacitor writes to a UDF in small pieces (about 11 points a read on a
+socket, 70 on a pipe), so what a UDF pays per wake-up, and how it writes
+back, decides what Kapacitor gets through. Here one hermetic ``kapacitord``
+1.4.1 (from ``shared/kapacitor`` beside the checkout) serves every
+implementation of every case at once, each declared as a UDF of its own;
+each run defines a task on one of them::
+
+    stream|from().measurement('cpu').groupBy('host') @UDF(options) |count('usage_idle')
+
+writes ``--points`` points to Kapacitor's HTTP write endpoint (line
+protocol, in bodies of ``--body`` lines from one thread, so the writer is
+never the bottleneck), and waits until Kapacitor's own count of points on
+the edge out of the UDF node (the task's DOT) reaches them. The clock runs
+from the first write to that count; CPU times (user and system, from
+``/proc/PID/stat``) and read/write system calls (``/proc/PID/io``) of
+kapacitord and of the UDF's processes are read just before and just after.
+``no UDF`` is the same task without the UDF node. The implementations of a
+case are measured in turn, round after round, so each round's figures come
+from the same minutes of the machine; every figure is the median of
+``--runs`` rounds.
+
+The cases and the implementations are two tables (:data:`CASES`,
+:func:`implementations`): a row added there is measured like the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from driver import _accepts  # noqa: E402
+from machine import checkout_env, describe_machine, load_average, log, machine_line  # noqa: E402
+from peers import find_peers  # noqa: E402
+
+from aioudf._pb import udf_pb2 as pb  # noqa: E402
+from aioudf.framing import encode_frame  # noqa: E402
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+#: The database and retention policy the points are written to.
+DB, RP = "telegraf", "autogen"
+LOOPS = ("asyncio", "uvloop")
+
+
+# ---- what is measured ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    """One workload: a UDF of each implementation in the same task."""
+
+    #: Short name (``--cases``) and the title of its rows.
+    name: str
+    title: str
+    #: Which example each implementation runs, and how Kapacitor reaches it.
+    example: str
+    transport: str  # "socket" or "process"
+    #: The UDF call's options in TICKscript (``.field('usage_idle').size(10)``).
+    options: str = ""
+    #: What the echo UDF declares so that Kapacitor accepts ``options``.
+    echo_options: Mapping[str, Sequence[pb.ValueType.ValueType]] = field(default_factory=dict)
+
+
+CASES = (
+    Case("mirror", "socket mirror", "mirror", "socket"),
+    Case(
+        "moving_avg",
+        "process moving_avg",
+        "moving_avg",
+        "process",
+        ".field('usage_idle').size(10).as('usage_idle')",
+        {"field": [pb.STRING], "size": [pb.INT], "as": [pb.STRING]},
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Implementation:
+    """One way of serving a case's example, as a row of the report."""
+
+    #: The column it is reported under ("aioudf asyncio", "Python agent"...).
+    name: str
+    #: The command; ``{socket}`` is replaced by the socket path.
+    argv: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+def implementations(case: Case, peers: Path | None) -> list[Implementation]:
+    """Every implementation of ``case`` that can run here, in report order.
+
+    A socket implementation's command serves ``{socket}`` until SIGTERM; a
+    process implementation's is what Kapacitor starts (``prog`` and ``args``).
+    """
+    env = checkout_env(ROOT)
+    script = str(ROOT / "examples" / f"{case.example}.py")
+    socket_args = ("--socket", "{socket}") if case.transport == "socket" else ()
+    found = [
+        Implementation(
+            f"aioudf {loop}",
+            (sys.executable, script, "--loop", loop, "--log-level", "WARNING", *socket_args),
+            env,
+        )
+        for loop in LOOPS
+        if loop == "asyncio" or _has_uvloop()
+    ]
+    if peers is None:
+        return found
+    python = peers / "python" / "examples" / f"{case.example}.py"
+    if python.is_file():
+        args: tuple[str, ...] = ("{socket}",) if case.transport == "socket" else ()
+        found.append(
+            Implementation(
+                "Python agent",
+                (sys.executable, "-u", str(python), *args),
+                {**os.environ, "PYTHONPATH": str(peers / "python")},
+            )
+        )
+    go = peers / "go" / case.example
+    if go.is_file():
+        args = ("-socket", "{socket}") if case.transport == "socket" else ()
+        found.append(Implementation("Go agent", (str(go), *args), dict(os.environ)))
+    echo = peers / "echo" / "echo_udf"
+    if echo.is_file():
+        where = "{socket}" if case.transport == "socket" else "-"
+        echo_env = {**os.environ, "ECHO_INFO": echo_info(case.echo_options).hex()}
+        found.append(Implementation("echo UDF", (str(echo), where), echo_env))
+    return found
+
+
+def _has_uvloop() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def echo_info(options: Mapping[str, Sequence[pb.ValueType.ValueType]]) -> bytes:
+    """The Info frame the echo UDF answers with: stream in and out, ``options``."""
+    response = pb.Response()
+    response.info.wants = pb.STREAM
+    response.info.provides = pb.STREAM
+    for name, types in options.items():
+        response.info.options[name].valueTypes.extend(types)
+    return encode_frame(response.SerializeToString())
+
+
+# ---- the points -----------------------------------------------------------------
+
+
+def line_bodies(points: int, per_body: int, seed: int = 1) -> list[bytes]:
+    """``points`` lines of telegraf's ``cpu`` (10 hosts x 4 cpus), in write bodies.
+
+    The same shape as the bulk benchmark's points (workload.py). Times are
+    in nanoseconds, one series' points a second apart.
+    """
+    rng = random.Random(seed)
+    start = 1_700_000_000 * 10**9
+    bodies = []
+    lines: list[str] = []
+    for index in range(points):
+        idle = rng.uniform(60.0, 99.0)
+        user = rng.uniform(0.0, 100.0 - idle)
+        lines.append(
+            f"cpu,cpu=cpu{(index // 10) % 4},host=server{index % 10:02d} "
+            f"usage_idle={idle!r},usage_user={user!r},usage_system={100.0 - idle - user!r} "
+            f"{start + (index // 40) * 10**9}"
+        )
+        if len(lines) == per_body:
+            bodies.append("\n".join(lines).encode())
+            lines = []
+    if lines:
+        bodies.append("\n".join(lines).encode())
+    return bodies
+
+
+# ---- processes' counters --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Counters:
+    """CPU seconds (user, system) and read/write system calls of some processes."""
+
+    user: float = 0.0
+    system: float = 0.0
+    reads: int = 0
+    writes: int = 0
+    #: Voluntary context switches of all its threads: how often it slept.
+    wakeups: int = 0
+
+    @property
+    def cpu(self) -> float:
+        return self.user + self.system
+
+    def __sub__(self, other: Counters) -> Counters:
+        return Counters(
+            self.user - other.user,
+            self.system - other.system,
+            self.reads - other.reads,
+            self.writes - other.writes,
+            self.wakeups - other.wakeups,
+        )
+
+    def __add__(self, other: Counters) -> Counters:
+        return Counters(
+            self.user + other.user,
+            self.system + other.system,
+            self.reads + other.reads,
+            self.writes + other.writes,
+            self.wakeups + other.wakeups,
+        )
+
+
+def counters_of(pid: int) -> Counters:
+    """One process's counters (all its threads'); zeros if it has gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            stat = file.read()
+        with open(f"/proc/{pid}/io") as file:
+            io = dict(line.split(": ") for line in file.read().splitlines())
+    except OSError:
+        return Counters()
+    wakeups = 0
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/status") as file:
+                for line in file:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        wakeups += int(line.split()[1])
+    fields = stat.rpartition(")")[2].split()
+    # utime and stime are fields 14 and 15 of stat(5); fields[0] is field 3.
+    return Counters(
+        int(fields[11]) / CLOCK_TICKS,
+        int(fields[12]) / CLOCK_TICKS,
+        int(io["syscr"]),
+        int(io["syscw"]),
+        wakeups,
+    )
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid``'s children, their children..., from ``/proc/PID/task/*/children``."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{parent}/task"):
+                with open(f"/proc/{parent}/task/{task}/children") as file:
+                    kids = [int(p) for p in file.read().split()]
+                found.extend(kids)
+                todo.extend(kids)
+    return found
+
+
+def total(pids: Sequence[int]) -> Counters:
+    result = Counters()
+    for pid in pids:
+        result = result + counters_of(pid)
+    return result
+
+
+# ---- kapacitord -----------------------------------------------------------------
+
+
+def find_kapacitord() -> Path | None:
+    """``shared/kapacitor/bin/kapacitord`` beside an ancestor of this file."""
+    peers = find_peers()
+    if peers is None:
+        return None
+    binary = peers.parent / "bin" / "kapacitord"
+    return binary if binary.is_file() and os.access(binary, os.X_OK) else None
+
+
+def _toml(value: str) -> str:
+    return json.dumps(value)  # a JSON string is a valid TOML basic string
+
+
+@dataclass
+class UDF:
+    """One ``[udf.functions.NAME]``: a process Kapacitor starts, or a socket."""
+
+    name: str
+    implementation: Implementation
+    socket: str = ""  # served by a server of ours when set
+    server: subprocess.Popen[bytes] | None = None
+
+    def toml(self) -> str:
+        lines = [f"  [udf.functions.{self.name}]", '    timeout = "10s"']
+        if self.socket:
+            lines.append(f"    socket = {_toml(self.socket)}")
+            return "\n".join(lines)
+        prog, *args = self.implementation.argv
+        lines.append(f"    prog = {_toml(prog)}")
+        lines.append(f"    args = [{', '.join(_toml(a) for a in args)}]")
+        lines.append(f"    [udf.functions.{self.name}.env]")
+        for key in ("PYTHONPATH", "ECHO_INFO"):
+            if key in self.implementation.env:
+                lines.append(f"      {key} = {_toml(self.implementation.env[key])}")
+        return "\n".join(lines)
+
+    def pids(self, kapacitord: int) -> list[int]:
+        """The processes serving this UDF's task connection now."""
+        if self.server is not None:
+            return [self.server.pid, *descendants(self.server.pid)]
+        prog = self.implementation.argv[0]
+        args = self.implementation.argv[1:]
+        found = []
+        for pid in descendants(kapacitord):
+            with contextlib.suppress(OSError):
+                with open(f"/proc/{pid}/cmdline", "rb") as file:
+                    argv = [a.decode() for a in file.read().split(b"\0") if a]
+                if (
+                    argv
+                    and os.path.basename(argv[0]) == os.path.basename(prog)
+                    and (argv[1:] == list(args))
+                ):
+                    found.append(pid)
+        return found
+
+
+class UDFServers:
+    """The socket UDFs' servers, started before kapacitord (it asks them for Info)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.logs: list[Path] = []
+
+    @contextlib.contextmanager
+    def serving(self, udfs: Sequence[UDF]) -> Iterator[None]:
+        try:
+            for udf in udfs:
+                if udf.socket:
+                    self._start(udf)
+            yield
+        finally:
+            for udf in udfs:
+                if udf.server is not None:
+                    udf.server.send_signal(signal.SIGTERM)
+            for udf in udfs:
+                if udf.server is not None:
+                    try:
+                        udf.server.wait(10)
+                    except subprocess.TimeoutExpired:
+                        udf.server.kill()
+                        udf.server.wait()
+
+    def _start(self, udf: UDF) -> None:
+        argv = [a.replace("{socket}", udf.socket) for a in udf.implementation.argv]
+        log_path = self.folder / f"{udf.name}.log"
+        self.logs.append(log_path)
+        with open(log_path, "wb") as stderr:
+            udf.server = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
+                env=dict(udf.implementation.env),
+            )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while not _accepts(udf.socket):
+            if udf.server.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"{udf.name} did not start: {log_path.read_text()[-2000:]}")
+            time.sleep(0.02)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Kapacitor:
+    """One hermetic kapacitord under ``folder``, driven over its HTTP API."""
+
+    def __init__(self, binary: Path, folder: Path, udfs: Sequence[UDF]) -> None:
+        self.folder = folder
+        self.port = _free_port()
+        self.log_path = folder / "kapacitord.log"
+        config = folder / "kapacitor.conf"
+        config.write_text(self._config(udfs))
+        self.process = subprocess.Popen(
+            [str(binary), "-config", str(config)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=open(folder / "kapacitord.stderr", "wb"),  # noqa: SIM115
+            cwd=folder,
+        )
+        self.http = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
+        deadline = time.monotonic() + 60
+        while True:
+            if self.process.poll() is not None:
+                raise SystemExit(f"kapacitord exited: {self.log_tail()}")
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                if self.request("GET", "/ping")[0] == 204:
+                    break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"kapacitord did not answer /ping: {self.log_tail()}")
+            time.sleep(0.05)
+
+    def _config(self, udfs: Sequence[UDF]) -> str:
+        f = self.folder
+        return "\n".join(
+            [
+                'hostname = "localhost"',
+                f"data_dir = {_toml(str(f / 'data'))}",
+                "[http]",
+                f'  bind-address = "127.0.0.1:{self.port}"',
+                "  log-enabled = false",
+                "[replay]",
+                f"  dir = {_toml(str(f / 'replay'))}",
+                "[storage]",
+                f"  boltdb = {_toml(str(f / 'kapacitor.db'))}",
+                "[task]",
+                f"  dir = {_toml(str(f / 'tasks'))}",
+                '  snapshot-interval = "1h0m0s"',
+                "[load]",
+                "  enabled = false",
+                "[reporting]",
+                "  enabled = false",
+                "[stats]",
+                "  enabled = false",
+                "[logging]",
+                f"  file = {_toml(str(self.log_path))}",
+                '  level = "INFO"',
+                "[[influxdb]]",
+                "  enabled = false",
+                '  name = "default"',
+                '  urls = ["http://127.0.0.1:1"]',
+                "[udf]",
+                "[udf.functions]",
+                *(udf.toml() for udf in udfs),
+                "",
+            ]
+        )
+
+    def log_tail(self) -> str:
+        with contextlib.suppress(OSError):
+            return self.log_path.read_text(errors="replace")[-3000:]
+        return ""
+
+    def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        try:
+            self.http.request(method, "/kapacitor/v1" + path, body=body)
+            response = self.http.getresponse()
+            return response.status, response.read()
+        except (OSError, http.client.HTTPException):
+            self.http.close()  # reconnect on the next request
+            raise
+
+    def json(self, method: str, path: str, payload: object = None) -> object:
+        body = None if payload is None else json.dumps(payload).encode()
+        status, data = self.request(method, path, body)
+        if status >= 300:
+            raise SystemExit(f"{method} {path}: {status} {data.decode(errors='replace')}")
+        return json.loads(data) if data else None
+
+    def stop(self) -> None:
+        self.http.close()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def collected(document: Mapping[str, object], prefix: str = "count") -> int:
+    """Points the task's node ``prefix``N (``count2``...) has taken in, from Kapacitor's stats."""
+    stats = document.get("stats")
+    nodes = stats.get("node-stats") if isinstance(stats, dict) else None
+    for node, values in (nodes or {}).items():
+        if node.startswith(prefix) and isinstance(values, dict):
+            return int(values.get("collected") or 0)
+    return 0
+
+
+# ---- one run -----------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """One task through kapacitord: rate and per-point costs."""
+
+    points: int
+    seconds: float
+    kapacitord: Counters
+    udf: Counters
+
+    @property
+    def rate(self) -> float:
+        return self.points / self.seconds
+
+
+class Bench:
+    def __init__(self, kapacitor: Kapacitor, bodies: list[bytes], warmup: list[bytes]) -> None:
+        self.k = kapacitor
+        self.bodies = bodies
+        self.warmup = warmup
+        self.points = sum(body.count(b"\n") + 1 for body in bodies)
+        self.tasks = 0
+
+    def _write(self, bodies: Sequence[bytes], errors: list[str]) -> None:
+        """Write ``bodies`` on a connection of its own (a thread: the main one polls)."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.k.port, timeout=300)
+        query = urllib.parse.urlencode({"db": DB, "rp": RP, "precision": "ns"})
+        try:
+            for body in bodies:
+                connection.request("POST", f"/kapacitor/v1/write?{query}", body=body)
+                response = connection.getresponse()
+                data = response.read()
+                if response.status != 204:
+                    errors.append(f"write answered {response.status}: {data[:500]!r}")
+                    return
+        except (OSError, http.client.HTTPException) as exc:
+            errors.append(f"write failed: {exc!r}")
+        finally:
+            connection.close()
+
+    def _count(self, task: str) -> tuple[int, str]:
+        document = self.k.json("GET", f"/tasks/{task}")
+        assert isinstance(document, dict)
+        return collected(document), document.get("error") or ""
+
+    def _wait_count(self, task: str, points: int, writer: threading.Thread | None) -> None:
+        deadline = time.monotonic() + 300
+        while True:
+            count, error = self._count(task)
+            if count >= points:
+                return
+            if error:
+                raise RuntimeError(f"task failed: {error}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{count:,} of {points:,} points counted after 300 s")
+            # Coarse while the writes go on (each poll costs kapacitord a
+            # little), fine once they are done: the end is what is timed.
+            time.sleep(0.05 if writer is not None and writer.is_alive() else 0.005)
+
+    def run(self, udf: UDF | None, options: str) -> Run:
+        self.tasks += 1
+        task = f"t{self.tasks}"
+        call = f"@{udf.name}(){options}" if udf is not None else ""
+        script = f"stream|from().measurement('cpu').groupBy('host'){call}|count('usage_idle')"
+        self.k.json(
+            "POST",
+            "/tasks",
+            {
+                "id": task,
+                "type": "stream",
+                "dbrps": [{"db": DB, "rp": RP}],
+                "script": script,
+                "status": "enabled",
+            },
+        )
+        try:
+            errors: list[str] = []
+            # Warm-up: the UDF's connection up, its first points through.
+            self._write(self.warmup, errors)
+            warm = sum(body.count(b"\n") + 1 for body in self.warmup)
+            self._wait_count(task, warm, None)
+            kpid = self.k.process.pid
+            pids = udf.pids(kpid) if udf is not None else []
+            if udf is not None and not pids:
+                raise RuntimeError(f"no process found serving {udf.name}")
+            k0, u0 = counters_of(kpid), total(pids)
+            started = time.perf_counter()
+            writer = threading.Thread(target=self._write, args=(self.bodies, errors))
+            writer.start()
+            try:
+                self._wait_count(task, warm + self.points, writer)
+            finally:
+                writer.join()
+            seconds = time.perf_counter() - started
+            k1, u1 = counters_of(kpid), total(pids)
+            if errors:
+                raise RuntimeError(errors[0])
+            return Run(self.points, seconds, k1 - k0, u1 - u0)
+        finally:
+            self.k.request("DELETE", f"/tasks/{task}")
+
+
+# ---- the report -------------------------------------------------------------------
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def per_point(runs: Sequence[Run], pick: Callable[[Run], float]) -> float:
+    return median([pick(r) / r.points for r in runs])
+
+
+def table(title: str, columns: Sequence[str], results: Mapping[str, Sequence[Run]]) -> list[str]:
+    """The rows of one case: each figure's median over the rounds."""
+
+    def cells(make: Callable[[Sequence[Run]], str]) -> str:
+        return " | ".join(make(results[c]) if results.get(c) else "—" for c in columns)
+
+    def cpu(pick: Callable[[Run], Counters], kind: str) -> Callable[[Sequence[Run]], str]:
+        def make(runs: Sequence[Run]) -> str:
+            user = per_point(runs, lambda r: pick(r).user) * 1e6
+            system = per_point(runs, lambda r: pick(r).system) * 1e6
+            if kind == "udf" and not pick(runs[0]).user and not pick(runs[0]).system:
+                return "—"
+            return f"{user + system:.1f} ({user:.1f} + {system:.1f})"
+
+        return make
+
+    def calls(pick: Callable[[Counters], int]) -> Callable[[Sequence[Run]], str]:
+        def make(runs: Sequence[Run]) -> str:
+            reads = per_point(runs, lambda r: pick(r.udf))
+            return f"{reads:.3f}" if any(pick(r.udf) for r in runs) else "—"
+
+        return make
+
+    lines = [
+        f"| {title} | {' | '.join(columns)} |",
+        "|---|" + "---:|" * len(columns),
+        f"| points/s | {cells(lambda runs: f'{median([r.rate for r in runs]):,.0f}')} |",
+        f"| UDF CPU µs/point (user + system) | {cells(cpu(lambda r: r.udf, 'udf'))} |",
+        f"| kapacitord CPU µs/point (user + system) | {cells(cpu(lambda r: r.kapacitord, 'k'))} |",
+        f"| UDF wake-ups/point | {cells(calls(lambda c: c.wakeups))} |",
+        f"| UDF read(2)s/point | {cells(calls(lambda c: c.reads))} |",
+        f"| UDF write(2)s/point | {cells(calls(lambda c: c.writes))} |",
+    ]
+    return lines
+
+
+def ratios(
+    results: Mapping[str, Sequence[Run]], ours: str, theirs: str
+) -> tuple[float, float] | None:
+    """Median per-round ratios ours/theirs: (points/s, UDF CPU a point)."""
+    a, b = results.get(ours) or [], results.get(theirs) or []
+    pairs = list(zip(a, b, strict=False))
+    if not pairs:
+        return None
+
+    def cpu(run: Run) -> float:
+        return (run.udf.user + run.udf.system) / run.points
+
+    rate = median([x.rate / y.rate for x, y in pairs])
+    cpus = [cpu(x) / cpu(y) for x, y in pairs if cpu(y) > 0]
+    return rate, median(cpus)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer points and rounds")
+    parser.add_argument("--runs", type=int, help="rounds (default 5, quick 3)")
+    parser.add_argument("--points", type=int, help="points per run (default 200,000; quick 60,000)")
+    parser.add_argument("--body", type=int, default=5000, help="lines per HTTP write (5,000)")
+    parser.add_argument("--cases", default=",".join(c.name for c in CASES))
+    parser.add_argument(
+        "--only", default="", help="implementations to run, by column name, comma-separated"
+    )
+    parser.add_argument("--json", help="also save every run to this file")
+    args = parser.parse_args(argv)
+    runs = args.runs or (3 if args.quick else 5)
+    points = args.points or (60_000 if args.quick else 200_000)
+    binary = find_kapacitord()
+    if binary is None:
+        log("no shared/kapacitor/bin/kapacitord beside the checkout: nothing to measure")
+        print("## Under kapacitord\n\nSkipped: no kapacitord beside the checkout.")
+        return 0
+    peers = find_peers()
+    cases = [c for c in CASES if c.name in args.cases.split(",")]
+    only = [name for name in args.only.split(",") if name]
+
+    load_start = load_average()
+    machine = describe_machine(ROOT)
+    folder = Path(tempfile.mkdtemp(prefix="aioudf-k-", dir="/tmp"))  # short socket paths
+    udfs: dict[tuple[str, str], UDF] = {}
+    for case in cases:
+        for number, implementation in enumerate(implementations(case, peers)):
+            if only and implementation.name not in only:
+                continue
+            name = f"{case.name}{number}"
+            path = str(folder / f"{name}.sock") if case.transport == "socket" else ""
+            udfs[case.name, implementation.name] = UDF(name, implementation, path)
+    bodies = line_bodies(points, args.body)
+    warmup = line_bodies(2_000, args.body, seed=2)
+    log(f"load average {load_start}; {len(udfs)} UDFs, {points:,} points a run, {runs} rounds")
+    results: dict[str, dict[str, list[Run]]] = {c.name: {} for c in cases}
+    baseline: list[Run] = []
+    servers = UDFServers(folder)
+    try:
+        with servers.serving(list(udfs.values())):
+            kapacitor = Kapacitor(binary, folder, list(udfs.values()))
+            try:
+                bench = Bench(kapacitor, bodies, warmup)
+                for round_number in range(runs):
+                    run = bench.run(None, "")
+                    baseline.append(run)
+                    log(f"round {round_number + 1}: no UDF {run.rate:,.0f} points/s")
+                    for case in cases:
+                        for (name, column), udf in udfs.items():
+                            if name != case.name:
+                                continue
+                            try:
+                                run = bench.run(udf, case.options)
+                            except RuntimeError as exc:
+                                log(f"  {case.name} {column}: failed: {exc}")
+                                continue
+                            results[case.name].setdefault(column, []).append(run)
+                            log(
+                                f"  {case.name} {column}: {run.rate:,.0f} points/s; µs a point: "
+                                f"UDF {run.udf.cpu / run.points * 1e6:.2f}, "
+                                f"kapacitord {run.kapacitord.cpu / run.points * 1e6:.2f}"
+                            )
+            finally:
+                kapacitor.stop()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    load_end = load_average()
+
+    lines = [
+        f"## Under kapacitord: {points:,} points over HTTP a run, medians of {runs} rounds",
+        "",
+        "Every implementation in the same kapacitord 1.4.1, measured in turn in each round "
+        "(benchmarks/under_kapacitord.py). CPU in µs a point, user + system. Wake-ups: the UDF's "
+        "voluntary context switches a point. read(2)s and write(2)s: its syscr and syscw in "
+        "/proc/PID/io, which count read()/write() but not recv()/send() (asyncio's selector "
+        "loop and the Python agent use those on sockets: — there).",
+    ]
+    for case in cases:
+        columns = [c for (n, c) in udfs if n == case.name]
+        results[case.name]["no UDF"] = baseline
+        lines += ["", *table(case.title, [*columns, "no UDF"], results[case.name])]
+        notes = []
+        for loop in LOOPS:
+            for peer in ("Python agent", "echo UDF"):
+                found = ratios(results[case.name], f"aioudf {loop}", peer)
+                if found is not None:
+                    notes.append(
+                        f"aioudf {loop} / {peer}: points/s {found[0]:.2f} x, "
+                        f"UDF CPU a point {found[1]:.2f} x"
+                    )
+        if notes:
+            lines += ["", "Per-round ratios (medians): " + "; ".join(notes) + "."]
+    lines += ["", machine_line(machine, load_start, load_end)]
+    print("\n".join(lines))
+    if args.json:
+        document = {
+            case: {column: [vars(r) | {"rate": r.rate} for r in rs] for column, rs in per.items()}
+            for case, per in results.items()
+        }
+        Path(args.json).write_text(json.dumps(document, default=vars, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
