@@ -24,7 +24,7 @@ import queue
 import threading
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from .._pb import udf_pb2
 from ..errors import CompatError, InitError, RestoreError
@@ -73,7 +73,10 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
         future.set_result(result)
 
 
-def script_frames(error: BaseException) -> BaseException:
+_E = TypeVar("_E", bound=BaseException)
+
+
+def script_frames(error: _E) -> _E:
     """``error`` with the frames that called the script's code (aioudf's, runpy's) left out."""
     tb: TracebackType | None = error.__traceback__
     while tb is not None and tb.tb_next is not None:
