@@ -140,6 +140,24 @@ def implementations(case: Case, peers: Path | None) -> list[Implementation]:
                 {**os.environ, "PYTHONPATH": str(peers / "python")},
             )
         )
+        # The same script, unchanged, on aioudf (issue 17): `aioudf compat`,
+        # with the real agent still on PYTHONPATH as kapacitor.conf sets it.
+        found.append(
+            Implementation(
+                "aioudf compat (agent's script)",
+                (
+                    sys.executable,
+                    "-m",
+                    "aioudf",
+                    "compat",
+                    "--log-level",
+                    "WARNING",
+                    str(python),
+                    *args,
+                ),
+                {**env, "PYTHONPATH": os.pathsep.join((env["PYTHONPATH"], str(peers / "python")))},
+            )
+        )
     go = peers / "go" / case.example
     if go.is_file():
         args = ("-socket", "{socket}") if case.transport == "socket" else ()
