@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from kapacitord import Kapacitord, ProcessUDF, Servers, SocketServer, SocketUDF, rows
 from test_compat import SCRIPTS, official_agent
-from test_kapacitord import expected_moving_averages
+from test_kapacitord import expected_moving_averages, write_two_hosts
 from test_operations import VALUES, wait_until_handled
 
 pytestmark = pytest.mark.usefixtures("kapacitord_binary")
@@ -112,13 +112,7 @@ def test_moving_avg_example_output_is_the_agents(
     python_env: dict[str, str], agent: Path, short_tmp: Path
 ) -> None:
     with side_by_side(python_env, agent, short_tmp, "moving_avg", MOVING_AVG) as k:
-        values = {"a": [float(t * t % 17) for t in range(10)], "b": [100.0 - t for t in range(10)]}
-        k.write(
-            f"cpu,host={host} usage_idle={series[t]} {t}"
-            for t in range(10)
-            for host, series in values.items()
-        )
-        k.write(f"cpu,host={host} usage_idle=0 10" for host in values)  # closes the window
+        values = write_two_hosts(k)
         official, compat = outputs(k, 20)
         assert compat == official
         for host, series in values.items():

@@ -61,6 +61,18 @@ def expected_moving_averages(values: list[float], size: int) -> list[float]:
     return [statistics.fmean(values[max(0, i + 1 - size) : i + 1]) for i in range(len(values))]
 
 
+def write_two_hosts(k: Kapacitord) -> dict[str, list[float]]:
+    """Ten points for each of hosts a and b, then one past a 10 s window: the values."""
+    values = {"a": [float(t * t % 17) for t in range(10)], "b": [100.0 - t for t in range(10)]}
+    k.write(
+        f"cpu,host={host} usage_idle={series[t]} {t}"
+        for t in range(10)
+        for host, series in values.items()
+    )
+    k.write(f"cpu,host={host} usage_idle=0 10" for host in values)  # closes the window
+    return values
+
+
 CPU_BY_HOST = """stream
     |from()
         .measurement('cpu')
@@ -80,13 +92,7 @@ def test_moving_avg_process_udf_per_group(python_env: dict[str, str], short_tmp:
             "avg",
             CPU_BY_HOST.replace("|httpOut", "|window().period(10s).every(10s)\n    |httpOut"),
         )
-        values = {"a": [float(t * t % 17) for t in range(10)], "b": [100.0 - t for t in range(10)]}
-        k.write(
-            f"cpu,host={host} usage_idle={series[t]} {t}"
-            for t in range(10)
-            for host, series in values.items()
-        )
-        k.write(f"cpu,host={host} usage_idle=0 10" for host in values)  # closes the window
+        values = write_two_hosts(k)
         out = rows(k.wait_output("avg", "out", 20))
         for host, series in values.items():
             got = [row["avg"] for row in out if row["host"] == host]
