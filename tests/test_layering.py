@@ -234,8 +234,9 @@ def test_every_import_points_up_the_documented_tree(typing: bool) -> None:
                 "aioudf.state",
             },
         ),
-        # the replay flags are argparse only; the engine loads when replay runs
-        ("aioudf.replay_cli", {"aioudf.replay.command"}),
+        # the replay flags are argparse only; the engine loads when replay runs,
+        # the log-level check when --log-level is given
+        ("aioudf.replay_cli", {"aioudf.replay.command", "aioudf.logs"}),
     ],
 )
 def test_leaf_modules_import_only_what_they_may(module: str, allowed: set[str]) -> None:

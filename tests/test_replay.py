@@ -487,6 +487,14 @@ def test_quiet_prints_no_summary(python_env: dict[str, str]) -> None:
     assert (done.returncode, done.stdout, done.stderr) == (0, "m v=1.0 1\n", "")
 
 
+def test_log_level_in_any_case_as_run_and_serve_take_it(python_env: dict[str, str]) -> None:
+    done = replay(python_env, MIRROR, "-q", "--log-level", "debug", stdin=b"m v=1 1\n")
+    assert (done.returncode, done.stdout) == (0, "m v=1.0 1\n")
+    done = replay(python_env, MIRROR, "--log-level", "loud", stdin=b"m v=1 1\n")
+    assert done.returncode == 2
+    assert "unknown log level 'loud'" in done.stderr.splitlines()[-1]
+
+
 def test_a_reader_that_goes_away_is_not_an_error(
     python_env: dict[str, str], tmp_path: Path
 ) -> None:

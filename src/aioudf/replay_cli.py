@@ -10,6 +10,17 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+
+def _log_level(text: str) -> str:
+    """``--log-level`` in any case, as ``aioudf run`` and ``serve`` take it."""
+    from .logs import log_level  # (only once replay's own flags are parsed)
+
+    try:
+        return log_level(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 __all__ = ["INPUT_FORMATS", "add_parser", "run"]
 
 #: Input formats by name (``--input-format``); auto picks one by file extension.
@@ -127,8 +138,10 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     data.add_argument(
         "--log-level",
         default="WARNING",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="log level of an in-process handler (default: WARNING)",
+        type=_log_level,
+        metavar="LEVEL",
+        help="log level of an in-process handler: debug, info, warning or error, in any case "
+        "(default: WARNING)",
     )
     return parser
 
