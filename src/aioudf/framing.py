@@ -220,7 +220,12 @@ class FrameDecoder:
         return taken
 
     def _read_header(self, pos: int, end: int) -> tuple[int, int]:
-        """Decode a multi-byte header at ``pos``: (value, header length) or (0, 0)."""
+        """Decode the header at ``pos``: (value, header length), or (0, 0) if it is cut.
+
+        Raises, and keeps raising, for a header that is not a uvarint or that
+        already announces more than the maximum (next_frame() decodes
+        one-byte headers itself).
+        """
         value, length = decode_uvarint(self._buf, pos, end)
         if length > 0 and value <= UINT64_MAX:
             return value, length
@@ -254,9 +259,7 @@ class FrameDecoder:
         if left:
             # Only a header was left, complete or not (a decoder fed the
             # unconsumed bytes of another one may hold a whole header).
-            size, header = self._buf[self._pos], 1
-            if size >= 0x80:
-                size, header = self._read_header(self._pos, len(self._buf))
+            size, header = self._read_header(self._pos, len(self._buf))
             if header:
                 self._error = FrameError(
                     f"stream ended inside a frame: received {left - header} of {size} body bytes"
