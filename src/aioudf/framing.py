@@ -229,6 +229,11 @@ class FrameDecoder:
         value, length = decode_uvarint(self._buf, pos, end)
         if length > 0 and value <= UINT64_MAX:
             return value, length
+        if length > 0:
+            # Ten bytes carrying more than 64 bits: their first nine (63 bits)
+            # may already announce too much, which is what a decoder reading
+            # byte by byte would have said first.
+            value &= (1 << 63) - 1
         if value > self.max_frame_size:
             # Already too large, whatever the remaining bytes say.
             self._error = FrameTooLarge(value, self.max_frame_size, at_least=True)
