@@ -34,19 +34,17 @@ import time
 from collections.abc import Callable
 
 from aioudf._pb import udf_pb2 as pb
-from aioudf.framing import _VARINTS, encode_uvarint
+from aioudf.wire import DATA_TAGS, VARINTS, encode_uvarint, read_uvarint
 
 __all__ = ["VARIANTS", "baseline_point_loop", "baseline_request_loop"]
 
-_TAGS: dict[type, bytes] = {
-    pb.BeginBatch: b"\x82\x01",
-    pb.Point: b"\x8a\x01",
-    pb.EndBatch: b"\x92\x01",
-}
+# The tags and varints of aioudf.wire. The loops below read a frame's
+# one- or two-byte length inline rather than calling the wire's decoder:
+# the baseline is the least work a loop can do, and a call per frame is
+# work (longer headers go to read_uvarint).
+_TAGS = DATA_TAGS
 _BY_TAG: dict[int, type[pb.BeginBatch] | type[pb.Point] | type[pb.EndBatch]] = {
-    0x82: pb.BeginBatch,
-    0x8A: pb.Point,
-    0x92: pb.EndBatch,
+    tag[0]: kind for kind, tag in DATA_TAGS.items()
 }
 
 
@@ -54,7 +52,7 @@ def baseline_request_loop(stream: bytes) -> bytes:
     """Parse each frame as a Request, serialize its data message as a Response."""
     view = memoryview(stream)
     parse = pb.Request.FromString
-    varints = _VARINTS
+    varints = VARINTS
     tags = _TAGS
     out: list[bytes] = []
     append = out.append
@@ -68,7 +66,7 @@ def baseline_request_loop(stream: bytes) -> bytes:
             size = (size & 0x7F) | (stream[pos + 1] << 7)
             pos += 2
         else:
-            size, pos = _long_header(stream, pos)
+            size, pos = read_uvarint(stream, pos)
         request = parse(view[pos : pos + size])  # type: ignore[arg-type]  # buffers are accepted
         pos += size
         message = getattr(request, request.WhichOneof("message") or "point")
@@ -86,7 +84,7 @@ def baseline_request_loop(stream: bytes) -> bytes:
 def baseline_point_loop(stream: bytes) -> bytes:
     """Parse each frame's data message directly from after its tag; serialize it."""
     view = memoryview(stream)
-    varints = _VARINTS
+    varints = VARINTS
     tags = _TAGS
     by_tag = _BY_TAG
     out: list[bytes] = []
@@ -101,7 +99,7 @@ def baseline_point_loop(stream: bytes) -> bytes:
             size = (size & 0x7F) | (stream[pos + 1] << 7)
             pos += 2
         else:
-            size, pos = _long_header(stream, pos)
+            size, pos = read_uvarint(stream, pos)
         kind = by_tag[stream[pos]]  # body: tag (2 bytes), uvarint(len), message
         start = pos + 3 if stream[pos + 2] < 0x80 else pos + 4
         message = kind.FromString(view[start : pos + size])  # type: ignore[arg-type]
@@ -115,19 +113,6 @@ def baseline_point_loop(stream: bytes) -> bytes:
         append(inner)
         append(data)
     return b"".join(out)
-
-
-def _long_header(stream: bytes, pos: int) -> tuple[int, int]:
-    """A multi-byte uvarint at ``pos``: (value, position after it)."""
-    value = 0
-    shift = 0
-    while True:
-        byte = stream[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, pos
-        shift += 7
 
 
 #: The baseline loops by name.

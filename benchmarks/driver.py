@@ -44,9 +44,9 @@ from workload import Workload
 
 from aioudf._pb import udf_pb2 as pb
 from aioudf.errors import ProtocolError
-from aioudf.framing import FrameDecoder
 from aioudf.options import parse_option_args
 from aioudf.protocol import KapacitorConnection, KapacitorEvent
+from aioudf.wire import frame_bounds
 
 __all__ = [
     "CommandTarget",
@@ -483,18 +483,12 @@ class Latency:
 
 
 def _split_frames(workload: Workload) -> list[bytes]:
-    decoder = FrameDecoder()
-    decoder.feed(workload.data)
+    """The workload's frames, each whole (header included)."""
     frames: list[bytes] = []
-    view = memoryview(workload.data)
     pos = 0
-    while (body := decoder.next_frame()) is not None:
-        # Rebuild the whole frame (header included) from the body's position.
-        end = pos
-        while view[end] & 0x80:
-            end += 1
-        frames.append(bytes(view[pos : end + 1 + len(body)]))
-        pos = end + 1 + len(body)
+    for _, end in frame_bounds(workload.data):
+        frames.append(workload.data[pos:end])
+        pos = end
     return frames
 
 

@@ -39,6 +39,7 @@ from aioudf.agent import Agent  # noqa: E402
 from aioudf.handler import Handler  # noqa: E402
 from aioudf.options import encode_options  # noqa: E402
 from aioudf.protocol import KapacitorConnection  # noqa: E402
+from aioudf.wire import frame_bounds  # noqa: E402
 
 TARGETS = (
     "baseline",
@@ -111,16 +112,8 @@ def run_once(target: str, points: int, loop: str, chunk: int = _CHUNK) -> None:
     # Batches of 1,000 points: the counted runs differ by whole batches.
     workload = batch_stream(LARGE // 1000) if batched else point_stream(LARGE)
     # Where each frame ends, found for all of them whatever ``points`` is:
-    # only the work on the points may differ. (Headers are one or two bytes.)
-    ends = []
-    pos = 0
-    data = workload.data
-    for _ in range(workload.frames):
-        if data[pos] < 0x80:
-            pos += 1 + data[pos]
-        else:
-            pos += 2 + (data[pos] & 0x7F | data[pos + 1] << 7)
-        ends.append(pos)
+    # only the work on the points may differ.
+    ends = [end for _, end in frame_bounds(workload.data)]
     data = workload.data[: ends[points // 1000 * 1002 - 1 if batched else points - 1]]
     if target.startswith("baseline"):
         baseline_point_loop(data)

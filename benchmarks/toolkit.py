@@ -37,20 +37,13 @@ from aioudf import (  # noqa: E402
 )
 from aioudf._pb import udf_pb2 as pb  # noqa: E402
 from aioudf.state import restore_states, snapshot_states  # noqa: E402
+from aioudf.wire import frame_bounds  # noqa: E402
 
 
 def decode_points(count: int) -> list[Point]:
     """``count`` points of the benchmark workload, parsed."""
     data = point_stream(count).data
-    points = []
-    pos = 0
-    while pos < len(data):
-        size = data[pos] & 0x7F | data[pos + 1] << 7
-        request = pb.Request()
-        request.ParseFromString(data[pos + 2 : pos + 2 + size])
-        points.append(request.point)
-        pos += 2 + size
-    return points
+    return [pb.Request.FromString(data[start:end]).point for start, end in frame_bounds(data)]
 
 
 class Counts(Handler):

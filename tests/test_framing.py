@@ -174,3 +174,16 @@ def test_fed_bytearray_may_be_reused_by_the_caller() -> None:
     decoder.feed(buffer)
     buffer[1:] = b"XYZ"
     assert bytes(decoder.next_frame() or b"") == b"abc"
+
+
+def test_varint_beyond_64_bits_is_a_bad_header_even_under_a_small_limit() -> None:
+    # The first nine bytes announce 0: only the tenth breaks the 64 bits.
+    decoder = FrameDecoder(max_frame_size=0)
+    decoder.feed(b"\x80" * 9 + b"\x02")
+    with pytest.raises(FrameError, match="more than 64 bits"):
+        decoder.next_frame()
+    # When the first nine already announce too much, that is said first.
+    decoder = FrameDecoder(max_frame_size=10)
+    decoder.feed(b"\xff" * 9 + b"\x7f")
+    with pytest.raises(FrameTooLarge, match="at least"):
+        decoder.next_frame()

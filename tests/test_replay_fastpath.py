@@ -26,6 +26,7 @@ from aioudf.replay.fastpath import LineEncoder, LineFormatter
 from aioudf.replay.grouping import Grouping
 from aioudf.replay.inputs import open_input
 from aioudf.replay.output import Output, ReplayStats
+from aioudf.wire import frame_bounds
 
 pytest.importorskip("line_protocol_parser")
 
@@ -78,17 +79,10 @@ def _slow(line: str, grouping: Grouping, precision: str = "ns") -> Request:
 
 
 def _decode(frame: bytes) -> Request:
-    # A frame is a varint length, then the Request.
-    length, shift, i = 0, 0, 0
-    while True:
-        byte = frame[i]
-        length |= (byte & 0x7F) << shift
-        i += 1
-        shift += 7
-        if byte < 0x80:
-            break
-    assert len(frame) - i == length
-    return Request.FromString(frame[i:])
+    # A frame is a varint length, then the Request: one whole frame.
+    [(start, end)] = frame_bounds(frame)
+    assert end == len(frame)
+    return Request.FromString(frame[start:])
 
 
 @pytest.mark.parametrize("grouping", [Grouping(), Grouping(tags=("host",), by_name=True)])

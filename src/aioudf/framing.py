@@ -3,7 +3,8 @@
 A connection carries ``uvarint(len(body)) body`` frames back to back and
 nothing else. :class:`FrameDecoder` is fed byte chunks cut anywhere and hands
 out frame bodies; :func:`encode_frame` and :func:`encode_uvarint` go the other
-way. Nothing here touches a socket, so every edge case (a header split across
+way (both written, with the varint, in :mod:`aioudf.wire`, and re-exported
+here). Nothing here touches a socket, so every edge case (a header split across
 chunks, a body split across many, thousands of frames in one chunk) is tested
 by feeding bytes.
 
@@ -14,7 +15,19 @@ frame cut by a chunk boundary is gathered into a buffer of its own, once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from .errors import FrameError, FrameTooLarge
+from .wire import (
+    MAX_VARINT_LENGTH,
+    SCAN_MAX_FRAME,
+    UINT64_MAX,
+    decode_uvarint,
+    encode_frame,
+    encode_uvarint,
+    scan_points,
+)
 
 __all__ = [
     "DEFAULT_MAX_FRAME_SIZE",
@@ -28,35 +41,8 @@ __all__ = [
 #: bound exists for snapshots, which hold a UDF's whole state.
 DEFAULT_MAX_FRAME_SIZE = 64 * 1024 * 1024
 
-#: A uvarint encodes at most 64 bits, 7 per byte.
-MAX_VARINT_LENGTH = 10
 
-_UINT64_MAX = (1 << 64) - 1
-
-# Varints for every length below 2**14 (anything up to a 16 KiB body, so every
-# point Kapacitor sends), built once: encoding a frame header is then an index.
-_VARINTS: list[bytes] = [bytes((i,)) for i in range(0x80)] + [
-    bytes(((i & 0x7F) | 0x80, i >> 7)) for i in range(0x80, 0x4000)
-]
-
-
-def encode_uvarint(value: int) -> bytes:
-    """Encode a non-negative integer below 2**64 as a protobuf uvarint."""
-    if 0 <= value < 0x4000:
-        return _VARINTS[value]
-    if value < 0 or value > _UINT64_MAX:
-        raise ValueError(f"uvarint out of range: {value}")
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def encode_frame(body: bytes) -> bytes:
-    """Prefix ``body`` with its length, ready to be written to the stream."""
-    return encode_uvarint(len(body)) + body
+T = TypeVar("T")
 
 
 class FrameDecoder:
@@ -205,57 +191,60 @@ class FrameDecoder:
         self._pos = 0
         return None
 
-    # In-place access for UDFConnection's fast path, which splits and
-    # parses the frames of a chunk in one loop (see UDFConnection.next_requests):
-    # a call per frame would cost more than finding the frame.
+    def take_points(self, limit: int, convert: Callable[[memoryview], T], out: list[T]) -> int:
+        """Take up to ``limit`` Point frames in place: how many were appended to ``out``.
 
-    def _chunk(self) -> tuple[bytes, memoryview, int] | None:
-        """The chunk being split, a view of it and where the next frame starts.
-
-        ``None`` while a gathered frame or an error is pending, or when the
-        chunk was fed as a memoryview: then only :meth:`next_frame` may be used.
+        The fast path of both protocol sides: the Point frames at the head
+        of the chunk being split go through :func:`aioudf.wire.scan_points`
+        in one loop (a call of :meth:`next_frame` per frame would cost more
+        than finding the frame), each Point's view given to ``convert`` (a
+        parse, or ``bytes``). Takes nothing (0) while a gathered frame or an
+        error is pending, when the chunk was fed as a memoryview, or when
+        the limit on frames is below what the scan takes unchecked; then,
+        and for whatever ends the run, :meth:`next_frame` is the way.
         """
         buf = self._buf
-        if self._ready is not None or self._error is not None or type(buf) is not bytes:
-            return None
-        return buf, self._view, self._pos
-
-    def _skip(self, pos: int, frames: int) -> None:
-        """``frames`` frames ending at ``pos`` of the chunk were taken in place."""
-        self._pos = pos
-        self.frames_decoded += frames
+        if (
+            self._ready is not None
+            or self._error is not None
+            or type(buf) is not bytes
+            or self.max_frame_size < SCAN_MAX_FRAME
+        ):
+            return 0
+        before = len(out)
+        pos = scan_points(buf, self._view, self._pos, limit, convert, out)
+        taken = len(out) - before
+        if taken:
+            self._pos = pos
+            self.frames_decoded += taken
+        return taken
 
     def _read_header(self, pos: int, end: int) -> tuple[int, int]:
-        """Decode a multi-byte varint at ``pos``: (value, header length) or (0, 0)."""
-        buf = self._buf
-        value = 0
-        shift = 0
-        i = pos
-        limit = min(end, pos + MAX_VARINT_LENGTH)
-        while i < limit:
-            byte = buf[i]
-            value |= (byte & 0x7F) << shift
-            i += 1
-            if byte < 0x80:
-                if value > _UINT64_MAX:
-                    self._error = FrameError(
-                        f"frame header at frame {self.frames_decoded + 1} is not a "
-                        "valid uvarint (more than 64 bits)"
-                    )
-                    raise self._error
-                return value, i - pos
-            shift += 7
-            if value > self.max_frame_size:
-                # Already too large, whatever the remaining bytes say.
-                self._error = FrameTooLarge(value, self.max_frame_size, at_least=True)
-                raise self._error
-        if i - pos >= MAX_VARINT_LENGTH:
-            self._error = FrameError(
-                f"frame header at frame {self.frames_decoded + 1} is not a valid "
-                f"uvarint (longer than {MAX_VARINT_LENGTH} bytes)"
-            )
+        """Decode the header at ``pos``: (value, header length), or (0, 0) if it is cut.
+
+        Raises, and keeps raising, for a header that is not a uvarint or that
+        already announces more than the maximum (next_frame() decodes
+        one-byte headers itself).
+        """
+        value, length = decode_uvarint(self._buf, pos, end)
+        if length > 0 and value <= UINT64_MAX:
+            return value, length
+        if length > 0:
+            # Ten bytes carrying more than 64 bits: their first nine (63 bits)
+            # may already announce too much, which is what a decoder reading
+            # byte by byte would have said first.
+            value &= (1 << 63) - 1
+        if value > self.max_frame_size:
+            # Already too large, whatever the remaining bytes say.
+            self._error = FrameTooLarge(value, self.max_frame_size, at_least=True)
             raise self._error
-        return 0, 0
+        if length == 0:
+            return 0, 0  # wait for the rest of the header
+        reason = "more than 64 bits" if length > 0 else f"longer than {MAX_VARINT_LENGTH} bytes"
+        self._error = FrameError(
+            f"frame header at frame {self.frames_decoded + 1} is not a valid uvarint ({reason})"
+        )
+        raise self._error
 
     def feed_eof(self) -> None:
         """Signal the end of the stream; raise if it stopped inside a frame.
@@ -275,9 +264,7 @@ class FrameDecoder:
         if left:
             # Only a header was left, complete or not (a decoder fed the
             # unconsumed bytes of another one may hold a whole header).
-            size, header = self._buf[self._pos], 1
-            if size >= 0x80:
-                size, header = self._read_header(self._pos, len(self._buf))
+            size, header = self._read_header(self._pos, len(self._buf))
             if header:
                 self._error = FrameError(
                     f"stream ended inside a frame: received {left - header} of {size} body bytes"

@@ -48,14 +48,12 @@ import collections
 import datetime
 import enum
 import sys
-from collections.abc import Callable, Iterable
-from itertools import repeat
-from typing import TypeVar
+from collections.abc import Iterable
 
 from google.protobuf.message import DecodeError
 
 from .errors import ProtocolError, StateError
-from .framing import DEFAULT_MAX_FRAME_SIZE, FrameDecoder, encode_frame, encode_uvarint
+from .framing import DEFAULT_MAX_FRAME_SIZE, FrameDecoder
 from .messages import (
     BeginBatch,
     DataMessage,
@@ -80,6 +78,7 @@ from .messages import (
     encode_error,
     encode_response,
 )
+from .wire import TAG_KINDS, encode_frame, encode_uvarint, point_start, read_uvarint
 
 __all__ = [
     "STATE_FORMAT_VERSION",
@@ -123,97 +122,6 @@ _REPLY_FIELD: dict[type, str] = {
 _DATA_STATES = frozenset((State.READY, State.IN_BATCH))
 
 
-# The layout of frames that hold nothing but a Point, by their first bytes.
-# Such a frame is uvarint(body length), the tag of field 17 (0x8a 0x01) and
-# uvarint(Point length), then the Point; the first bytes (four with a one-byte
-# header, six with a two-byte one) fix where the Point starts and ends. The
-# fast path of UDFConnection.next_requests looks each frame's first bytes up
-# here: one slice and one lookup instead of decoding two varints and checking
-# the tag in Python (measured: a quarter fewer instructions per decoded point,
-# protobuf's own parse included). Filled on first sight; bounded.
-_POINT_LAYOUTS: dict[bytes, tuple[int, int]] = {}
-_MAX_POINT_LAYOUTS = 4096
-
-
-T = TypeVar("T")
-
-
-def _points_in_place(
-    chunk: tuple[bytes, memoryview, int],
-    limit: int,
-    convert: Callable[[memoryview], T],
-    out: list[T],
-) -> int:
-    """Split the Point frames at the head of a chunk, in place; the position after them.
-
-    At most ``limit`` frames. Each frame's layout is looked up by its first
-    bytes (no varint decoded in Python), and ``convert`` (a Point's parse,
-    or ``bytes``) gets a view of its Point, appended to ``out``. Any frame
-    that is not a whole, valid, single-field Point (or has a header over two
-    bytes, or is cut by the chunk's end) ends the run: the caller's slow
-    path takes it, and raises for it once the Points before it are handed
-    out. The agent's decode loop: no call per frame but ``convert``.
-    """
-    buf, view, pos = chunk
-    end = len(buf)
-    layouts = _POINT_LAYOUTS
-    append = out.append
-    # repeat() counts in C, at no cost per point.
-    for _ in repeat(None, limit):
-        if pos >= end:
-            break
-        key = buf[pos : pos + 4] if buf[pos] < 0x80 else buf[pos : pos + 6]
-        layout = layouts.get(key)
-        if layout is None:
-            layout = _point_layout(buf, pos)
-            if layout is None:
-                break
-        total, length = layout
-        stop = pos + total
-        if stop > end:
-            break  # cut by the chunk's end: the slow path gathers it
-        try:
-            item = convert(view[stop - length : stop])
-        except DecodeError:
-            break
-        append(item)
-        pos = stop
-    return pos
-
-
-def _point_layout(buf: bytes, pos: int) -> tuple[int, int] | None:
-    """(frame length, Point length) if a frame holding only a Point starts at ``pos``.
-
-    ``None`` for anything else, or if the chunk ends first: next_request()
-    deals with it. Headers of three bytes or more are left to it too.
-    """
-    end = len(buf)
-    size = buf[pos]
-    start = pos + 1
-    if size >= 0x80:
-        if start >= end or buf[start] >= 0x80:
-            return None
-        size = (size & 0x7F) | (buf[start] << 7)
-        start += 1
-    inner = start + 3
-    if inner > end or buf[start] != 0x8A or buf[start + 1] != 0x01:
-        return None
-    length = buf[start + 2]
-    if length >= 0x80:
-        if inner >= end or buf[inner] >= 0x80:
-            return None
-        length = (length & 0x7F) | (buf[inner] << 7)
-        inner += 1
-    if inner + length != start + size:
-        return None
-    layout = (inner + length - pos, length)
-    # The key must hold every byte the layout was read from.
-    key = buf[pos : pos + (4 if start == pos + 1 else 6)]
-    if inner - pos <= len(key) and len(_POINT_LAYOUTS) < _MAX_POINT_LAYOUTS:
-        _POINT_LAYOUTS[key] = layout
-    return layout
-
-
 # ---- the exported state ----------------------------------------------------
 #
 # export_state() writes, and from_state() reads, this layout (every integer
@@ -247,17 +155,13 @@ class _StateReader:
         self.pos = 0
 
     def varint(self, what: str) -> int:
-        value = shift = 0
-        for _ in range(10):
-            if self.pos >= len(self.data):
-                break
-            byte = self.data[self.pos]
-            self.pos += 1
-            value |= (byte & 0x7F) << shift
-            if byte < 0x80:
-                return value
-            shift += 7
-        raise StateError(f"not a UDF connection state: its {what} is cut short or malformed")
+        try:
+            value, self.pos = read_uvarint(self.data, self.pos)
+        except ValueError:
+            raise StateError(
+                f"not a UDF connection state: its {what} is cut short or malformed"
+            ) from None
+        return value
 
     def bytes(self, what: str) -> bytes:
         length = self.varint(what)
@@ -389,17 +293,10 @@ class UDFConnection:
                 return None
             size = len(body)
             # Fast path for the bulk of the traffic: a frame holding nothing but
-            # field 17 (a point). Parse the Point directly, without the wrapper.
-            if size > 3 and body[0] == 0x8A and body[1] == 0x01:
-                n = body[2]
-                if n < 0x80:
-                    start = 3
-                elif size > 4 and body[3] < 0x80:
-                    n = (n & 0x7F) | (body[3] << 7)
-                    start = 4
-                else:
-                    start = 0
-                if start and start + n == size and self.state in _DATA_STATES:
+            # a Point. Parse the Point directly, without the wrapper.
+            if self.state in _DATA_STATES:
+                start = point_start(body)
+                if start:
                     try:
                         return _parse_point(body[start:])  # type: ignore[arg-type]  # buffers are accepted
                     except DecodeError as exc:
@@ -440,21 +337,11 @@ class UDFConnection:
         """
         if limit < 1:
             raise ValueError("limit must be at least 1")
-        frames = self._frames
-        # (A two-byte header announces at most 16383 bytes: the fast path
-        # needs no size check unless the limit is below that.)
-        chunk = (
-            frames._chunk()
-            if self.state in _DATA_STATES and frames.max_frame_size >= 0x3FFF
-            else None
-        )
-        if chunk is not None:
+        if self.state in _DATA_STATES:
             # Points parsed in place; what ends the run goes through
             # next_request().
             points: list[RequestMessage] = []
-            pos = _points_in_place(chunk, limit, _parse_point, points)  # type: ignore[arg-type]  # buffers are accepted
-            if points:
-                frames._skip(pos, len(points))
+            if self._frames.take_points(limit, _parse_point, points):  # type: ignore[arg-type]  # buffers are accepted
                 return points
         message = self.next_request()
         return [] if message is None else [message]
@@ -755,8 +642,6 @@ KapacitorEvent = (
 
 # The Response field of each request that awaits a reply.
 _REQUEST_REPLY = {"info": "info", "init": "init", "snapshot": "snapshot", "restore": "restore"}
-# Response frames of data start with their field's tag: the kind, without a parse.
-_DATA_TAG_KINDS = {b"\x82\x01": "begin", b"\x8a\x01": "point", b"\x92\x01": "end"}
 
 
 def go_time(seconds: float) -> str:
@@ -1002,35 +887,22 @@ class KapacitorConnection:
         points: list[bytes] = []
         frames = self._frames
         while True:
-            self._lone_points_in_place(points)
+            # The Points at the head of the chunk being split, in place (as
+            # UDFConnection.next_requests takes them), copied out as bytes.
+            frames.take_points(sys.maxsize, bytes, points)
             # What the loop above leaves: a frame gathered across chunks, a
             # longer header, the end of the chunk, or something else.
             body = frames.next_frame()
             if body is None:
                 break
-            point = _lone_point(body)
-            if point is None:
+            start = point_start(body)
+            if not start:
                 self._held = body
                 break
-            points.append(point)
+            points.append(body[start:].tobytes())
         if points:
             self._heard_now()
         return points
-
-    def _lone_points_in_place(self, points: list[bytes]) -> None:
-        """Add the Points of the frames at the head of the chunk being split, in place.
-
-        As UDFConnection.next_requests does (:func:`_points_in_place`), the
-        Points copied out as bytes.
-        """
-        frames = self._frames
-        chunk = frames._chunk() if frames.max_frame_size >= 0x3FFF else None
-        if chunk is None:
-            return
-        taken = len(points)
-        pos = _points_in_place(chunk, sys.maxsize, bytes, points)
-        if len(points) > taken:
-            frames._skip(pos, len(points) - taken)
 
     def count_responses(self) -> collections.Counter[str]:
         """Take every whole response received, counted by kind, data left unparsed.
@@ -1043,7 +915,7 @@ class KapacitorConnection:
         """
         counts: collections.Counter[str] = collections.Counter()
         frames = self._frames
-        kinds = _DATA_TAG_KINDS
+        kinds = TAG_KINDS
         held, self._held = self._held, None
         while (body := held if held is not None else frames.next_frame()) is not None:
             held = None
@@ -1057,22 +929,6 @@ class KapacitorConnection:
                 self._heard_now()
             counts[kind] += 1
         return counts
-
-
-def _lone_point(body: memoryview) -> bytes | None:
-    """The Point of a Response frame that holds one and nothing else, as bytes."""
-    if len(body) < 3 or body[0] != 0x8A or body[1] != 0x01:
-        return None
-    length = body[2]
-    start = 3
-    if length >= 0x80:
-        if len(body) < 4 or body[3] >= 0x80:
-            return None
-        length = (length & 0x7F) | (body[3] << 7)
-        start = 4
-    if start + length != len(body):
-        return None
-    return body[start:].tobytes()
 
 
 _EVENT_KINDS: dict[type, str] = {
