@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from udf_handlers import Recorder
@@ -33,7 +34,7 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "moving_avg.py"
         ({"mode": "660"}, "invalid setting mode='660': give file permissions as an int"),
     ],
 )
-def test_a_bad_setting_is_named(settings: dict[str, object], message: str) -> None:
+def test_a_bad_setting_is_named(settings: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError) as error:
         Config.of(**settings)
     assert message in str(error.value)
@@ -50,7 +51,7 @@ def test_settings_change_a_copy() -> None:
 def test_a_misspelt_server_setting_fails_at_construction(tmp_path: Path) -> None:
     # Before: the server started, and every connection failed on the keyword.
     with pytest.raises(ConfigError, match="did you mean 'max_backlog'"):
-        UnixServer(Recorder, tmp_path / "udf.sock", max_backlgo=5)
+        UnixServer(Recorder, tmp_path / "udf.sock", max_backlgo=5)  # type: ignore[call-arg]
     assert not (tmp_path / "udf.sock").exists()
     server = UnixServer(Recorder, tmp_path / "udf.sock", grace=1, max_output=4096)
     assert (server.grace, server.config.max_output) == (1, 4096)

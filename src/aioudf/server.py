@@ -35,7 +35,7 @@ import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 import anyio.abc
@@ -73,7 +73,12 @@ from .metrics import (
     use_multiprocess_dir,
 )
 from .protocol import UDFConnection
-from .watchdog import DEFAULT_WARN_BLOCKED, LoopWatchdog
+from .watchdog import LoopWatchdog
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .config import ServerSettings
 
 __all__ = ["DEFAULT_GRACE", "DEFAULT_SOCKET_MODE", "SocketPathError", "UnixServer", "serve"]
 
@@ -155,10 +160,12 @@ class UnixServer:
     handler. ``path``: the socket file (see :func:`prepare_socket_path` for
     what happens when it exists). ``config`` and ``settings``: a
     :class:`~aioudf.config.Config` with any setting changed by keyword
-    (``mode``, ``grace``, ``backlog``, ``warn_blocked``, ``max_frame_size``,
-    ``max_backlog``, ``max_output``, ``stop_timeout``...), checked here: an
-    unknown or invalid one raises :class:`~aioudf.ConfigError` naming it
-    (``warn_blocked`` is off here, since an embedding service owns the loop).
+    (:class:`~aioudf.config.ServerSettings`: ``mode``, ``grace``,
+    ``backlog``, ``warn_blocked``, ``max_frame_size``, ``max_backlog``,
+    ``max_output``, ``read_size``, ``stop_timeout``, ``close_timeout``),
+    checked here: an unknown or invalid one raises
+    :class:`~aioudf.ConfigError` naming it (an unset ``warn_blocked`` is off
+    here, since an embedding service owns the loop).
     ``sock``: a listening socket to serve instead of binding ``path`` (from
     systemd or a supervisor; its file is left in place at shutdown).
     ``metrics``: ``"HOST:PORT"`` to serve Prometheus metrics at ``/metrics``,
@@ -184,7 +191,7 @@ class UnixServer:
         handover: bool = True,
         observer: Observer | None = None,
         metrics: str | Metrics | None = None,
-        **settings: Any,
+        **settings: Unpack[ServerSettings],
     ) -> None:
         self.config = Config.of(config, **settings)
         self.handler_factory = handler_factory
@@ -192,7 +199,7 @@ class UnixServer:
         self.mode = self.config.mode
         self.grace = self.config.grace
         self.backlog = self.config.backlog
-        warn_blocked = self.config.warn_blocked
+        warn_blocked = self.config.blocked_threshold(owns_loop=False)
         #: Connections being served right now.
         self.active = 0
         #: Connections accepted since start.
@@ -821,14 +828,14 @@ async def serve(
     observer: Observer | None = None,
     metrics: str | Metrics | None = None,
     stop: asyncio.Event | None = None,
-    **settings: Any,
+    **settings: Unpack[ServerSettings],
 ) -> None:
     """Serve a socket UDF until SIGINT or SIGTERM; for ``asyncio.run``.
 
     ``config`` and ``settings`` are the server's (see :class:`UnixServer`);
-    ``warn_blocked``, the number of seconds the event loop may be blocked
-    before a warning is logged, defaults to
-    :data:`~aioudf.watchdog.DEFAULT_WARN_BLOCKED` here (0 disables the check).
+    since serve() owns the loop, an unset ``warn_blocked`` (the number of
+    seconds the event loop may be blocked before a warning is logged) is
+    :data:`~aioudf.config.DEFAULT_WARN_BLOCKED` here (0 disables the check).
     ``ready``, if given, is set once the socket accepts connections. ``sock``: a listening
     socket to serve instead of binding ``path`` (see :class:`UnixServer`).
     Under systemd with ``Type=notify``, readiness and stopping are notified.
@@ -850,16 +857,10 @@ async def serve(
     everything over. Once another process has taken over, the call returns
     (after the connections it refused have ended).
     """
-    if config is None:
-        settings.setdefault("warn_blocked", DEFAULT_WARN_BLOCKED)
+    config = Config.of(config, **settings)
+    config = config.with_settings(warn_blocked=config.blocked_threshold(owns_loop=True))
     server = UnixServer(
-        handler_factory,
-        path,
-        config=config,
-        sock=sock,
-        observer=observer,
-        metrics=metrics,
-        **settings,
+        handler_factory, path, config=config, sock=sock, observer=observer, metrics=metrics
     )
     loop = asyncio.get_running_loop()
     takeover = takeover or os.environ.pop(TAKEOVER_ENV, "") == "1"

@@ -4,8 +4,10 @@ The :class:`Supervisor` owns the listening socket and the control socket and
 never imports the handler's code: a fault in that code (an exception outside
 a handler, a segfault in a C extension, an OOM kill) can only end a worker.
 Each worker is this program started again (:data:`sys.orig_argv`) with the
-listening socket inherited and ``AIOUDF_WORKER`` describing its descriptors;
-it loads the handler, serves the socket like a single-process server
+listening socket inherited and ``AIOUDF_WORKER`` describing its descriptors
+and carrying the supervisor's :class:`~aioudf.config.Config` as JSON (the
+worker does not parse its settings from the command line again); it loads
+the handler, serves the socket like a single-process server
 (:func:`run_worker`) and accepts connections from it in turn with the other
 workers, so tasks spread over the cores.
 
@@ -81,6 +83,7 @@ from typing import Any, TypeVar
 import anyio
 
 from .activation import notify
+from .config import Config
 from .errors import AioudfError, HandoverError
 from .handler import BaseHandler
 from .handover import (
@@ -103,8 +106,6 @@ from .metrics import (
     start_handed_over,
 )
 from .server import (
-    DEFAULT_GRACE,
-    DEFAULT_SOCKET_MODE,
     ControlSocket,
     UnixServer,
     _first,
@@ -113,11 +114,19 @@ from .server import (
     prepare_socket_path,
 )
 
-__all__ = ["WORKER_ENV", "Backoff", "Supervisor", "run_worker", "share_plan", "worker_count"]
+__all__ = [
+    "WORKER_ENV",
+    "Backoff",
+    "Supervisor",
+    "run_worker",
+    "share_plan",
+    "worker_config",
+    "worker_count",
+]
 
 logger = logging.getLogger("aioudf")
 
-#: Set in a worker's environment: its descriptors, as JSON.
+#: Set in a worker's environment: its descriptors and settings, as JSON.
 WORKER_ENV = "AIOUDF_WORKER"
 #: Seconds before starting again a worker that ended before it served;
 #: doubled for each such end in a row, up to :data:`MAX_RESTART_PAUSE`.
@@ -226,7 +235,11 @@ class _Worker:
 class Supervisor:
     """Own the socket, keep ``workers`` worker processes serving it.
 
-    ``command`` starts a worker (default: :data:`sys.orig_argv`).
+    ``config``: the settings (:class:`~aioudf.config.Config`): the
+    supervisor binds the socket with its ``mode`` and ``backlog``, and each
+    worker serves with all of it (``grace`` at shutdown, the connection
+    limits...), received as JSON. ``command`` starts a worker (default:
+    :data:`sys.orig_argv`).
     """
 
     def __init__(
@@ -234,9 +247,8 @@ class Supervisor:
         path: str,
         workers: int,
         *,
+        config: Config | None = None,
         command: Sequence[str] | None = None,
-        mode: int = DEFAULT_SOCKET_MODE,
-        grace: float = DEFAULT_GRACE,
         sock: socket.socket | None = None,
         takeover: bool = False,
         observer: Observer | None = None,
@@ -245,8 +257,7 @@ class Supervisor:
         self.path = path
         self.count = workers
         self.command = list(command or sys.orig_argv)
-        self.mode = mode
-        self.grace = grace
+        self.config = config if config is not None else Config()
         self.takeover = takeover
         self.observer: Observer = observer or Observer()
         #: The metrics endpoint covering every worker (``metrics``: ``"HOST:PORT"``).
@@ -324,8 +335,8 @@ class Supervisor:
             await prepare_socket_path(self.path)
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.bind(self.path)
-            os.chmod(self.path, self.mode)
-            sock.listen(1024)
+            os.chmod(self.path, self.config.mode)
+            sock.listen(self.config.backlog)
             self._listener = sock
             self._owns_path = True
             self._inode = _inode_of(self.path)
@@ -400,9 +411,8 @@ class Supervisor:
         assert self._listener is not None
         mine, theirs = socket_pair()
         fds = {"listen": self._listener.fileno(), "channel": theirs.fileno()}
-        env = dict(
-            os.environ, **{WORKER_ENV: json.dumps({**fds, "take": [s.fileno() for s in take]})}
-        )
+        description = {**fds, "take": [s.fileno() for s in take], "config": self.config.to_dict()}
+        env = dict(os.environ, **{WORKER_ENV: json.dumps(description)})
         env.pop("AIOUDF_TAKEOVER", None)
         try:
             process = subprocess.Popen(
@@ -785,25 +795,25 @@ async def run_worker(
     path: str,
     description: str,
     *,
-    grace: float = DEFAULT_GRACE,
-    warn_blocked: float | None = None,
-    **settings: Any,
+    metrics: Metrics | None = None,
 ) -> None:
     """Serve as one worker of a :class:`Supervisor` (``description``: AIOUDF_WORKER).
 
-    ``settings`` are the server's (:class:`~aioudf.config.Config`).
+    The settings are the supervisor's, in ``description``
+    (:func:`worker_config`); ``metrics``: where to record this worker's.
     """
     fds = json.loads(description)
+    config = worker_config(description)
     listener = socket.socket(fileno=fds["listen"])
     supervisor = Channel(socket.socket(fileno=fds["channel"]))
     server = UnixServer(
         handler_factory,
         path,
-        grace=grace,
-        warn_blocked=warn_blocked,
+        # A worker owns its loop: an unset warn_blocked is the default's.
+        config=config.with_settings(warn_blocked=config.blocked_threshold(owns_loop=True)),
         sock=listener,
         handover=False,
-        **settings,
+        metrics=metrics,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -837,6 +847,15 @@ async def run_worker(
         # serves its connections until they end (a signal ends them now).
         await server.shutdown(grace=math.inf if orphaned else None)
         supervisor.close()
+
+
+def worker_config(description: str) -> Config:
+    """The settings a supervisor gave its worker in ``description`` (AIOUDF_WORKER), checked."""
+    try:
+        settings = json.loads(description).get("config", {})
+    except (ValueError, AttributeError):
+        raise AioudfError(f"{WORKER_ENV} is not a worker's description: {description!r}") from None
+    return Config.from_dict(settings)
 
 
 class _Orders:
