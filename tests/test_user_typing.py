@@ -35,3 +35,39 @@ def test_mypy_strict_catches_a_misspelt_field_map(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 1, done.stdout + done.stderr
     assert 'typo.py:7: error: "Point" has no attribute "fieldsDoubel"' in done.stdout, done.stdout
+
+
+SETTINGS = """
+import aioudf
+from aioudf.lowlevel import Agent
+from aioudf.testing import MemoryPipe
+
+
+class H(aioudf.Handler):
+    pass
+
+
+async def main() -> None:
+    aioudf.UnixServer(H, "udf.sock", max_backlog=5, grace=1.0, warn_blocked=0.5)
+    aioudf.UnixServer(H, "udf.sock", max_backlgo=5)
+    await aioudf.serve(H, "udf.sock", grace="2")
+    Agent(H(), MemoryPipe(), MemoryPipe(), mode=0o600)
+    aioudf.run(H, max_output=4096, warn_blocked=0)
+"""
+
+
+def test_mypy_names_a_misspelt_or_mistyped_setting(tmp_path: Path) -> None:
+    # Keyword settings are typed (config.ServerSettings...): an editor completes them
+    # and mypy catches a typo before the run-time check would.
+    (tmp_path / "settings.py").write_text(textwrap.dedent(SETTINGS))
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / ".cache"),
+         "--config-file", "", "settings.py"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    errors = [line for line in done.stdout.splitlines() if ": error:" in line]
+    assert [line.split(":")[1] for line in errors] == ["13", "14", "15"], done.stdout
+    assert 'Unexpected keyword argument "max_backlgo"' in errors[0]
+    assert 'did you mean "max_backlog"?' in errors[0]
+    assert '"grace"' in errors[1] and '"str"' in errors[1]
+    assert 'Unexpected keyword argument "mode" for "Agent"' in errors[2]
