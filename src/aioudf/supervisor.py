@@ -84,6 +84,7 @@ import anyio
 
 from .activation import notify
 from .config import Config
+from .control import ControlSocket, bind_socket, inode_of, remove_if_same
 from .errors import AioudfError, HandoverError
 from .handler import BaseHandler
 from .handover import (
@@ -97,6 +98,7 @@ from .handover import (
     socket_pair,
     take_over,
 )
+from .lifecycle import first, signal_handlers
 from .metrics import (
     REFRESH_INTERVAL,
     Metrics,
@@ -105,14 +107,7 @@ from .metrics import (
     socket_of,
     start_handed_over,
 )
-from .server import (
-    ControlSocket,
-    UnixServer,
-    _first,
-    _inode_of,
-    _remove_if_same,
-    prepare_socket_path,
-)
+from .server import UnixServer
 
 __all__ = [
     "WORKER_ENV",
@@ -287,10 +282,15 @@ class Supervisor:
 
     async def run(self) -> int:
         """Serve until SIGTERM/SIGINT (or until everything was handed over); exit status."""
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, self._on_stop, signum)
-        loop.add_signal_handler(signal.SIGHUP, self._on_hangup)
+        handlers = {
+            signal.SIGINT: self._on_stop,
+            signal.SIGTERM: self._on_stop,
+            signal.SIGHUP: self._on_hangup,
+        }
+        with signal_handlers(handlers):
+            return await self._run()
+
+    async def _run(self) -> int:
         failure: AioudfError | None = None
         try:
             async with anyio.create_task_group() as tg:
@@ -301,7 +301,7 @@ class Supervisor:
                     failure, started = exc, False
                 if started:
                     notify("READY=1", f"MAINPID={os.getpid()}")
-                    await _first(self._stop.wait(), self._handed_over.wait())
+                    await first(self._stop.wait(), self._handed_over.wait())
                     if not self._handed_over.is_set():
                         notify("STOPPING=1")
                         self._remove_files()
@@ -313,8 +313,6 @@ class Supervisor:
             if not started:
                 return 1
         finally:
-            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-                loop.remove_signal_handler(signum)
             self._remove_files()
             if self.metrics_endpoint is not None:
                 await self.metrics_endpoint.close()
@@ -332,14 +330,10 @@ class Supervisor:
         if self.metrics_endpoint is not None:
             await self.metrics_endpoint.start()
         if self._listener is None:
-            await prepare_socket_path(self.path)
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.bind(self.path)
-            os.chmod(self.path, self.config.mode)
+            sock, self._inode = await bind_socket(self.path, self.config.mode)
             sock.listen(self.config.backlog)
             self._listener = sock
             self._owns_path = True
-            self._inode = _inode_of(self.path)
         if not await self._start_workers():
             return False
         await self._control.open()
@@ -379,7 +373,7 @@ class Supervisor:
 
     def _remove_files(self) -> None:
         if self._owns_path:
-            _remove_if_same(self.path, self._inode)
+            remove_if_same(self.path, self._inode)
             self._owns_path = False
         self._control.close()
         if self._spare_control is not None:
@@ -438,7 +432,7 @@ class Supervisor:
 
     async def _until_ready(self, worker: _Worker) -> bool:
         with anyio.move_on_after(START_TIMEOUT):
-            await _first(worker.ready.wait(), process_exit(worker.pid))
+            await first(worker.ready.wait(), process_exit(worker.pid))
         return worker.ready.is_set()
 
     async def _abandon(self, worker: _Worker) -> str:
@@ -639,7 +633,7 @@ class Supervisor:
 
     # ---- reload (SIGHUP) ------------------------------------------------------
 
-    def _on_hangup(self) -> None:
+    def _on_hangup(self, signum: signal.Signals) -> None:
         if self._reloading:
             logger.warning("received SIGHUP: a reload is already under way")
             return
@@ -764,7 +758,7 @@ class Supervisor:
         self._listener = listener
         self._owns_path = owns_path
         if owns_path:
-            self._inode = _inode_of(self.path)
+            self._inode = inode_of(self.path)
         if not await self._start_workers():
             self._owns_path = False  # the giver keeps the socket and its file
             raise HandoverError("the new workers could not start")
@@ -816,16 +810,24 @@ async def run_worker(
         metrics=metrics,
     )
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
 
     def on_signal(signum: signal.Signals) -> None:
         if stop.is_set():
             server.cut_short()
         stop.set()
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, on_signal, signum)
-    loop.add_signal_handler(signal.SIGHUP, lambda: None)  # the supervisor reloads, not us
+    def on_hangup(signum: signal.Signals) -> None:
+        pass  # the supervisor reloads, not its workers
+
+    handlers = {signal.SIGINT: on_signal, signal.SIGTERM: on_signal, signal.SIGHUP: on_hangup}
+    with signal_handlers(handlers):
+        await _serve_worker(server, supervisor, fds.get("take", []), stop)
+
+
+async def _serve_worker(
+    server: UnixServer, supervisor: Channel, take: list[int], stop: asyncio.Event
+) -> None:
+    """A worker's life: start, tell the supervisor, follow its orders until ``stop``."""
     await server.start()
     orphaned = False
     try:
@@ -835,7 +837,7 @@ async def run_worker(
         async with anyio.create_task_group() as tg:
             if server.metrics is not None:
                 tg.start_soon(_publish_metrics, server.metrics)
-            for fd in fds.get("take", []):
+            for fd in take:
                 tg.start_soon(server.take_from, socket.socket(fileno=fd))
             orders = _Orders(server, supervisor, tg, stop)
             tg.start_soon(orders.follow)
