@@ -153,7 +153,8 @@ path = sys.argv[1]
 # The workers' own command line names no setting: they get the Config.
 command = [sys.executable, "-m", "aioudf", "serve", "moving_avg:MovingAvg", "--socket", path]
 config = Config(max_frame_size=100, mode=0o600)
-sys.exit(run_async(Supervisor(path, 2, config=config, command=command).run(), "auto"))
+# (asyncio's loop: a second pidfd on a worker once hung its SIGTERM there.)
+sys.exit(run_async(Supervisor(path, 2, config=config, command=command).run(), "asyncio"))
 """
 
 

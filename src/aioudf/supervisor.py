@@ -277,6 +277,7 @@ class Supervisor:
         # Connections move between workers one conversation at a time
         # (a reload, or a late worker taking its share).
         self._moving = asyncio.Lock()
+        self._worker_ended = asyncio.Event()  # set each time a worker is forgotten
 
     # ---- life -------------------------------------------------------------
 
@@ -365,11 +366,14 @@ class Supervisor:
             self._signal_workers(signal.SIGTERM)
         for worker in list(self.workers):
             worker.retiring = True
+        # Each worker has a task waiting for its end (its reaper, or the one
+        # starting it), which forgets it: wait for those rather than watch
+        # the same process twice. (A second pidfd on one process, added to
+        # asyncio's own event loop while the first waits, was seen never to
+        # wake: `--workers 2 --loop asyncio` then hung at SIGTERM.)
         while self.workers:
-            worker = self.workers[0]
-            await process_exit(worker.pid)
-            with contextlib.suppress(ValueError):  # (its reaper may have removed it)
-                self.workers.remove(worker)
+            self._worker_ended.clear()
+            await self._worker_ended.wait()
 
     def _remove_files(self) -> None:
         if self._owns_path:
@@ -534,6 +538,7 @@ class Supervisor:
         worker.channel.close()
         with contextlib.suppress(ValueError):
             self.workers.remove(worker)
+        self._worker_ended.set()
         return describe_exit(status)
 
     async def _reap(self, worker: _Worker) -> None:
