@@ -673,7 +673,7 @@ async def serve(
     )
     takeover = takeover or os.environ.pop(TAKEOVER_ENV, "") == "1"
     stop = stop if stop is not None else asyncio.Event()
-    reloading: list[asyncio.Task[None]] = []
+    reloading = asyncio.Event()  # set while a SIGHUP's new process starts
 
     def on_signal(signum: signal.Signals) -> None:
         if stop.is_set():
@@ -683,20 +683,31 @@ async def serve(
             logger.info("received %s: shutting down (again to force)", signum.name)
             stop.set()
 
-    def on_hangup(signum: signal.Signals) -> None:
-        if reloading and not reloading[-1].done():
-            logger.warning("received SIGHUP: a reload is already under way")
-        elif not server.handed_over.is_set():
-            command = list(reload_command or sys.orig_argv)
-            reloading.append(asyncio.create_task(_reload(server, command)))
-
-    handlers = {signal.SIGINT: on_signal, signal.SIGTERM: on_signal, signal.SIGHUP: on_hangup}
-    with signal_handlers(handlers if handle_signals else {}):
+    async def reload() -> None:
         try:
-            await _serve(server, takeover, stop, ready)
+            await _reload(server, list(reload_command or sys.orig_argv))
         finally:
-            for task in reloading:
-                task.cancel()
+            reloading.clear()
+
+    failure: Exception | None = None
+    async with anyio.create_task_group() as tasks:  # the reloads'
+
+        def on_hangup(signum: signal.Signals) -> None:
+            if reloading.is_set():
+                logger.warning("received SIGHUP: a reload is already under way")
+            elif not server.handed_over.is_set():
+                reloading.set()
+                tasks.start_soon(reload)
+
+        handlers = {signal.SIGINT: on_signal, signal.SIGTERM: on_signal, signal.SIGHUP: on_hangup}
+        with signal_handlers(handlers if handle_signals else {}):
+            try:
+                await _serve(server, takeover, stop, ready)
+            except Exception as exc:  # raised below, outside the task group's wrapping
+                failure = exc
+        tasks.cancel_scope.cancel()  # a reload under way ends with us
+    if failure is not None:
+        raise failure
 
 
 async def _serve(
