@@ -23,6 +23,7 @@ import stat
 import struct
 
 import anyio
+import anyio.abc
 
 from .errors import AioudfError, SocketPathError
 from .handover import Channel, Giver, control_path, give
@@ -128,6 +129,8 @@ class ControlSocket:
     Shared by :class:`UnixServer` and the supervisor: bound with mode 0600
     beside the served socket (or handed over), answered with
     :func:`~aioudf.handover.give`; ``done`` is set once a hand-over completed.
+    Its answering task runs in the task group its owner gives
+    :meth:`open` or :meth:`serve`, and ends at :meth:`close` or with that group.
     """
 
     def __init__(self, path: str, giver: Giver, done: asyncio.Event) -> None:
@@ -137,11 +140,11 @@ class ControlSocket:
         self._served = path
         self._done = done
         self._inode: tuple[int, int] | None = None  # the file, while it is ours
-        self._task: asyncio.Task[None] | None = None
+        self._scope: anyio.CancelScope | None = None  # the answering task's
         #: The process a hand-over went to, once one completed (for the last log line).
         self.taker_pid = 0
 
-    async def open(self) -> None:
+    async def open(self, tasks: anyio.abc.TaskGroup) -> None:
         """Bind it beside the served socket; without it (path too long...), warn."""
         try:
             sock, _ = await bind_socket(self.path, 0o600)
@@ -149,16 +152,27 @@ class ControlSocket:
         except (AioudfError, OSError) as exc:
             logger.warning("no hand-over on this server: %s", exc)
             return
-        self.serve(sock)
+        self.serve(sock, tasks)
 
-    def serve(self, sock: socket.socket) -> None:
-        """Answer hand-over requests on the listening ``sock``."""
+    def serve(self, sock: socket.socket, tasks: anyio.abc.TaskGroup) -> None:
+        """Answer hand-over requests on the listening ``sock``, in a task of ``tasks``."""
         self.sock = sock
         sock.setblocking(False)
         if sock.getsockname() == self.path:
             with contextlib.suppress(FileNotFoundError):
                 self._inode = inode_of(self.path)  # ours to remove at the end
-        self._task = asyncio.create_task(self._answer(sock))
+        self._scope = scope = anyio.CancelScope()
+        tasks.start_soon(self._answer_within, scope, sock, name="aioudf control socket")
+
+    async def _answer_within(self, scope: anyio.CancelScope, sock: socket.socket) -> None:
+        # Nothing raised here may reach the owner's task group: in a server,
+        # that group holds every connection.
+        with scope:
+            try:
+                await self._answer(sock)
+            except OSError as exc:
+                if sock.fileno() != -1:  # (closed: released or closed, as meant)
+                    logger.warning("the control socket stopped answering: %s", exc)
 
     async def _answer(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
@@ -188,8 +202,8 @@ class ControlSocket:
             self.sock.close()
 
     def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        if self._scope is not None:
+            self._scope.cancel()
         if self.sock is not None:
             self.sock.close()
         remove_if_same(self.path, self._inode)

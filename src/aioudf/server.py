@@ -209,7 +209,8 @@ class UnixServer:
             self._remove_socket_file()
             raise
         if self.handover:
-            await self._control.open()
+            assert self._tasks is not None  # (started by _listen)
+            await self._control.open(self._tasks)
 
     async def _listen(self, sock: socket.socket) -> None:
         """Start the connections' task group and accept on ``sock``."""
@@ -343,7 +344,8 @@ class UnixServer:
 
     async def serve_control(self, control: socket.socket) -> None:
         """Answer hand-over requests on the listening ``control`` socket."""
-        self._control.serve(control)
+        assert self._tasks is not None
+        self._control.serve(control, self._tasks)
 
     def metrics_socket(self) -> socket.socket | None:
         return socket_of(self.metrics_endpoint)
@@ -375,8 +377,8 @@ class UnixServer:
             self._accept, sock=listener, backlog=self.backlog, limit=_READ_LIMIT
         )
         self._listen_sock = listener
-        if control is not None:
-            self._control.serve(control)
+        if control is not None and self._tasks is not None:
+            self._control.serve(control, self._tasks)
         logger.warning("the other process failed part way: serving the socket here again")
 
     async def open_channels(self) -> list[tuple[socket.socket, Awaitable[int]]]:

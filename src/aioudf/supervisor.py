@@ -337,7 +337,8 @@ class Supervisor:
             self._owns_path = True
         if not await self._start_workers():
             return False
-        await self._control.open()
+        assert self._tasks is not None
+        await self._control.open(self._tasks)
         return True
 
     def _on_stop(self, signum: signal.Signals) -> None:
@@ -733,7 +734,8 @@ class Supervisor:
         self._ending.clear()
         if self._spare_control is not None:
             control, self._spare_control = self._spare_control, None
-            self._control.serve(control)
+            assert self._tasks is not None
+            self._control.serve(control, self._tasks)
         self._owns_path = self._inode is not None
         live = 0
         for worker in self.workers:
@@ -783,7 +785,8 @@ class Supervisor:
             end.close()
 
     async def serve_control(self, control: socket.socket) -> None:
-        self._control.serve(control)
+        assert self._tasks is not None
+        self._control.serve(control, self._tasks)
 
 
 # ---- the worker's side --------------------------------------------------------
