@@ -20,6 +20,16 @@ class Typo(aioudf.Handler):
 """
 
 
+def _mypy_strict(tmp_path: Path, name: str, code: str) -> subprocess.CompletedProcess[str]:
+    """mypy --strict, as a user runs it, on ``code`` written to ``name``."""
+    (tmp_path / name).write_text(textwrap.dedent(code))
+    return subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / ".cache"),
+         "--config-file", "", name],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
 def test_the_stubs_protobuf_needs_come_with_aioudf() -> None:
     requirements = importlib.metadata.requires("aioudf") or []
     names = {re.split(r"[ ;<>=!~\[]", r, maxsplit=1)[0] for r in requirements if "extra" not in r}
@@ -27,12 +37,7 @@ def test_the_stubs_protobuf_needs_come_with_aioudf() -> None:
 
 
 def test_mypy_strict_catches_a_misspelt_field_map(tmp_path: Path) -> None:
-    (tmp_path / "typo.py").write_text(textwrap.dedent(HANDLER))
-    done = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / ".cache"),
-         "--config-file", "", "typo.py"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    done = _mypy_strict(tmp_path, "typo.py", HANDLER)
     assert done.returncode == 1, done.stdout + done.stderr
     assert 'typo.py:7: error: "Point" has no attribute "fieldsDoubel"' in done.stdout, done.stdout
 
@@ -59,12 +64,7 @@ async def main() -> None:
 def test_mypy_names_a_misspelt_or_mistyped_setting(tmp_path: Path) -> None:
     # Keyword settings are typed (config.ServerSettings...): an editor completes them
     # and mypy catches a typo before the run-time check would.
-    (tmp_path / "settings.py").write_text(textwrap.dedent(SETTINGS))
-    done = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / ".cache"),
-         "--config-file", "", "settings.py"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    done = _mypy_strict(tmp_path, "settings.py", SETTINGS)
     errors = [line for line in done.stdout.splitlines() if ": error:" in line]
     assert [line.split(":")[1] for line in errors] == ["13", "14", "15"], done.stdout
     assert 'Unexpected keyword argument "max_backlgo"' in errors[0]
