@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import stat
 import sys
+import textwrap
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -19,8 +21,9 @@ import pytest
 from serverproc import ServerProcess
 from test_handover import INIT, averages, stream, unmoved_run
 from test_server import assert_serves
-from wire import Peer
+from wire import Peer, kind, request
 
+from aioudf._pb import udf_pb2 as pb
 from aioudf.cli import cli
 from aioudf.errors import AioudfError
 from aioudf.supervisor import worker_count
@@ -136,3 +139,63 @@ async def test_reload_whose_code_does_not_import_keeps_the_old_server(
     await assert_serves(socket_path)
     server.process.send_signal(signal.SIGTERM)
     assert await server.exit_code() == 0
+
+
+# ---- settings: checked once, passed to the workers whole ----------------------
+
+EMBEDDED_SUPERVISOR = """
+import sys
+from aioudf.config import Config
+from aioudf.loops import run_async
+from aioudf.supervisor import Supervisor
+
+path = sys.argv[1]
+# The workers' own command line names no setting: they get the Config.
+command = [sys.executable, "-m", "aioudf", "serve", "moving_avg:MovingAvg", "--socket", path]
+config = Config(max_frame_size=100, mode=0o600)
+# (asyncio's loop: a second pidfd on a worker once hung its SIGTERM there.)
+sys.exit(run_async(Supervisor(path, 2, config=config, command=command).run(), "asyncio"))
+"""
+
+
+async def test_the_supervisors_config_reaches_every_worker(
+    python_env: dict[str, str], socket_path: Path, short_tmp: Path
+) -> None:
+    script = short_tmp / "supervise.py"
+    script.write_text(textwrap.dedent(EMBEDDED_SUPERVISOR))
+    # A worker that read its settings from its environment would allow 1 MB frames.
+    env = dict(python_env, AIOUDF_MAX_FRAME_SIZE=str(1 << 20))
+    server = ServerProcess(
+        await asyncio.create_subprocess_exec(
+            sys.executable, str(script), str(socket_path),
+            stdin=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env,
+        )
+    )  # fmt: skip
+    try:
+        for _ in range(2):
+            await server.wait_for_log("serving ")
+        assert stat.S_IMODE(os.stat(socket_path).st_mode) == 0o600
+        # Connections go to both workers in turn: each refuses the frame over 100 bytes.
+        for _ in range(4):
+            peer = await Peer.unix(socket_path)
+            await peer.send(request(info=pb.InfoRequest()))
+            assert kind(await peer.receive_kind("info")) == "info"
+            await peer.send(request(point=pb.Point(name="x" * 200)))
+            error = await peer.receive_kind("error")
+            assert "exceeds the maximum frame size of 100 bytes" in error.error.error
+            await peer.close()
+        server.process.send_signal(signal.SIGTERM)
+        assert await server.exit_code() == 0, "".join(server.log)
+    finally:
+        await server.kill()
+
+
+def test_the_supervisors_settings_are_checked_before_it_binds(
+    socket_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["serve", "moving_avg:MovingAvg", "--socket", str(socket_path), "--workers", "2"]
+    assert cli([*argv, "--mode", "77777"]) == 2
+    assert "aioudf serve: error: invalid setting mode=32767: give file permissions" in (
+        capsys.readouterr().err
+    )
+    assert not socket_path.exists()

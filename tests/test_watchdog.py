@@ -27,6 +27,7 @@ from wire import Peer, decode_responses, kind, options, request
 
 from aioudf import UnixServer, serve
 from aioudf._pb import udf_pb2 as pb
+from aioudf.config import Config
 from aioudf.watchdog import DEFAULT_WARN_BLOCKED, LoopWatchdog
 
 THREAD_NAME = "aioudf loop watchdog"
@@ -183,13 +184,15 @@ async def test_embedded_server_starts_no_watchdog_unless_asked(socket_path: Path
 
 
 @pytest.mark.parametrize(
-    ("warn_blocked", "threads"), [(None, 1), (0.3, 1), (0, 0)], ids=["default", "set", "off"]
+    ("kwargs", "threads"),
+    [({}, 1), ({"config": Config()}, 1), ({"warn_blocked": 0.3}, 1), ({"warn_blocked": 0}, 0)],
+    ids=["default", "default-config", "set", "off"],
 )
 async def test_serve_runs_a_watchdog_by_default(
-    socket_path: Path, warn_blocked: float | None, threads: int
+    socket_path: Path, kwargs: dict[str, Any], threads: int
 ) -> None:
+    # (Before, serve(config=Config()) ran none: the Config's default was not serve()'s.)
     ready = asyncio.Event()
-    kwargs: dict[str, Any] = {} if warn_blocked is None else {"warn_blocked": warn_blocked}
     task = asyncio.create_task(serve(Recorder, socket_path, ready=ready, **kwargs))
     await ready.wait()
     running = watchdog_threads()

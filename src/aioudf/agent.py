@@ -85,6 +85,9 @@ from .protocol import State, UDFConnection
 from .streams import ByteReader, ByteWriter
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .config import ConnectionSettings
     from .metrics import Metrics
 
 __all__ = [
@@ -482,9 +485,10 @@ class Agent:
     error.
 
     The limits that bound its memory (``max_frame_size``, ``max_backlog``,
-    ``max_output``...) come from ``config`` (a :class:`~aioudf.config.Config`)
-    with ``settings`` changed, checked here: an unknown or invalid setting
-    raises :class:`~aioudf.ConfigError` before anything is read.
+    ``max_output``, ``read_size``, ``stop_timeout``, ``close_timeout``) come
+    from ``config`` (a :class:`~aioudf.config.Config`) with ``settings``
+    changed, checked here: an unknown or invalid setting raises
+    :class:`~aioudf.ConfigError` before anything is read.
     """
 
     def __init__(
@@ -497,7 +501,7 @@ class Agent:
         name: str = "",
         connection: UDFConnection | None = None,
         metrics: Metrics | None = None,
-        **settings: Any,
+        **settings: Unpack[ConnectionSettings],
     ) -> None:
         config = Config.of(config, **settings)
         self.config = config

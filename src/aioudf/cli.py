@@ -27,18 +27,16 @@ from typing import Any, TypeVar
 from . import replay_cli
 from ._version import __version__
 from .activation import activated_socket
-from .agent import DEFAULT_MAX_BACKLOG, DEFAULT_MAX_OUTPUT, DEFAULT_STOP_TIMEOUT
+from .config import DEFAULT_WARN_BLOCKED, Config
 from .errors import AioudfError, HandlerLoadError
-from .framing import DEFAULT_MAX_FRAME_SIZE
 from .handler import BaseHandler
 from .loader import handler_path, load_handler
 from .logs import LOG_FORMATS, configure_logging, log_level
 from .loops import LOOP_CHOICES, exit_past_stuck_threads, run_async
 from .metrics import Metrics, parse_address
 from .process import refuse_to_start, run_stdio
-from .server import DEFAULT_GRACE, DEFAULT_SOCKET_MODE, serve, share_metrics
+from .server import serve, share_metrics
 from .stdio import check_stdio
-from .watchdog import DEFAULT_WARN_BLOCKED
 
 __all__ = ["load_handler", "main", "cli"]
 
@@ -217,47 +215,70 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         help="one line per event as logfmt (Kapacitor's own log format) or json, or "
         "multi-line text for a terminal",
     )
-    _flag(
+    _setting(parser, "max_frame_size", _whole, "BYTES", "largest request accepted")
+    _setting(
         parser,
-        "--max-frame-size",
-        convert=_whole,
-        default=DEFAULT_MAX_FRAME_SIZE,
-        metavar="BYTES",
-        help="largest request accepted",
+        "max_backlog",
+        _whole,
+        "N",
+        "requests read ahead of the handler before reading pauses",
     )
-    _flag(
+    _setting(parser, "max_output", _whole, "BYTES", "bytes of responses queued before emit() waits")
+    _setting(parser, "read_size", _whole, "BYTES", "bytes asked of the connection per read")
+    _setting(parser, "stop_timeout", _seconds, "SECONDS", "time Handler.stop() may take")
+    _setting(
         parser,
-        "--max-backlog",
-        convert=_whole,
-        default=DEFAULT_MAX_BACKLOG,
-        metavar="N",
-        help="requests read ahead of the handler before reading pauses",
+        "close_timeout",
+        _seconds,
+        "SECONDS",
+        "time the last responses may take to be written when Kapacitor stops reading at close",
     )
-    _flag(
+    _setting(
         parser,
-        "--max-output",
-        convert=_whole,
-        default=DEFAULT_MAX_OUTPUT,
-        metavar="BYTES",
-        help="bytes of responses queued before emit() waits",
-    )
-    _flag(
-        parser,
-        "--stop-timeout",
-        convert=_seconds,
-        default=DEFAULT_STOP_TIMEOUT,
-        metavar="SECONDS",
-        help="time Handler.stop() may take",
-    )
-    _flag(
-        parser,
-        "--warn-blocked",
-        convert=_non_negative_seconds,
-        default=DEFAULT_WARN_BLOCKED,
-        metavar="SECONDS",
-        help="log a warning naming the code that blocks the event loop for longer than "
+        "warn_blocked",
+        _non_negative_seconds,
+        "SECONDS",
+        "log a warning naming the code that blocks the event loop for longer than "
         "this (the cause of missed keepalives); 0 disables",
+        shown=f"{DEFAULT_WARN_BLOCKED:g}",
     )
+
+
+#: The flags that set a :class:`~aioudf.config.Config` field (``--max-backlog``:
+#: ``max_backlog``); :func:`_config` builds the Config from them.
+_SETTINGS: list[str] = []
+#: The defaults, as the help shows them (Config owns them).
+_DEFAULTS = Config()
+
+
+def _setting(
+    parser: argparse.ArgumentParser,
+    name: str,
+    convert: Callable[[str], Any],
+    metavar: str,
+    help: str,
+    *,
+    shown: str | None = None,
+) -> None:
+    """Add the flag of the Config field ``name``; its default is the Config's."""
+    if name not in _SETTINGS:
+        _SETTINGS.append(name)
+    default = getattr(_DEFAULTS, name)
+    _flag(
+        parser,
+        "--" + name.replace("_", "-"),
+        convert=convert,
+        default=None,  # not given: the Config's default
+        shown=shown if shown is not None else str(default),
+        metavar=metavar,
+        help=help,
+    )
+
+
+def _config(args: argparse.Namespace) -> Config:
+    """The :class:`~aioudf.config.Config` the flags and AIOUDF_* variables describe, checked."""
+    given = {name: value for name in _SETTINGS if (value := getattr(args, name, None)) is not None}
+    return Config.from_dict(given)
 
 
 def _add_socket(parser: argparse.ArgumentParser, *, required: bool) -> None:
@@ -282,14 +303,13 @@ def _add_socket(parser: argparse.ArgumentParser, *, required: bool) -> None:
             metavar="PATH",
             help="serve as a socket UDF on this unix socket path (default: a process UDF)",
         )
-    _flag(
+    _setting(parser, "mode", _mode, "OCTAL", "socket file permissions", shown=f"{_DEFAULTS.mode:o}")
+    _setting(
         parser,
-        "--mode",
-        convert=_mode,
-        default=DEFAULT_SOCKET_MODE,
-        shown=f"{DEFAULT_SOCKET_MODE:o}",
-        metavar="OCTAL",
-        help="socket file permissions",
+        "backlog",
+        _whole,
+        "N",
+        "connections the kernel queues before they are accepted",
     )
     _flag(
         parser,
@@ -310,14 +330,12 @@ def _add_socket(parser: argparse.ArgumentParser, *, required: bool) -> None:
         help="take the socket and its live connections over from the server running on it "
         "(starts afresh if none runs); without it, a live socket is refused",
     )
-    _flag(
+    _setting(
         parser,
-        "--grace",
-        convert=_seconds,
-        default=DEFAULT_GRACE,
-        metavar="SECONDS",
-        help="time open connections get to end by themselves at shutdown, before the "
-        "server ends them",
+        "grace",
+        _seconds,
+        "SECONDS",
+        "time open connections get to end by themselves at shutdown, before the server ends them",
     )
     _flag(
         parser,
@@ -352,15 +370,6 @@ def _add_socket(parser: argparse.ArgumentParser, *, required: bool) -> None:
     )
 
 
-def _agent_options(args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        "max_frame_size": args.max_frame_size,
-        "max_backlog": args.max_backlog,
-        "max_output": args.max_output,
-        "stop_timeout": args.stop_timeout,
-    }
-
-
 def _execute(
     load: Callable[[], Callable[[], BaseHandler]],
     args: argparse.Namespace,
@@ -373,6 +382,7 @@ def _execute(
     ``prog`` starts the error lines (``aioudf run``, a script's name).
     ``source()`` is the handler's file, whose directory ``--reload`` watches.
     """
+    config = _config(args)  # a bad setting: one line, before anything starts
     configure_logging(args.log_level, args.log_format)
     if getattr(args, "socket", None):
         # (Imported here: a process UDF starts without the supervisor's modules.)
@@ -382,16 +392,14 @@ def _execute(
         if args.metrics:
             _share_metrics(args, worker is not None)
         if worker is not None:  # started by a supervisor
+            # (Its settings are the supervisor's Config, in the description.)
             run_async(
                 run_worker(
                     load(),
                     args.socket,
                     worker,
-                    grace=args.grace,
-                    warn_blocked=args.warn_blocked,
                     # Recorded into the shared directory; the supervisor serves them.
                     metrics=Metrics() if args.metrics else None,
-                    **_agent_options(args),
                 ),
                 args.loop,
             )
@@ -402,8 +410,7 @@ def _execute(
             supervisor = Supervisor(
                 args.socket,
                 args.workers,
-                mode=args.mode,
-                grace=args.grace,
+                config=config,
                 sock=activated_socket(args.socket),
                 takeover=args.takeover,
                 metrics=args.metrics,
@@ -414,13 +421,10 @@ def _execute(
         coroutine: Any = serve(
             factory,
             args.socket,
-            mode=args.mode,
-            grace=args.grace,
-            warn_blocked=args.warn_blocked,
+            config=config,
             sock=activated_socket(args.socket),
             takeover=args.takeover,
             metrics=args.metrics,
-            **_agent_options(args),
         )
         run_async(_reloading(coroutine, watched), args.loop)
         exit_past_stuck_threads(0)
@@ -437,9 +441,7 @@ def _execute(
         # Kapacitor is told too: its start-up error names the cause.
         _report(exc, prog)
         return refuse_to_start(str(exc), loop=args.loop)
-    status = run_async(
-        run_stdio(factory, warn_blocked=args.warn_blocked, **_agent_options(args)), args.loop
-    )
+    status = run_async(run_stdio(factory, config=config), args.loop)
     exit_past_stuck_threads(status)
     return status
 
@@ -481,10 +483,7 @@ def _compat(args: argparse.Namespace) -> int:
         raise AioudfError("--socket: a compat script names its socket itself, in Server(path, ...)")
     settings = Settings(
         loop=args.loop,
-        warn_blocked=args.warn_blocked,
-        agent=_agent_options(args),
-        mode=args.mode,
-        grace=args.grace,
+        config=_config(args),
         workers=args.workers,
         takeover=args.takeover,
         metrics=args.metrics,

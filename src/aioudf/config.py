@@ -30,8 +30,23 @@ and for a socket server:
 ``backlog``
     connections the kernel queues before they are accepted.
 ``warn_blocked``
-    seconds the event loop may be blocked before a warning is logged;
-    ``None`` or 0: no check.
+    seconds the event loop may be blocked before a warning is logged; 0: no
+    check. Left ``None``, it is :data:`DEFAULT_WARN_BLOCKED` where aioudf
+    owns the event loop (:func:`aioudf.serve`, :func:`aioudf.run`, the
+    command line, a supervisor's workers) and off in an embedded
+    :class:`~aioudf.UnixServer` or :class:`~aioudf.lowlevel.Agent`, whose
+    service owns the loop (:meth:`Config.blocked_threshold`).
+
+Keyword settings are typed: the functions that take them
+(``UnixServer(H, path, max_backlog=5)``, ``serve``, ``run``, ``Agent``)
+declare them as ``**settings: Unpack[ServerSettings]`` (or the narrower
+:class:`ConnectionSettings`, :class:`ProcessSettings`), so mypy and an
+editor know every name and its type, and a misspelt one is an error before
+the code runs as well as when it does.
+
+A process that starts another (a supervisor its workers) passes the
+checked object on as JSON (:meth:`Config.to_dict`, :meth:`Config.from_dict`),
+never as command-line flags to parse again.
 """
 
 from __future__ import annotations
@@ -39,10 +54,15 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from .errors import ConfigError
 from .framing import DEFAULT_MAX_FRAME_SIZE
+
+if TYPE_CHECKING:
+    # (typing.Unpack is 3.11's; type checkers bundle typing_extensions.)
+    from typing_extensions import Unpack
 
 __all__ = [
     "DEFAULT_BACKLOG",
@@ -54,7 +74,11 @@ __all__ = [
     "DEFAULT_READ_SIZE",
     "DEFAULT_SOCKET_MODE",
     "DEFAULT_STOP_TIMEOUT",
+    "DEFAULT_WARN_BLOCKED",
     "Config",
+    "ConnectionSettings",
+    "ProcessSettings",
+    "ServerSettings",
 ]
 
 #: Requests queued between the reader and the handler before reading pauses.
@@ -78,6 +102,35 @@ DEFAULT_GRACE = 2.0
 #: Connections the kernel queues before they are accepted (Kapacitor opens
 #: one per task node, all at once when it starts).
 DEFAULT_BACKLOG = 1024
+#: Seconds the loop may be blocked before a warning where aioudf owns the
+#: loop (well under Kapacitor's keepalive timeout, 10 s unless configured
+#: otherwise).
+DEFAULT_WARN_BLOCKED = 1.0
+
+
+class ConnectionSettings(TypedDict, total=False):
+    """The settings of one connection, as keywords (``Agent(..., max_output=4096)``)."""
+
+    max_frame_size: int
+    max_backlog: int
+    max_output: int
+    read_size: int
+    stop_timeout: float
+    close_timeout: float
+
+
+class ProcessSettings(ConnectionSettings, total=False):
+    """A process UDF's settings as keywords (``aioudf.run(H, warn_blocked=0.5)``)."""
+
+    warn_blocked: float | None
+
+
+class ServerSettings(ProcessSettings, total=False):
+    """A socket server's settings as keywords: every :class:`Config` field."""
+
+    mode: int
+    grace: float
+    backlog: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +139,7 @@ class Config:
 
     Build it with keywords (``Config(max_backlog=100)``) or from another one
     with :meth:`with_settings`; see the module documentation for what each
-    setting means.
+    setting means. Every default is here, once.
     """
 
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
@@ -114,22 +167,49 @@ class Config:
             )
 
     @classmethod
-    def of(cls, config: Config | None = None, /, **settings: Any) -> Config:
+    def of(cls, config: Config | None = None, /, **settings: Unpack[ServerSettings]) -> Config:
         """``config`` (or the defaults) with ``settings`` changed, every name checked."""
         base = config if config is not None else cls()
         return base.with_settings(**settings) if settings else base
 
-    def with_settings(self, **settings: Any) -> Config:
+    def with_settings(self, **settings: Unpack[ServerSettings]) -> Config:
         """A copy with ``settings`` changed; an unknown name is a :class:`~aioudf.ConfigError`."""
-        known = [f.name for f in dataclasses.fields(self)]
-        for name in settings:
-            if name not in known:
-                close = difflib.get_close_matches(name, known, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ConfigError(
-                    f"unknown setting {name!r}{hint}; the settings are: {', '.join(known)}"
-                )
+        _check_names(settings)
         return dataclasses.replace(self, **settings)
+
+    def blocked_threshold(self, *, owns_loop: bool) -> float:
+        """Seconds the loop may be blocked before a warning; 0: no watchdog.
+
+        ``owns_loop``: aioudf runs the event loop (serve, run, a worker), so
+        an unset ``warn_blocked`` is :data:`DEFAULT_WARN_BLOCKED`; embedded,
+        it is off unless asked for.
+        """
+        if self.warn_blocked is None:
+            return DEFAULT_WARN_BLOCKED if owns_loop else 0.0
+        return self.warn_blocked
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as a JSON-ready dict, for a process this one starts (:meth:`from_dict`)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, settings: object) -> Config:
+        """The :class:`Config` that :meth:`to_dict` gave (decoded from JSON), checked again."""
+        if not isinstance(settings, dict):
+            raise ConfigError(f"settings must be a mapping of names to values, not {settings!r}")
+        _check_names(settings)
+        return cls(**settings)
+
+
+def _check_names(settings: Mapping[str, object]) -> None:
+    known = [f.name for f in dataclasses.fields(Config)]
+    for name in settings:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(
+                f"unknown setting {name!r}{hint}; the settings are: {', '.join(known)}"
+            )
 
 
 def _count(name: str, value: Any) -> None:

@@ -26,7 +26,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .agent import Agent, create_handler, refuse
 from .config import Config
@@ -36,7 +36,12 @@ from .logs import configure_logging, connection_context
 from .loops import exit_past_stuck_threads, run_async
 from .messages import encode_error
 from .stdio import check_stdio, open_stdio, reserved_stdout
-from .watchdog import DEFAULT_WARN_BLOCKED, LoopWatchdog
+from .watchdog import LoopWatchdog
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .config import ProcessSettings
 
 __all__ = ["refuse_stdio", "refuse_to_start", "run", "run_stdio"]
 
@@ -44,19 +49,17 @@ logger = logging.getLogger("aioudf")
 
 
 async def run_stdio(
-    handler_factory: Callable[[], BaseHandler],
-    *,
-    warn_blocked: float = DEFAULT_WARN_BLOCKED,
-    **agent_options: Any,
+    handler_factory: Callable[[], BaseHandler], *, config: Config | None = None
 ) -> int:
     """Serve Kapacitor on stdin/stdout with one handler; return the exit status.
 
-    ``warn_blocked``: log a warning when the event loop is blocked for longer
-    than this many seconds (see :class:`~aioudf.watchdog.LoopWatchdog`); 0
-    disables it. ``agent_options`` are :class:`~aioudf.config.Config`
-    settings, checked before stdin is read.
+    ``config``: the agent's settings (:class:`~aioudf.config.Config`); since
+    this owns the loop, an unset ``warn_blocked`` starts a
+    :class:`~aioudf.watchdog.LoopWatchdog` of
+    :data:`~aioudf.config.DEFAULT_WARN_BLOCKED` seconds (0: none).
     """
-    config = Config.of(warn_blocked=warn_blocked, **agent_options)
+    config = config if config is not None else Config()
+    warn_blocked = config.blocked_threshold(owns_loop=True)
     # Records about the connection, the last "UDF stopped" one included, carry
     # conn=stdio and the task and node of Init.
     with reserved_stdout() as frames_fd, _watchdog(warn_blocked), connection_context("stdio"):
@@ -131,18 +134,21 @@ def run(
     loop: str = "auto",
     log_level: str | int = "INFO",
     log_format: str = "logfmt",
-    warn_blocked: float = DEFAULT_WARN_BLOCKED,
-    **agent_options: Any,
+    config: Config | None = None,
+    **settings: Unpack[ProcessSettings],
 ) -> None:
     """Run a process UDF until stdin closes; exit with status 1 on error.
 
     ``handler_factory`` is the Handler class (or any callable returning a
     handler). ``loop`` picks the event loop (``auto``, ``asyncio``,
     ``uvloop``); ``log_format`` is ``logfmt`` (one line per event, what
-    Kapacitor's log keeps whole), ``json`` or ``text``; ``warn_blocked``:
-    seconds the loop may be blocked before a warning (0: no check);
-    ``agent_options`` are passed to :class:`~aioudf.lowlevel.Agent`
-    (``max_frame_size``, ``max_backlog``, ``max_output``, ``stop_timeout``).
+    Kapacitor's log keeps whole), ``json`` or ``text``. ``config`` and
+    ``settings``: a :class:`~aioudf.config.Config` with any setting changed
+    by keyword (:class:`~aioudf.config.ProcessSettings`: ``warn_blocked``,
+    seconds the loop may be blocked before a warning, default 1, 0: no
+    check; ``max_frame_size``, ``max_backlog``, ``max_output``,
+    ``read_size``, ``stop_timeout``, ``close_timeout``), checked before
+    anything is set up.
     What cannot start (a closed stdin or stdout, ``loop="uvloop"`` without
     uvloop, any ``argv``: default ``sys.argv[1:]``, as :func:`aioudf.main`
     takes flags) is one line on stderr and exit status 2.
@@ -158,13 +164,11 @@ def run(
             file=sys.stderr,
         )
         raise SystemExit(2)
-    Config.of(warn_blocked=warn_blocked, **agent_options)  # an error before any set-up
+    config = Config.of(config, **settings)  # an error before any set-up
     configure_logging(log_level, log_format)
     try:
         check_stdio()
-        status = run_async(
-            run_stdio(handler_factory, warn_blocked=warn_blocked, **agent_options), loop
-        )
+        status = run_async(run_stdio(handler_factory, config=config), loop)
     except AioudfError as exc:
         print(f"aioudf: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

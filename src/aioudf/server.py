@@ -24,18 +24,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import os
 import signal
 import socket
-import stat
-import struct
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 import anyio.abc
@@ -43,18 +40,17 @@ import anyio.abc
 from .activation import notify
 from .agent import Agent, create_handler, prepare_handler, refuse
 from .config import DEFAULT_GRACE, DEFAULT_SOCKET_MODE, Config
-from .errors import AioudfError, ConnectionFailed, HandoverError, SocketPathError
+from .control import ControlSocket, bind_socket, inode_of, remove_if_same
+from .errors import ConnectionFailed, HandoverError, SocketPathError
 from .handler import BaseHandler
 from .handover import (
     HANDOVER_TIMEOUT,
     Channel,
-    Giver,
     Message,
     NothingToTakeOver,
     Observer,
     control_path,
     describe_exit,
-    give,
     give_connections,
     offer_connection,
     process_exit,
@@ -62,6 +58,7 @@ from .handover import (
     take_connections,
     take_over,
 )
+from .lifecycle import first, signal_handlers
 from .logs import connection_context
 from .metrics import (
     Metrics,
@@ -73,7 +70,12 @@ from .metrics import (
     use_multiprocess_dir,
 )
 from .protocol import UDFConnection
-from .watchdog import DEFAULT_WARN_BLOCKED, LoopWatchdog
+from .watchdog import LoopWatchdog
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from .config import ServerSettings
 
 __all__ = ["DEFAULT_GRACE", "DEFAULT_SOCKET_MODE", "SocketPathError", "UnixServer", "serve"]
 
@@ -87,78 +89,20 @@ SHUTDOWN_REASON = "the UDF server is shutting down"
 # Bytes a connection's stream reads ahead of the agent.
 _READ_LIMIT = 1 << 20
 
-# sun_path is 108 bytes on Linux (104 on the BSDs), including the final NUL.
-_MAX_SOCKET_PATH = 107
-
-
-def _why(path: str, exc: OSError) -> str:
-    """Why a socket cannot be created at ``path``, in the words a user acts on."""
-    directory = os.path.dirname(os.path.abspath(path))
-    if exc.errno == errno.ENOENT:
-        return f"no such directory: {directory}"
-    if exc.errno == errno.ENOTDIR:
-        return f"a part of {directory} is not a directory"
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return (
-            f"permission denied to this user (uid {os.geteuid()}): check the owner and "
-            f"mode of {directory} and of the path (a volume mounted with the wrong owner?)"
-        )
-    return exc.strerror or str(exc)
-
-
-async def _socket_is_live(path: str) -> bool:
-    """True if something accepts connections on the socket at ``path``."""
-    try:
-        with anyio.fail_after(2):
-            stream = await anyio.connect_unix(path)
-    except (ConnectionRefusedError, FileNotFoundError):
-        return False
-    except TimeoutError:
-        return True  # it exists and is busy: treat as live, never delete it
-    except OSError as exc:
-        if exc.errno in (errno.ECONNREFUSED, errno.ENOENT):
-            return False
-        raise
-    await stream.aclose()
-    return True
-
-
-async def prepare_socket_path(path: str) -> None:
-    """Make ``path`` available for bind(), or raise SocketPathError.
-
-    A stale socket file (nothing listens) is removed; a live socket, a path
-    that is not a socket, or a path too long for the platform is refused and
-    left alone.
-    """
-    if len(os.fsencode(path)) > _MAX_SOCKET_PATH:
-        raise SocketPathError(
-            f"socket path is {len(os.fsencode(path))} bytes long; unix sockets allow "
-            f"at most {_MAX_SOCKET_PATH}: {path}"
-        )
-    try:
-        info = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(info.st_mode):
-        raise SocketPathError(f"{path} exists and is not a socket; refusing to replace it")
-    if await _socket_is_live(path):
-        raise SocketPathError(f"{path} is in use: another server answers on it")
-    logger.info("removing stale socket file %s", path)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-
 
 class UnixServer:
     """Serve a handler class on a unix socket, one agent per connection.
 
     ``handler_factory``: the Handler class, or any callable returning a new
-    handler. ``path``: the socket file (see :func:`prepare_socket_path` for
+    handler. ``path``: the socket file (see :func:`~aioudf.control.prepare_socket_path` for
     what happens when it exists). ``config`` and ``settings``: a
     :class:`~aioudf.config.Config` with any setting changed by keyword
-    (``mode``, ``grace``, ``backlog``, ``warn_blocked``, ``max_frame_size``,
-    ``max_backlog``, ``max_output``, ``stop_timeout``...), checked here: an
-    unknown or invalid one raises :class:`~aioudf.ConfigError` naming it
-    (``warn_blocked`` is off here, since an embedding service owns the loop).
+    (:class:`~aioudf.config.ServerSettings`: ``mode``, ``grace``,
+    ``backlog``, ``warn_blocked``, ``max_frame_size``, ``max_backlog``,
+    ``max_output``, ``read_size``, ``stop_timeout``, ``close_timeout``),
+    checked here: an unknown or invalid one raises
+    :class:`~aioudf.ConfigError` naming it (an unset ``warn_blocked`` is off
+    here, since an embedding service owns the loop).
     ``sock``: a listening socket to serve instead of binding ``path`` (from
     systemd or a supervisor; its file is left in place at shutdown).
     ``metrics``: ``"HOST:PORT"`` to serve Prometheus metrics at ``/metrics``,
@@ -184,7 +128,7 @@ class UnixServer:
         handover: bool = True,
         observer: Observer | None = None,
         metrics: str | Metrics | None = None,
-        **settings: Any,
+        **settings: Unpack[ServerSettings],
     ) -> None:
         self.config = Config.of(config, **settings)
         self.handler_factory = handler_factory
@@ -192,7 +136,7 @@ class UnixServer:
         self.mode = self.config.mode
         self.grace = self.config.grace
         self.backlog = self.config.backlog
-        warn_blocked = self.config.warn_blocked
+        warn_blocked = self.config.blocked_threshold(owns_loop=False)
         #: Connections being served right now.
         self.active = 0
         #: Connections accepted since start.
@@ -257,31 +201,16 @@ class UnixServer:
         if self._given_sock is not None:
             sock = self._given_sock
         else:
-            try:
-                await prepare_socket_path(self.path)
-            except OSError as exc:
-                raise SocketPathError(
-                    f"cannot use the socket path {self.path}: {_why(self.path, exc)}"
-                ) from None
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock, self._inode = await bind_socket(self.path, self.mode)
         try:
-            if self._given_sock is None:
-                try:
-                    sock.bind(self.path)
-                except OSError as exc:
-                    raise SocketPathError(
-                        f"cannot create the socket {self.path}: {_why(self.path, exc)}"
-                    ) from None
-                # Before listen(): nobody can connect while the mode is still the umask's.
-                os.chmod(self.path, self.mode)
-                self._inode = _inode_of(self.path)
             await self._listen(sock)
         except BaseException:
             sock.close()
             self._remove_socket_file()
             raise
         if self.handover:
-            await self._control.open()
+            assert self._tasks is not None  # (started by _listen)
+            await self._control.open(self._tasks)
 
     async def _listen(self, sock: socket.socket) -> None:
         """Start the connections' task group and accept on ``sock``."""
@@ -415,7 +344,8 @@ class UnixServer:
 
     async def serve_control(self, control: socket.socket) -> None:
         """Answer hand-over requests on the listening ``control`` socket."""
-        self._control.serve(control)
+        assert self._tasks is not None
+        self._control.serve(control, self._tasks)
 
     def metrics_socket(self) -> socket.socket | None:
         return socket_of(self.metrics_endpoint)
@@ -447,8 +377,8 @@ class UnixServer:
             self._accept, sock=listener, backlog=self.backlog, limit=_READ_LIMIT
         )
         self._listen_sock = listener
-        if control is not None:
-            self._control.serve(control)
+        if control is not None and self._tasks is not None:
+            self._control.serve(control, self._tasks)
         logger.warning("the other process failed part way: serving the socket here again")
 
     async def open_channels(self) -> list[tuple[socket.socket, Awaitable[int]]]:
@@ -556,7 +486,7 @@ class UnixServer:
     ) -> None:
         await start_handed_over(self.metrics_endpoint, metrics)
         if owns_path:
-            self._inode = _inode_of(self.path)
+            self._inode = inode_of(self.path)
         await self._listen(listener)
 
     async def take_from(self, end: socket.socket) -> None:
@@ -651,14 +581,7 @@ class UnixServer:
     async def _wait_idle(self, seconds: float) -> None:
         """Wait up to ``seconds`` until no connection is open, or until cut_short()."""
         with anyio.move_on_after(seconds):
-            async with anyio.create_task_group() as tg:
-
-                async def wait_for(event: asyncio.Event) -> None:
-                    await event.wait()
-                    tg.cancel_scope.cancel()
-
-                tg.start_soon(wait_for, self._idle)
-                tg.start_soon(wait_for, self._cut_short)
+            await first(self._idle.wait(), self._cut_short.wait())
 
     def cut_short(self) -> None:
         """End a running :meth:`shutdown`'s grace period now."""
@@ -666,112 +589,7 @@ class UnixServer:
 
     def _remove_socket_file(self) -> None:
         """Remove the socket file, but only if it is still the one we created."""
-        _remove_if_same(self.path, self._inode)
-
-
-class ControlSocket:
-    """The control socket ``PATH.ctl`` through which another process takes over.
-
-    Shared by :class:`UnixServer` and the supervisor: bound with mode 0600
-    beside the served socket (or handed over), answered with
-    :func:`~aioudf.handover.give`; ``done`` is set once a hand-over completed.
-    """
-
-    def __init__(self, path: str, giver: Giver, done: asyncio.Event) -> None:
-        self.path = control_path(path)
-        self.sock: socket.socket | None = None
-        self._giver = giver
-        self._served = path
-        self._done = done
-        self._inode: tuple[int, int] | None = None  # the file, while it is ours
-        self._task: asyncio.Task[None] | None = None
-        #: The process a hand-over went to, once one completed (for the last log line).
-        self.taker_pid = 0
-
-    async def open(self) -> None:
-        """Bind it beside the served socket; without it (path too long...), warn."""
-        try:
-            await prepare_socket_path(self.path)
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                sock.bind(self.path)
-                os.chmod(self.path, 0o600)
-                sock.listen(8)
-            except OSError:
-                sock.close()
-                raise
-        except (AioudfError, OSError) as exc:
-            logger.warning("no hand-over on this server: %s", exc)
-            return
-        self.serve(sock)
-
-    def serve(self, sock: socket.socket) -> None:
-        """Answer hand-over requests on the listening ``sock``."""
-        self.sock = sock
-        sock.setblocking(False)
-        if sock.getsockname() == self.path:
-            with contextlib.suppress(FileNotFoundError):
-                self._inode = _inode_of(self.path)  # ours to remove at the end
-        self._task = asyncio.create_task(self._answer(sock))
-
-    async def _answer(self, sock: socket.socket) -> None:
-        loop = asyncio.get_running_loop()
-        while not self._done.is_set():
-            conn, _ = await loop.sock_accept(sock)
-            channel = Channel(conn)
-            try:
-                kept = await give(channel, self._giver, path=self._served)
-                self.taker_pid = _peer_pid(conn)
-            except Exception as exc:
-                logger.error("hand-over failed: %s; what was not moved is served here", exc)
-                if sock is not self.sock:
-                    return  # taken back: serve() answers on a fresh copy now
-                continue
-            finally:
-                channel.close()
-            self._done.set()
-            if kept:
-                logger.warning("handed over; %d connection(s) stay here until they end", kept)
-            else:
-                logger.info("handed everything over")
-
-    def release(self) -> None:
-        """Another process took it over: stop answering; the file is the new owner's."""
-        self._inode = None
-        if self.sock is not None:
-            self.sock.close()
-
-    def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-        if self.sock is not None:
-            self.sock.close()
-        _remove_if_same(self.path, self._inode)
-        self._inode = None
-
-
-def _peer_pid(sock: socket.socket) -> int:
-    """The process id at the other end of a unix socket (0 if it cannot be told)."""
-    try:
-        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    except OSError:
-        return 0
-    return int(struct.unpack("3i", creds)[0])
-
-
-def _inode_of(path: str) -> tuple[int, int]:
-    info = os.stat(path)
-    return info.st_dev, info.st_ino
-
-
-def _remove_if_same(path: str, inode: tuple[int, int] | None) -> None:
-    """Remove the socket file at ``path`` if it is the one with ``inode``."""
-    try:
-        info = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if inode == (info.st_dev, info.st_ino) and stat.S_ISSOCK(info.st_mode):
-        os.unlink(path)
+        remove_if_same(self.path, self._inode)
 
 
 def _read_ahead(reader: asyncio.StreamReader) -> bytes:
@@ -821,14 +639,14 @@ async def serve(
     observer: Observer | None = None,
     metrics: str | Metrics | None = None,
     stop: asyncio.Event | None = None,
-    **settings: Any,
+    **settings: Unpack[ServerSettings],
 ) -> None:
     """Serve a socket UDF until SIGINT or SIGTERM; for ``asyncio.run``.
 
     ``config`` and ``settings`` are the server's (see :class:`UnixServer`);
-    ``warn_blocked``, the number of seconds the event loop may be blocked
-    before a warning is logged, defaults to
-    :data:`~aioudf.watchdog.DEFAULT_WARN_BLOCKED` here (0 disables the check).
+    since serve() owns the loop, an unset ``warn_blocked`` (the number of
+    seconds the event loop may be blocked before a warning is logged) is
+    :data:`~aioudf.config.DEFAULT_WARN_BLOCKED` here (0 disables the check).
     ``ready``, if given, is set once the socket accepts connections. ``sock``: a listening
     socket to serve instead of binding ``path`` (see :class:`UnixServer`).
     Under systemd with ``Type=notify``, readiness and stopping are notified.
@@ -850,21 +668,14 @@ async def serve(
     everything over. Once another process has taken over, the call returns
     (after the connections it refused have ended).
     """
-    if config is None:
-        settings.setdefault("warn_blocked", DEFAULT_WARN_BLOCKED)
+    config = Config.of(config, **settings)
+    config = config.with_settings(warn_blocked=config.blocked_threshold(owns_loop=True))
     server = UnixServer(
-        handler_factory,
-        path,
-        config=config,
-        sock=sock,
-        observer=observer,
-        metrics=metrics,
-        **settings,
+        handler_factory, path, config=config, sock=sock, observer=observer, metrics=metrics
     )
-    loop = asyncio.get_running_loop()
     takeover = takeover or os.environ.pop(TAKEOVER_ENV, "") == "1"
     stop = stop if stop is not None else asyncio.Event()
-    reloading: list[asyncio.Task[None]] = []
+    reloading = asyncio.Event()  # set while a SIGHUP's new process starts
 
     def on_signal(signum: signal.Signals) -> None:
         if stop.is_set():
@@ -874,58 +685,56 @@ async def serve(
             logger.info("received %s: shutting down (again to force)", signum.name)
             stop.set()
 
-    def on_hangup() -> None:
-        if reloading and not reloading[-1].done():
-            logger.warning("received SIGHUP: a reload is already under way")
-        elif not server.handed_over.is_set():
-            command = list(reload_command or sys.orig_argv)
-            reloading.append(asyncio.create_task(_reload(server, command)))
-
-    installed: dict[signal.Signals, Any] = {}
-    try:
-        if handle_signals:
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                installed[signum] = signal.getsignal(signum)
-                loop.add_signal_handler(signum, on_signal, signum)
-            installed[signal.SIGHUP] = signal.getsignal(signal.SIGHUP)
-            loop.add_signal_handler(signal.SIGHUP, on_hangup)
-        await server.start(takeover=takeover)
-        notify("READY=1", f"MAINPID={os.getpid()}")
-        if ready is not None:
-            ready.set()
+    async def reload() -> None:
         try:
-            await _first(stop.wait(), server.handed_over.wait())
-            if server.handed_over.is_set() and not stop.is_set():
-                # What the new process refused is served here until it ends.
-                await _first(stop.wait(), server.wait_idle())
-        except BaseException:
-            # Cancelled from outside: no grace, but still close and clean up.
-            with anyio.CancelScope(shield=True):
-                await server.shutdown(grace=0)
-            raise
-        if not server.handed_over.is_set():
-            notify("STOPPING=1")
-        await server.shutdown()
-        if server.metrics is not None:
-            server.metrics.process_exited(os.getpid())  # our gauges leave the shared sums
-    finally:
-        for task in reloading:
-            task.cancel()
-        for signum, previous in installed.items():
-            loop.remove_signal_handler(signum)
-            signal.signal(signum, previous)
+            await _reload(server, list(reload_command or sys.orig_argv))
+        finally:
+            reloading.clear()
+
+    failure: Exception | None = None
+    async with anyio.create_task_group() as tasks:  # the reloads'
+
+        def on_hangup(signum: signal.Signals) -> None:
+            if reloading.is_set():
+                logger.warning("received SIGHUP: a reload is already under way")
+            elif not server.handed_over.is_set():
+                reloading.set()
+                tasks.start_soon(reload)
+
+        handlers = {signal.SIGINT: on_signal, signal.SIGTERM: on_signal, signal.SIGHUP: on_hangup}
+        with signal_handlers(handlers if handle_signals else {}):
+            try:
+                await _serve(server, takeover, stop, ready)
+            except Exception as exc:  # raised below, outside the task group's wrapping
+                failure = exc
+        tasks.cancel_scope.cancel()  # a reload under way ends with us
+    if failure is not None:
+        raise failure
 
 
-async def _first(*waits: Awaitable[Any]) -> None:
-    """Return as soon as one of ``waits`` is done (the others are cancelled)."""
-    async with anyio.create_task_group() as tg:
-
-        async def one(wait: Awaitable[Any]) -> None:
-            await wait
-            tg.cancel_scope.cancel()
-
-        for wait in waits:
-            tg.start_soon(one, wait)
+async def _serve(
+    server: UnixServer, takeover: bool, stop: asyncio.Event, ready: asyncio.Event | None
+) -> None:
+    """serve()'s life: start, serve until stopped or handed over, shut down."""
+    await server.start(takeover=takeover)
+    notify("READY=1", f"MAINPID={os.getpid()}")
+    if ready is not None:
+        ready.set()
+    try:
+        await first(stop.wait(), server.handed_over.wait())
+        if server.handed_over.is_set() and not stop.is_set():
+            # What the new process refused is served here until it ends.
+            await first(stop.wait(), server.wait_idle())
+    except BaseException:
+        # Cancelled from outside: no grace, but still close and clean up.
+        with anyio.CancelScope(shield=True):
+            await server.shutdown(grace=0)
+        raise
+    if not server.handed_over.is_set():
+        notify("STOPPING=1")
+    await server.shutdown()
+    if server.metrics is not None:
+        server.metrics.process_exited(os.getpid())  # our gauges leave the shared sums
 
 
 async def _reload(server: UnixServer, command: list[str]) -> None:
@@ -936,7 +745,7 @@ async def _reload(server: UnixServer, command: list[str]) -> None:
         command, env=dict(os.environ, **{TAKEOVER_ENV: "1"}), stdin=subprocess.DEVNULL
     )
     logger.info("received SIGHUP: process %d loads the code anew and takes over", process.pid)
-    await _first(process_exit(process.pid), server.handed_over.wait())
+    await first(process_exit(process.pid), server.handed_over.wait())
     if server.handed_over.is_set():
         notify(f"MAINPID={process.pid}")
         return

@@ -4,8 +4,10 @@ The :class:`Supervisor` owns the listening socket and the control socket and
 never imports the handler's code: a fault in that code (an exception outside
 a handler, a segfault in a C extension, an OOM kill) can only end a worker.
 Each worker is this program started again (:data:`sys.orig_argv`) with the
-listening socket inherited and ``AIOUDF_WORKER`` describing its descriptors;
-it loads the handler, serves the socket like a single-process server
+listening socket inherited and ``AIOUDF_WORKER`` describing its descriptors
+and carrying the supervisor's :class:`~aioudf.config.Config` as JSON (the
+worker does not parse its settings from the command line again); it loads
+the handler, serves the socket like a single-process server
 (:func:`run_worker`) and accepts connections from it in turn with the other
 workers, so tasks spread over the cores.
 
@@ -81,6 +83,8 @@ from typing import Any, TypeVar
 import anyio
 
 from .activation import notify
+from .config import Config
+from .control import ControlSocket, bind_socket, inode_of, remove_if_same
 from .errors import AioudfError, HandoverError
 from .handler import BaseHandler
 from .handover import (
@@ -94,6 +98,7 @@ from .handover import (
     socket_pair,
     take_over,
 )
+from .lifecycle import first, signal_handlers
 from .metrics import (
     REFRESH_INTERVAL,
     Metrics,
@@ -102,22 +107,21 @@ from .metrics import (
     socket_of,
     start_handed_over,
 )
-from .server import (
-    DEFAULT_GRACE,
-    DEFAULT_SOCKET_MODE,
-    ControlSocket,
-    UnixServer,
-    _first,
-    _inode_of,
-    _remove_if_same,
-    prepare_socket_path,
-)
+from .server import UnixServer
 
-__all__ = ["WORKER_ENV", "Backoff", "Supervisor", "run_worker", "share_plan", "worker_count"]
+__all__ = [
+    "WORKER_ENV",
+    "Backoff",
+    "Supervisor",
+    "run_worker",
+    "share_plan",
+    "worker_config",
+    "worker_count",
+]
 
 logger = logging.getLogger("aioudf")
 
-#: Set in a worker's environment: its descriptors, as JSON.
+#: Set in a worker's environment: its descriptors and settings, as JSON.
 WORKER_ENV = "AIOUDF_WORKER"
 #: Seconds before starting again a worker that ended before it served;
 #: doubled for each such end in a row, up to :data:`MAX_RESTART_PAUSE`.
@@ -226,7 +230,11 @@ class _Worker:
 class Supervisor:
     """Own the socket, keep ``workers`` worker processes serving it.
 
-    ``command`` starts a worker (default: :data:`sys.orig_argv`).
+    ``config``: the settings (:class:`~aioudf.config.Config`): the
+    supervisor binds the socket with its ``mode`` and ``backlog``, and each
+    worker serves with all of it (``grace`` at shutdown, the connection
+    limits...), received as JSON. ``command`` starts a worker (default:
+    :data:`sys.orig_argv`).
     """
 
     def __init__(
@@ -234,9 +242,8 @@ class Supervisor:
         path: str,
         workers: int,
         *,
+        config: Config | None = None,
         command: Sequence[str] | None = None,
-        mode: int = DEFAULT_SOCKET_MODE,
-        grace: float = DEFAULT_GRACE,
         sock: socket.socket | None = None,
         takeover: bool = False,
         observer: Observer | None = None,
@@ -245,8 +252,7 @@ class Supervisor:
         self.path = path
         self.count = workers
         self.command = list(command or sys.orig_argv)
-        self.mode = mode
-        self.grace = grace
+        self.config = config if config is not None else Config()
         self.takeover = takeover
         self.observer: Observer = observer or Observer()
         #: The metrics endpoint covering every worker (``metrics``: ``"HOST:PORT"``).
@@ -271,15 +277,21 @@ class Supervisor:
         # Connections move between workers one conversation at a time
         # (a reload, or a late worker taking its share).
         self._moving = asyncio.Lock()
+        self._worker_ended = asyncio.Event()  # set each time a worker is forgotten
 
     # ---- life -------------------------------------------------------------
 
     async def run(self) -> int:
         """Serve until SIGTERM/SIGINT (or until everything was handed over); exit status."""
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, self._on_stop, signum)
-        loop.add_signal_handler(signal.SIGHUP, self._on_hangup)
+        handlers = {
+            signal.SIGINT: self._on_stop,
+            signal.SIGTERM: self._on_stop,
+            signal.SIGHUP: self._on_hangup,
+        }
+        with signal_handlers(handlers):
+            return await self._run()
+
+    async def _run(self) -> int:
         failure: AioudfError | None = None
         try:
             async with anyio.create_task_group() as tg:
@@ -290,7 +302,7 @@ class Supervisor:
                     failure, started = exc, False
                 if started:
                     notify("READY=1", f"MAINPID={os.getpid()}")
-                    await _first(self._stop.wait(), self._handed_over.wait())
+                    await first(self._stop.wait(), self._handed_over.wait())
                     if not self._handed_over.is_set():
                         notify("STOPPING=1")
                         self._remove_files()
@@ -302,8 +314,6 @@ class Supervisor:
             if not started:
                 return 1
         finally:
-            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-                loop.remove_signal_handler(signum)
             self._remove_files()
             if self.metrics_endpoint is not None:
                 await self.metrics_endpoint.close()
@@ -321,17 +331,14 @@ class Supervisor:
         if self.metrics_endpoint is not None:
             await self.metrics_endpoint.start()
         if self._listener is None:
-            await prepare_socket_path(self.path)
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.bind(self.path)
-            os.chmod(self.path, self.mode)
-            sock.listen(1024)
+            sock, self._inode = await bind_socket(self.path, self.config.mode)
+            sock.listen(self.config.backlog)
             self._listener = sock
             self._owns_path = True
-            self._inode = _inode_of(self.path)
         if not await self._start_workers():
             return False
-        await self._control.open()
+        assert self._tasks is not None
+        await self._control.open(self._tasks)
         return True
 
     def _on_stop(self, signum: signal.Signals) -> None:
@@ -360,15 +367,18 @@ class Supervisor:
             self._signal_workers(signal.SIGTERM)
         for worker in list(self.workers):
             worker.retiring = True
+        # Each worker has a task waiting for its end (its reaper, or the one
+        # starting it), which forgets it: wait for those rather than watch
+        # the same process twice. (A second pidfd on one process, added to
+        # asyncio's own event loop while the first waits, was seen never to
+        # wake: `--workers 2 --loop asyncio` then hung at SIGTERM.)
         while self.workers:
-            worker = self.workers[0]
-            await process_exit(worker.pid)
-            with contextlib.suppress(ValueError):  # (its reaper may have removed it)
-                self.workers.remove(worker)
+            self._worker_ended.clear()
+            await self._worker_ended.wait()
 
     def _remove_files(self) -> None:
         if self._owns_path:
-            _remove_if_same(self.path, self._inode)
+            remove_if_same(self.path, self._inode)
             self._owns_path = False
         self._control.close()
         if self._spare_control is not None:
@@ -400,9 +410,8 @@ class Supervisor:
         assert self._listener is not None
         mine, theirs = socket_pair()
         fds = {"listen": self._listener.fileno(), "channel": theirs.fileno()}
-        env = dict(
-            os.environ, **{WORKER_ENV: json.dumps({**fds, "take": [s.fileno() for s in take]})}
-        )
+        description = {**fds, "take": [s.fileno() for s in take], "config": self.config.to_dict()}
+        env = dict(os.environ, **{WORKER_ENV: json.dumps(description)})
         env.pop("AIOUDF_TAKEOVER", None)
         try:
             process = subprocess.Popen(
@@ -428,7 +437,7 @@ class Supervisor:
 
     async def _until_ready(self, worker: _Worker) -> bool:
         with anyio.move_on_after(START_TIMEOUT):
-            await _first(worker.ready.wait(), process_exit(worker.pid))
+            await first(worker.ready.wait(), process_exit(worker.pid))
         return worker.ready.is_set()
 
     async def _abandon(self, worker: _Worker) -> str:
@@ -530,6 +539,7 @@ class Supervisor:
         worker.channel.close()
         with contextlib.suppress(ValueError):
             self.workers.remove(worker)
+        self._worker_ended.set()
         return describe_exit(status)
 
     async def _reap(self, worker: _Worker) -> None:
@@ -629,7 +639,7 @@ class Supervisor:
 
     # ---- reload (SIGHUP) ------------------------------------------------------
 
-    def _on_hangup(self) -> None:
+    def _on_hangup(self, signum: signal.Signals) -> None:
         if self._reloading:
             logger.warning("received SIGHUP: a reload is already under way")
             return
@@ -724,7 +734,8 @@ class Supervisor:
         self._ending.clear()
         if self._spare_control is not None:
             control, self._spare_control = self._spare_control, None
-            self._control.serve(control)
+            assert self._tasks is not None
+            self._control.serve(control, self._tasks)
         self._owns_path = self._inode is not None
         live = 0
         for worker in self.workers:
@@ -754,7 +765,7 @@ class Supervisor:
         self._listener = listener
         self._owns_path = owns_path
         if owns_path:
-            self._inode = _inode_of(self.path)
+            self._inode = inode_of(self.path)
         if not await self._start_workers():
             self._owns_path = False  # the giver keeps the socket and its file
             raise HandoverError("the new workers could not start")
@@ -774,7 +785,8 @@ class Supervisor:
             end.close()
 
     async def serve_control(self, control: socket.socket) -> None:
-        self._control.serve(control)
+        assert self._tasks is not None
+        self._control.serve(control, self._tasks)
 
 
 # ---- the worker's side --------------------------------------------------------
@@ -785,37 +797,45 @@ async def run_worker(
     path: str,
     description: str,
     *,
-    grace: float = DEFAULT_GRACE,
-    warn_blocked: float | None = None,
-    **settings: Any,
+    metrics: Metrics | None = None,
 ) -> None:
     """Serve as one worker of a :class:`Supervisor` (``description``: AIOUDF_WORKER).
 
-    ``settings`` are the server's (:class:`~aioudf.config.Config`).
+    The settings are the supervisor's, in ``description``
+    (:func:`worker_config`); ``metrics``: where to record this worker's.
     """
     fds = json.loads(description)
+    config = worker_config(description)
     listener = socket.socket(fileno=fds["listen"])
     supervisor = Channel(socket.socket(fileno=fds["channel"]))
     server = UnixServer(
         handler_factory,
         path,
-        grace=grace,
-        warn_blocked=warn_blocked,
+        # A worker owns its loop: an unset warn_blocked is the default's.
+        config=config.with_settings(warn_blocked=config.blocked_threshold(owns_loop=True)),
         sock=listener,
         handover=False,
-        **settings,
+        metrics=metrics,
     )
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
 
     def on_signal(signum: signal.Signals) -> None:
         if stop.is_set():
             server.cut_short()
         stop.set()
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, on_signal, signum)
-    loop.add_signal_handler(signal.SIGHUP, lambda: None)  # the supervisor reloads, not us
+    def on_hangup(signum: signal.Signals) -> None:
+        pass  # the supervisor reloads, not its workers
+
+    handlers = {signal.SIGINT: on_signal, signal.SIGTERM: on_signal, signal.SIGHUP: on_hangup}
+    with signal_handlers(handlers):
+        await _serve_worker(server, supervisor, fds.get("take", []), stop)
+
+
+async def _serve_worker(
+    server: UnixServer, supervisor: Channel, take: list[int], stop: asyncio.Event
+) -> None:
+    """A worker's life: start, tell the supervisor, follow its orders until ``stop``."""
     await server.start()
     orphaned = False
     try:
@@ -825,7 +845,7 @@ async def run_worker(
         async with anyio.create_task_group() as tg:
             if server.metrics is not None:
                 tg.start_soon(_publish_metrics, server.metrics)
-            for fd in fds.get("take", []):
+            for fd in take:
                 tg.start_soon(server.take_from, socket.socket(fileno=fd))
             orders = _Orders(server, supervisor, tg, stop)
             tg.start_soon(orders.follow)
@@ -837,6 +857,15 @@ async def run_worker(
         # serves its connections until they end (a signal ends them now).
         await server.shutdown(grace=math.inf if orphaned else None)
         supervisor.close()
+
+
+def worker_config(description: str) -> Config:
+    """The settings a supervisor gave its worker in ``description`` (AIOUDF_WORKER), checked."""
+    try:
+        settings = json.loads(description).get("config", {})
+    except (ValueError, AttributeError):
+        raise AioudfError(f"{WORKER_ENV} is not a worker's description: {description!r}") from None
+    return Config.from_dict(settings)
 
 
 class _Orders:

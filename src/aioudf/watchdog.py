@@ -35,13 +35,12 @@ import time
 import traceback
 from types import FrameType, TracebackType
 
+from .config import DEFAULT_WARN_BLOCKED
+
 __all__ = ["DEFAULT_WARN_BLOCKED", "LoopWatchdog"]
 
 logger = logging.getLogger("aioudf")
 
-#: Seconds the loop may be blocked before a warning (well under Kapacitor's
-#: keepalive timeout, which is 10 s unless configured otherwise).
-DEFAULT_WARN_BLOCKED = 1.0
 
 # Frames inside these directories are machinery, not the code to blame: the
 # loop itself, the standard library, installed packages and aioudf.

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from typing import Any
 
-from ..config import DEFAULT_GRACE, DEFAULT_SOCKET_MODE, Config
+from ..config import Config
 from ..loops import resolve_loop
-from ..watchdog import DEFAULT_WARN_BLOCKED
 
 __all__ = ["RUNTIME", "Runtime", "Settings"]
 
@@ -25,24 +23,18 @@ __all__ = ["RUNTIME", "Runtime", "Settings"]
 class Settings:
     """aioudf's flags for a compat script (the names of ``aioudf run``/``serve``).
 
-    ``agent`` holds the :class:`~aioudf.config.Config` settings of each
-    connection (``max_frame_size``, ``max_backlog``, ``max_output``,
-    ``stop_timeout``), checked when the settings are built; the socket
-    settings apply to the script's ``Server``.
+    ``config`` holds every setting of the script's agent and server (checked
+    when it was built); the others say how the script's ``Server`` serves.
     """
 
     loop: str = "auto"
-    warn_blocked: float = DEFAULT_WARN_BLOCKED
-    agent: dict[str, Any] = dataclasses.field(default_factory=dict)
-    mode: int = DEFAULT_SOCKET_MODE
-    grace: float = DEFAULT_GRACE
+    config: Config = dataclasses.field(default_factory=Config)
     workers: int = 1
     takeover: bool = False
     metrics: str | None = None
 
     def __post_init__(self) -> None:
         resolve_loop(self.loop)  # uvloop asked for and missing: an error before the script runs
-        Config.of(warn_blocked=self.warn_blocked, mode=self.mode, grace=self.grace, **self.agent)
 
     def socket_flags(self) -> list[str]:
         """The flags given that only a socket UDF uses (to refuse them for a process UDF)."""

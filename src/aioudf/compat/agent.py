@@ -202,9 +202,7 @@ def _serve_stdio(link: Link, settings: Settings) -> None:
     status = 1
     try:
         status = run_async(
-            run_stdio(
-                lambda: ScriptAdapter(link), warn_blocked=settings.warn_blocked, **settings.agent
-            ),
+            run_stdio(lambda: ScriptAdapter(link), config=settings.config),
             settings.loop,
         )
     except Exception as exc:
@@ -268,11 +266,6 @@ class Server:
         worker = os.environ.pop(WORKER_ENV, None)
         if settings.metrics:
             share_metrics(path, worker=worker is not None, takeover=settings.takeover)
-        options: dict[str, Any] = {
-            "grace": settings.grace,
-            "warn_blocked": settings.warn_blocked,
-            **settings.agent,
-        }
         with self._lock:
             if self._stopped:
                 return 0
@@ -282,7 +275,7 @@ class Server:
         if worker is not None:
             metrics = Metrics() if settings.metrics else None
             await run_worker(
-                _Factory(self._connection, self._accepter), path, worker, metrics=metrics, **options
+                _Factory(self._connection, self._accepter), path, worker, metrics=metrics
             )
             return 0
         if settings.workers > 1:
@@ -291,8 +284,7 @@ class Server:
             supervisor = Supervisor(
                 path,
                 settings.workers,
-                mode=settings.mode,
-                grace=settings.grace,
+                config=settings.config,
                 sock=activated_socket(path),
                 takeover=settings.takeover,
                 metrics=settings.metrics,
@@ -305,14 +297,13 @@ class Server:
             await serve(
                 _Factory(self._connection, self._accepter),
                 path,
-                mode=settings.mode,
+                config=settings.config,
                 handle_signals=main,
                 sock=activated_socket(path),
                 takeover=settings.takeover,
                 metrics=settings.metrics,
                 stop=self._stop,
                 ready=ready,
-                **options,
             )
         finally:
             announce.cancel()
