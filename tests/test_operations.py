@@ -214,6 +214,9 @@ def test_reload_under_two_workers(serve: Serve, short_tmp: Path) -> None:
 
         run_through(k, ["one", "two", "three"], reload, after_version=2.0)
     assert server.process.poll() is None  # the supervisor stays: its pid is the service's
+    # The old workers' last lines say where their tasks went, not an outage.
+    assert server.log().count("handed over to the new worker; exiting") == 2
+    assert "stopped serving" not in server.log()
     assert server.stop() == 0
 
 

@@ -162,6 +162,10 @@ class UnixServer:
         #: Set once another process took the listening socket over: this
         #: server accepts no more, and serves only the connections it kept.
         self.handed_over = asyncio.Event()
+        #: Who took everything over, when it was not a process that asked on
+        #: the control socket (whose pid the last line names): a worker's
+        #: replacement, say. Only for the last log line.
+        self.successor: str | None = None
         self._control = ControlSocket(self.path, self, self.handed_over)
         # (listener, control socket, inode): to accept again if a taker fails part way.
         self._spare: tuple[socket.socket, socket.socket | None, tuple[int, int] | None] | None = (
@@ -570,7 +574,8 @@ class UnixServer:
             await self.metrics_endpoint.close()
         if self.handed_over.is_set():  # not an outage: another process serves the socket now
             taker = self._control.taker_pid
-            logger.info("handed over to pid %s; exiting", taker or "(unknown)")
+            successor = self.successor or (f"pid {taker}" if taker else "another process")
+            logger.info("handed over to %s; exiting", successor)
         else:
             logger.info("stopped serving on %s", self.path)
 

@@ -929,6 +929,9 @@ class _Orders:
             )
         finally:
             end.close()
+        if not kept and failed is None:  # its last line must not read like an outage
+            self.server.successor = "the new worker"
+            self.server.handed_over.set()
         await self.supervisor.send("given", kept=kept, failed=failed)
         self._retiring = anyio.CancelScope()
         self.tasks.start_soon(self._retire, self._retiring)
