@@ -132,10 +132,11 @@ def test_help_of_the_package_is_short_and_shows_the_runners() -> None:
     for runner in ("main(handler_factory", "run(handler_factory", "serve(handler_factory"):
         assert runner in text  # loaded for help, although lazily
     assert "ByteSize" not in text  # protobuf's generated methods
-    # 492 lines on Python 3.11, from 598. The aim is 400; what is left above
+    # 498 lines on Python 3.11, from 598 (the new wire, control and lifecycle
+    # modules are three lines of it). The aim is 400; what is left above
     # it is in other modules: Option subclasses property and Generic (60
     # lines of their inherited members), Handler and BlockingHandler each
-    # repeat BaseHandler's, and PACKAGE CONTENTS lists 38 flat modules
+    # repeat BaseHandler's, and PACKAGE CONTENTS lists 41 flat modules
     # (a layout by layer folds them).
     assert len(text.splitlines()) <= 500
 

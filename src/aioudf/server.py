@@ -665,13 +665,10 @@ async def serve(
     ``handle_signals=False`` nothing is installed and the call serves until
     cancelled. Signal handlers that were there before are restored.
 
-    Hand-over: with ``takeover`` (or ``AIOUDF_TAKEOVER=1`` in the
-    environment), everything is taken over from the server running on
-    ``path``. SIGHUP starts ``reload_command`` (default: this process's own
-    command line, :data:`sys.orig_argv`) with ``AIOUDF_TAKEOVER=1``: a fresh
-    process that imports the handler code anew from disk and takes
-    everything over. Once another process has taken over, the call returns
-    (after the connections it refused have ended).
+    ``takeover`` (or ``AIOUDF_TAKEOVER=1``) takes everything over from the
+    server on ``path``; SIGHUP starts ``reload_command`` (default
+    :data:`sys.orig_argv`) to take it over with the code anew from disk; the
+    call returns once it has and the connections it refused have ended.
     """
     config = Config.of(config, **settings)
     config = config.with_settings(warn_blocked=config.blocked_threshold(owns_loop=True))
