@@ -25,7 +25,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,12 +74,53 @@ class _MemoryReader:
         self._pos = 0
         self._chunk = chunk
 
-    async def read(self, n: int = -1) -> bytes:
+    def _next(self, n: int = -1) -> bytes:
         size = min(n if n > 0 else self._chunk, self._chunk)
         chunk = self._data[self._pos : self._pos + size]
         self._pos += len(chunk)
+        return chunk
+
+    async def read(self, n: int = -1) -> bytes:
+        chunk = self._next(n)
         await asyncio.sleep(0)
         return chunk
+
+
+class _PushingMemoryReader(_MemoryReader):
+    """The same chunks pushed to the agent, one a pass of the event loop, as a socket's are."""
+
+    def __init__(self, data: bytes, chunk: int = _CHUNK) -> None:
+        super().__init__(data, chunk)
+        self._receiver: Callable[[bytes | Exception], None] | None = None
+        self._paused = False
+        self._scheduled = False
+        self._ended = False
+
+    def push_to(self, receiver: Callable[[bytes | Exception], None] | None) -> None:
+        self._receiver = receiver
+        self._schedule()
+
+    def pause_reading(self) -> None:
+        self._paused = True
+
+    def resume_reading(self) -> None:
+        self._paused = False
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if self._receiver is not None and not self._scheduled and not self._ended:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._deliver)
+
+    def _deliver(self) -> None:
+        self._scheduled = False
+        receiver = self._receiver
+        if receiver is None or self._paused:
+            return
+        chunk = self._next()
+        self._ended = not chunk
+        receiver(chunk)
+        self._schedule()
 
 
 class _NullWriter:
@@ -105,7 +146,7 @@ def _init(target: str) -> bytes:
     return KapacitorConnection().send_init(options, task_id="", node_id="")
 
 
-def run_once(target: str, points: int, loop: str, chunk: int = _CHUNK) -> None:
+def run_once(target: str, points: int, loop: str, chunk: int = _CHUNK, pull: bool = False) -> None:
     """The measured work: ``points`` points through ``target`` (in the child)."""
     batched = target in BATCH_TARGETS
     # Batches of 1,000 points: the counted runs differ by whole batches.
@@ -148,7 +189,7 @@ def run_once(target: str, points: int, loop: str, chunk: int = _CHUNK) -> None:
     agent_module._TIME_SLICE = _NATIVE_SLICE * _VALGRIND_SLOWDOWN
 
     async def serve() -> None:
-        reader = _MemoryReader(_init(target) + data, chunk)
+        reader = (_MemoryReader if pull else _PushingMemoryReader)(_init(target) + data, chunk)
         agent = Agent(handler_class(), reader, _NullWriter(), metrics=metrics)
         await agent.run()
 
@@ -160,7 +201,7 @@ def run_once(target: str, points: int, loop: str, chunk: int = _CHUNK) -> None:
         asyncio.run(serve())
 
 
-def count(target: str, points: int, loop: str, chunk: int = _CHUNK) -> int:
+def count(target: str, points: int, loop: str, chunk: int = _CHUNK, pull: bool = False) -> int:
     """Instructions callgrind counts for one child run."""
     env = dict(os.environ, PYTHONHASHSEED="0")
     command = [
@@ -176,6 +217,7 @@ def count(target: str, points: int, loop: str, chunk: int = _CHUNK) -> int:
         loop,
         "--chunk",
         str(chunk),
+        *(["--pull"] if pull else []),
     ]
     result = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
     match = re.search(r"Collected : (\d+)", result.stderr)
@@ -184,8 +226,9 @@ def count(target: str, points: int, loop: str, chunk: int = _CHUNK) -> int:
     return int(match.group(1))
 
 
-def per_point(target: str, loop: str, chunk: int = _CHUNK) -> float:
-    large, small = count(target, LARGE, loop, chunk), count(target, SMALL, loop, chunk)
+def per_point(target: str, loop: str, chunk: int = _CHUNK, pull: bool = False) -> float:
+    large = count(target, LARGE, loop, chunk, pull)
+    small = count(target, SMALL, loop, chunk, pull)
     return (large - small) / (LARGE - SMALL)
 
 
@@ -200,10 +243,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="bytes a read hands the agent (default 256 KiB; Kapacitor's socket writes: about "
         f"{KAPACITOR_CHUNK:,}, 11 points)",
     )
+    parser.add_argument(
+        "--pull",
+        action="store_true",
+        help="a reader the agent reads with a task (a file's), instead of one that pushes "
+        "what it receives (a socket's, a pipe's)",
+    )
     parser.add_argument("--child", nargs=2, metavar=("TARGET", "POINTS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        run_once(args.child[0], int(args.child[1]), args.loop, args.chunk)
+        run_once(args.child[0], int(args.child[1]), args.loop, args.chunk, args.pull)
         return 0
     if shutil.which("valgrind") is None:
         parser.error("valgrind is not installed")
@@ -217,7 +266,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     baselines: dict[bool, float] = {}
     for target in targets:
         value = per_point(
-            target, args.loop, args.chunk if not target.startswith("baseline") else _CHUNK
+            target,
+            args.loop,
+            args.chunk if not target.startswith("baseline") else _CHUNK,
+            args.pull,
         )
         batched = target in BATCH_TARGETS
         if target.startswith("baseline"):

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
+import anyio
 import pytest
 from udf_handlers import BatchEcho, Fails, Recorder, ThreadedEcho
 from wire import Peer, kind, options, request
@@ -190,6 +191,34 @@ async def test_output_goes_out_while_a_later_point_is_held(serve: Any) -> None:
     Held.opened.set()
     await peer.half_close()
     assert [r.point.time for r in await peer.receive_all()] == [4, 5, 6]
+
+
+class SometimesSuspends(Handler):
+    """Odd points suspend (one cancelled by a timeout inside point()), even ones never do."""
+
+    async def point(self, point: Point) -> None:
+        if point.time % 2:
+            await asyncio.sleep(0)
+            if point.time % 3 == 0:
+                with anyio.move_on_after(0):  # a cancellation delivered inside the handler
+                    await asyncio.Event().wait()
+        await self.emit(point)
+
+
+async def test_order_is_kept_whether_or_not_a_handler_suspends(serve: Any) -> None:
+    # A run of points is dispatched without a task switch while handlers
+    # return at once; every suspension (a cancellation inside the handler
+    # too) hands what was emitted to the writer: nothing is lost, reordered
+    # or held back.
+    connect = await serve(SometimesSuspends)
+    peer = await connect()
+    await peer.send(init())
+    assert (await peer.receive_kind("init")).init.success
+    await peer.send(*(point(t, v=float(t)) for t in range(1, 201)), keepalive(5))
+    await peer.half_close()
+    responses = await peer.receive_all()
+    assert [r.point.time for r in responses if kind(r) == "point"] == list(range(1, 201))
+    assert [r.keepalive.time for r in responses if kind(r) == "keepalive"] == [5]
 
 
 async def test_keepalive_is_answered_while_an_async_handler_awaits(serve: Any) -> None:
