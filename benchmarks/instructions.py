@@ -6,7 +6,8 @@ protobuf-only baseline) over an in-memory stream of N points under
 ``valgrind --tool=callgrind`` twice, with N = 2,000 and N = 12,000, and
 reports the difference divided by 10,000: the instructions one more point
 costs, start-up and workload generation cancelled out. No sockets, no pipes:
-the reader hands out 256 KiB chunks, the writer discards what it is given.
+a stream reader is fed 256 KiB chunks (``--chunk``), one a pass of the event
+loop as a socket's transport would, the writer discards what it is given.
 Kernel time (system calls, page faults) is not counted; use run.py for that.
 
     .venv/bin/python benchmarks/instructions.py            # baseline, mirror, moving_avg
@@ -25,7 +26,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,6 +40,7 @@ from aioudf.agent import Agent  # noqa: E402
 from aioudf.handler import Handler  # noqa: E402
 from aioudf.options import encode_options  # noqa: E402
 from aioudf.protocol import KapacitorConnection  # noqa: E402
+from aioudf.streams import PushStreamReader  # noqa: E402
 
 TARGETS = (
     "baseline",
@@ -57,6 +59,8 @@ DEFAULT_TARGETS = TARGETS[:4]
 #: Points in the two counted runs; the workload is always built for the larger.
 SMALL, LARGE = 2_000, 12_000
 _CHUNK = 256 * 1024
+#: The stream reader's limit, as the server's sockets have it.
+_READ_LIMIT = 1 << 20
 #: What a read from Kapacitor's socket holds in practice (strace: about 11
 #: points of the workload's 163 bytes): ``--chunk`` to count per wake-up costs.
 KAPACITOR_CHUNK = 11 * 163
@@ -66,38 +70,23 @@ _VALGRIND_SLOWDOWN = 80
 _NATIVE_SLICE = agent_module._TIME_SLICE
 
 
-class _MemoryReader:
-    """Hands out ``data`` in chunks, suspending once per read as a socket would."""
+class _Feed:
+    """Plays a socket's transport: hands ``data`` to ``reader``, one chunk a pass of the loop.
 
-    def __init__(self, data: bytes, chunk: int = _CHUNK) -> None:
+    ``reader`` is an ``asyncio.StreamReader`` (read by the agent's reader
+    task) or a :class:`~aioudf.streams.PushStreamReader` (which pushes to
+    the agent, as the server's sockets do); either pauses this "transport"
+    as it would a socket's.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, data: bytes, chunk: int = _CHUNK) -> None:
+        self._reader = reader
         self._data = data
         self._pos = 0
         self._chunk = chunk
-
-    def _next(self, n: int = -1) -> bytes:
-        size = min(n if n > 0 else self._chunk, self._chunk)
-        chunk = self._data[self._pos : self._pos + size]
-        self._pos += len(chunk)
-        return chunk
-
-    async def read(self, n: int = -1) -> bytes:
-        chunk = self._next(n)
-        await asyncio.sleep(0)
-        return chunk
-
-
-class _PushingMemoryReader(_MemoryReader):
-    """The same chunks pushed to the agent, one a pass of the event loop, as a socket's are."""
-
-    def __init__(self, data: bytes, chunk: int = _CHUNK) -> None:
-        super().__init__(data, chunk)
-        self._receiver: Callable[[bytes | Exception], None] | None = None
         self._paused = False
         self._scheduled = False
-        self._ended = False
-
-    def push_to(self, receiver: Callable[[bytes | Exception], None] | None) -> None:
-        self._receiver = receiver
+        reader.set_transport(self)  # type: ignore[arg-type]
         self._schedule()
 
     def pause_reading(self) -> None:
@@ -108,19 +97,21 @@ class _PushingMemoryReader(_MemoryReader):
         self._schedule()
 
     def _schedule(self) -> None:
-        if self._receiver is not None and not self._scheduled and not self._ended:
+        if not self._scheduled and self._pos <= len(self._data):
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._deliver)
 
     def _deliver(self) -> None:
         self._scheduled = False
-        receiver = self._receiver
-        if receiver is None or self._paused:
+        if self._paused:
             return
-        chunk = self._next()
-        self._ended = not chunk
-        receiver(chunk)
-        self._schedule()
+        chunk = self._data[self._pos : self._pos + self._chunk]
+        self._pos += len(chunk) or 1
+        if chunk:
+            self._reader.feed_data(chunk)
+            self._schedule()
+        else:
+            self._reader.feed_eof()
 
 
 class _NullWriter:
@@ -189,7 +180,8 @@ def run_once(target: str, points: int, loop: str, chunk: int = _CHUNK, pull: boo
     agent_module._TIME_SLICE = _NATIVE_SLICE * _VALGRIND_SLOWDOWN
 
     async def serve() -> None:
-        reader = (_MemoryReader if pull else _PushingMemoryReader)(_init(target) + data, chunk)
+        reader = (asyncio.StreamReader if pull else PushStreamReader)(limit=_READ_LIMIT)
+        _Feed(reader, _init(target) + data, chunk)
         agent = Agent(handler_class(), reader, _NullWriter(), metrics=metrics)
         await agent.run()
 
