@@ -4,14 +4,18 @@ The agent is a shell around :class:`~aioudf.protocol.UDFConnection`, which
 holds every rule of the conversation (request order, keepalive answers, the
 reply each request is owed, what a refused Init forbids, the ErrorResponse).
 The agent adds what needs an event loop: scheduling, backpressure, worker
-threads for a :class:`~aioudf.BlockingHandler`, and the I/O. It runs two
-tasks in one task group, beside its own :meth:`Agent.run`:
+threads for a :class:`~aioudf.BlockingHandler`, and the I/O. Beside its own
+:meth:`Agent.run` it runs a writer task and, for a reader that cannot push,
+a reader task, in one task group:
 
-``read``
-    reads bytes and feeds them to the connection, writes the keepalive
-    answers the connection produced at once, and queues every request in a
-    bounded backlog (a deque). It keeps reading while a handler call runs,
-    so a keepalive is answered even when points are queued in front of it.
+reading
+    bytes are fed to the connection, the keepalive answers it produced are
+    written at once, and every request is queued in a bounded backlog (a
+    deque). A socket's or a pipe's reader pushes (:class:`~aioudf.streams.PushReader`):
+    its bytes are decoded in the transport's own callback, no task involved;
+    any other reader is read by the ``read`` task. Either way reading goes
+    on while a handler call runs, so a keepalive is answered even when
+    points are queued in front of it.
 ``write``
     drains the output (an :class:`OutputQueue` of encoded frames, bounded in
     bytes) into the transport, coalescing whatever accumulated into one
@@ -24,10 +28,10 @@ methods, in a worker thread for plain ones) and hands the results to the
 connection, which turns them into the replies.
 
 Kapacitor writes to a UDF in small pieces, so what each read costs counts
-more than what each point does: a read is decoded and queued without a
-yield, and the dispatcher handles it and writes what it produced itself
-(the writer task is woken only for replies, or when a handler suspends part
-way through a run).
+more than what each point does: a read is decoded where it arrives and
+wakes the dispatcher alone, which handles it and writes what it produced
+itself (the writer task is woken only for replies, or when a handler
+suspends part way through a run).
 
 When the backlog is full, reading pauses until the handler catches up; a
 keepalive arriving then waits in the socket like everything else, so a handler
@@ -616,6 +620,9 @@ class Agent:
         self._input_held = False  # decoding waits for room in the output
         self._push_paused = False  # the transport is paused by us
         self._take_scheduled = False  # _take_to_bound is scheduled
+        # False once decoding found no whole frame, until more bytes come:
+        # a look costs a few calls, and each read would pay for two or three.
+        self._fresh = True
         self._dispatching = False  # the dispatcher is in a run (not waiting for input)
 
     # ---- life -----------------------------------------------------------
@@ -946,6 +953,7 @@ class Agent:
     def _attach(self) -> None:
         assert self._push is not None
         self._attached = True
+        self._fresh = True
         self._push.push_to(self._received)  # may deliver what was buffered, at once
 
     def _detach(self) -> None:
@@ -967,6 +975,7 @@ class Agent:
             conn = self._conn
             if data:
                 conn.receive_data(data)
+                self._fresh = True
                 if conn.buffered >= _READ_AHEAD and not self._push_paused:
                     self._pause_input()
             else:
@@ -1005,6 +1014,8 @@ class Agent:
             assert self._push is not None
             self._push_paused = False
             self._push.resume_reading()
+        if not self._fresh and not self._eof_seen:
+            return False  # nothing came since the last look found no whole frame
         try:
             requests = conn.next_requests(min(_DECODE_RUN, room))
             self._send_answers()
@@ -1013,6 +1024,7 @@ class Agent:
                 backlog.extend(requests)
                 return True
             if not self._eof_seen:
+                self._fresh = False
                 return False
             conn.receive_eof()
             self._end_input(_EndOfInput())
