@@ -9,9 +9,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
-import anyio
 import pytest
-from udf_handlers import BatchEcho, Fails, Recorder, ThreadedEcho
+from udf_handlers import BatchEcho, Fails, Recorder, SometimesSuspends, ThreadedEcho
 from wire import Peer, kind, options, request
 
 from aioudf import BlockingHandler, EdgeType, Handler, InitError, Point, RestoreError, UnixServer
@@ -191,18 +190,6 @@ async def test_output_goes_out_while_a_later_point_is_held(serve: Any) -> None:
     Held.opened.set()
     await peer.half_close()
     assert [r.point.time for r in await peer.receive_all()] == [4, 5, 6]
-
-
-class SometimesSuspends(Handler):
-    """Odd points suspend (one cancelled by a timeout inside point()), even ones never do."""
-
-    async def point(self, point: Point) -> None:
-        if point.time % 2:
-            await asyncio.sleep(0)
-            if point.time % 3 == 0:
-                with anyio.move_on_after(0):  # a cancellation delivered inside the handler
-                    await asyncio.Event().wait()
-        await self.emit(point)
 
 
 @pytest.mark.parametrize("max_backlog", [7, 10_000])
