@@ -11,7 +11,6 @@ import threading
 import time
 
 import anyio
-
 from moving_avg import MovingAvg as _MovingAvg
 
 from aioudf import (
