@@ -397,36 +397,6 @@ class _Undeferring:
                 value = None
 
 
-class _Signal:
-    """``asyncio.Event`` for one waiter: the dispatcher, woken once a read.
-
-    Event's wait() keeps a deque of waiters and a try/finally around each;
-    with one waiter a future is enough.
-    """
-
-    __slots__ = ("_set", "_waiter")
-
-    def __init__(self) -> None:
-        self._set = False
-        self._waiter: asyncio.Future[None] | None = None
-
-    def set(self) -> None:
-        self._set = True
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def clear(self) -> None:
-        self._set = False
-
-    async def wait(self) -> None:
-        if not self._set:
-            waiter = self._waiter = asyncio.get_running_loop().create_future()
-            await waiter
-
-
 class _EndOfInput:
     """Backlog marker: Kapacitor closed its side cleanly."""
 
@@ -598,7 +568,7 @@ class Agent:
         self._close_timeout = config.close_timeout
         self._backlog: collections.deque[Any] = collections.deque()
         self._output = OutputQueue(config.max_output)
-        self._requests_ready = _Signal()
+        self._requests_ready = asyncio.Event()
         self._backlog_space = asyncio.Event()
         self._reader_paused = False
         self._reader_scope = anyio.CancelScope()
