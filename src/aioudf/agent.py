@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import inspect
 import logging
 import threading
@@ -624,6 +625,7 @@ class Agent:
         # a look costs a few calls, and each read would pay for two or three.
         self._fresh = True
         self._dispatching = False  # the dispatcher is in a run (not waiting for input)
+        self._context = contextvars.copy_context()  # what _received logs in (see _attach)
 
     # ---- life -----------------------------------------------------------
 
@@ -952,6 +954,9 @@ class Agent:
 
     def _attach(self) -> None:
         assert self._push is not None
+        # The transport's callbacks run in the context the connection was
+        # accepted in: log in this one (aioudf.logs: conn=, task=, node=).
+        self._context = contextvars.copy_context()
         self._attached = True
         self._fresh = True
         self._push.push_to(self._received)  # may deliver what was buffered, at once
@@ -970,7 +975,7 @@ class Agent:
             return
         try:
             if isinstance(data, Exception):
-                self._end_input(self._input_failure(data))
+                self._end_input(self._context.run(self._input_failure, data))
                 return
             conn = self._conn
             if data:
@@ -985,7 +990,7 @@ class Agent:
             elif self._take_input():
                 self._requests_ready.set()
         except Exception as exc:
-            self._end_input(self._input_failure(exc))
+            self._end_input(self._context.run(self._input_failure, exc))
 
     def _pause_input(self) -> None:
         assert self._push is not None
@@ -1029,7 +1034,7 @@ class Agent:
             conn.receive_eof()
             self._end_input(_EndOfInput())
         except Exception as exc:
-            self._end_input(self._input_failure(exc))
+            self._end_input(self._context.run(self._input_failure, exc))
         return True
 
     def _take_to_bound(self) -> None:
