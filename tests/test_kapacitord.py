@@ -119,13 +119,15 @@ def test_mirror_socket_udf_sets_fields(
         assert all(row["mirrored"] == 1.0 and row["usage_idle"] == -1.0 for row in out)
 
 
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 def test_socket_udf_keeps_order_when_handlers_sometimes_suspend(
-    serve: Callable[[str], SocketServer], short_tmp: Path
+    serve: Callable[..., SocketServer], short_tmp: Path, loop: str
 ) -> None:
-    # Kapacitor's small writes are decoded where they arrive and handled in
-    # runs without a task switch; handlers that suspend part way (or are
-    # cancelled inside) must not reorder, drop or hold back a point.
-    server = serve("udf_handlers:SometimesSuspends")
+    # Kapacitor's small writes are decoded where they arrive (in the socket
+    # transport's callback, asyncio's or uvloop's) and handled in runs without
+    # a task switch; handlers that suspend part way (or are cancelled inside)
+    # must not reorder, drop or hold back a point.
+    server = serve("udf_handlers:SometimesSuspends", "--loop", loop)
     waiter = Kapacitord(short_tmp / "k", {"some": SocketUDF(str(server.path))})
     waiter.wait_for(lambda: "serving" in server.log(), "aioudf serve to listen")
     with waiter as k:
