@@ -6,7 +6,8 @@ protobuf-only baseline) over an in-memory stream of N points under
 ``valgrind --tool=callgrind`` twice, with N = 2,000 and N = 12,000, and
 reports the difference divided by 10,000: the instructions one more point
 costs, start-up and workload generation cancelled out. No sockets, no pipes:
-the reader hands out 256 KiB chunks, the writer discards what it is given.
+a stream reader is fed 256 KiB chunks (``--chunk``), one a pass of the event
+loop as a socket's transport would, the writer discards what it is given.
 Kernel time (system calls, page faults) is not counted; use run.py for that.
 
     .venv/bin/python benchmarks/instructions.py            # baseline, mirror, moving_avg
@@ -39,6 +40,7 @@ from aioudf.agent import Agent  # noqa: E402
 from aioudf.handler import Handler  # noqa: E402
 from aioudf.options import encode_options  # noqa: E402
 from aioudf.protocol import KapacitorConnection  # noqa: E402
+from aioudf.streams import PushStreamReader  # noqa: E402
 from aioudf.wire import frame_bounds  # noqa: E402
 
 TARGETS = (
@@ -58,6 +60,8 @@ DEFAULT_TARGETS = TARGETS[:4]
 #: Points in the two counted runs; the workload is always built for the larger.
 SMALL, LARGE = 2_000, 12_000
 _CHUNK = 256 * 1024
+#: The stream reader's limit, as the server's sockets have it.
+_READ_LIMIT = 1 << 20
 #: What a read from Kapacitor's socket holds in practice (strace: about 11
 #: points of the workload's 163 bytes): ``--chunk`` to count per wake-up costs.
 KAPACITOR_CHUNK = 11 * 163
@@ -67,20 +71,48 @@ _VALGRIND_SLOWDOWN = 80
 _NATIVE_SLICE = agent_module._TIME_SLICE
 
 
-class _MemoryReader:
-    """Hands out ``data`` in chunks, suspending once per read as a socket would."""
+class _Feed:
+    """Plays a socket's transport: hands ``data`` to ``reader``, one chunk a pass of the loop.
 
-    def __init__(self, data: bytes, chunk: int = _CHUNK) -> None:
+    ``reader`` is an ``asyncio.StreamReader`` (read by the agent's reader
+    task) or a :class:`~aioudf.streams.PushStreamReader` (which pushes to
+    the agent, as the server's sockets do); either pauses this "transport"
+    as it would a socket's.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, data: bytes, chunk: int = _CHUNK) -> None:
+        self._reader = reader
         self._data = data
         self._pos = 0
         self._chunk = chunk
+        self._paused = False
+        self._scheduled = False
+        reader.set_transport(self)  # type: ignore[arg-type]
+        self._schedule()
 
-    async def read(self, n: int = -1) -> bytes:
-        size = min(n if n > 0 else self._chunk, self._chunk)
-        chunk = self._data[self._pos : self._pos + size]
-        self._pos += len(chunk)
-        await asyncio.sleep(0)
-        return chunk
+    def pause_reading(self) -> None:
+        self._paused = True
+
+    def resume_reading(self) -> None:
+        self._paused = False
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if not self._scheduled and self._pos <= len(self._data):
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._deliver)
+
+    def _deliver(self) -> None:
+        self._scheduled = False
+        if self._paused:
+            return
+        chunk = self._data[self._pos : self._pos + self._chunk]
+        self._pos += len(chunk) or 1
+        if chunk:
+            self._reader.feed_data(chunk)
+            self._schedule()
+        else:
+            self._reader.feed_eof()
 
 
 class _NullWriter:
@@ -106,7 +138,7 @@ def _init(target: str) -> bytes:
     return KapacitorConnection().send_init(options, task_id="", node_id="")
 
 
-def run_once(target: str, points: int, loop: str, chunk: int = _CHUNK) -> None:
+def run_once(target: str, points: int, loop: str, chunk: int = _CHUNK, pull: bool = False) -> None:
     """The measured work: ``points`` points through ``target`` (in the child)."""
     batched = target in BATCH_TARGETS
     # Batches of 1,000 points: the counted runs differ by whole batches.
@@ -141,7 +173,8 @@ def run_once(target: str, points: int, loop: str, chunk: int = _CHUNK) -> None:
     agent_module._TIME_SLICE = _NATIVE_SLICE * _VALGRIND_SLOWDOWN
 
     async def serve() -> None:
-        reader = _MemoryReader(_init(target) + data, chunk)
+        reader = (asyncio.StreamReader if pull else PushStreamReader)(limit=_READ_LIMIT)
+        _Feed(reader, _init(target) + data, chunk)
         agent = Agent(handler_class(), reader, _NullWriter(), metrics=metrics)
         await agent.run()
 
@@ -153,7 +186,7 @@ def run_once(target: str, points: int, loop: str, chunk: int = _CHUNK) -> None:
         asyncio.run(serve())
 
 
-def count(target: str, points: int, loop: str, chunk: int = _CHUNK) -> int:
+def count(target: str, points: int, loop: str, chunk: int = _CHUNK, pull: bool = False) -> int:
     """Instructions callgrind counts for one child run."""
     env = dict(os.environ, PYTHONHASHSEED="0")
     command = [
@@ -169,6 +202,7 @@ def count(target: str, points: int, loop: str, chunk: int = _CHUNK) -> int:
         loop,
         "--chunk",
         str(chunk),
+        *(["--pull"] if pull else []),
     ]
     result = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
     match = re.search(r"Collected : (\d+)", result.stderr)
@@ -177,8 +211,9 @@ def count(target: str, points: int, loop: str, chunk: int = _CHUNK) -> int:
     return int(match.group(1))
 
 
-def per_point(target: str, loop: str, chunk: int = _CHUNK) -> float:
-    large, small = count(target, LARGE, loop, chunk), count(target, SMALL, loop, chunk)
+def per_point(target: str, loop: str, chunk: int = _CHUNK, pull: bool = False) -> float:
+    large = count(target, LARGE, loop, chunk, pull)
+    small = count(target, SMALL, loop, chunk, pull)
     return (large - small) / (LARGE - SMALL)
 
 
@@ -193,10 +228,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="bytes a read hands the agent (default 256 KiB; Kapacitor's socket writes: about "
         f"{KAPACITOR_CHUNK:,}, 11 points)",
     )
+    parser.add_argument(
+        "--pull",
+        action="store_true",
+        help="a reader the agent reads with a task (a file's), instead of one that pushes "
+        "what it receives (a socket's, a pipe's)",
+    )
     parser.add_argument("--child", nargs=2, metavar=("TARGET", "POINTS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        run_once(args.child[0], int(args.child[1]), args.loop, args.chunk)
+        run_once(args.child[0], int(args.child[1]), args.loop, args.chunk, args.pull)
         return 0
     if shutil.which("valgrind") is None:
         parser.error("valgrind is not installed")
@@ -210,7 +251,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     baselines: dict[bool, float] = {}
     for target in targets:
         value = per_point(
-            target, args.loop, args.chunk if not target.startswith("baseline") else _CHUNK
+            target,
+            args.loop,
+            args.chunk if not target.startswith("baseline") else _CHUNK,
+            args.pull,
         )
         batched = target in BATCH_TARGETS
         if target.startswith("baseline"):

@@ -110,26 +110,23 @@ class Implementation:
     env: Mapping[str, str] = field(default_factory=dict)
 
 
-def implementations(case: Case, peers: Path | None) -> list[Implementation]:
+def implementations(
+    case: Case, peers: Path | None, compare: Sequence[Path] = ()
+) -> list[Implementation]:
     """Every implementation of ``case`` that can run here, in report order.
 
     A socket implementation's command serves ``{socket}`` until SIGTERM; a
     process implementation's is what Kapacitor starts (``prog`` and ``args``).
+    ``compare``: other checkouts of aioudf whose examples run beside this
+    one's, named after their folder (the same code before a change, say).
     """
-    env = checkout_env(ROOT)
-    script = str(ROOT / "examples" / f"{case.example}.py")
-    socket_args = ("--socket", "{socket}") if case.transport == "socket" else ()
     found = [
-        Implementation(
-            f"aioudf {loop}",
-            (sys.executable, script, "--loop", loop, "--log-level", "WARNING", *socket_args),
-            env,
-        )
-        for loop in LOOPS
-        if loop == "asyncio" or _has_uvloop()
+        *_aioudf(case, ROOT, ""),
+        *(row for other in compare for row in _aioudf(case, other, f" ({other.name})")),
     ]
     if peers is None:
         return found
+    env = checkout_env(ROOT)
     python = peers / "python" / "examples" / f"{case.example}.py"
     if python.is_file():
         args: tuple[str, ...] = ("{socket}",) if case.transport == "socket" else ()
@@ -168,6 +165,22 @@ def implementations(case: Case, peers: Path | None) -> list[Implementation]:
         echo_env = {**os.environ, "ECHO_INFO": echo_info(case.echo_options).hex()}
         found.append(Implementation("echo UDF", (str(echo), where), echo_env))
     return found
+
+
+def _aioudf(case: Case, checkout: Path, suffix: str) -> list[Implementation]:
+    """``case``'s example from ``checkout``, on each loop."""
+    env = checkout_env(checkout)
+    script = str(checkout / "examples" / f"{case.example}.py")
+    socket_args = ("--socket", "{socket}") if case.transport == "socket" else ()
+    return [
+        Implementation(
+            f"aioudf {loop}{suffix}",
+            (sys.executable, script, "--loop", loop, "--log-level", "WARNING", *socket_args),
+            env,
+        )
+        for loop in LOOPS
+        if loop == "asyncio" or _has_uvloop()
+    ]
 
 
 def _has_uvloop() -> bool:
@@ -695,6 +708,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--only", default="", help="implementations to run, by column name, comma-separated"
     )
+    parser.add_argument(
+        "--compare",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="CHECKOUT",
+        help="another checkout of aioudf whose examples run beside this one's (repeatable)",
+    )
     parser.add_argument("--json", help="also save every run to this file")
     args = parser.parse_args(argv)
     runs = args.runs or (3 if args.quick else 5)
@@ -713,7 +734,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     folder = Path(tempfile.mkdtemp(prefix="aioudf-k-", dir="/tmp"))  # short socket paths
     udfs: dict[tuple[str, str], UDF] = {}
     for case in cases:
-        for number, implementation in enumerate(implementations(case, peers)):
+        for number, implementation in enumerate(implementations(case, peers, args.compare)):
             if only and implementation.name not in only:
                 continue
             name = f"{case.name}{number}"
@@ -770,7 +791,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         lines += ["", *table(case.title, [*columns, "no UDF"], results[case.name])]
         notes = []
         for loop in LOOPS:
-            for peer in ("Python agent", "echo UDF"):
+            others = [f"aioudf {loop} ({other.name})" for other in args.compare]
+            for peer in (*others, "Python agent", "echo UDF"):
                 found = ratios(results[case.name], f"aioudf {loop}", peer)
                 if found is not None:
                     notes.append(

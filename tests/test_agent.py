@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from udf_handlers import BatchEcho, Fails, Recorder, ThreadedEcho
+from udf_handlers import BatchEcho, Fails, Recorder, SometimesSuspends, ThreadedEcho
 from wire import Peer, kind, options, request
 
 from aioudf import BlockingHandler, EdgeType, Handler, InitError, Point, RestoreError, UnixServer
@@ -192,6 +192,26 @@ async def test_output_goes_out_while_a_later_point_is_held(serve: Any) -> None:
     assert [r.point.time for r in await peer.receive_all()] == [4, 5, 6]
 
 
+@pytest.mark.parametrize("max_backlog", [7, 10_000])
+async def test_order_is_kept_whether_or_not_a_handler_suspends(
+    serve: Any, max_backlog: int
+) -> None:
+    # Bytes are decoded where they arrive and a run of points is dispatched
+    # without a task switch while handlers return at once; every suspension
+    # (a cancellation inside the handler too) hands what was emitted to the
+    # writer: nothing is lost, reordered or held back, with a backlog far
+    # smaller than one write (decoding stops at its bound and resumes) or not.
+    connect = await serve(SometimesSuspends, max_backlog=max_backlog)
+    peer = await connect()
+    await peer.send(init())
+    assert (await peer.receive_kind("init")).init.success
+    await peer.send(*(point(t, v=float(t)) for t in range(1, 201)), keepalive(5))
+    await peer.half_close()
+    responses = await peer.receive_all()
+    assert [r.point.time for r in responses if kind(r) == "point"] == list(range(1, 201))
+    assert [r.keepalive.time for r in responses if kind(r) == "keepalive"] == [5]
+
+
 async def test_keepalive_is_answered_while_an_async_handler_awaits(serve: Any) -> None:
     class Held(Gate):
         opened = asyncio.Event()
@@ -209,6 +229,27 @@ async def test_keepalive_is_answered_while_an_async_handler_awaits(serve: Any) -
     first, second = await peer.receive(), await peer.receive()
     assert first is not None and second is not None
     assert [first.point.time, second.point.time] == [1, 2]
+
+
+async def test_keepalive_behind_many_points_is_answered_while_the_first_is_held(
+    serve: Any,
+) -> None:
+    # One write of more points than are decoded at a time, then a keepalive:
+    # while the first point's call waits, the rest of the write is decoded
+    # (up to the backlog's bound) and the keepalive answered.
+    class Held(Gate):
+        opened = asyncio.Event()
+
+    connect = await serve(Held)
+    peer = await connect()
+    await peer.send(init())
+    assert (await peer.receive_kind("init")).init.success
+    await peer.send(*(point(t, v=float(t)) for t in range(1, 301)), keepalive(11))
+    answer = await peer.receive()
+    assert answer is not None and (kind(answer), answer.keepalive.time) == ("keepalive", 11)
+    Held.opened.set()
+    await peer.half_close()
+    assert [r.point.time for r in await peer.receive_all()] == list(range(1, 301))
 
 
 async def test_keepalive_is_answered_while_a_blocking_handler_runs_in_a_thread(

@@ -49,6 +49,7 @@ from aioudf import (
 from aioudf._pb import udf_pb2 as pb
 from aioudf.framing import FrameDecoder
 from aioudf.logs import ContextFilter
+from aioudf.protocol import UDFConnection
 from aioudf.testing import MemoryPipe
 
 INIT = request(init=pb.InitRequest())
@@ -684,3 +685,32 @@ async def test_unexpected_error_in_the_dispatcher_names_itself(
     (record,) = [r for r in logs.records if r.getMessage().startswith("internal error handling")]
     assert record.getMessage() == "internal error handling InitRequest"
     assert getattr(record, "conn", None) == "hostile"  # the agent's name
+
+
+async def test_unexpected_error_decoding_a_socket_read_ends_that_connection(
+    serve: Any, logs: Logs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A socket's bytes are decoded in the transport's callback, not in a task
+    # of the connection: a bug there still ends that connection alone, says
+    # so to Kapacitor, and is logged with the connection it happened on.
+    served = await serve(Recorder)
+    real = UDFConnection.receive_data
+
+    def broken(conn: Any, data: Any) -> None:
+        if conn.init_accepted:
+            raise RuntimeError("a bug in the decoder")
+        real(conn, data)
+
+    monkeypatch.setattr(UDFConnection, "receive_data", broken)
+    peer = await served.connect()
+    await peer.send(INIT)
+    assert kind(await peer.receive_kind("init")) == "init"
+    await peer.send(point(1))
+    responses = await peer.receive_all()
+    assert [r.error.error for r in responses] == [
+        "internal error in the UDF agent: RuntimeError('a bug in the decoder')"
+    ]
+    (record,) = [r for r in logs.records if r.getMessage() == "reader failed"]
+    assert getattr(record, "conn", None) == "1"
+    await peer.close()
+    await served.still_serves()

@@ -125,6 +125,33 @@ def test_mirror_socket_udf_sets_fields(
         assert all(row["mirrored"] == 1.0 and row["usage_idle"] == -1.0 for row in out)
 
 
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_socket_udf_keeps_order_when_handlers_sometimes_suspend(
+    serve: Callable[..., SocketServer], short_tmp: Path, loop: str
+) -> None:
+    # Kapacitor's small writes are decoded where they arrive (in the socket
+    # transport's callback, asyncio's or uvloop's) and handled in runs without
+    # a task switch; handlers that suspend part way (or are cancelled inside)
+    # must not reorder, drop or hold back a point.
+    server = serve("udf_handlers:SometimesSuspends", "--loop", loop)
+    waiter = Kapacitord(short_tmp / "k", {"some": SocketUDF(str(server.path))})
+    waiter.wait_for(lambda: "serving" in server.log(), "aioudf serve to listen")
+    with waiter as k:
+        k.define_task(
+            "s",
+            """stream
+    |from().measurement('cpu')
+    @some()
+    |window().period(2000s).every(2000s)
+    |httpOut('out')
+""",
+        )
+        k.write(f"cpu,host=h usage_idle={t} {t}" for t in range(2001))
+        out = rows(k.wait_output("s", "out", 2000))
+        assert [row["usage_idle"] for row in out] == [float(t) for t in range(2000)]
+        assert not k.task("s")["error"]
+
+
 def test_handler_exception_fails_only_its_task(python_env: dict[str, str], short_tmp: Path) -> None:
     udf = process_udf(python_env, "-m", "aioudf", "run", "udf_handlers:Fails")
     with Kapacitord(short_tmp / "k", {"fails": udf}) as k:

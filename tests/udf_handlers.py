@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 
+import anyio
 from moving_avg import MovingAvg as _MovingAvg
 
 from aioudf import (
@@ -24,6 +25,22 @@ from aioudf import (
     PointBatch,
     startup,
 )
+
+
+class SometimesSuspends(Handler):
+    """Mirrors points; every other one suspends first (some through a cancelled wait)."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    async def point(self, point: Point) -> None:
+        self.seen += 1
+        if self.seen % 2:
+            await asyncio.sleep(0)
+            if self.seen % 3 == 0:
+                with anyio.move_on_after(0):  # a cancellation delivered inside the handler
+                    await asyncio.Event().wait()
+        await self.emit(point)
 
 
 class Recorder(Handler):

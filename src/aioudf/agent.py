@@ -4,14 +4,18 @@ The agent is a shell around :class:`~aioudf.protocol.UDFConnection`, which
 holds every rule of the conversation (request order, keepalive answers, the
 reply each request is owed, what a refused Init forbids, the ErrorResponse).
 The agent adds what needs an event loop: scheduling, backpressure, worker
-threads for a :class:`~aioudf.BlockingHandler`, and the I/O. It runs two
-tasks in one task group, beside its own :meth:`Agent.run`:
+threads for a :class:`~aioudf.BlockingHandler`, and the I/O. Beside its own
+:meth:`Agent.run` it runs a writer task and, for a reader that cannot push,
+a reader task, in one task group:
 
-``read``
-    reads bytes and feeds them to the connection, writes the keepalive
-    answers the connection produced at once, and queues every request in a
-    bounded backlog (a deque). It keeps reading while a handler call runs,
-    so a keepalive is answered even when points are queued in front of it.
+reading
+    bytes are fed to the connection, the keepalive answers it produced are
+    written at once, and every request is queued in a bounded backlog (a
+    deque). A socket's or a pipe's reader pushes (:class:`~aioudf.streams.PushReader`):
+    its bytes are decoded in the transport's own callback, no task involved;
+    any other reader is read by the ``read`` task. Either way reading goes
+    on while a handler call runs, so a keepalive is answered even when
+    points are queued in front of it.
 ``write``
     drains the output (an :class:`OutputQueue` of encoded frames, bounded in
     bytes) into the transport, coalescing whatever accumulated into one
@@ -24,10 +28,10 @@ methods, in a worker thread for plain ones) and hands the results to the
 connection, which turns them into the replies.
 
 Kapacitor writes to a UDF in small pieces, so what each read costs counts
-more than what each point does: a read is decoded and queued without a
-yield, and the dispatcher handles it and writes what it produced itself
-(the writer task is woken only for replies, or when a handler suspends part
-way through a run).
+more than what each point does: a read is decoded where it arrives and
+wakes the dispatcher alone, which handles it and writes what it produced
+itself (the writer task is woken only for replies, or when a handler
+suspends part way through a run).
 
 When the backlog is full, reading pauses until the handler catches up; a
 keepalive arriving then waits in the socket like everything else, so a handler
@@ -46,11 +50,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import inspect
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -82,7 +87,7 @@ from .messages import (
 from .metrics import NO_METRICS
 from .options import a_or_an, bind_options, parse_options
 from .protocol import State, UDFConnection
-from .streams import ByteReader, ByteWriter
+from .streams import ByteReader, ByteWriter, PushReader
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -122,6 +127,10 @@ logger = logging.getLogger("aioudf")
 # 10 paired whole-process runs); a point parsed while 1,000 others are held
 # costs about twice what it costs while 64 are.
 _DECODE_RUN = 64
+
+# Bytes a pushing reader (streams.PushReader) may hand over before they are
+# decoded: past this, the transport stops reading until half is decoded.
+_READ_AHEAD = 1 << 20
 
 # Seconds the dispatcher may run a handler that never suspends before it
 # yields to the event loop. An ``async def point()`` that computes without
@@ -347,6 +356,51 @@ class Emitter:
         await self._output.wait_space()
 
 
+class _Undeferring:
+    """Awaits ``coro`` (the dispatch loop), calling ``suspended()`` whenever it suspends.
+
+    While the dispatcher runs without suspending, ``emit()`` leaves its frames
+    for the dispatcher to write at the end of the run (``OutputQueue.deferred``).
+    If a handler suspends part way instead, those frames must not wait for it,
+    nor must the input it has not decoded yet (keepalives to answer): every
+    suspension of the loop passes through here, and ``Agent._suspended`` sees
+    to both. This costs a step of this generator per suspension, where a
+    callback scheduled at the start of every run cost an extra pass of the
+    event loop per read.
+    """
+
+    __slots__ = ("_coro", "_suspended")
+
+    def __init__(self, coro: Coroutine[Any, Any, None], suspended: Callable[[], None]) -> None:
+        self._coro = coro
+        self._suspended = suspended
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        coro = self._coro
+        suspended = self._suspended
+        send = coro.send
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                if error is None:
+                    yielded = send(value)
+                else:
+                    yielded = coro.throw(error)
+                    error = None
+            except StopIteration:
+                return
+            suspended()
+            try:
+                value = yield yielded
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # cancellation included: the loop handles it
+                error = exc
+                value = None
+
+
 class _EndOfInput:
     """Backlog marker: Kapacitor closed its side cleanly."""
 
@@ -563,6 +617,19 @@ class Agent:
         )
         self._async_point = None if Point in self._blocking_methods else point
         self._run_sync = _run_sync(handler)
+        # A reader that pushes what it receives (streams.PushReader) is not
+        # read by a task: its bytes are decoded where they arrive (_received).
+        self._push: PushReader | None = reader if isinstance(reader, PushReader) else None
+        self._attached = False  # the push reader delivers to _received
+        self._eof_seen = False  # it delivered the end of input (not yet decoded up to)
+        self._input_held = False  # decoding waits for room in the output
+        self._push_paused = False  # the transport is paused by us
+        self._take_scheduled = False  # _take_to_bound is scheduled
+        # False once decoding found no whole frame, until more bytes come:
+        # a look costs a few calls, and each read would pay for two or three.
+        self._fresh = True
+        self._dispatching = False  # the dispatcher is in a run (not waiting for input)
+        self._context = contextvars.copy_context()  # what _received logs in (see _attach)
 
     # ---- life -----------------------------------------------------------
 
@@ -585,12 +652,16 @@ class Agent:
         try:
             async with anyio.create_task_group() as tg:
                 self._tasks = tg
-                tg.start_soon(self._read_loop, name=f"{self.name} read")
                 tg.start_soon(self._write_loop, name=f"{self.name} write")
-                await self._dispatch_loop()
+                if self._push is not None:
+                    self._attach()
+                else:
+                    tg.start_soon(self._read_loop, name=f"{self.name} read")
+                await _Undeferring(self._dispatch_loop(), self._suspended)
                 # Let the writer flush what is queued, but not forever.
                 self._output.close()
                 self._reader_scope.cancel()
+                self._detach()
                 tg.cancel_scope.deadline = anyio.current_time() + self._close_timeout
             self._done = True
             if not self._flushed and self._conn.failure is None:
@@ -773,10 +844,20 @@ class Agent:
         self._reader_scope = anyio.CancelScope()
         self._reader_stopped = asyncio.Event()
         self._reader_paused = False
-        self._tasks.start_soon(self._read_loop, name=f"{self.name} read")
+        if self._push is not None:
+            self._attach()
+        else:
+            self._tasks.start_soon(self._read_loop, name=f"{self.name} read")
 
     async def _stop_reading(self) -> None:
-        """Stop the read loop and wait until it has returned (decoded requests are queued)."""
+        """Stop the read loop and wait until it has returned (decoded requests are queued).
+
+        A push reader stops at once; what it delivered stays in the
+        connection's buffer, undecoded, as bytes read by the task would.
+        """
+        if self._push is not None:
+            self._detach()
+            return
         self._reader_scope.cancel()
         await self._reader_stopped.wait()
 
@@ -845,17 +926,154 @@ class Agent:
                         # Kapacitor is not reading: keepalive replies, which
                         # skip the backlog, would pile up without bound.
                         await output.wait_space()
-            except ProtocolError as exc:
-                self._send_answers()  # keepalives before the fault
-                backlog.append(_Failure(f"protocol error: {exc}"))
-            except OSError as exc:
-                backlog.append(_Failure(f"connection lost while reading: {exc}", send=False))
-            except Exception as exc:  # a bug of ours; still end this connection only
-                logger.exception("reader failed")
-                backlog.append(_Failure(f"internal error in the UDF agent: {exc!r}"))
+            except Exception as exc:
+                backlog.append(self._input_failure(exc))
             finally:
                 self._reader_stopped.set()
             ready.set()
+
+    def _input_failure(self, exc: Exception) -> _Failure:
+        """The backlog marker for what ended the input."""
+        if isinstance(exc, ProtocolError):
+            self._send_answers()  # keepalives before the fault
+            return _Failure(f"protocol error: {exc}")
+        if isinstance(exc, OSError):
+            return _Failure(f"connection lost while reading: {exc}", send=False)
+        # A bug of ours; still end this connection only.
+        logger.error("reader failed", exc_info=exc)
+        return _Failure(f"internal error in the UDF agent: {exc!r}")
+
+    # ---- reading: a push reader -------------------------------------------
+    #
+    # Kapacitor writes ~11 points at a time: a task reading them would cost
+    # a pass of the event loop and a task switch per write before the
+    # dispatcher even wakes. A push reader's bytes are decoded in the
+    # transport's callback instead, one run of _DECODE_RUN while the
+    # dispatcher waits for input (it decodes the rest itself, run after run,
+    # before it next waits), or up to the backlog's bound while a handler
+    # call is suspended (so keepalives behind the points are answered, as the
+    # reader task answers them). The same bounds hold: no decoding beyond
+    # max_backlog, none while the output is full, and the transport paused
+    # while _READ_AHEAD bytes wait undecoded.
+
+    def _attach(self) -> None:
+        assert self._push is not None
+        # The transport's callbacks run in the context the connection was
+        # accepted in: log in this one (aioudf.logs: conn=, task=, node=).
+        self._context = contextvars.copy_context()
+        self._attached = True
+        self._fresh = True
+        self._push.push_to(self._received)  # may deliver what was buffered, at once
+
+    def _detach(self) -> None:
+        if self._attached:
+            self._attached = False
+            self._push_paused = False
+            assert self._push is not None
+            self._push.push_to(None)  # the transport resumes: the reader's own limit bounds it
+        self._reader_stopped.set()
+
+    def _received(self, data: bytes | Exception) -> None:
+        """The push reader's callback: bytes received, b"" at EOF, or what ended the input."""
+        if not self._attached:
+            return
+        try:
+            if isinstance(data, Exception):
+                self._end_input(self._context.run(self._input_failure, data))
+                return
+            conn = self._conn
+            if data:
+                conn.receive_data(data)
+                self._fresh = True
+                if conn.buffered >= _READ_AHEAD and not self._push_paused:
+                    self._pause_input()
+            else:
+                self._eof_seen = True
+            if self._dispatching:
+                self._take_to_bound()  # a handler call is suspended: answer keepalives
+            elif self._take_input():
+                self._requests_ready.set()
+        except Exception as exc:
+            self._end_input(self._context.run(self._input_failure, exc))
+
+    def _pause_input(self) -> None:
+        assert self._push is not None
+        self._push_paused = True
+        self._push.pause_reading()
+
+    def _take_input(self) -> bool:
+        """Decode the next run from the bytes pushed; True if the backlog grew."""
+        if not self._attached:
+            return False
+        conn = self._conn
+        backlog = self._backlog
+        room = self._max_backlog - len(backlog)
+        if room <= 0:
+            self._reader_paused = True  # the dispatcher calls _backlog_room() at half
+            return False
+        output = self._output
+        if output.size >= output.limit:
+            # Kapacitor is not reading: keepalive answers, which skip the
+            # backlog, would pile up. _flush() resumes us.
+            self._input_held = True
+            if not self._push_paused:
+                self._pause_input()
+            return False
+        if self._push_paused and conn.buffered < _READ_AHEAD // 2:
+            assert self._push is not None
+            self._push_paused = False
+            self._push.resume_reading()
+        if not self._fresh and not self._eof_seen:
+            return False  # nothing came since the last look found no whole frame
+        try:
+            requests = conn.next_requests(min(_DECODE_RUN, room))
+            self._send_answers()
+            if requests:
+                self._metrics.received(requests)  # [metrics]
+                backlog.extend(requests)
+                return True
+            if not self._eof_seen:
+                self._fresh = False
+                return False
+            conn.receive_eof()
+            self._end_input(_EndOfInput())
+        except Exception as exc:
+            self._end_input(self._context.run(self._input_failure, exc))
+        return True
+
+    def _take_to_bound(self) -> None:
+        """Decode runs until the bytes or the backlog's room run out; wake the dispatcher."""
+        self._take_scheduled = False
+        taken = False
+        while self._take_input():
+            taken = True
+        if taken:
+            self._requests_ready.set()
+
+    def _schedule_take(self) -> None:
+        if not self._take_scheduled and self._attached:
+            self._take_scheduled = True
+            asyncio.get_running_loop().call_soon(self._take_to_bound)
+
+    def _end_input(self, marker: _EndOfInput | _Failure) -> None:
+        self._backlog.append(marker)
+        self._detach()
+        self._requests_ready.set()
+
+    def _backlog_room(self) -> None:
+        """The backlog is down to half its bound: read on."""
+        self._backlog_space.set()
+        if self._push is not None:
+            self._reader_paused = False
+            self._schedule_take()
+
+    def _suspended(self) -> None:
+        """The dispatcher suspends (see _Undeferring)."""
+        output = self._output
+        if output.deferred:
+            output.undefer()
+        if self._dispatching and self._attached and self._conn.buffered:
+            self._schedule_take()
 
     def _send_answers(self) -> None:
         """Queue the keepalive answers the connection made, ahead of any data."""
@@ -882,10 +1100,12 @@ class Agent:
         metrics = self._metrics
         timed = False  # [metrics] time the next point() call (metrics.sample() says when)
         ready = self._requests_ready
-        call_soon = asyncio.get_running_loop().call_soon
         conn = self._conn
         while True:
             if not backlog:
+                if self._attached and self._take_input():
+                    continue  # the next run of the bytes a push reader delivered
+                self._dispatching = False
                 # Everything read is handled: write what it produced from
                 # here, instead of waking the writer task for it (one task
                 # switch less per read; Kapacitor writes ~11 points a read).
@@ -897,13 +1117,13 @@ class Agent:
                     continue  # more may have been read meanwhile
                 ready.clear()
                 await ready.wait()
+                self._dispatching = True
                 if conn.failure is not None:
                     return  # failed while waiting (the writer lost the connection)
                 # Until this task next suspends, emitted frames wait for the
-                # flush above; if a handler suspends first, undefer() hands
-                # them to the writer.
+                # flush above; if a handler suspends first, _Undeferring
+                # (which drives this loop) hands them to the writer.
                 output.deferred = True
-                call_soon(output.undefer)
                 yield_at = clock() + _TIME_SLICE
                 continue
             countdown -= 1
@@ -917,7 +1137,7 @@ class Agent:
                     yield_at = clock() + _TIME_SLICE
             message = backlog.popleft()
             if self._reader_paused and len(backlog) <= resume_at:
-                self._backlog_space.set()
+                self._backlog_room()
             if point is not None and type(message) is Point:
                 try:
                     if timed:  # [metrics]
@@ -1049,7 +1269,7 @@ class Agent:
         while backlog and len(run) < _THREAD_BATCH and type(backlog[0]) in blocking:
             run.append(backlog.popleft())
         if self._reader_paused and len(backlog) <= self._max_backlog // 2:
-            self._backlog_space.set()
+            self._backlog_room()
         started = time.monotonic()
         failed = await self._in_thread(self._process_run, run)
         # [metrics] One observation per run: the mean time per request.
@@ -1170,4 +1390,7 @@ class Agent:
             self._tasks.cancel_scope.cancel()
             return False
         output.written(len(data))
+        if self._input_held and output.size < output.limit:
+            self._input_held = False
+            self._schedule_take()  # decoding waited for room in the output
         return True

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, cast
 import anyio
 import anyio.abc
 
+from . import streams
 from .activation import notify
 from .agent import Agent, create_handler, prepare_handler, refuse
 from .config import DEFAULT_GRACE, DEFAULT_SOCKET_MODE, Config
@@ -222,7 +223,7 @@ class UnixServer:
             ready = asyncio.Event()
             self._supervisor = asyncio.create_task(self._supervise(ready))
             await ready.wait()
-            self._server = await asyncio.start_unix_server(
+            self._server = await streams.start_unix_server(
                 self._accept, sock=sock, backlog=self.backlog, limit=_READ_LIMIT
             )
         except BaseException:
@@ -377,7 +378,7 @@ class UnixServer:
             return
         listener, control, self._inode = self._spare
         self._spare = None
-        self._server = await asyncio.start_unix_server(
+        self._server = await streams.start_unix_server(
             self._accept, sock=listener, backlog=self.backlog, limit=_READ_LIMIT
         )
         self._listen_sock = listener
@@ -521,7 +522,7 @@ class UnixServer:
             return f"{type(exc).__name__}: {exc}"
         conn.receive_data(read_ahead)
         sock = socket.socket(fileno=message.fds.pop())
-        reader, writer = await asyncio.open_unix_connection(sock=sock, limit=_READ_LIMIT)
+        reader, writer = await streams.open_unix_connection(sock=sock, limit=_READ_LIMIT)
         agent = Agent(
             handler, reader, writer, connection=conn, config=self.config, metrics=self.metrics
         )

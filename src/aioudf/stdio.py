@@ -31,7 +31,7 @@ from typing import Any
 import anyio
 
 from .errors import StdioError
-from .streams import ByteReader, ByteWriter
+from .streams import ByteReader, ByteWriter, Receiver
 
 __all__ = ["StdioError", "check_stdio", "open_stdio", "reserved_stdout"]
 
@@ -195,7 +195,9 @@ class _PipeReader(asyncio.Protocol):
     resize and shift of it lands in fresh pages: on a mirror fed through a
     pipe, three times the page faults of this reader (measured). Here
     ``read()`` returns the chunks ``os.read()`` produced, as they are.
-    Reading pauses while more than ``limit`` bytes wait.
+    Reading pauses while more than ``limit`` bytes wait. It can also push
+    (:class:`~aioudf.streams.PushReader`): hand each chunk to the agent as it
+    arrives.
     """
 
     def __init__(self, limit: int) -> None:
@@ -207,11 +209,45 @@ class _PipeReader(asyncio.Protocol):
         self._eof = False
         self._error: Exception | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self._receiver: Receiver | None = None
+        self._push_paused = False
+
+    def push_to(self, receiver: Receiver | None) -> None:
+        self._receiver = receiver
+        if receiver is None:
+            self.resume_reading()
+            return
+        chunks = self._chunks
+        while chunks and self._receiver is receiver:
+            chunk = chunks.popleft()
+            self._size -= len(chunk)
+            receiver(chunk)
+        if self._paused:
+            self._paused = False
+            self._transport.resume_reading()
+        if self._receiver is receiver:
+            if self._error is not None:
+                receiver(self._error)
+            elif self._eof:
+                receiver(b"")
+
+    def pause_reading(self) -> None:
+        if not self._push_paused:
+            self._push_paused = True
+            self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._push_paused:
+            self._push_paused = False
+            self._transport.resume_reading()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport
 
     def data_received(self, data: bytes) -> None:
+        if (receiver := self._receiver) is not None:
+            receiver(data)
+            return
         self._chunks.append(data)
         self._size += len(data)
         if self._size > self._limit and not self._paused:
@@ -221,12 +257,20 @@ class _PipeReader(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         self._eof = True
+        if (receiver := self._receiver) is not None:
+            receiver(b"")
         self._wake()
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        ended = self._eof
         self._eof = True
         self._error = exc
+        if (receiver := self._receiver) is not None:
+            if exc is not None:
+                receiver(exc)
+            elif not ended:
+                receiver(b"")
         self._wake()
 
     def _wake(self) -> None:
