@@ -244,6 +244,17 @@ def test_series_points_reads_httpout_json() -> None:
     ]
 
 
+@pytest.mark.parametrize("answer", [{"series": None}, {"series": [None]}, {}])
+def test_an_empty_httpout_is_no_series(
+    short_tmp: Path, monkeypatch: pytest.MonkeyPatch, answer: dict[str, object]
+) -> None:
+    # Kapacitor's answers before a first result, and while it holds an empty one.
+    k = Kapacitord(short_tmp / "k", {})
+    monkeypatch.setattr(k, "_json", lambda method, path, payload=None: answer)
+    assert k.output("t", "out") == []
+    assert k.points("t", "out") == []
+
+
 def test_the_documented_example_is_the_example_test_word_for_word() -> None:
     example = Path(__file__).with_name("test_e2e_kit_example.py").read_text()
     code = example[example.index("from collections.abc") :]

@@ -768,10 +768,13 @@ data_dir = {_toml_string(str(w / "data"))}
         self.influxdb.answer(rows)
 
     def output(self, task_id: str, name: str) -> list[dict[str, Any]]:
-        """The series an ``|httpOut(name)`` of the task holds now ([] before any)."""
+        """The series an ``|httpOut(name)`` of the task holds now ([] before any).
+
+        Kapacitor answers ``{"series": null}`` before the first result and
+        ``{"series": [null]}`` while the node holds an empty one: both are [].
+        """
         result = self._json("GET", f"/tasks/{task_id}/{name}")
-        series: list[dict[str, Any]] = result.get("series") or []
-        return series
+        return [s for s in result.get("series") or () if s is not None]
 
     def points(self, task_id: str, name: str, *, ints: Iterable[str] = ()) -> list[DataPoint]:
         """What ``|httpOut(name)`` holds now, as DataPoints.
