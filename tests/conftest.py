@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from kapacitord import find_kapacitord, require_kapacitord
+from kapacitord import find_kapacitord
 
 from aioudf.testing import Batch
 
@@ -57,12 +57,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
-
-
-@pytest.fixture(scope="module")
-def kapacitord_binary() -> Path:
-    """The real kapacitord (tests/kapacitord.py): skipped without it, failed under CI=true."""
-    return require_kapacitord()
 
 
 @pytest.fixture
