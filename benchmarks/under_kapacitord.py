@@ -39,7 +39,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -60,6 +59,7 @@ from peers import find_peers  # noqa: E402
 
 from aioudf._pb import udf_pb2 as pb  # noqa: E402
 from aioudf.framing import encode_frame  # noqa: E402
+from aioudf.testing.kapacitord import free_port  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 #: The database and retention policy the points are written to.
@@ -417,19 +417,12 @@ class UDFServers:
             time.sleep(0.02)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class Kapacitor:
     """One hermetic kapacitord under ``folder``, driven over its HTTP API."""
 
     def __init__(self, binary: Path, folder: Path, udfs: Sequence[UDF]) -> None:
         self.folder = folder
-        self.port = _free_port()
+        self.port = free_port()
         self.log_path = folder / "kapacitord.log"
         config = folder / "kapacitor.conf"
         config.write_text(self._config(udfs))
