@@ -394,13 +394,13 @@ class Supervisor:
         is the code's (it does not import...): give up rather than loop.
         From then on, workers that cannot start are tried again (:meth:`_fill`).
         """
-        first = self._spawn(Backoff())
-        if not await self._until_ready(first):
-            cause = await self._abandon(first)
-            logger.error("worker %d could not start (%s): see its log above", first.pid, cause)
-            self.observer.worker_failed_to_start(first.pid, cause, None)
+        opener = self._spawn(Backoff())
+        if not await self._until_ready(opener):
+            cause = await self._abandon(opener)
+            logger.error("worker %d could not start (%s): see its log above", opener.pid, cause)
+            self.observer.worker_failed_to_start(opener.pid, cause, None)
             return False
-        self._watch(first)
+        self._watch(opener)
         assert self._tasks is not None
         for _ in range(self.count - 1):
             self._tasks.start_soon(self._fill, Backoff(), 0.0)
