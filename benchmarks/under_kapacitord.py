@@ -59,7 +59,7 @@ from peers import find_peers  # noqa: E402
 
 from aioudf._pb import udf_pb2 as pb  # noqa: E402
 from aioudf.framing import encode_frame  # noqa: E402
-from aioudf.testing.kapacitord import free_port  # noqa: E402
+from aioudf.testing import kapacitord as kit  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 #: The database and retention policy the points are written to.
@@ -328,10 +328,6 @@ def find_kapacitord() -> Path | None:
     return binary if binary.is_file() and os.access(binary, os.X_OK) else None
 
 
-def _toml(value: str) -> str:
-    return json.dumps(value)  # a JSON string is a valid TOML basic string
-
-
 @dataclass
 class UDF:
     """One ``[udf.functions.NAME]``: a process Kapacitor starts, or a socket."""
@@ -341,19 +337,13 @@ class UDF:
     socket: str = ""  # served by a server of ours when set
     server: subprocess.Popen[bytes] | None = None
 
-    def toml(self) -> str:
-        lines = [f"  [udf.functions.{self.name}]", '    timeout = "10s"']
+    def spec(self) -> kit.ProcessUDF | kit.SocketUDF:
+        """How kapacitord is to reach it (the test kit's ``[udf.functions.NAME]``)."""
         if self.socket:
-            lines.append(f"    socket = {_toml(self.socket)}")
-            return "\n".join(lines)
+            return kit.SocketUDF(self.socket)
         prog, *args = self.implementation.argv
-        lines.append(f"    prog = {_toml(prog)}")
-        lines.append(f"    args = [{', '.join(_toml(a) for a in args)}]")
-        lines.append(f"    [udf.functions.{self.name}.env]")
-        for key in ("PYTHONPATH", "ECHO_INFO"):
-            if key in self.implementation.env:
-                lines.append(f"      {key} = {_toml(self.implementation.env[key])}")
-        return "\n".join(lines)
+        env = {k: v for k, v in self.implementation.env.items() if k in ("PYTHONPATH", "ECHO_INFO")}
+        return kit.ProcessUDF(prog, args, env)
 
     def pids(self, kapacitord: int) -> list[int]:
         """The processes serving this UDF's task connection now."""
@@ -418,73 +408,33 @@ class UDFServers:
 
 
 class Kapacitor:
-    """One hermetic kapacitord under ``folder``, driven over its HTTP API."""
+    """One hermetic kapacitord under ``folder`` (the test kit's), driven over one HTTP connection.
+
+    The kit writes its configuration and starts and stops it; the benchmark
+    keeps one connection open for its polls, so that they cost kapacitord as
+    little as they can. INFO logging and an hourly snapshot: nothing but the
+    points costs kapacitord CPU during a run.
+    """
 
     def __init__(self, binary: Path, folder: Path, udfs: Sequence[UDF]) -> None:
-        self.folder = folder
-        self.port = free_port()
-        self.log_path = folder / "kapacitord.log"
-        config = folder / "kapacitor.conf"
-        config.write_text(self._config(udfs))
-        self.process = subprocess.Popen(
-            [str(binary), "-config", str(config)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=open(folder / "kapacitord.stderr", "wb"),  # noqa: SIM115
-            cwd=folder,
+        self.daemon = kit.Kapacitord(
+            folder,
+            {udf.name: udf.spec() for udf in udfs},
+            binary=binary,
+            snapshot_interval="1h0m0s",
+            log_level="INFO",
         )
+        try:
+            self.daemon.start(timeout=60)
+        except kit.KapacitordError as exc:
+            raise SystemExit(str(exc)) from None
+        assert self.daemon.process is not None
+        self.process = self.daemon.process
+        self.port = self.daemon.port
         self.http = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
-        deadline = time.monotonic() + 60
-        while True:
-            if self.process.poll() is not None:
-                raise SystemExit(f"kapacitord exited: {self.log_tail()}")
-            with contextlib.suppress(OSError, http.client.HTTPException):
-                if self.request("GET", "/ping")[0] == 204:
-                    break
-            if time.monotonic() > deadline:
-                raise SystemExit(f"kapacitord did not answer /ping: {self.log_tail()}")
-            time.sleep(0.05)
-
-    def _config(self, udfs: Sequence[UDF]) -> str:
-        f = self.folder
-        return "\n".join(
-            [
-                'hostname = "localhost"',
-                f"data_dir = {_toml(str(f / 'data'))}",
-                "[http]",
-                f'  bind-address = "127.0.0.1:{self.port}"',
-                "  log-enabled = false",
-                "[replay]",
-                f"  dir = {_toml(str(f / 'replay'))}",
-                "[storage]",
-                f"  boltdb = {_toml(str(f / 'kapacitor.db'))}",
-                "[task]",
-                f"  dir = {_toml(str(f / 'tasks'))}",
-                '  snapshot-interval = "1h0m0s"',
-                "[load]",
-                "  enabled = false",
-                "[reporting]",
-                "  enabled = false",
-                "[stats]",
-                "  enabled = false",
-                "[logging]",
-                f"  file = {_toml(str(self.log_path))}",
-                '  level = "INFO"',
-                "[[influxdb]]",
-                "  enabled = false",
-                '  name = "default"',
-                '  urls = ["http://127.0.0.1:1"]',
-                "[udf]",
-                "[udf.functions]",
-                *(udf.toml() for udf in udfs),
-                "",
-            ]
-        )
 
     def log_tail(self) -> str:
-        with contextlib.suppress(OSError):
-            return self.log_path.read_text(errors="replace")[-3000:]
-        return ""
+        return self.daemon.log()[-3000:]
 
     def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
         try:
@@ -504,13 +454,8 @@ class Kapacitor:
 
     def stop(self) -> None:
         self.http.close()
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        with contextlib.suppress(kit.KapacitordError):  # killed when it does not stop in time
+            self.daemon.stop(30)
 
 
 def collected(document: Mapping[str, object], prefix: str = "count") -> int:
