@@ -34,11 +34,11 @@ import time
 from collections.abc import Callable
 
 from aioudf._pb import udf_pb2 as pb
-from aioudf.wire import DATA_TAGS, VARINTS, encode_uvarint, read_uvarint
+from aioudf.wire._layout import DATA_TAGS, VARINTS, encode_uvarint, read_uvarint
 
 __all__ = ["VARIANTS", "baseline_point_loop", "baseline_request_loop"]
 
-# The tags and varints of aioudf.wire. The loops below read a frame's
+# The tags and varints of aioudf.wire._layout. The loops below read a frame's
 # one- or two-byte length inline rather than calling the wire's decoder:
 # the baseline is the least work a loop can do, and a call per frame is
 # work (longer headers go to read_uvarint).

@@ -44,9 +44,9 @@ from workload import Workload
 
 from aioudf._pb import udf_pb2 as pb
 from aioudf.errors import ProtocolError
-from aioudf.options import parse_option_args
-from aioudf.protocol import KapacitorConnection, KapacitorEvent
-from aioudf.wire import frame_bounds
+from aioudf.toolkit._options import parse_option_args
+from aioudf.wire._layout import frame_bounds
+from aioudf.wire._protocol import KapacitorConnection, KapacitorEvent
 
 __all__ = [
     "CommandTarget",
@@ -292,7 +292,7 @@ def count_frames(data: bytes) -> collections.Counter[str]:
     """Count the Response frames in ``data`` by kind, without decoding data frames.
 
     Only the tag of each frame is looked at for points and batch markers
-    (:meth:`~aioudf.protocol.KapacitorConnection.count_responses`); an
+    (:meth:`~aioudf.wire.KapacitorConnection.count_responses`); an
     ErrorResponse raises :class:`UDFFailed` with the UDF's text.
     """
     protocol = KapacitorConnection()
@@ -344,7 +344,7 @@ def init_request(options: Mapping[str, Sequence[str]], info: pb.InfoResponse) ->
 
     ``options`` maps a TICKscript option name to the texts of its values
     (``{"field": ["usage_idle"], "size": ["10"]}``), read as TICKscript
-    literals (:func:`aioudf.options.parse_option_args`).
+    literals (:func:`aioudf.toolkit.parse_option_args`).
     """
     args = [f"{name}={','.join(texts)}" if texts else name for name, texts in options.items()]
     try:

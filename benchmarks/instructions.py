@@ -36,12 +36,12 @@ from baseline import baseline_point_loop  # noqa: E402
 from workload import batch_stream, point_stream  # noqa: E402
 
 from aioudf import agent as agent_module  # noqa: E402
-from aioudf.agent import Agent  # noqa: E402
-from aioudf.handler import Handler  # noqa: E402
-from aioudf.options import encode_options  # noqa: E402
-from aioudf.protocol import KapacitorConnection  # noqa: E402
-from aioudf.streams import PushStreamReader  # noqa: E402
-from aioudf.wire import frame_bounds  # noqa: E402
+from aioudf.runtime._agent import Agent  # noqa: E402
+from aioudf.runtime._streams import PushStreamReader  # noqa: E402
+from aioudf.toolkit._handler import Handler  # noqa: E402
+from aioudf.toolkit._options import encode_options  # noqa: E402
+from aioudf.wire._layout import frame_bounds  # noqa: E402
+from aioudf.wire._protocol import KapacitorConnection  # noqa: E402
 
 TARGETS = (
     "baseline",
@@ -75,7 +75,7 @@ class _Feed:
     """Plays a socket's transport: hands ``data`` to ``reader``, one chunk a pass of the loop.
 
     ``reader`` is an ``asyncio.StreamReader`` (read by the agent's reader
-    task) or a :class:`~aioudf.streams.PushStreamReader` (which pushes to
+    task) or a :class:`~aioudf.runtime.PushStreamReader` (which pushes to
     the agent, as the server's sockets do); either pauses this "transport"
     as it would a socket's.
     """
@@ -152,7 +152,7 @@ def run_once(target: str, points: int, loop: str, chunk: int = _CHUNK, pull: boo
         return
     metrics = None
     if target.endswith("+metrics"):  # the same, recording Prometheus metrics
-        from aioudf.metrics import Metrics
+        from aioudf.serving._metrics import Metrics
 
         target = target.removesuffix("+metrics")
         metrics = Metrics()

@@ -36,8 +36,8 @@ from aioudf import (  # noqa: E402
     per_group,
 )
 from aioudf._pb import udf_pb2 as pb  # noqa: E402
-from aioudf.state import restore_states, snapshot_states  # noqa: E402
-from aioudf.wire import frame_bounds  # noqa: E402
+from aioudf.toolkit._state import restore_states, snapshot_states  # noqa: E402
+from aioudf.wire._layout import frame_bounds  # noqa: E402
 
 
 def decode_points(count: int) -> list[Point]:

@@ -58,8 +58,8 @@ from machine import checkout_env, describe_machine, load_average, log, machine_l
 from peers import find_peers  # noqa: E402
 
 from aioudf._pb import udf_pb2 as pb  # noqa: E402
-from aioudf.framing import encode_frame  # noqa: E402
 from aioudf.testing import kapacitord as kit  # noqa: E402
+from aioudf.wire._frames import encode_frame  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 #: The database and retention policy the points are written to.

@@ -34,12 +34,12 @@ with atheris.instrument_imports():
         session_stream,
     )
 
-    import aioudf.agent
-    import aioudf.options
-    import aioudf.protocol  # noqa: F401 - instrumented for coverage
+    import aioudf.runtime._agent
+    import aioudf.toolkit._options
+    import aioudf.wire._protocol  # noqa: F401 - instrumented for coverage
     from aioudf import encode_frame
     from aioudf._pb import udf_pb2 as pb
-    from aioudf.handler import describe
+    from aioudf.toolkit._handler import describe
 
 KINDS = ["info", "init", "keepalive", "snapshot", "restore", "begin", "point", "end"]
 GROUPS = ["", "host=a", "cpu=cpu0,host=b"]

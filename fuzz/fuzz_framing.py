@@ -20,10 +20,10 @@ import atheris
 with atheris.instrument_imports():
     from hostile import check_frame_decoder, check_request_decoder
 
-    import aioudf.framing
-    import aioudf.protocol
+    import aioudf.wire._frames
+    import aioudf.wire._protocol
 
-MAX_SIZES = [0, 1, 127, 128, 300, 16_384, aioudf.framing.DEFAULT_MAX_FRAME_SIZE, 2**63]
+MAX_SIZES = [0, 1, 127, 128, 300, 16_384, aioudf.wire._frames.DEFAULT_MAX_FRAME_SIZE, 2**63]
 
 
 def test_one_input(data: bytes) -> None:

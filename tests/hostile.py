@@ -1,4 +1,4 @@
-"""Hostile-input oracles, shared by tests/test_fuzz.py (hypothesis) and fuzz/ (atheris).
+"""Hostile-input oracles, shared by tests/wire/test_fuzz.py (hypothesis) and fuzz/ (atheris).
 
 Each ``check_*`` function takes raw material (bytes, cut points, request
 lists), runs the real code on it, and raises ``AssertionError`` when the
@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from wire import decode_responses
+from standin import decode_responses
 
 from aioudf import (
     Agent,
@@ -45,8 +45,8 @@ from aioudf import (
     encode_frame,
 )
 from aioudf._pb import udf_pb2 as pb
-from aioudf.protocol import State, UDFConnection
 from aioudf.testing import MemoryPipe
+from aioudf.wire._protocol import State, UDFConnection
 
 #: Bounded time for one hostile connection: a hang becomes a failure.
 HANG_TIMEOUT = 20.0

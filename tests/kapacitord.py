@@ -19,6 +19,7 @@ import contextlib
 import os
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -192,3 +193,41 @@ def rows(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
             row.update(s.get("tags") or {})
             out.append(row)
     return out
+
+
+# ---- what several real-Kapacitor tests write and expect ----------------------
+
+
+def expected_moving_averages(values: list[float], size: int) -> list[float]:
+    return [statistics.fmean(values[max(0, i + 1 - size) : i + 1]) for i in range(len(values))]
+
+
+def write_two_hosts(k: kit.Kapacitord) -> dict[str, list[float]]:
+    """Ten points for each of hosts a and b, then one past a 10 s window: the values."""
+    values = {"a": [float(t * t % 17) for t in range(10)], "b": [100.0 - t for t in range(10)]}
+    k.write(
+        f"cpu,host={host} usage_idle={series[t]} {t}"
+        for t in range(10)
+        for host, series in values.items()
+    )
+    k.write(f"cpu,host={host} usage_idle=0 10" for host in values)  # closes the window
+    return values
+
+
+VALUES = {"a": [float(t * t % 11) for t in range(12)], "b": [float(100 - 3 * t) for t in range(12)]}
+
+
+def wait_until_handled(k: kit.Kapacitord, task: str, t: int) -> dict[str, dict[str, float]]:
+    """Wait until the task put out the point at time ``t`` for every host; the last rows."""
+    stamp = f":{t:02d}Z"
+
+    def done() -> dict[str, dict[str, float]] | None:
+        last = {row["host"]: row for row in rows(k.output(task, "out"))}
+        if set(last) == set(VALUES) and all(row["time"].endswith(stamp) for row in last.values()):
+            return last
+        error = k.task(task).get("error")
+        if error:
+            raise AssertionError(f"task {task} failed: {error}")
+        return None
+
+    return k.wait_for(done, f"{task} to handle the points at t={t}")

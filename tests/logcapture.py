@@ -32,7 +32,7 @@ _LOGFMT_ESCAPES = {"n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\"}
 def parse_logfmt(line: str) -> dict[str, str]:
     """One logfmt line's fields; fails on anything that is not ``key=value`` pairs.
 
-    Written here, independently of aioudf.logs: quoted values unescape
+    Written here, independently of aioudf.runtime._logs: quoted values unescape
     ``\\n \\r \\t \\" \\\\`` and ``\\uXXXX``, bare values run to the next space.
     """
     fields: dict[str, str] = {}

@@ -22,7 +22,7 @@ from aioudf.config import (
     ServerSettings,
 )
 from aioudf.errors import ConfigError
-from aioudf.process import run
+from aioudf.serving._process import run
 from aioudf.testing import InProcess, MemoryPipe
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "moving_avg.py"

@@ -21,8 +21,8 @@ import pytest
 from conftest import EXAMPLES, assert_batches_keep_their_headers
 
 from aioudf.cli import load_handler
-from aioudf.handler import BaseHandler
 from aioudf.testing import Batch, Command, DataPoint, InitFailed, Kapacitor, Socket
+from aioudf.toolkit._handler import BaseHandler
 
 CLASSES = {
     "moving_avg": "MovingAvg",

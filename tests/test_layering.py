@@ -120,9 +120,9 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_import_graph_is_read() -> None:
     graph = _graph()
-    assert "aioudf.agent" in graph["aioudf.process"]
-    assert "aioudf.replay.engine" in graph["aioudf.replay.command"]
-    assert "aioudf.replay_cli" in graph["aioudf.cli"]
+    assert "aioudf.runtime._agent" in graph["aioudf.serving._process"]
+    assert "aioudf.replay._engine" in graph["aioudf.replay._command"]
+    assert "aioudf.replay._flags" in graph["aioudf.cli"]
 
 
 def test_cycle_finder_finds_a_cycle() -> None:
@@ -134,23 +134,25 @@ def test_no_import_cycles() -> None:
     assert _cycles(_graph()) == []
 
 
-# Cycles that exist only in annotations, left for the layout by layer
-# (docs/architecture.md, "Planned layout") to cut; sorted. The list can only
+# Cycles that exist only in annotations, left to cut (docs/architecture.md,
+# "Direction of imports"); sorted. The list can only
 # shrink: a new cycle fails, and so does one that is gone but still listed
 # (delete its line).
 KNOWN_TYPE_CYCLES = [
-    # Agent(metrics: Metrics) and the metrics' hooks annotated with the
-    # agent's Emitter / OutputQueue.
-    ["aioudf.agent", "aioudf.metrics"],
     # Handler.emit_batch(PointBatch), GroupState bound to BaseHandler,
     # columnar.to_pandas(PointBatch): the toolkit annotates with its users.
-    ["aioudf.batches", "aioudf.columnar", "aioudf.handler", "aioudf.state"],
+    [
+        "aioudf.toolkit._batches",
+        "aioudf.toolkit._columnar",
+        "aioudf.toolkit._handler",
+        "aioudf.toolkit._state",
+    ],
 ]
 
 
 def test_no_import_cycles_in_annotations_either() -> None:
     graph = _graph(typing=True)
-    assert graph["aioudf"] >= {"aioudf.cli", "aioudf.server"}  # read, not skipped
+    assert graph["aioudf"] >= {"aioudf.cli", "aioudf.serving._server"}  # read, not skipped
     assert sorted(_cycles(graph)) == KNOWN_TYPE_CYCLES
 
 
@@ -186,7 +188,7 @@ def _entry(module: str) -> str:
 def test_the_module_tree_is_read() -> None:
     order = _documented_order()
     assert order[:2] == ["_version.py", "errors.py"]
-    assert {"testing/", "replay/", "agent.py", "__init__.py"} <= set(order)
+    assert {"wire/", "runtime/", "serving/", "replay/", "__init__.py"} <= set(order)
     assert len(order) == len(set(order))
 
 
@@ -217,35 +219,35 @@ def test_every_import_points_up_the_documented_tree(typing: bool) -> None:
     [
         # leaves: what everything else builds on
         ("aioudf.errors", set()),
-        ("aioudf.streams", set()),
-        ("aioudf.lineformat", set()),
+        ("aioudf.runtime._streams", set()),
+        ("aioudf.formats._lineformat", set()),
         ("aioudf._version", set()),
         # the one loader of module:Class / file.py:Class
-        ("aioudf.loader", {"aioudf.errors", "aioudf.handler"}),
+        ("aioudf.runtime._loader", {"aioudf.errors", "aioudf.toolkit._handler"}),
         # the handler does not know the agent that runs it; it knows the
         # toolkit's per-group state and start-up hooks it installs
         (
-            "aioudf.handler",
+            "aioudf.toolkit._handler",
             {
                 "aioudf.errors",
-                "aioudf.messages",
-                "aioudf.options",
-                "aioudf.startup",
-                "aioudf.state",
+                "aioudf.wire._messages",
+                "aioudf.toolkit._options",
+                "aioudf.toolkit._startup",
+                "aioudf.toolkit._state",
             },
         ),
         # the replay flags are argparse only; the engine loads when replay runs,
         # the log-level check when --log-level is given
-        ("aioudf.replay_cli", {"aioudf.replay.command", "aioudf.logs"}),
+        ("aioudf.replay._flags", {"aioudf.replay._command", "aioudf.runtime._logs"}),
     ],
 )
 def test_leaf_modules_import_only_what_they_may(module: str, allowed: set[str]) -> None:
     assert _graph()[module] <= allowed
 
 
-@pytest.mark.parametrize("transport", ["aioudf.stdio", "aioudf.streams"])
+@pytest.mark.parametrize("transport", ["aioudf.serving._stdio", "aioudf.runtime._streams"])
 def test_transports_do_not_import_the_agent(transport: str) -> None:
-    assert "aioudf.agent" not in _graph()[transport]
+    assert "aioudf.runtime._agent" not in _graph()[transport]
 
 
 def test_every_exception_class_is_defined_in_errors() -> None:

@@ -11,13 +11,15 @@ import inspect
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import aioudf
 import aioudf.errors
 import aioudf.lowlevel
-import aioudf.server
+import aioudf.replay
+import aioudf.serving._server
 import aioudf.testing
 
 INIT = Path(aioudf.__file__)
@@ -26,15 +28,15 @@ INIT = Path(aioudf.__file__)
 # or unit-test a handler, and each costs start-up time (cli alone pulls in
 # argparse, the server, the supervisor and metrics).
 SERVING = (
-    "aioudf.activation",
+    "aioudf.serving._activation",
     "aioudf.cli",
-    "aioudf.handover",
-    "aioudf.metrics",
-    "aioudf.process",
+    "aioudf.serving._handover",
+    "aioudf.serving._metrics",
+    "aioudf.serving._process",
     "aioudf.replay",
-    "aioudf.replay_cli",
-    "aioudf.server",
-    "aioudf.supervisor",
+    "aioudf.replay._flags",
+    "aioudf.serving._server",
+    "aioudf.serving._supervisor",
     "aioudf.testing",
 )
 
@@ -57,7 +59,7 @@ def _serving(modules: list[str]) -> list[str]:
 
 def test_importing_aioudf_loads_no_serving_module() -> None:
     loaded = _loaded_after("import aioudf")
-    assert "aioudf.handler" in loaded  # the check reads the right interpreter
+    assert "aioudf.toolkit._handler" in loaded  # the check reads the right interpreter
     assert _serving(loaded) == []
 
 
@@ -73,25 +75,29 @@ def test_a_handler_module_and_its_toolkit_load_no_serving_module() -> None:
 
 @pytest.mark.parametrize(
     ("name", "module"),
-    [("serve", "aioudf.server"), ("UnixServer", "aioudf.server"), ("run", "aioudf.process")],
+    [
+        ("serve", "aioudf.serving._server"),
+        ("UnixServer", "aioudf.serving._server"),
+        ("run", "aioudf.serving._process"),
+    ],
 )
 def test_a_runner_loads_its_module_when_first_used(name: str, module: str) -> None:
     loaded = _loaded_after(f"import aioudf\naioudf.{name}")
     assert module in loaded
-    assert "aioudf.testing" not in loaded and "aioudf.replay.engine" not in loaded
+    assert "aioudf.testing" not in loaded and "aioudf.replay._engine" not in loaded
 
 
 def test_the_lazy_names_are_the_objects_of_their_modules() -> None:
     import aioudf.cli
-    import aioudf.process
+    import aioudf.serving._process
 
     assert aioudf.main is aioudf.cli.main
-    assert aioudf.run is aioudf.process.run
-    assert aioudf.serve is aioudf.server.serve
-    assert aioudf.UnixServer is aioudf.server.UnixServer
+    assert aioudf.run is aioudf.serving._process.run
+    assert aioudf.serve is aioudf.serving._server.serve
+    assert aioudf.UnixServer is aioudf.serving._server.UnixServer
     from aioudf import UnixServer, serve
 
-    assert (UnixServer, serve) == (aioudf.server.UnixServer, aioudf.server.serve)
+    assert (UnixServer, serve) == (aioudf.serving._server.UnixServer, aioudf.serving._server.serve)
     for name in ("Agent", "FrameDecoder", "UDFConnection", "encode_frame", "LoopWatchdog"):
         assert getattr(aioudf, name) is getattr(aioudf.lowlevel, name)  # moved there
     assert {"main", "run", "serve", "UnixServer", "Agent"} <= set(dir(aioudf))
@@ -99,16 +105,17 @@ def test_the_lazy_names_are_the_objects_of_their_modules() -> None:
         _ = aioudf.Agnet
 
 
-def test_mypy_sees_every_lazy_name() -> None:
+@pytest.mark.parametrize("package", [aioudf, aioudf.replay], ids=lambda p: p.__name__)
+def test_mypy_sees_every_lazy_name(package: Any) -> None:
     # The names under ``if TYPE_CHECKING:`` in __init__.py (what mypy reads)
     # are exactly the ones __getattr__ resolves (what runs).
     typed: set[str] = set()
-    for node in ast.walk(ast.parse(INIT.read_text())):
+    for node in ast.walk(ast.parse(Path(package.__file__).read_text())):
         if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
             for statement in node.body:
                 assert isinstance(statement, ast.ImportFrom)
                 typed.update(alias.asname or alias.name for alias in statement.names)
-    assert typed == set(aioudf._LAZY)
+    assert typed == set(package._LAZY)
 
 
 def test_the_handler_authors_names_are_all_importable() -> None:

@@ -16,7 +16,7 @@ declare its :class:`Option` s and edge types, and run it::
         aioudf.main(Scale)   # process UDF; with --socket PATH a socket UDF
 
 Running: :func:`main` (a script's command line), :func:`run` (a process UDF),
-:func:`serve` and ``UnixServer`` (a socket UDF, :mod:`aioudf.server`), and the
+:func:`serve` and ``UnixServer`` (a socket UDF, :mod:`aioudf.serving`), and the
 ``aioudf`` command for ``module:Class``; they load on first use.
 
 Also here: the messages (``Point``, ``BeginBatch``, ``EndBatch``,
@@ -31,8 +31,9 @@ raises ``InitError`` or ``RestoreError``) and the toolkit of docs/authoring.md
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ._lazy import lazy_names
 from ._version import __version__
 
 # Also importable from here, and left out of __all__ so that help(aioudf)
@@ -49,35 +50,35 @@ from .errors import ProtocolError as ProtocolError
 from .errors import RestoreError as RestoreError
 from .errors import SocketPathError as SocketPathError
 from .errors import StateError as StateError
-from .handler import BaseHandler as BaseHandler
-from .handler import BlockingHandler, Handler
-from .messages import BeginBatch as BeginBatch
-from .messages import EdgeType as EdgeType
-from .messages import EndBatch as EndBatch
-from .messages import InfoResponse as InfoResponse
-from .messages import InitRequest as InitRequest
-from .messages import Point as Point
-from .messages import ValueType as ValueType
-from .options import Option
-from .points import make_point
+from .formats._points import make_point
+from .toolkit._handler import BaseHandler as BaseHandler
+from .toolkit._handler import BlockingHandler, Handler
+from .toolkit._options import Option
+from .wire._messages import BeginBatch as BeginBatch
+from .wire._messages import EdgeType as EdgeType
+from .wire._messages import EndBatch as EndBatch
+from .wire._messages import InfoResponse as InfoResponse
+from .wire._messages import InitRequest as InitRequest
+from .wire._messages import Point as Point
+from .wire._messages import ValueType as ValueType
 
 # isort: split
 # The authoring toolkit (docs/authoring.md): also importable from here and
 # left out of __all__, like the message types, so help(aioudf) stays short.
-from .batches import BatchHandler as BatchHandler
-from .batches import PointBatch as PointBatch
 from .errors import MissingExtra as MissingExtra
 from .errors import StartupError as StartupError
-from .points import clear_fields as clear_fields
-from .points import number_field as number_field
-from .startup import Startup as Startup
-from .startup import startup as startup
-from .state import Codec as Codec
-from .state import GroupState as GroupState
-from .state import JsonCodec as JsonCodec
-from .state import per_group as per_group
-from .windows import CountWindow as CountWindow
-from .windows import TimeWindow as TimeWindow
+from .formats._points import clear_fields as clear_fields
+from .formats._points import number_field as number_field
+from .toolkit._batches import BatchHandler as BatchHandler
+from .toolkit._batches import PointBatch as PointBatch
+from .toolkit._startup import Startup as Startup
+from .toolkit._startup import startup as startup
+from .toolkit._state import Codec as Codec
+from .toolkit._state import GroupState as GroupState
+from .toolkit._state import JsonCodec as JsonCodec
+from .toolkit._state import per_group as per_group
+from .toolkit._windows import CountWindow as CountWindow
+from .toolkit._windows import TimeWindow as TimeWindow
 
 # What runs a handler is the serving stack (the command line, the process
 # runner, the socket server with its hand-over, metrics and supervisor): it
@@ -86,9 +87,9 @@ from .windows import TimeWindow as TimeWindow
 # time __getattr__ resolves the same names.
 if TYPE_CHECKING:
     from .cli import main
-    from .process import run
-    from .server import UnixServer as UnixServer
-    from .server import serve
+    from .serving._process import run
+    from .serving._server import UnixServer as UnixServer
+    from .serving._server import serve
 
     # isort: split
     # Names that used to live here and now live in aioudf.lowlevel.
@@ -109,32 +110,16 @@ __all__ = [
     "serve",
 ]
 
-# name -> the submodule that defines it, imported when the name is first used
+# name -> the module that defines it, imported when the name is first used
 _LAZY = {
-    "main": "cli",
-    "run": "process",
-    "serve": "server",
-    "UnixServer": "server",
-    "Agent": "lowlevel",
-    "FrameDecoder": "lowlevel",
-    "LoopWatchdog": "lowlevel",
-    "UDFConnection": "lowlevel",
-    "encode_frame": "lowlevel",
+    "main": ".cli",
+    "run": ".serving._process",
+    "serve": ".serving._server",
+    "UnixServer": ".serving._server",
+    "Agent": ".lowlevel",
+    "FrameDecoder": ".lowlevel",
+    "LoopWatchdog": ".lowlevel",
+    "UDFConnection": ".lowlevel",
+    "encode_frame": ".lowlevel",
 }
-
-
-def __getattr__(name: str) -> Any:
-    """Import the submodule that holds a lazily loaded name; see ``_LAZY``."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'aioudf' has no attribute {name!r}")
-    from importlib import import_module
-
-    value = getattr(import_module(f".{module}", __name__), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    """The names here, lazily loaded ones included (help() and completion list them)."""
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)

@@ -24,19 +24,19 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
-from . import replay_cli
 from ._version import __version__
-from .activation import activated_socket
 from .config import DEFAULT_WARN_BLOCKED, Config
 from .errors import AioudfError, HandlerLoadError
-from .handler import BaseHandler
-from .loader import handler_path, load_handler
-from .logs import LOG_FORMATS, configure_logging, log_level
-from .loops import LOOP_CHOICES, exit_past_stuck_threads, run_async
-from .metrics import Metrics, parse_address
-from .process import refuse_to_start, run_stdio
-from .server import serve, share_metrics
-from .stdio import check_stdio
+from .replay import _flags as replay_cli
+from .runtime._loader import handler_path, load_handler
+from .runtime._logs import LOG_FORMATS, configure_logging, log_level
+from .runtime._loops import LOOP_CHOICES, exit_past_stuck_threads, run_async
+from .serving._activation import activated_socket
+from .serving._metrics import Metrics, parse_address
+from .serving._process import refuse_to_start, run_stdio
+from .serving._server import serve, share_metrics
+from .serving._stdio import check_stdio
+from .toolkit._handler import BaseHandler
 
 __all__ = ["load_handler", "main", "cli"]
 
@@ -77,7 +77,7 @@ def _whole(text: str) -> int:
 
 
 def _workers(text: str) -> int:
-    from .supervisor import worker_count
+    from .serving._supervisor import worker_count
 
     try:
         return worker_count(text)
@@ -386,7 +386,7 @@ def _execute(
     configure_logging(args.log_level, args.log_format)
     if getattr(args, "socket", None):
         # (Imported here: a process UDF starts without the supervisor's modules.)
-        from .supervisor import WORKER_ENV, Supervisor, run_worker
+        from .serving._supervisor import WORKER_ENV, Supervisor, run_worker
 
         worker = os.environ.pop(WORKER_ENV, None)
         if args.metrics:
@@ -465,7 +465,7 @@ def _reloading(main: Coroutine[Any, Any, T], watched: list[str] | None) -> Corou
     """``main``, or ``main`` while ``watched`` directories are watched for --reload."""
     if watched is None:
         return main
-    from .reload import with_reload  # (a server without --reload never imports it)
+    from .serving._reload import with_reload  # (a server without --reload never imports it)
 
     return with_reload(main, watched)
 

@@ -58,7 +58,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from .errors import ConfigError
-from .framing import DEFAULT_MAX_FRAME_SIZE
+from .wire._frames import DEFAULT_MAX_FRAME_SIZE
 
 if TYPE_CHECKING:
     # (typing.Unpack is 3.11's; type checkers bundle typing_extensions.)

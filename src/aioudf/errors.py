@@ -39,8 +39,8 @@ Every message is one line naming the cause::
         ├── UDFUnreachable       no such socket, no such program: no connection at all
         └── KeepaliveTimeout     no response within the timeout
 
-Each is also importable from the module that raises it (``aioudf.server``,
-``aioudf.lineprotocol``, ``aioudf.recordings``, ``aioudf.testing``...).
+Each is also importable from the module that raises it (``aioudf.serving``,
+``aioudf.formats``, ``aioudf.formats``, ``aioudf.testing``...).
 
 This module is the leaf of the package: it imports nothing of aioudf, not
 even for annotations, so that every other module may import it. Where an

@@ -28,9 +28,11 @@ code imports it from here.
 
 from __future__ import annotations
 
-from .agent import Agent, Emitter, OutputQueue, create_handler, refuse
-from .framing import DEFAULT_MAX_FRAME_SIZE, FrameDecoder, encode_frame, encode_uvarint
-from .messages import (
+from .runtime._agent import Agent, Emitter, OutputQueue, create_handler, refuse
+from .runtime._streams import ByteReader, ByteWriter
+from .runtime._watchdog import LoopWatchdog
+from .wire._frames import DEFAULT_MAX_FRAME_SIZE, FrameDecoder, encode_frame, encode_uvarint
+from .wire._messages import (
     InfoRequest,
     InitResponse,
     KeepaliveRequest,
@@ -45,9 +47,7 @@ from .messages import (
     encode_error,
     encode_response,
 )
-from .protocol import EmittedBatch, KapacitorConnection, State, UDFConnection
-from .streams import ByteReader, ByteWriter
-from .watchdog import LoopWatchdog
+from .wire._protocol import EmittedBatch, KapacitorConnection, State, UDFConnection
 
 __all__ = [
     "DEFAULT_MAX_FRAME_SIZE",

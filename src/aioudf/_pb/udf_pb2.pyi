@@ -7,7 +7,7 @@ Every frame on a UDF connection is uvarint(len(body)) followed by body, where
 body is one Request (Kapacitor -> UDF) or one Response (UDF -> Kapacitor).
 Field numbers and types here must never change: they are Kapacitor's.
 The generated code in src/aioudf/_pb/ comes from this file through
-scripts/gen_proto.sh; tests/test_schema.py fails if the two disagree.
+scripts/gen_proto.sh; tests/wire/test_schema.py fails if the two disagree.
 """
 
 import builtins

@@ -28,8 +28,8 @@ from typing import Any, TypeVar
 
 from .._pb import udf_pb2
 from ..errors import CompatError, InitError, RestoreError
-from ..handler import BlockingHandler
-from ..messages import BeginBatch, EndBatch, InfoResponse, InitRequest, Point, RestoreRequest
+from ..toolkit._handler import BlockingHandler
+from ..wire._messages import BeginBatch, EndBatch, InfoResponse, InitRequest, Point, RestoreRequest
 from .handler import inherited
 
 __all__ = ["Link", "ScriptAdapter"]
@@ -251,7 +251,7 @@ class Link:
 class ScriptAdapter(BlockingHandler):
     """The aioudf handler of one connection, forwarding to the script's handler."""
 
-    # The hooks of aioudf's agent (see aioudf.agent).
+    # The hooks of aioudf's agent (see aioudf.runtime._agent).
     _aioudf_raw_init = True  # the script reads the InitRequest's options itself
     _aioudf_restore_always = True  # a hand-over asks the script's restore(), even of b""
 

@@ -14,7 +14,7 @@ import dataclasses
 import threading
 
 from ..config import Config
-from ..loops import resolve_loop
+from ..runtime._loops import resolve_loop
 
 __all__ = ["RUNTIME", "Runtime", "Settings"]
 

@@ -42,13 +42,13 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ..activation import activated_socket
 from ..errors import CompatError
-from ..loops import run_async
-from ..metrics import Metrics
-from ..process import run_stdio
-from ..server import serve, share_metrics
-from ..stdio import check_stdio
+from ..runtime._loops import run_async
+from ..serving._activation import activated_socket
+from ..serving._metrics import Metrics
+from ..serving._process import run_stdio
+from ..serving._server import serve, share_metrics
+from ..serving._stdio import check_stdio
 from ._link import Link, ScriptAdapter, script_frames
 from ._runtime import RUNTIME, Settings
 from .handler import Handler
@@ -259,7 +259,7 @@ class Server:
 
     async def _serve(self, settings: Settings) -> int:
         # (Imported here: a process UDF starts without the supervisor's modules.)
-        from ..supervisor import WORKER_ENV, Supervisor, run_worker
+        from ..serving._supervisor import WORKER_ENV, Supervisor, run_worker
 
         path = self._socket_path
         main = threading.current_thread() is threading.main_thread()

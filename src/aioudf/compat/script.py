@@ -26,7 +26,7 @@ import tokenize
 from collections.abc import Sequence
 
 from ..errors import AioudfError, CompatError, HandlerLoadError
-from ..loader import locate_error
+from ..runtime._loader import locate_error
 from ._link import script_frames
 from ._runtime import RUNTIME, Settings
 from .modules import provide_kapacitor_modules

@@ -32,24 +32,32 @@ Several values are separated by commas; a string value may be quoted with
 single quotes (``\\'`` and ``\\\\`` escape inside them); repeating
 ``--option`` with the same name calls the method again.
 
-Options are typed by :mod:`aioudf.options`, the one table both sides of the
-protocol use. The package, by concern: :mod:`~aioudf.replay.inputs`
+Options are typed by :mod:`aioudf.toolkit`, the one table both sides of the
+protocol use. The package, by concern: :mod:`~aioudf.replay`
 (recordings and line protocol),
-:mod:`~aioudf.replay.grouping` (groupBy), :mod:`~aioudf.replay.output` (the
-UDF's output, the progress bar, the summary), :mod:`~aioudf.replay.engine`
-(the task itself) and :mod:`~aioudf.replay.command` (``aioudf replay`` from
-the flags :mod:`aioudf.replay_cli` parses).
+:mod:`~aioudf.replay` (groupBy), :mod:`~aioudf.replay` (the
+UDF's output, the progress bar, the summary), :mod:`~aioudf.replay`
+(the task itself) and :mod:`~aioudf.replay` (``aioudf replay`` from
+the flags :mod:`aioudf.replay` parses).
 """
 
 from __future__ import annotations
 
-from ..errors import ReplayError
-from ..options import describe_options, parse_duration, parse_option_args
-from .command import run
-from .engine import replay
-from .grouping import Grouping
-from .inputs import open_input
-from .output import Progress, ReplayStats
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_names
+
+# The replay engine loads when it is first used: the aioudf command imports
+# this package for its flags (``_flags``, argparse only), and a process UDF
+# started with ``aioudf run`` must not pay for the engine.
+if TYPE_CHECKING:
+    from ..errors import ReplayError
+    from ..toolkit._options import describe_options, parse_duration, parse_option_args
+    from ._command import run
+    from ._engine import replay
+    from ._grouping import Grouping
+    from ._inputs import open_input
+    from ._output import Progress, ReplayStats
 
 __all__ = [
     "Grouping",
@@ -63,3 +71,18 @@ __all__ = [
     "replay",
     "run",
 ]
+
+# name -> the module that defines it, imported when the name is first used
+_LAZY = {
+    "Grouping": "._grouping",
+    "Progress": "._output",
+    "ReplayError": "..errors",
+    "ReplayStats": "._output",
+    "describe_options": "..toolkit._options",
+    "open_input": "._inputs",
+    "parse_duration": "..toolkit._options",
+    "parse_option_args": "..toolkit._options",
+    "replay": "._engine",
+    "run": "._command",
+}
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)

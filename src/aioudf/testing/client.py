@@ -34,8 +34,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InitFailed, KeepaliveTimeout, ProtocolError, RestoreFailed, UDFError
-from ..handler import BaseHandler
-from ..messages import (
+from ..formats._points import Batch, DataPoint
+from ..toolkit._handler import BaseHandler
+from ..toolkit._options import encode_options
+from ..wire._messages import (
     BeginBatch,
     DataMessage,
     EndBatch,
@@ -47,9 +49,7 @@ from ..messages import (
     RestoreResponse,
     SnapshotResponse,
 )
-from ..options import encode_options
-from ..points import Batch, DataPoint
-from ..protocol import EmittedBatch, KapacitorConnection, KapacitorEvent
+from ..wire._protocol import EmittedBatch, KapacitorConnection, KapacitorEvent
 from .transports import Command, InProcess, Socket, Target, UDFConnection
 
 __all__ = [
@@ -485,11 +485,11 @@ class Kapacitor:
 
         What the UDF emits goes to ``on_output`` (as DataPoint and Batch
         values), or with ``on_message`` to that, as the protobuf Point and
-        :class:`~aioudf.protocol.EmittedBatch` decoded from the wire (no
+        :class:`~aioudf.wire.EmittedBatch` decoded from the wire (no
         conversion: for a caller that handles many points). With
         ``on_points``, Points emitted outside a batch go there instead, not
         even decoded: lists of their serialized bytes, as they come (see
-        :meth:`~aioudf.protocol.KapacitorConnection.next_points`; ``aioudf
+        :meth:`~aioudf.wire.KapacitorConnection.next_points`; ``aioudf
         replay`` writes its lines from them); batches still go to the others.
         """
         connection = await self.target.open()

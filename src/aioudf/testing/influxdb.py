@@ -8,9 +8,9 @@ answer set with :meth:`QueryServer.answer`, and the query texts Kapacitor
 built (its ``WHERE time >= ... AND time < ...`` included) are kept in
 :attr:`QueryServer.queries` to assert on.
 
-Rows are :class:`~aioudf.points.Batch` es (one series each: its name, its
+Rows are :class:`~aioudf.formats.Batch` es (one series each: its name, its
 tags, a ``time`` column and one column per field or per point tag not in the
-batch's tags) or :class:`~aioudf.points.DataPoint` s (one series per name and
+batch's tags) or :class:`~aioudf.formats.DataPoint` s (one series per name and
 tag set). Times are written as InfluxDB writes them: RFC 3339 strings, or
 integers in the unit of an ``epoch`` parameter.
 """
@@ -24,7 +24,7 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from ..points import Batch, DataPoint, format_time
+from ..formats._points import Batch, DataPoint, format_time
 
 __all__ = ["Answer", "QueryServer", "Rows", "series_of"]
 

@@ -15,7 +15,7 @@ the test gives), no usage reporting. The UDFs are configured as
 * :class:`SocketUDF`: a socket some other server already listens on.
 
 Then a test defines a task from a TICKscript, writes line protocol or
-:class:`~aioudf.points.DataPoint` s, and reads what ``|httpOut()`` holds
+:class:`~aioudf.formats.DataPoint` s, and reads what ``|httpOut()`` holds
 (as DataPoints), the task's error and the UDF's log lines::
 
     with Kapacitord(udfs={"movingAverage": MovingAvg}) as k:
@@ -71,12 +71,12 @@ import anyio
 import anyio.to_thread
 
 from ..errors import ConfigError, KapacitordError, KapacitordNotFound
-from ..handler import BaseHandler
-from ..lineprotocol import format_line
-from ..loader import load_handler
-from ..logs import ContextFilter, LogfmtFormatter
-from ..points import DataPoint, parse_time
-from ..server import UnixServer
+from ..formats._lineprotocol import format_line
+from ..formats._points import DataPoint, parse_time
+from ..runtime._loader import load_handler
+from ..runtime._logs import ContextFilter, LogfmtFormatter
+from ..serving._server import UnixServer
+from ..toolkit._handler import BaseHandler
 from .influxdb import Answer, QueryServer
 
 __all__ = [

@@ -50,7 +50,7 @@ from typing import Any
 import pytest
 
 from ..errors import KapacitordNotFound
-from ..loops import run_async
+from ..runtime._loops import run_async
 from .client import DEFAULT_TIMEOUT, Kapacitor, kapacitor_factory
 from .kapacitord import KAPACITORD_ENV, Kapacitord, UDFSpec, locate_kapacitord
 

@@ -22,10 +22,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..agent import Agent
 from ..config import Config
 from ..errors import ConnectionFailed, UDFUnreachable
-from ..handler import BaseHandler
+from ..runtime._agent import Agent
+from ..toolkit._handler import BaseHandler
 
 __all__ = ["Command", "InProcess", "MemoryPipe", "Socket", "Target", "UDFConnection"]
 

@@ -1,0 +1,1396 @@
+"""The asyncio agent: one Kapacitor connection driven through a handler.
+
+The agent is a shell around :class:`~aioudf.wire.UDFConnection`, which
+holds every rule of the conversation (request order, keepalive answers, the
+reply each request is owed, what a refused Init forbids, the ErrorResponse).
+The agent adds what needs an event loop: scheduling, backpressure, worker
+threads for a :class:`~aioudf.BlockingHandler`, and the I/O. Beside its own
+:meth:`Agent.run` it runs a writer task and, for a reader that cannot push,
+a reader task, in one task group:
+
+reading
+    bytes are fed to the connection, the keepalive answers it produced are
+    written at once, and every request is queued in a bounded backlog (a
+    deque). A socket's or a pipe's reader pushes (:class:`~aioudf.runtime.PushReader`):
+    its bytes are decoded in the transport's own callback, no task involved;
+    any other reader is read by the ``read`` task. Either way reading goes
+    on while a handler call runs, so a keepalive is answered even when
+    points are queued in front of it.
+``write``
+    drains the output (an :class:`OutputQueue` of encoded frames, bounded in
+    bytes) into the transport, coalescing whatever accumulated into one
+    write, and awaits ``drain()`` so a slow reader on Kapacitor's side slows
+    us down.
+
+:meth:`Agent.run` itself dispatches: it takes requests from the backlog one
+at a time, in order, calls the handler (on the loop for ``async def``
+methods, in a worker thread for plain ones) and hands the results to the
+connection, which turns them into the replies.
+
+Kapacitor writes to a UDF in small pieces, so what each read costs counts
+more than what each point does: a read is decoded where it arrives and
+wakes the dispatcher alone, which handles it and writes what it produced
+itself (the writer task is woken only for replies, or when a handler
+suspends part way through a run).
+
+When the backlog is full, reading pauses until the handler catches up; a
+keepalive arriving then waits in the socket like everything else, so a handler
+stalled for longer than Kapacitor's UDF timeout gets the task failed with
+"keepalive timedout", which is the truth. When the output is full,
+``await emit()`` waits, and the next request is not dispatched until there is
+room again.
+
+A protocol error or a handler exception ends the connection: requests accepted
+before it are processed first, everything emitted so far is written, then an
+ErrorResponse naming the cause, and :meth:`Agent.run` raises
+:class:`~aioudf.ConnectionFailed`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextvars
+import inspect
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Generator
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from ..config import (
+    DEFAULT_MAX_BACKLOG,
+    DEFAULT_MAX_OUTPUT,
+    DEFAULT_STOP_TIMEOUT,
+    Config,
+)
+from ..errors import ConnectionFailed, InitError, OptionError, ProtocolError, RestoreError
+from ..toolkit._handler import READY, BaseHandler
+from ..toolkit._options import a_or_an, bind_options, parse_options
+from ..wire._messages import (
+    POINT_HEADERS,
+    BeginBatch,
+    DataMessage,
+    EndBatch,
+    InfoRequest,
+    InitRequest,
+    Point,
+    RestoreRequest,
+    SnapshotRequest,
+    data_header,
+    encode_data_frame,
+    encode_error,
+)
+from ..wire._protocol import State, UDFConnection
+from ._hooks import NO_METRICS
+from ._logs import current_connection, ensure_connection_context
+from ._streams import ByteReader, ByteWriter, PushReader
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ..config import ConnectionSettings
+    from ._hooks import MetricsHooks
+
+__all__ = [
+    "DEFAULT_MAX_BACKLOG",
+    "DEFAULT_MAX_OUTPUT",
+    "DEFAULT_STOP_TIMEOUT",
+    "Agent",
+    "ByteReader",
+    "ByteWriter",
+    "Emitter",
+    "HandOff",
+    "OutputQueue",
+    "create_handler",
+    "prepare_handler",
+    "refuse",
+]
+
+logger = logging.getLogger("aioudf")
+
+# Points decoded per run before the reader lets the dispatcher take them.
+# Decoding a whole read (or all the socket buffer holds: up to the backlog
+# limit) before dispatching keeps thousands of parsed points alive at once,
+# and protobuf's allocator frees them in bulk, trims the heap (upb calls
+# malloc_trim every 10,000 frees) and faults the pages back in on the next
+# parse. In runs of 256, a mirror over a socket takes a third of the page
+# faults per point and spends 7-9% of its CPU time in the kernel instead of
+# 12-19%, and its peak RSS is 37 MB instead of 60 MB (measured); the extra
+# task switches cost nothing measurable. Runs of 64 keep the points being
+# worked on within the CPU's L2 cache, and halve the page faults again: a
+# mirror as a process UDF over 300,000 points took 14,200 minor faults
+# instead of 22,000-28,500, and 0.92-0.96 x the CPU time (medians of 8 and
+# 10 paired whole-process runs); a point parsed while 1,000 others are held
+# costs about twice what it costs while 64 are.
+_DECODE_RUN = 64
+
+# Bytes a pushing reader (streams.PushReader) may hand over before they are
+# decoded: past this, the transport stops reading until half is decoded.
+_READ_AHEAD = 1 << 20
+
+# Seconds the dispatcher may run a handler that never suspends before it
+# yields to the event loop. An ``async def point()`` that computes without
+# awaiting anything would otherwise keep the loop for a whole backlog (up to
+# the output queue's limit: thousands of points, a tenth of a second each),
+# one connection after another: with 200 connections flooding one server,
+# a pass of the loop took 8 s (measured), and every reader, so every
+# keepalive answer, waited that long. The clock is read every
+# _SLICE_CHECK requests, not for each: the slice then costs a mirror 0.7%
+# more instructions per point (benchmarks/instructions.py).
+_TIME_SLICE = 0.002
+_SLICE_CHECK = 16
+
+# Consecutive data requests a blocking handler processes per worker-thread
+# call: one thread hop per run of points instead of one per point.
+_THREAD_BATCH = 512
+
+_DATA_TYPES = (Point, BeginBatch, EndBatch)
+_METHODS = {Point: "point", BeginBatch: "begin_batch", EndBatch: "end_batch"}
+
+# Hooks a handler that adapts another API may define (aioudf.compat's adapter
+# of Kapacitor's Python agent does; a native handler defines none of them):
+#
+# ``_aioudf_raw_init = True``
+#     Init's options are not parsed against declared Options: ``init()``
+#     reads the InitRequest itself.
+# ``_aioudf_run_sync(function, *args)``
+#     an awaitable running a plain method on the handler's own thread,
+#     instead of anyio's worker threads.
+# ``_aioudf_failure(method, error)``
+#     ``(reason, account, exc_info)``: the ErrorResponse text for a failed
+#     handler call, the log entry's text and the exception it shows (or None).
+# ``_aioudf_ended()``
+#     called once the agent serving the handler has ended, however it ended.
+# ``_aioudf_restore_always = True``
+#     a moved connection's handler is restored even from an empty snapshot,
+#     so that a handler that cannot restore refuses the move.
+
+
+def _run_sync(handler: BaseHandler) -> Callable[..., Awaitable[Any]]:
+    """How ``handler``'s plain methods run off the loop (see the hooks above)."""
+    run: Callable[..., Awaitable[Any]] | None = getattr(handler, "_aioudf_run_sync", None)
+    if run is not None:
+        return run
+    return partial(anyio.to_thread.run_sync, abandon_on_cancel=True)
+
+
+class OutputQueue:
+    """Encoded response frames waiting for the writer, bounded in bytes.
+
+    ``put`` never waits: the frame is queued at once, so output order is the
+    order of the calls. Producers then await :meth:`wait_space` while the
+    queue holds ``limit`` bytes or more. Control responses (keepalive, errors)
+    use the same queue and are never refused, so they cannot deadlock behind
+    data.
+    """
+
+    __slots__ = (
+        "_drained",
+        "_frames",
+        "_has_data",
+        "_space",
+        "closed",
+        "deferred",
+        "limit",
+        "size",
+    )
+
+    def __init__(self, limit: int = DEFAULT_MAX_OUTPUT) -> None:
+        self.limit = limit
+        self.size = 0
+        self.closed = False
+        # True while the dispatcher runs without suspending and will write
+        # what is queued itself before it next waits (Agent._dispatch_loop):
+        # emit() then need not wake the writer task.
+        self.deferred = False
+        self._frames: list[bytes] = []
+        self._has_data = asyncio.Event()
+        self._space = asyncio.Event()
+        self._space.set()
+        self._drained = asyncio.Event()  # set when the writer has flushed everything
+
+    def put(self, frame: bytes) -> bool:
+        """Queue ``frame`` and wake the writer; True while the queue is below its limit.
+
+        For replies and keepalive answers: they go out at once, even while
+        the dispatcher defers data frames.
+        """
+        self._has_data.set()
+        frames = self._frames
+        frames.append(frame)
+        self.size += len(frame)
+        if self.size < self.limit:
+            return True
+        self._space.clear()
+        return False
+
+    def put_many(self, frames: list[bytes]) -> None:
+        if frames:
+            self._frames.extend(frames)
+            self.size += sum(map(len, frames))
+            self._has_data.set()
+            if self.size >= self.limit:
+                self._space.clear()
+
+    async def wait_space(self) -> None:
+        """Wait until the queue is below its limit (or closed)."""
+        while self.size >= self.limit and not self.closed:
+            await self._space.wait()
+
+    async def wait_data(self) -> None:
+        """Wait until there is something to write (or the queue is closed)."""
+        while not self._frames and not self.closed:
+            self._has_data.clear()
+            await self._has_data.wait()
+
+    def take(self) -> bytes:
+        """Remove and return everything queued, as one buffer."""
+        frames = self._frames
+        data = frames[0] if len(frames) == 1 else b"".join(frames)
+        self._frames = []
+        return data
+
+    def written(self, nbytes: int) -> None:
+        """The writer flushed ``nbytes`` taken earlier: make room for producers."""
+        self.size -= nbytes
+        if self.size < self.limit:
+            self._space.set()
+            if not self.size:
+                self._drained.set()
+
+    async def wait_empty(self) -> None:
+        """Wait until the writer has flushed every frame queued (or the queue is closed)."""
+        while self.size and not self.closed:
+            self._drained.clear()
+            await self._drained.wait()
+
+    def undefer(self) -> None:
+        """The dispatcher suspended mid-run: the writer takes over what is queued."""
+        self.deferred = False
+        if self._frames:
+            self._has_data.set()
+
+    def close(self) -> None:
+        """No more frames will be accepted; wake everyone waiting."""
+        self.closed = True
+        self._has_data.set()
+        self._space.set()
+        self._drained.set()
+
+
+class Emitter:
+    """Turns a handler's ``emit()`` calls into queued Response frames.
+
+    On the event loop thread a frame goes straight into the output queue. From
+    a worker thread (a blocking handler) frames are collected under a lock and
+    handed to the loop in runs; the thread blocks while the output is full.
+    """
+
+    def __init__(self, output: OutputQueue, loop: asyncio.AbstractEventLoop) -> None:
+        self._output = output
+        self._loop = loop
+        self._loop_thread = threading.get_ident()
+        self._lock = threading.Lock()
+        self._from_threads: list[bytes] = []
+        self._from_threads_size = 0
+        # [metrics] Counted here, published by the writer (aioudf.serving's metrics).
+        self.points_emitted = 0
+        self.batches_emitted = 0
+
+    def emit(self, message: DataMessage) -> Awaitable[None]:
+        if type(message) is Point:
+            # encode_data_frame(message), inlined for the bulk of the traffic.
+            data = message.SerializeToString()
+            frame = (POINT_HEADERS.get(len(data)) or data_header(Point, len(data))) + data
+            self.points_emitted += 1  # [metrics]
+        else:
+            frame = encode_data_frame(message)
+            if type(message) is EndBatch:
+                self.batches_emitted += 1  # [metrics]
+        output = self._output
+        if output.closed:
+            raise ConnectionFailed("cannot emit: the connection to Kapacitor is closed")
+        if threading.get_ident() != self._loop_thread:
+            self._emit_from_thread(frame)
+            return READY
+        # output.put(frame), inlined: this runs once per point, and the call
+        # alone was 2% of a mirror's time (measured).
+        frames = output._frames
+        if not frames and not output.deferred:
+            # The writer waits for data only once it has found the queue
+            # empty: waking it on that transition is enough. While the
+            # dispatcher defers, it writes the frames itself.
+            output._has_data.set()
+        frames.append(frame)
+        output.size += len(frame)
+        if output.size < output.limit:
+            return READY
+        output._space.clear()
+        return output.wait_space()
+
+    def _emit_from_thread(self, frame: bytes) -> None:
+        with self._lock:
+            self._from_threads.append(frame)
+            self._from_threads_size += len(frame)
+            first = len(self._from_threads) == 1
+            full = self._from_threads_size + self._output.size >= self._output.limit
+        if first:
+            self._loop.call_soon_threadsafe(self.flush_thread_frames)
+        if full:
+            asyncio.run_coroutine_threadsafe(self._flush_and_wait(), self._loop).result()
+
+    def flush_thread_frames(self) -> None:
+        """Move frames emitted from worker threads into the output (loop thread)."""
+        with self._lock:
+            frames = self._from_threads
+            self._from_threads = []
+            self._from_threads_size = 0
+        self._output.put_many(frames)
+
+    async def _flush_and_wait(self) -> None:
+        self.flush_thread_frames()
+        await self._output.wait_space()
+
+
+class _Undeferring:
+    """Awaits ``coro`` (the dispatch loop), calling ``suspended()`` whenever it suspends.
+
+    While the dispatcher runs without suspending, ``emit()`` leaves its frames
+    for the dispatcher to write at the end of the run (``OutputQueue.deferred``).
+    If a handler suspends part way instead, those frames must not wait for it,
+    nor must the input it has not decoded yet (keepalives to answer): every
+    suspension of the loop passes through here, and ``Agent._suspended`` sees
+    to both. This costs a step of this generator per suspension, where a
+    callback scheduled at the start of every run cost an extra pass of the
+    event loop per read.
+    """
+
+    __slots__ = ("_coro", "_suspended")
+
+    def __init__(self, coro: Coroutine[Any, Any, None], suspended: Callable[[], None]) -> None:
+        self._coro = coro
+        self._suspended = suspended
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        coro = self._coro
+        suspended = self._suspended
+        send = coro.send
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                if error is None:
+                    yielded = send(value)
+                else:
+                    yielded = coro.throw(error)
+                    error = None
+            except StopIteration:
+                return
+            suspended()
+            try:
+                value = yield yielded
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # cancellation included: the loop handles it
+                error = exc
+                value = None
+
+
+class _EndOfInput:
+    """Backlog marker: Kapacitor closed its side cleanly."""
+
+
+class _Failure:
+    """Backlog marker: the input failed; ``reason`` goes into the ErrorResponse."""
+
+    __slots__ = ("level", "reason", "send")
+
+    def __init__(self, reason: str, send: bool = True, level: int = logging.WARNING) -> None:
+        self.reason = reason
+        self.send = send  # False when the connection is gone and nothing can be sent
+        self.level = level  # how the end is logged
+
+
+class _Pause:
+    """Backlog marker: stop here for a hand-over, after every request before it."""
+
+    __slots__ = ("decision", "paused", "snapshot")
+
+    def __init__(self) -> None:
+        self.paused = asyncio.Event()  # the dispatcher stopped (snapshot taken, or not)
+        self.snapshot: bytes | None = None  # None: the handler could not give one
+        self.decision: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+
+class HandOff:
+    """A connection stopped at a safe point, ready to move to another process.
+
+    ``state`` is the protocol state (:meth:`UDFConnection.export_state
+    <aioudf.wire._protocol.UDFConnection.export_state>`: the Init request and the
+    bytes received but not handled), ``snapshot`` the handler's own. Every
+    request before that point has been handled and its output flushed to
+    the transport. Exactly one of :meth:`commit` (another process serves the
+    connection now: the agent ends without a word to Kapacitor) or
+    :meth:`resume` (it stays: the agent reads on as if nothing happened).
+    """
+
+    def __init__(self, agent: Agent, pause: _Pause, state: bytes) -> None:
+        self._agent = agent
+        self._pause = pause
+        self.state = state
+        self.snapshot: bytes = pause.snapshot or b""
+        init = agent._conn.init_request
+        #: Kapacitor's ids of the task and node (empty before Init).
+        self.task_id = init.taskID if init is not None else ""
+        self.node_id = init.nodeID if init is not None else ""
+
+    def commit(self) -> None:
+        """The connection moved: end this agent quietly (no stop(), no ErrorResponse)."""
+        if not self._pause.decision.done():
+            self._agent._handed_over = True
+            self._pause.decision.set_result(True)
+
+    def resume(self) -> None:
+        """The connection stays: handle requests and read again."""
+        if not self._pause.decision.done():
+            self._pause.decision.set_result(False)
+            self._agent._start_reading()
+
+
+class _HandlerFailed(Exception):
+    def __init__(self, message: object, method: str, error: BaseException) -> None:
+        super().__init__(method)
+        self.message = message
+        self.method = method
+        self.error = error
+
+
+async def prepare_handler(handler: BaseHandler, init: InitRequest, snapshot: bytes) -> None:
+    """Bring a fresh handler to where a moved connection's handler was.
+
+    The connection's Init is given again (options bound, ``init()`` called),
+    then ``restore(snapshot)`` unless the snapshot is empty. Raises what the
+    handler raises: :class:`~aioudf.InitError` or
+    :class:`~aioudf.RestoreError` when it refuses, or any other exception;
+    the caller leaves the connection where it was.
+    """
+    handler.task_id = init.taskID
+    handler.node_id = init.nodeID
+    if not getattr(handler, "_aioudf_raw_init", False):
+        bind_options(handler, parse_options(type(handler).options, init.options))
+    calls: list[tuple[str, object]] = [("init", init)]
+    if snapshot or getattr(handler, "_aioudf_restore_always", False):
+        calls.append(("restore", snapshot))
+    for method, argument in calls:
+        function = getattr(handler, method)
+        if inspect.iscoroutinefunction(function):
+            await function(argument)
+        else:
+            await _run_sync(handler)(function, argument)
+
+
+def create_handler(factory: Callable[[], BaseHandler]) -> BaseHandler:
+    """Call ``factory`` for one connection's handler.
+
+    Raises :class:`~aioudf.ConnectionFailed` whose ``reason`` (the text for
+    Kapacitor) names the cause, if the factory raises or returns something
+    that is not a handler.
+    """
+    try:
+        handler = factory()
+    except Exception as exc:
+        raise ConnectionFailed(
+            f"could not create the UDF handler: {type(exc).__name__}: {exc}"
+        ) from exc
+    if not isinstance(handler, BaseHandler):
+        name = getattr(factory, "__qualname__", repr(factory))
+        got = "None" if handler is None else a_or_an(type(handler).__name__)
+        raise ConnectionFailed(
+            f"could not create the UDF handler: {name}() returned {got}, "
+            "not a Handler or BlockingHandler"
+        )
+    return handler
+
+
+async def refuse(writer: ByteWriter, reason: str) -> None:
+    """Answer a connection no agent serves with one ErrorResponse, then close it."""
+    try:
+        writer.write(encode_error(reason))
+        await writer.drain()
+    except OSError:  # Kapacitor already gone: nothing more to tell it
+        pass
+    finally:
+        writer.close()
+
+
+class Agent:
+    """Serve one Kapacitor connection with ``handler``.
+
+    ``reader`` and ``writer`` are the two directions of the connection
+    (``asyncio.StreamReader``/``StreamWriter`` or anything with the same
+    ``read``/``write``/``drain``/``close`` methods). :meth:`run` returns when
+    Kapacitor has closed its side and every response has been written, and
+    raises :class:`~aioudf.ConnectionFailed` when the connection ended on an
+    error.
+
+    The limits that bound its memory (``max_frame_size``, ``max_backlog``,
+    ``max_output``, ``read_size``, ``stop_timeout``, ``close_timeout``) come
+    from ``config`` (a :class:`~aioudf.config.Config`) with ``settings``
+    changed, checked here: an unknown or invalid setting raises
+    :class:`~aioudf.ConfigError` before anything is read.
+    """
+
+    def __init__(
+        self,
+        handler: BaseHandler,
+        reader: ByteReader,
+        writer: ByteWriter,
+        *,
+        config: Config | None = None,
+        name: str = "",
+        connection: UDFConnection | None = None,
+        metrics: MetricsHooks | None = None,
+        **settings: Unpack[ConnectionSettings],
+    ) -> None:
+        config = Config.of(config, **settings)
+        self.config = config
+        self.handler = handler
+        self.name = name or f"{type(handler).__name__}@{id(self):x}"
+        self._reader = reader
+        self._writer = writer
+        # A connection taken over from another process continues its state.
+        self._conn = connection or UDFConnection(config.max_frame_size)
+        self._handed_over = False  # True once the connection moved to another process
+        self._ended = asyncio.Event()  # set when run() ends
+        self._max_backlog = config.max_backlog
+        self._read_size = config.read_size
+        self._stop_timeout = config.stop_timeout
+        self._close_timeout = config.close_timeout
+        self._backlog: collections.deque[Any] = collections.deque()
+        self._output = OutputQueue(config.max_output)
+        self._requests_ready = asyncio.Event()
+        self._backlog_space = asyncio.Event()
+        self._reader_paused = False
+        self._reader_scope = anyio.CancelScope()
+        self._reader_stopped = asyncio.Event()  # set once the read loop has returned
+        self._done = False
+        self._flushed = False  # the writer emptied the output after it was closed
+        self._emitter = Emitter(self._output, asyncio.get_running_loop())
+        handler._aioudf_emitter = self._emitter
+        if type(handler).emit is BaseHandler.emit:
+            # ``self.emit(p)`` then finds the emitter's method on the instance:
+            # one Python call a point instead of two (BaseHandler.emit only
+            # checks that an emitter is attached, and here one is).
+            handler.emit = self._emitter.emit  # type: ignore[method-assign]
+        # [metrics] One object whose methods are called at the hook points.
+        self._metrics = (
+            metrics.connection(self._emitter, self._backlog, self._output)
+            if metrics is not None
+            else NO_METRICS
+        )
+        if (init := self._conn.init_request) is not None:  # taken over after its Init
+            self._metrics.bind(init.taskID, init.nodeID)
+        # Data methods written as plain functions, run in worker threads.
+        self._blocking_methods: dict[type, Callable[[Any], None]] = {}
+        for kind, method in _METHODS.items():
+            function = getattr(handler, method)
+            if not inspect.iscoroutinefunction(function):
+                self._blocking_methods[kind] = function
+        self._table: dict[type, Callable[[Any], Awaitable[None]]] = {
+            InfoRequest: self._on_info,
+            InitRequest: self._on_init,
+            SnapshotRequest: self._on_snapshot,
+            RestoreRequest: self._on_restore,
+            BeginBatch: self._data_call("begin_batch"),
+            Point: self._data_call("point"),
+            EndBatch: self._data_call("end_batch"),
+        }
+        # An async point() is awaited by the dispatcher itself, not through
+        # the table (see _dispatch_loop); None when points go another way.
+        point: Callable[[Point], Awaitable[None]] = (
+            handler._aioudf_fast_point() or getattr(handler, "point")  # noqa: B009
+        )
+        self._async_point = None if Point in self._blocking_methods else point
+        self._run_sync = _run_sync(handler)
+        # A reader that pushes what it receives (streams.PushReader) is not
+        # read by a task: its bytes are decoded where they arrive (_received).
+        self._push: PushReader | None = reader if isinstance(reader, PushReader) else None
+        self._attached = False  # the push reader delivers to _received
+        self._eof_seen = False  # it delivered the end of input (not yet decoded up to)
+        self._input_held = False  # decoding waits for room in the output
+        self._push_paused = False  # the transport is paused by us
+        self._take_scheduled = False  # _take_to_bound is scheduled
+        # False once decoding found no whole frame, until more bytes come:
+        # a look costs a few calls, and each read would pay for two or three.
+        self._fresh = True
+        self._dispatching = False  # the dispatcher is in a run (not waiting for input)
+        self._context = contextvars.copy_context()  # what _received logs in (see _attach)
+
+    # ---- life -----------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve the connection until it ends; raise ConnectionFailed on error."""
+        # [logs] Records logged while serving carry the connection (aioudf.runtime._logs).
+        with ensure_connection_context(self.name) as context:
+            if (init := self._conn.init_request) is not None:  # taken over after its Init
+                context.task, context.node = init.taskID, init.nodeID
+            try:
+                await self._run()
+            finally:
+                self._metrics.close()  # [metrics]
+                if (ended := getattr(self.handler, "_aioudf_ended", None)) is not None:
+                    ended()
+
+    async def _run(self) -> None:
+        if self._conn.buffered:
+            self._decode_buffered()  # taken over: the bytes the previous process had not handled
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tasks = tg
+                tg.start_soon(self._write_loop, name=f"{self.name} write")
+                if self._push is not None:
+                    self._attach()
+                else:
+                    tg.start_soon(self._read_loop, name=f"{self.name} read")
+                await _Undeferring(self._dispatch_loop(), self._suspended)
+                # Let the writer flush what is queued, but not forever.
+                self._output.close()
+                self._reader_scope.cancel()
+                self._detach()
+                tg.cancel_scope.deadline = anyio.current_time() + self._close_timeout
+            self._done = True
+            if not self._flushed and self._conn.failure is None:
+                self._fail(
+                    f"Kapacitor stopped reading: {self._output.size} bytes of responses "
+                    f"could not be written within {self._close_timeout:g} s of closing",
+                    send=False,
+                )
+                logger.warning("%s", self._conn.failure)
+        finally:
+            self._ended.set()
+            if not self._done:
+                self._abort("UDF connection cancelled (the UDF server is shutting down)")
+            await self._close_transport()
+        if self._conn.failure is not None:
+            raise ConnectionFailed(self._conn.failure)
+
+    def _fail(self, reason: str, *, send: bool = True) -> None:
+        """Record why the connection ends and queue the ErrorResponse."""
+        first = self._conn.failure is None
+        frame = self._conn.fail(reason, send=send and not self._output.closed)
+        if first:
+            self._metrics.failed(reason)  # [metrics]
+        if frame:
+            self._output.put(frame)
+
+    def _abort(self, reason: str) -> None:
+        """Cancelled mid-way: hand pending output and an error to the transport."""
+        self._fail(reason)
+        try:
+            if self._output._frames:
+                self._writer.write(self._output.take())
+        except Exception:  # the transport may already be gone
+            pass
+        self._output.close()
+
+    async def _close_transport(self) -> None:
+        try:
+            self._writer.close()
+            with anyio.move_on_after(self._close_timeout, shield=True):
+                await self._writer.wait_closed()
+        except Exception:  # closing a broken connection may fail; nothing to save
+            pass
+
+    # ---- ending from outside ------------------------------------------------
+
+    async def finish(self, reason: str) -> None:
+        """End the connection on our side: answer what was received, then tell ``reason``.
+
+        Kapacitor never closes a task's connection by itself, so a server
+        that stops must end it: reading stops, the requests in the bytes
+        already read are handled (their output written), and an
+        ErrorResponse saying ``reason`` follows. :meth:`run` then raises
+        :class:`~aioudf.ConnectionFailed` with ``reason``. Returns once the
+        end is queued; a connection already ending is left as it is.
+        """
+        if self._done:
+            return
+        await self._stop_reading()
+        if not any(isinstance(item, (_EndOfInput, _Failure)) for item in self._backlog):
+            self._decode_buffered()  # the reader did not end by itself: finish its bytes
+        self._backlog.append(_Failure(reason, level=logging.INFO))
+        self._requests_ready.set()
+
+    # ---- hand-over ----------------------------------------------------------
+
+    @property
+    def handed_over(self) -> bool:
+        """True once the connection moved to another process (see :meth:`pause_for_handover`)."""
+        return self._handed_over
+
+    async def pause_for_handover(self) -> HandOff | None:
+        """Stop at the next point where the connection can move to another process.
+
+        Reading stops (inside a batch, once its EndBatch has been read), every
+        request read is handled, the handler's ``snapshot()`` is taken and the
+        output is flushed to the transport; the agent then waits for the
+        returned :class:`HandOff`'s ``commit()`` or ``resume()``. Returns
+        ``None``, and carries on by itself, when the connection cannot move:
+        it is ending, its Init was refused, its stream broke, or
+        ``snapshot()`` failed (logged).
+        """
+        conn = self._conn
+        if self._done or self._ended.is_set() or conn.failure is not None:
+            return None
+        if conn.state not in (State.NEW, State.READY, State.IN_BATCH):
+            return None
+        await self._stop_reading()
+        backlog = self._backlog
+        if any(isinstance(item, (_EndOfInput, _Failure)) for item in backlog):
+            return None  # the input ended by itself: the connection is ending
+        pause = _Pause()
+        handoff: HandOff | None = None
+        try:  # (cancelled part way, e.g. by a timeout: the connection carries on)
+            try:
+                await self._read_to_batch_end()
+            except ProtocolError as exc:
+                backlog.append(_Failure(f"protocol error: {exc}"))
+            except OSError as exc:
+                backlog.append(_Failure(f"connection lost while reading: {exc}", send=False))
+            backlog.append(pause)
+            self._requests_ready.set()
+            if (
+                await self._unless_ended(pause.paused.wait())
+                and pause.snapshot is not None
+                and conn.can_export
+                and await self._unless_ended(self._output.wait_empty())
+            ):
+                handoff = HandOff(self, pause, conn.export_state())
+        finally:
+            if handoff is None and not pause.decision.done():
+                pause.decision.set_result(False)
+                if not self._ended.is_set() and not any(
+                    isinstance(item, (_EndOfInput, _Failure)) for item in backlog
+                ):
+                    self._start_reading()
+        return handoff
+
+    async def _unless_ended(self, waiting: Awaitable[Any]) -> bool:
+        """Await ``waiting``; False if the agent ends first."""
+        result = False
+        async with anyio.create_task_group() as tg:
+
+            async def wait() -> None:
+                nonlocal result
+                await waiting
+                result = True
+                tg.cancel_scope.cancel()
+
+            async def ended() -> None:
+                await self._ended.wait()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(wait)
+            tg.start_soon(ended)
+        return result
+
+    async def _read_to_batch_end(self) -> None:
+        """Reading has stopped: read on until no batch is open (a batch moves whole)."""
+        conn = self._conn
+        while conn.in_batch:
+            requests = conn.next_requests(_DECODE_RUN)
+            self._send_answers()
+            if requests:
+                self._metrics.received(requests)  # [metrics]
+                self._backlog.extend(requests)
+                self._requests_ready.set()
+                continue
+            data = await self._reader.read(self._read_size)
+            if not data:
+                conn.receive_eof()  # raises: the stream ended inside the batch
+                return
+            conn.receive_data(data)
+
+    async def _paused(self, pause: _Pause) -> bool:
+        """The dispatcher reached a hand-over point: snapshot, then wait. True if handed over."""
+        snapshot: Any = b""
+        if self._conn.init_accepted:
+            try:
+                snapshot = await self._call("snapshot", None)
+                if isinstance(snapshot, (bytearray, memoryview)):
+                    snapshot = bytes(snapshot)
+                if not isinstance(snapshot, bytes):
+                    raise TypeError(f"snapshot() must return bytes, not {type(snapshot).__name__}")
+            except Exception as exc:
+                error = exc.error if isinstance(exc, _HandlerFailed) else exc
+                logger.warning(
+                    "stays in this process: %s.snapshot() failed: %s: %s",
+                    type(self.handler).__name__,
+                    type(error).__name__,
+                    error,
+                )
+                snapshot = None
+        pause.snapshot = snapshot
+        pause.paused.set()
+        return await pause.decision
+
+    def _start_reading(self) -> None:
+        """Read again after a hand-over that did not happen."""
+        self._reader_scope = anyio.CancelScope()
+        self._reader_stopped = asyncio.Event()
+        self._reader_paused = False
+        if self._push is not None:
+            self._attach()
+        else:
+            self._tasks.start_soon(self._read_loop, name=f"{self.name} read")
+
+    async def _stop_reading(self) -> None:
+        """Stop the read loop and wait until it has returned (decoded requests are queued).
+
+        A push reader stops at once; what it delivered stays in the
+        connection's buffer, undecoded, as bytes read by the task would.
+        """
+        if self._push is not None:
+            self._detach()
+            return
+        self._reader_scope.cancel()
+        await self._reader_stopped.wait()
+
+    def _decode_buffered(self) -> None:
+        """Queue the requests in bytes read but not decoded yet (the reader has stopped)."""
+        backlog = self._backlog
+        conn = self._conn
+        try:
+            while requests := conn.next_requests(_DECODE_RUN):
+                self._metrics.received(requests)  # [metrics]
+                backlog.extend(requests)
+        except ProtocolError as exc:
+            backlog.append(_Failure(f"protocol error: {exc}"))
+        finally:
+            self._send_answers()
+
+    # ---- reading ----------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        conn = self._conn
+        backlog = self._backlog
+        output = self._output
+        read = self._reader.read
+        ready = self._requests_ready
+        next_requests = conn.next_requests
+        max_backlog = self._max_backlog
+        with self._reader_scope:
+            try:
+                while True:
+                    data = await read(self._read_size)
+                    if not data:
+                        conn.receive_eof()
+                        backlog.append(_EndOfInput())
+                        ready.set()
+                        return
+                    conn.receive_data(data)
+                    # Points come in runs, queued with one extend() each; any
+                    # other request comes alone. Keepalives are answered by
+                    # the connection as they are decoded, and their answers
+                    # go out at once, ahead of the points queued. No more
+                    # points are decoded than the backlog has room for: the
+                    # rest of the chunk waits as bytes, ~16 times smaller
+                    # than parsed points.
+                    while requests := next_requests(
+                        max(1, min(_DECODE_RUN, max_backlog - len(backlog)))
+                    ):
+                        self._send_answers()
+                        self._metrics.received(requests)  # [metrics]
+                        backlog.extend(requests)
+                        ready.set()
+                        if len(backlog) >= max_backlog:
+                            self._reader_paused = True
+                            self._backlog_space.clear()
+                            await self._backlog_space.wait()
+                            self._reader_paused = False
+                        elif len(requests) == _DECODE_RUN:
+                            # Let the dispatcher take this run before the
+                            # next is decoded (see _DECODE_RUN). After a
+                            # shorter run the chunk is (nearly always) used
+                            # up: the next read suspends anyway, and a pass
+                            # of the loop here would cost a task switch per
+                            # read, Kapacitor's small writes each paying it.
+                            await asyncio.sleep(0)
+                    self._send_answers()
+                    if output.size >= output.limit:
+                        # Kapacitor is not reading: keepalive replies, which
+                        # skip the backlog, would pile up without bound.
+                        await output.wait_space()
+            except Exception as exc:
+                backlog.append(self._input_failure(exc))
+            finally:
+                self._reader_stopped.set()
+            ready.set()
+
+    def _input_failure(self, exc: Exception) -> _Failure:
+        """The backlog marker for what ended the input."""
+        if isinstance(exc, ProtocolError):
+            self._send_answers()  # keepalives before the fault
+            return _Failure(f"protocol error: {exc}")
+        if isinstance(exc, OSError):
+            return _Failure(f"connection lost while reading: {exc}", send=False)
+        # A bug of ours; still end this connection only.
+        logger.error("reader failed", exc_info=exc)
+        return _Failure(f"internal error in the UDF agent: {exc!r}")
+
+    # ---- reading: a push reader -------------------------------------------
+    #
+    # Kapacitor writes ~11 points at a time: a task reading them would cost
+    # a pass of the event loop and a task switch per write before the
+    # dispatcher even wakes. A push reader's bytes are decoded in the
+    # transport's callback instead, one run of _DECODE_RUN while the
+    # dispatcher waits for input (it decodes the rest itself, run after run,
+    # before it next waits), or up to the backlog's bound while a handler
+    # call is suspended (so keepalives behind the points are answered, as the
+    # reader task answers them). The same bounds hold: no decoding beyond
+    # max_backlog, none while the output is full, and the transport paused
+    # while _READ_AHEAD bytes wait undecoded.
+
+    def _attach(self) -> None:
+        assert self._push is not None
+        # The transport's callbacks run in the context the connection was
+        # accepted in: log in this one (aioudf.runtime._logs: conn=, task=, node=).
+        self._context = contextvars.copy_context()
+        self._attached = True
+        self._fresh = True
+        self._push.push_to(self._received)  # may deliver what was buffered, at once
+
+    def _detach(self) -> None:
+        if self._attached:
+            self._attached = False
+            self._push_paused = False
+            assert self._push is not None
+            self._push.push_to(None)  # the transport resumes: the reader's own limit bounds it
+        self._reader_stopped.set()
+
+    def _received(self, data: bytes | Exception) -> None:
+        """The push reader's callback: bytes received, b"" at EOF, or what ended the input."""
+        if not self._attached:
+            return
+        try:
+            if isinstance(data, Exception):
+                self._end_input(self._context.run(self._input_failure, data))
+                return
+            conn = self._conn
+            if data:
+                conn.receive_data(data)
+                self._fresh = True
+                if conn.buffered >= _READ_AHEAD and not self._push_paused:
+                    self._pause_input()
+            else:
+                self._eof_seen = True
+            if self._dispatching:
+                self._take_to_bound()  # a handler call is suspended: answer keepalives
+            elif self._take_input():
+                self._requests_ready.set()
+        except Exception as exc:
+            self._end_input(self._context.run(self._input_failure, exc))
+
+    def _pause_input(self) -> None:
+        assert self._push is not None
+        self._push_paused = True
+        self._push.pause_reading()
+
+    def _take_input(self) -> bool:
+        """Decode the next run from the bytes pushed; True if the backlog grew."""
+        if not self._attached:
+            return False
+        conn = self._conn
+        backlog = self._backlog
+        room = self._max_backlog - len(backlog)
+        if room <= 0:
+            self._reader_paused = True  # the dispatcher calls _backlog_room() at half
+            return False
+        output = self._output
+        if output.size >= output.limit:
+            # Kapacitor is not reading: keepalive answers, which skip the
+            # backlog, would pile up. _flush() resumes us.
+            self._input_held = True
+            if not self._push_paused:
+                self._pause_input()
+            return False
+        if self._push_paused and conn.buffered < _READ_AHEAD // 2:
+            assert self._push is not None
+            self._push_paused = False
+            self._push.resume_reading()
+        if not self._fresh and not self._eof_seen:
+            return False  # nothing came since the last look found no whole frame
+        try:
+            requests = conn.next_requests(min(_DECODE_RUN, room))
+            self._send_answers()
+            if requests:
+                self._metrics.received(requests)  # [metrics]
+                backlog.extend(requests)
+                return True
+            if not self._eof_seen:
+                self._fresh = False
+                return False
+            conn.receive_eof()
+            self._end_input(_EndOfInput())
+        except Exception as exc:
+            self._end_input(self._context.run(self._input_failure, exc))
+        return True
+
+    def _take_to_bound(self) -> None:
+        """Decode runs until the bytes or the backlog's room run out; wake the dispatcher."""
+        self._take_scheduled = False
+        taken = False
+        while self._take_input():
+            taken = True
+        if taken:
+            self._requests_ready.set()
+
+    def _schedule_take(self) -> None:
+        if not self._take_scheduled and self._attached:
+            self._take_scheduled = True
+            asyncio.get_running_loop().call_soon(self._take_to_bound)
+
+    def _end_input(self, marker: _EndOfInput | _Failure) -> None:
+        self._backlog.append(marker)
+        self._detach()
+        self._requests_ready.set()
+
+    def _backlog_room(self) -> None:
+        """The backlog is down to half its bound: read on."""
+        self._backlog_space.set()
+        if self._push is not None:
+            self._reader_paused = False
+            self._schedule_take()
+
+    def _suspended(self) -> None:
+        """The dispatcher suspends (see _Undeferring)."""
+        output = self._output
+        if output.deferred:
+            output.undefer()
+        if self._dispatching and self._attached and self._conn.buffered:
+            self._schedule_take()
+
+    def _send_answers(self) -> None:
+        """Queue the keepalive answers the connection made, ahead of any data."""
+        conn = self._conn
+        if answers := conn.data_to_send():
+            self._output.put(answers)
+            for sent in conn.answered_keepalives:  # [metrics]
+                self._metrics.keepalive(sent)
+
+    # ---- dispatching -----------------------------------------------------
+
+    async def _dispatch_loop(self) -> None:
+        backlog = self._backlog
+        table = self._table
+        output = self._output
+        resume_at = self._max_backlog // 2
+        # Points, the bulk of the traffic, skip the table: the handler's
+        # point() is awaited right here, one coroutine per point instead of
+        # two (the table's wrapper), its errors caught here instead.
+        point = self._async_point
+        clock = time.monotonic
+        yield_at = clock() + _TIME_SLICE
+        countdown = _SLICE_CHECK
+        metrics = self._metrics
+        timed = False  # [metrics] time the next point() call (metrics.sample() says when)
+        ready = self._requests_ready
+        conn = self._conn
+        while True:
+            if not backlog:
+                if self._attached and self._take_input():
+                    continue  # the next run of the bytes a push reader delivered
+                self._dispatching = False
+                # Everything read is handled: write what it produced from
+                # here, instead of waking the writer task for it (one task
+                # switch less per read; Kapacitor writes ~11 points a read).
+                output.deferred = False
+                if output._frames and not output.closed:
+                    await self._flush()
+                    if conn.failure is not None:
+                        return
+                    continue  # more may have been read meanwhile
+                ready.clear()
+                await ready.wait()
+                self._dispatching = True
+                if conn.failure is not None:
+                    return  # failed while waiting (the writer lost the connection)
+                # Until this task next suspends, emitted frames wait for the
+                # flush above; if a handler suspends first, _Undeferring
+                # (which drives this loop) hands them to the writer.
+                output.deferred = True
+                yield_at = clock() + _TIME_SLICE
+                continue
+            countdown -= 1
+            if not countdown:
+                countdown = _SLICE_CHECK
+                timed = metrics.sample()
+                if clock() >= yield_at:
+                    await asyncio.sleep(0)  # let other connections run (see _TIME_SLICE)
+                    if conn.failure is not None:
+                        return
+                    yield_at = clock() + _TIME_SLICE
+            message = backlog.popleft()
+            if self._reader_paused and len(backlog) <= resume_at:
+                self._backlog_room()
+            if point is not None and type(message) is Point:
+                try:
+                    if timed:  # [metrics]
+                        timed = False
+                        started = clock()
+                        await point(message)
+                        metrics.handled("point", clock() - started)
+                    else:
+                        await point(message)
+                except Exception as exc:
+                    self._handler_failed(message, "point", exc)
+                    return
+            else:
+                call = table.get(type(message))
+                if call is None:
+                    if type(message) is _Pause and not await self._paused(message):
+                        continue  # the hand-over did not happen: carry on
+                    await self._on_marker(message)
+                    return
+                try:
+                    await call(message)
+                except _HandlerFailed as exc:
+                    self._handler_failed(exc.message, exc.method, exc.error)
+                    return
+                except ProtocolError as exc:
+                    self._fail(f"protocol error: {exc}")
+                    return
+                except Exception as exc:  # a bug of ours; still end this connection only
+                    logger.exception("internal error handling %s", type(message).__name__)
+                    self._fail(f"internal error in the UDF agent: {exc!r}")
+                    return
+                point = self._async_point  # a failed Init changes how points are handled
+            if output.size >= output.limit:
+                output.undefer()
+                await output.wait_space()
+            if conn.failure is not None:
+                return
+
+    async def _on_marker(self, marker: object) -> None:
+        if isinstance(marker, _Pause):
+            return  # handed over: end without a word
+        if isinstance(marker, _Failure):
+            # A failed connection is torn down without stop(): its output
+            # would follow the ErrorResponse, which Kapacitor has acted on.
+            logger.log(marker.level, "%s", marker.reason)
+            self._fail(marker.reason, send=marker.send)
+        else:
+            await self._call_stop()
+
+    async def _call_stop(self) -> None:
+        if not self._conn.init_accepted:
+            return
+        with anyio.move_on_after(self._stop_timeout) as scope:
+            try:
+                await self._call("stop", None)
+            except _HandlerFailed as exc:
+                self._handler_failed(None, exc.method, exc.error)
+        if scope.cancelled_caught:
+            logger.warning(
+                "%s.stop() did not return within %.3g s and was cancelled",
+                type(self.handler).__name__,
+                self._stop_timeout,
+            )
+
+    def _handler_failed(self, message: object, method: str, error: BaseException) -> None:
+        handler = type(self.handler).__name__
+        if isinstance(error, ConnectionFailed) and self._conn.failure is not None:
+            return  # emit() after the connection was lost: that is the cause, already told
+        if isinstance(error, ProtocolError):
+            self._fail(f"protocol error: {error}")
+            return
+        describe = getattr(self.handler, "_aioudf_failure", None)
+        if describe is not None:
+            reason, account, exc_info = describe(method, error)
+            logger.error("%s", account, exc_info=exc_info)
+            self._fail(reason)
+            return
+        what = f" handling {type(message).__name__}" if message is not None else ""
+        reason = f"{handler}.{method}() failed{what}: {type(error).__name__}: {error}"
+        logger.error("%s", reason, exc_info=error)
+        self._fail(reason)
+
+    async def _call(self, method: str, request: object, *args: Any) -> Any:
+        """Call a handler method on the loop or in a worker thread, wrapping errors.
+
+        ``request`` is the request being handled (named in error messages).
+        """
+        function = getattr(self.handler, method)
+        started = time.monotonic()
+        try:
+            if inspect.iscoroutinefunction(function):
+                return await function(*args)
+            return await self._in_thread(function, *args)
+        except (InitError, RestoreError):
+            self._metrics.refused(f"{method}_refused")  # [metrics]
+            raise  # answered with success=false by the caller
+        except Exception as exc:
+            raise _HandlerFailed(request, method, exc) from exc
+        finally:
+            self._metrics.handled(method, time.monotonic() - started)  # [metrics]
+
+    async def _in_thread(self, function: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return await self._run_sync(function, *args)
+        finally:
+            self._emitter.flush_thread_frames()
+
+    def _data_call(self, method: str) -> Callable[[Any], Awaitable[None]]:
+        function = getattr(self.handler, method)
+        if not inspect.iscoroutinefunction(function):
+            return self._blocking_data_call
+
+        async def call(message: Any) -> None:
+            started = time.monotonic()
+            try:
+                await function(message)
+            except Exception as exc:
+                raise _HandlerFailed(message, method, exc) from exc
+            finally:
+                self._metrics.handled(method, time.monotonic() - started)  # [metrics]
+
+        return call
+
+    async def _blocking_data_call(self, first: Any) -> None:
+        """Run a blocking handler over the run of data requests at the backlog's head."""
+        backlog = self._backlog
+        blocking = self._blocking_methods
+        run = [first]
+        while backlog and len(run) < _THREAD_BATCH and type(backlog[0]) in blocking:
+            run.append(backlog.popleft())
+        if self._reader_paused and len(backlog) <= self._max_backlog // 2:
+            self._backlog_room()
+        started = time.monotonic()
+        failed = await self._in_thread(self._process_run, run)
+        # [metrics] One observation per run: the mean time per request.
+        self._metrics.handled(_METHODS[type(first)], time.monotonic() - started, len(run))
+        if failed is not None:
+            index, method, error = failed
+            raise _HandlerFailed(run[index], method, error)
+
+    def _process_run(self, run: list[Any]) -> tuple[int, str, BaseException] | None:
+        """Worker thread: feed a run of data requests to the blocking handler."""
+        methods = self._blocking_methods
+        for index, message in enumerate(run):
+            method = methods[type(message)]
+            try:
+                method(message)
+            except Exception as exc:
+                return index, method.__name__, exc
+        return None
+
+    def _answerable(self) -> bool:
+        """False if the connection failed while the handler ran: the reply has nowhere to go.
+
+        The writer may lose the connection while a handler call is under way
+        (Kapacitor, or anything, closing without reading its replies); the
+        cause is recorded and the dispatcher stops after this request, so
+        its reply is dropped, not an error.
+        """
+        return self._conn.failure is None
+
+    async def _on_info(self, request: InfoRequest) -> None:
+        info = await self._call("info", request)
+        if self._answerable():
+            self._output.put(self._conn.send_info(info))
+
+    async def _on_init(self, request: InitRequest) -> None:
+        handler = self.handler
+        if (context := current_connection()) is not None:  # [logs]
+            context.task, context.node = request.taskID, request.nodeID
+        try:
+            if not getattr(handler, "_aioudf_raw_init", False):
+                try:
+                    values = parse_options(type(handler).options, request.options)
+                except OptionError:
+                    self._metrics.refused("options_refused")  # [metrics]
+                    raise
+                bind_options(handler, values)
+            handler.task_id = request.taskID
+            handler.node_id = request.nodeID
+            await self._call("init", request, request)
+        except InitError as exc:
+            logger.warning("Init refused: %s", exc)
+            if self._answerable():
+                self._output.put(self._conn.send_init_result(str(exc)))
+                self._refuse_data_after_failed_init()
+        else:
+            if self._answerable():
+                self._output.put(self._conn.send_init_result())
+
+    def _refuse_data_after_failed_init(self) -> None:
+        # Requests read before the handler refused Init are violations too.
+        async def refuse(message: Any) -> None:
+            raise self._conn.refusal(message)
+
+        for kind in (SnapshotRequest, RestoreRequest, *_DATA_TYPES):
+            self._table[kind] = refuse
+        self._async_point = None
+
+    async def _on_snapshot(self, request: SnapshotRequest) -> None:
+        snapshot = await self._call("snapshot", request)
+        if not self._answerable():
+            return
+        try:
+            reply = self._conn.send_snapshot(snapshot)
+        except TypeError as exc:
+            raise _HandlerFailed(request, "snapshot", exc) from None
+        self._output.put(reply)
+
+    async def _on_restore(self, request: RestoreRequest) -> None:
+        try:
+            await self._call("restore", request, request.snapshot)
+        except RestoreError as exc:
+            logger.warning("Restore refused: %s", exc)
+            if self._answerable():
+                self._output.put(self._conn.send_restore_result(str(exc)))
+        else:
+            if self._answerable():
+                self._output.put(self._conn.send_restore_result())
+
+    # ---- writing ---------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        output = self._output
+        while True:
+            await output.wait_data()
+            if not output._frames:
+                self._flushed = True
+                return  # closed and drained
+            if not await self._flush():
+                return
+
+    async def _flush(self) -> bool:
+        """Write everything queued, as one buffer, and wait until the transport takes it.
+
+        Both the writer task and the dispatcher (at the end of a run) flush;
+        taking and writing happen in one step, so frames go out in queue order.
+        False if the connection was lost (everything is being stopped).
+        """
+        output = self._output
+        data = output.take()
+        self._metrics.publish()  # [metrics]
+        try:
+            self._writer.write(data)
+            await self._writer.drain()
+        except OSError as exc:
+            # Kapacitor went away; nothing more can be written. Stop everything.
+            output.close()
+            self._conn.fail(f"connection lost while writing: {exc}", send=False)
+            self._tasks.cancel_scope.cancel()
+            return False
+        output.written(len(data))
+        if self._input_held and output.size < output.limit:
+            self._input_held = False
+            self._schedule_take()  # decoding waited for room in the output
+        return True

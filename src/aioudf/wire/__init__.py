@@ -1,0 +1,135 @@
+"""The wire, sans-I/O: bytes <-> frames <-> messages <-> both sides' rules.
+
+Everything a byte on the socket touches, and nothing else: no event loop,
+thread, socket or clock is used here (``tests/wire/test_protocol.py`` checks).
+
+- ``_layout``: the wire once: varints, the data tags, frame layout and
+  headers, the Point fast path (``scan_points``, ``point_start``,
+  ``frame_bounds``: the public scanning API protocol, replay and the
+  benchmarks share).
+- ``_frames``: :class:`FrameDecoder`, a byte stream split into frames, the
+  Point runs taken in place; :func:`encode_frame`.
+- ``_messages``: the protobuf types under their public names, the response
+  encoders.
+- ``_protocol``: :class:`UDFConnection` (the UDF's side of one connection,
+  every rule of the conversation next to its :class:`State`) and
+  :class:`KapacitorConnection` (Kapacitor's side, its keepalive clock).
+"""
+
+from __future__ import annotations
+
+from ._frames import (
+    DEFAULT_MAX_FRAME_SIZE,
+    FrameDecoder,
+)
+from ._layout import (
+    DATA_TAGS,
+    MAX_VARINT_LENGTH,
+    POINT_HEADERS,
+    POINT_TAG,
+    SCAN_MAX_FRAME,
+    TAG_KINDS,
+    UINT64_MAX,
+    VARINTS,
+    data_header,
+    decode_uvarint,
+    encode_data_frame,
+    encode_frame,
+    encode_uvarint,
+    encode_varint,
+    frame_bounds,
+    point_start,
+    read_uvarint,
+    scan_points,
+)
+from ._messages import (
+    BeginBatch,
+    DataMessage,
+    EdgeType,
+    EndBatch,
+    ErrorResponse,
+    InfoRequest,
+    InfoResponse,
+    InitRequest,
+    InitResponse,
+    KeepaliveRequest,
+    KeepaliveResponse,
+    Option,
+    OptionInfo,
+    OptionValue,
+    Point,
+    Request,
+    RequestMessage,
+    Response,
+    RestoreRequest,
+    RestoreResponse,
+    SnapshotRequest,
+    SnapshotResponse,
+    ValueType,
+    encode_error,
+    encode_response,
+)
+from ._protocol import (
+    STATE_FORMAT_VERSION,
+    EmittedBatch,
+    KapacitorConnection,
+    KapacitorEvent,
+    State,
+    UDFConnection,
+    go_time,
+)
+
+__all__ = [
+    "BeginBatch",
+    "DATA_TAGS",
+    "DEFAULT_MAX_FRAME_SIZE",
+    "DataMessage",
+    "EdgeType",
+    "EmittedBatch",
+    "EndBatch",
+    "ErrorResponse",
+    "FrameDecoder",
+    "InfoRequest",
+    "InfoResponse",
+    "InitRequest",
+    "InitResponse",
+    "KapacitorConnection",
+    "KapacitorEvent",
+    "KeepaliveRequest",
+    "KeepaliveResponse",
+    "MAX_VARINT_LENGTH",
+    "Option",
+    "OptionInfo",
+    "OptionValue",
+    "POINT_HEADERS",
+    "POINT_TAG",
+    "Point",
+    "Request",
+    "RequestMessage",
+    "Response",
+    "RestoreRequest",
+    "RestoreResponse",
+    "SCAN_MAX_FRAME",
+    "STATE_FORMAT_VERSION",
+    "SnapshotRequest",
+    "SnapshotResponse",
+    "State",
+    "TAG_KINDS",
+    "UDFConnection",
+    "UINT64_MAX",
+    "VARINTS",
+    "ValueType",
+    "data_header",
+    "decode_uvarint",
+    "encode_data_frame",
+    "encode_error",
+    "encode_frame",
+    "encode_response",
+    "encode_uvarint",
+    "encode_varint",
+    "frame_bounds",
+    "go_time",
+    "point_start",
+    "read_uvarint",
+    "scan_points",
+]
