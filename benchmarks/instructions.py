@@ -35,7 +35,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT / "examples")]
 from baseline import baseline_point_loop  # noqa: E402
 from workload import batch_stream, point_stream  # noqa: E402
 
-from aioudf import agent as agent_module  # noqa: E402
+from aioudf.runtime import _agent as agent_module  # noqa: E402
 from aioudf.runtime._agent import Agent  # noqa: E402
 from aioudf.runtime._streams import PushStreamReader  # noqa: E402
 from aioudf.toolkit._handler import Handler  # noqa: E402

@@ -15,18 +15,15 @@ declare its :class:`Option` s and edge types, and run it::
     if __name__ == "__main__":
         aioudf.main(Scale)   # process UDF; with --socket PATH a socket UDF
 
-Running: :func:`main` (a script's command line), :func:`run` (a process UDF),
-:func:`serve` and ``UnixServer`` (a socket UDF, :mod:`aioudf.serving`), and the
-``aioudf`` command for ``module:Class``; they load on first use.
+Running: :func:`main` (a script's command line), :func:`run` (a process
+UDF), :func:`serve` and ``UnixServer`` (a socket UDF); they load on first use.
 
-Also here: the messages (``Point``, ``BeginBatch``, ``EndBatch``,
-``InitRequest``, ``InfoResponse``, ``EdgeType``, ``ValueType``),
-``BaseHandler``, the errors (:mod:`aioudf.errors` draws the tree; a handler
-raises ``InitError`` or ``RestoreError``) and the toolkit of docs/authoring.md
-(``BatchHandler``, ``PointBatch``, ``per_group``, ``GroupState``, ``Codec``,
-``JsonCodec``, ``TimeWindow``, ``CountWindow``, ``startup``, ``number_field``,
-``clear_fields``). :mod:`aioudf.testing` drives a UDF as Kapacitor would;
-:mod:`aioudf.lowlevel` holds the wire and the agent.
+Also here: the messages (``Point``, ``BeginBatch``, ``EndBatch``...), the
+enums, ``BaseHandler``, the errors (:mod:`aioudf.errors` draws the tree) and
+the toolkit of docs/authoring.md (``BatchHandler``, ``per_group``,
+``TimeWindow``, ``startup``...: :mod:`aioudf.toolkit`). :mod:`aioudf.testing`
+drives a UDF as Kapacitor would; :mod:`aioudf.lowlevel` holds the wire and
+the agent.
 """
 
 from __future__ import annotations

@@ -189,17 +189,12 @@ class BaseHandler:
         return None
 
     def emit(self, message: DataMessage) -> Awaitable[None]:
-        """Send a Point, BeginBatch or EndBatch to Kapacitor.
+        """Send a Point, BeginBatch or EndBatch to Kapacitor: queued at once, in order.
 
-        The message is serialized and queued at once, in order. Await the
-        result (``await self.emit(p)``) to wait while the output queue is full;
-        from a blocking handler's worker thread just call it: it blocks then.
-
-        Without ``await`` the message is still queued, in order, and memory
-        stays bounded: once the queue is full the agent takes no further
-        request until Kapacitor has read it below its limit (so it holds at
-        most the limit plus one request's output). Python then warns that a
-        coroutine "was never awaited": that is the missing ``await``.
+        ``await self.emit(p)`` waits while the output queue is full; from a
+        blocking handler's worker thread just call it: it blocks then. (Without
+        ``await`` it is still queued and memory stays bounded; see README.md,
+        "Emitting".)
         """
         emitter = self._aioudf_emitter
         if emitter is None:
@@ -221,24 +216,14 @@ class Handler(BaseHandler):
         return describe(type(self))
 
     async def init(self, request: InitRequest) -> None:
-        """Prepare for a task; options are already validated and set.
-
-        Raise :class:`~aioudf.InitError` to refuse (Kapacitor fails the task
-        with its message). ``request`` is the raw InitRequest.
-        """
+        """Prepare for a task (options are set); raise ``InitError`` to refuse it."""
 
     async def snapshot(self) -> bytes:
-        """Return the handler's state, to be given back to :meth:`restore`.
-
-        By default, the declared per-group state (``b""`` when there is none).
-        """
+        """The handler's state for :meth:`restore`; by default the per-group state."""
         return snapshot_states(self)
 
     async def restore(self, snapshot: bytes) -> None:
-        """Restore state from a snapshot; raise :class:`~aioudf.RestoreError` to refuse.
-
-        By default, the declared per-group state (see :mod:`aioudf.toolkit`).
-        """
+        """Take a snapshot's state back; raise ``RestoreError`` to refuse it."""
         restore_states(self, snapshot)
 
     async def begin_batch(self, begin: BeginBatch) -> None:
@@ -262,11 +247,7 @@ class Handler(BaseHandler):
         points: Iterable[Point] = (),
         end: EndBatch | None = None,
     ) -> None:
-        """Emit a whole batch: ``begin`` (a copy, ``size`` set), ``points``, ``end``.
-
-        Or one :class:`~aioudf.PointBatch` (a window, a batch handler's
-        result): ``await self.emit_batch(batch)``.
-        """
+        """Emit ``begin`` (a copy, ``size`` set), ``points``, ``end``; or one PointBatch."""
         for message in batch_messages(begin, points, end):
             await self.emit(message)
 
@@ -274,42 +255,37 @@ class Handler(BaseHandler):
 class BlockingHandler(BaseHandler):
     """A handler whose methods block: each runs in a worker thread, in order.
 
-    Write the request methods as plain ``def``. The agent stays responsive
-    (keepalives are answered) while a call runs. ``self.emit(p)`` may be called
-    from these methods directly; it blocks while the output queue is full.
+    Write the request methods as plain ``def``; they mean what
+    :class:`Handler`'s do. The agent stays responsive (keepalives are
+    answered) while a call runs. ``self.emit(p)`` may be called from these
+    methods directly; it blocks while the output queue is full.
     """
 
-    blocking: ClassVar[bool] = True
+    blocking = True
 
     def info(self) -> InfoResponse:
-        """See :meth:`Handler.info`."""
         return describe(type(self))
 
     def init(self, request: InitRequest) -> None:
-        """See :meth:`Handler.init`."""
+        pass
 
     def snapshot(self) -> bytes:
-        """See :meth:`Handler.snapshot`."""
         return snapshot_states(self)
 
     def restore(self, snapshot: bytes) -> None:
-        """See :meth:`Handler.restore`."""
         restore_states(self, snapshot)
 
     def begin_batch(self, begin: BeginBatch) -> None:
-        """See :meth:`Handler.begin_batch`."""
         raise _wrong_edge(self, "BeginBatch", EdgeType.BATCH)
 
     def point(self, point: Point) -> None:
-        """See :meth:`Handler.point`."""
         raise NotImplementedError(f"{type(self).__name__} does not implement point()")
 
     def end_batch(self, end: EndBatch) -> None:
-        """See :meth:`Handler.end_batch`."""
         raise _wrong_edge(self, "EndBatch", EdgeType.BATCH)
 
     def stop(self) -> None:
-        """See :meth:`Handler.stop`."""
+        pass
 
     def emit_batch(
         self,

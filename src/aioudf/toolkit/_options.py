@@ -33,7 +33,7 @@ import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from operator import attrgetter
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from ..errors import DeclarationError, OptionError
 from ..wire._messages import InfoResponse, OptionValue, ValueType
@@ -505,7 +505,21 @@ _INT_FOR_DOUBLE = (ValueType.INT, ValueType.DOUBLE)
 _ARG_EXAMPLE = {**_EXAMPLE, ValueType.STRING: "text"}
 
 
-class Option(property, Generic[T]):
+# Option[T] is generic for type checkers only: at run time the subscript
+# gives Option back, and Option's page in help() (and help(aioudf)) is not
+# padded with typing.Generic's machinery.
+if TYPE_CHECKING:
+    from typing import Generic as _Typed
+else:
+
+    class _Typed:
+        __slots__ = ()
+
+        def __class_getitem__(cls, item: Any) -> Any:
+            return cls
+
+
+class Option(property, _Typed[T]):
     """One TICKscript method of a UDF, e.g. ``.field('name', 42.0)``.
 
     ``types`` are the types of the method's arguments, in order: ``bool``,
