@@ -44,9 +44,9 @@ from workload import Workload
 
 from aioudf._pb import udf_pb2 as pb
 from aioudf.errors import ProtocolError
-from aioudf.toolkit._options import parse_option_args
 from aioudf.wire._layout import frame_bounds
 from aioudf.wire._protocol import KapacitorConnection, KapacitorEvent
+from aioudf.wire._values import parse_option_args
 
 __all__ = [
     "CommandTarget",

@@ -12,8 +12,8 @@ import contextlib
 from typing import Any
 
 from aioudf._pb import udf_pb2 as pb
-from aioudf.toolkit._options import encode_options
 from aioudf.wire._frames import FrameDecoder, encode_frame
+from aioudf.wire._values import encode_options
 
 
 def request(**message: Any) -> bytes:

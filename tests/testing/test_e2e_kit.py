@@ -27,7 +27,7 @@ from aioudf.testing import (
     series_points,
 )
 from aioudf.toolkit._handler import describe
-from aioudf.toolkit._options import parse_option_args
+from aioudf.wire._values import parse_option_args
 
 pytestmark = pytest.mark.usefixtures("kapacitord_binary")
 

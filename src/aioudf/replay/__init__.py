@@ -52,7 +52,7 @@ from .._lazy import lazy_names
 # started with ``aioudf run`` must not pay for the engine.
 if TYPE_CHECKING:
     from ..errors import ReplayError
-    from ..toolkit._options import describe_options, parse_duration, parse_option_args
+    from ..wire._values import describe_options, parse_duration, parse_option_args
     from ._command import run
     from ._engine import replay
     from ._grouping import Grouping
@@ -78,10 +78,10 @@ _LAZY = {
     "Progress": "._output",
     "ReplayError": "..errors",
     "ReplayStats": "._output",
-    "describe_options": "..toolkit._options",
+    "describe_options": "..wire._values",
     "open_input": "._inputs",
-    "parse_duration": "..toolkit._options",
-    "parse_option_args": "..toolkit._options",
+    "parse_duration": "..wire._values",
+    "parse_option_args": "..wire._values",
     "replay": "._engine",
     "run": "._command",
 }

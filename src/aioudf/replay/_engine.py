@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from ..errors import AioudfError, InitFailed, LineProtocolError, RecordingError, ReplayError
 from ..formats._points import Batch, DataPoint
 from ..testing.client import Emitted, Kapacitor
-from ..toolkit._options import parse_option_args
 from ..wire._messages import EdgeType, Option
+from ..wire._values import parse_option_args
 from ._grouping import Grouping
 from ._inputs import Input
 from ._output import Progress, ReplayStats

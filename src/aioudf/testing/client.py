@@ -36,7 +36,6 @@ from typing import Any
 from ..errors import InitFailed, KeepaliveTimeout, ProtocolError, RestoreFailed, UDFError
 from ..formats._points import Batch, DataPoint
 from ..toolkit._handler import BaseHandler
-from ..toolkit._options import encode_options
 from ..wire._messages import (
     BeginBatch,
     DataMessage,
@@ -50,6 +49,7 @@ from ..wire._messages import (
     SnapshotResponse,
 )
 from ..wire._protocol import EmittedBatch, KapacitorConnection, KapacitorEvent
+from ..wire._values import encode_options
 from .transports import Command, InProcess, Socket, Target, UDFConnection
 
 __all__ = [

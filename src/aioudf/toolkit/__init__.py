@@ -1,7 +1,7 @@
 """What a handler author writes against: this is what ``import aioudf`` loads.
 
-- ``_options``: :class:`Option` declarations, and the one option table
-  (TICKscript text <-> typed value <-> ``OptionValue``).
+- ``_options``: :class:`Option` declarations, checked at Init through the
+  wire's option table.
 - ``_handler``: :class:`Handler`, :class:`BlockingHandler`,
   :class:`BaseHandler`; declares the ``EmitSink`` it emits to, not the agent.
 - ``_state``: per-group state (:func:`per_group`) and its versioned
@@ -41,17 +41,7 @@ from ._options import (
     Option,
     OptionSpec,
     OptionValues,
-    describe_options,
-    encode_options,
-    literal_kind,
-    option_value,
-    parse_duration,
-    parse_literal,
-    parse_option_args,
     parse_options,
-    python_value,
-    signature,
-    tickscript_duration,
 )
 from ._startup import (
     Startup,
@@ -103,26 +93,16 @@ __all__ = [
     "column",
     "declared_startups",
     "declared_states",
-    "describe_options",
-    "encode_options",
     "from_pandas",
     "install_startup",
     "is_dataframe",
-    "literal_kind",
-    "option_value",
-    "parse_duration",
-    "parse_literal",
-    "parse_option_args",
     "parse_options",
     "per_group",
-    "python_value",
     "require_numpy",
     "require_pandas",
     "restore_states",
-    "signature",
     "snapshot_states",
     "startup",
-    "tickscript_duration",
     "times",
     "to_pandas",
     "values",

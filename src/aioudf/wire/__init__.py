@@ -11,6 +11,8 @@ thread, socket or clock is used here (``tests/wire/test_protocol.py`` checks).
   Point runs taken in place; :func:`encode_frame`.
 - ``_messages``: the protobuf types under their public names, the response
   encoders.
+- ``_values``: the one option table: TICKscript literal text <-> typed
+  value <-> ``OptionValue`` (both sides of the wire type options here).
 - ``_protocol``: :class:`UDFConnection` (the UDF's side of one connection,
   every rule of the conversation next to its :class:`State`) and
   :class:`KapacitorConnection` (Kapacitor's side, its keepalive clock).
@@ -78,6 +80,18 @@ from ._protocol import (
     UDFConnection,
     go_time,
 )
+from ._values import (
+    describe_options,
+    encode_options,
+    literal_kind,
+    option_value,
+    parse_duration,
+    parse_literal,
+    parse_option_args,
+    python_value,
+    signature,
+    tickscript_duration,
+)
 
 __all__ = [
     "BeginBatch",
@@ -121,15 +135,25 @@ __all__ = [
     "ValueType",
     "data_header",
     "decode_uvarint",
+    "describe_options",
     "encode_data_frame",
     "encode_error",
     "encode_frame",
+    "encode_options",
     "encode_response",
     "encode_uvarint",
     "encode_varint",
     "frame_bounds",
     "go_time",
+    "literal_kind",
+    "option_value",
+    "parse_duration",
+    "parse_literal",
+    "parse_option_args",
     "point_start",
+    "python_value",
     "read_uvarint",
     "scan_points",
+    "signature",
+    "tickscript_duration",
 ]
