@@ -30,7 +30,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
@@ -221,7 +221,11 @@ class UnixServer:
         """Start the connections' task group and accept on ``sock``."""
         try:
             ready = asyncio.Event()
-            self._supervisor = asyncio.create_task(self._supervise(ready))
+            # A task, not a task group: an anyio group must be left by the
+            # task that entered it, and start() and shutdown() may be called
+            # from different tasks. Owned all the same: shutdown() (or a
+            # failed start) releases it, which cancels the group, and awaits it.
+            self._supervisor = asyncio.create_task(self._supervise(ready), name="aioudf server")
             await ready.wait()
             self._server = await streams.start_unix_server(
                 self._accept, sock=sock, backlog=self.backlog, limit=_READ_LIMIT
@@ -386,11 +390,16 @@ class UnixServer:
             self._control.serve(control, self._tasks)
         logger.warning("the other process failed part way: serving the socket here again")
 
-    async def open_channels(self) -> list[tuple[socket.socket, Awaitable[int]]]:
+    async def open_channels(self) -> list[tuple[socket.socket, Coroutine[Any, Any, int]]]:
         mine, theirs = socket_pair()
-        giving = asyncio.create_task(give_connections(Channel(mine), self.offer_all))
-        giving.add_done_callback(lambda _: mine.close())
-        return [(theirs, giving)]
+
+        async def giving() -> int:  # awaited by give() once the taker has the channel
+            try:
+                return await give_connections(Channel(mine), self.offer_all)
+            finally:
+                mine.close()
+
+        return [(theirs, giving())]
 
     async def offer_all(self, channel: Channel) -> int:
         """Offer every connection over ``channel``; return how many stay here."""

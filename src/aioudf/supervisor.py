@@ -76,7 +76,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -740,8 +740,8 @@ class Supervisor:
             self._tasks.start_soon(self._fill, Backoff(), 0.0)
         logger.warning("the other process failed part way: serving the socket here again")
 
-    async def open_channels(self) -> list[tuple[socket.socket, Awaitable[int]]]:
-        channels: list[tuple[socket.socket, Awaitable[int]]] = []
+    async def open_channels(self) -> list[tuple[socket.socket, Coroutine[Any, Any, int]]]:
+        channels: list[tuple[socket.socket, Coroutine[Any, Any, int]]] = []
         for worker in [w for w in self.workers if w.serving]:
             mine, theirs = socket_pair()
             channels.append((theirs, self._kept(worker, mine)))

@@ -35,6 +35,7 @@ from typing import Any
 
 from ..errors import InitFailed, KeepaliveTimeout, ProtocolError, RestoreFailed, UDFError
 from ..handler import BaseHandler
+from ..lifecycle import first
 from ..messages import (
     BeginBatch,
     DataMessage,
@@ -175,6 +176,9 @@ class TaskConnection:
         self._failed = asyncio.Event()
         self._eof = asyncio.Event()
         self._closing = False
+        # The connection's own tasks, not a task group's: it is opened and
+        # closed by separate calls (an anyio group must be left by the task
+        # that entered it). close() cancels and awaits every one.
         self._tasks = [asyncio.create_task(self._read_loop(), name=f"{name} read")]
         if timeout:
             self._tasks.append(
@@ -427,13 +431,7 @@ class TaskConnection:
         return self.result
 
     async def _wait_eof_or_failure(self) -> None:
-        eof = asyncio.ensure_future(self._eof.wait())
-        failed = asyncio.ensure_future(self._failed.wait())
-        try:
-            await asyncio.wait({eof, failed}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            eof.cancel()
-            failed.cancel()
+        await first(self._eof.wait(), self._failed.wait())
 
     async def close(self) -> None:
         """Release the connection (after :meth:`stop`, or to abandon it)."""
