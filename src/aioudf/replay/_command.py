@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import os
 import re
@@ -11,6 +10,8 @@ import shlex
 import sys
 from collections.abc import Sequence
 from typing import TextIO
+
+import anyio
 
 from ..errors import AioudfError, LineProtocolError, ReplayError, UDFUnreachable
 from ..runtime._loader import load_handler
@@ -190,33 +191,31 @@ async def _run_with_progress(
     progress: Progress | None,
     warn_blocked: float,
 ) -> None:
+    failure: Exception | None = None
     with LoopWatchdog(warn_blocked) if warn_blocked else contextlib.nullcontext():
-        painter = asyncio.create_task(progress.run()) if progress is not None else None
-        replaying = asyncio.create_task(
-            replay(
-                kapacitor,
-                inputs,
-                options=args.options,
-                grouping=grouping,
-                output=output,
-                stats=stats,
-                progress=progress,
-                task_id=args.task_id,
-                node_id=args.node_id,
-            )
-        )
-        # The reader of the output went away (| head): stop at once, quietly.
-        output.on_broken = replaying.cancel
-        try:
-            await replaying
-        except asyncio.CancelledError:
-            if not output.broken:
-                raise
-        finally:
-            if painter is not None:
-                painter.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await painter
+        async with anyio.create_task_group() as tasks:  # the progress line's painter
+            if progress is not None:
+                tasks.start_soon(progress.run, name="aioudf replay progress")
+            with anyio.CancelScope() as replaying:
+                # The reader of the output went away (| head): stop at once, quietly.
+                output.on_broken = replaying.cancel
+                try:
+                    await replay(
+                        kapacitor,
+                        inputs,
+                        options=args.options,
+                        grouping=grouping,
+                        output=output,
+                        stats=stats,
+                        progress=progress,
+                        task_id=args.task_id,
+                        node_id=args.node_id,
+                    )
+                except Exception as exc:  # raised below, outside the task group's wrapping
+                    failure = exc
+            tasks.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
 
 
 def _isatty(stream: TextIO | None) -> bool:

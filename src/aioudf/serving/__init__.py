@@ -48,6 +48,8 @@ from ._handover import (
     take_over,
 )
 from ._lifecycle import (
+    Lifecycle,
+    Service,
     first,
     signal_handlers,
 )
@@ -111,6 +113,7 @@ __all__ = [
     "Giver",
     "HANDOVER_TIMEOUT",
     "LISTEN_FDS_START",
+    "Lifecycle",
     "Message",
     "Metrics",
     "MetricsEndpoint",
@@ -120,6 +123,7 @@ __all__ = [
     "Observer",
     "POINT_SAMPLE",
     "POLL_INTERVAL",
+    "Service",
     "SocketPathError",
     "StdioError",
     "Supervisor",

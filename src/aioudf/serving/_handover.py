@@ -59,7 +59,7 @@ import os
 import signal
 import socket
 import struct
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -373,8 +373,13 @@ class Giver(Protocol):
     async def stop_accepting(self) -> None:
         """The taker accepts now: stop, and let go of the socket files."""
 
-    async def open_channels(self) -> list[tuple[socket.socket, Awaitable[int]]]:
-        """One channel end per process holding connections, and what completes its giving."""
+    async def open_channels(self) -> list[tuple[socket.socket, Coroutine[Any, Any, int]]]:
+        """One channel end per process holding connections, and the giving over it.
+
+        Each giving (which returns how many connections stay) is awaited in
+        :func:`give`'s own task, in turn, once every end has reached the
+        taker; one not begun when the hand-over fails is closed unstarted.
+        """
 
     async def resume_accepting(self) -> None:
         """The taker failed after :meth:`stop_accepting`: accept (and answer) again."""
@@ -421,16 +426,19 @@ async def give(channel: Channel, giver: Giver, *, path: str) -> int:
         await channel.receive("listening")
     await giver.stop_accepting()
     kept = 0
+    givings: list[Coroutine[Any, Any, int]] = []
     try:
-        givings: list[Awaitable[int]] = []
-        for end, giving in await giver.open_channels():
-            await channel.send("channel", fds=[end.fileno()])
-            end.close()
-            givings.append(giving)
-        for giving in givings:
-            kept += await giving
+        opened = await giver.open_channels()
+        givings = [giving for _, giving in opened]
+        for end, _ in opened:
+            with end:  # (the taker's now; ours closed)
+                await channel.send("channel", fds=[end.fileno()])
+        while givings:
+            kept += await givings.pop(0)
         await channel.send("done", kept=kept)
     except Exception:
+        for giving in givings:  # not begun: nothing of theirs moved
+            giving.close()
         # The taker went away part way: what was not moved is still here;
         # take the socket back so that it keeps answering.
         await giver.resume_accepting()

@@ -30,7 +30,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, cast
 
@@ -62,7 +62,7 @@ from ._handover import (
     take_connections,
     take_over,
 )
-from ._lifecycle import first, signal_handlers
+from ._lifecycle import Lifecycle, first
 from ._metrics import (
     Metrics,
     MetricsEndpoint,
@@ -221,7 +221,11 @@ class UnixServer:
         """Start the connections' task group and accept on ``sock``."""
         try:
             ready = asyncio.Event()
-            self._supervisor = asyncio.create_task(self._supervise(ready))
+            # A task, not a task group: an anyio group must be left by the
+            # task that entered it, and start() and shutdown() may be called
+            # from different tasks. Owned all the same: shutdown() (or a
+            # failed start) releases it, which cancels the group, and awaits it.
+            self._supervisor = asyncio.create_task(self._supervise(ready), name="aioudf server")
             await ready.wait()
             self._server = await streams.start_unix_server(
                 self._accept, sock=sock, backlog=self.backlog, limit=_READ_LIMIT
@@ -386,11 +390,16 @@ class UnixServer:
             self._control.serve(control, self._tasks)
         logger.warning("the other process failed part way: serving the socket here again")
 
-    async def open_channels(self) -> list[tuple[socket.socket, Awaitable[int]]]:
+    async def open_channels(self) -> list[tuple[socket.socket, Coroutine[Any, Any, int]]]:
         mine, theirs = socket_pair()
-        giving = asyncio.create_task(give_connections(Channel(mine), self.offer_all))
-        giving.add_done_callback(lambda _: mine.close())
-        return [(theirs, giving)]
+
+        async def giving() -> int:  # awaited by give() once the taker has the channel
+            try:
+                return await give_connections(Channel(mine), self.offer_all)
+            finally:
+                mine.close()
+
+        return [(theirs, giving())]
 
     async def offer_all(self, channel: Channel) -> int:
         """Offer every connection over ``channel``; return how many stay here."""
@@ -677,67 +686,79 @@ async def serve(
         handler_factory, path, config=config, sock=sock, observer=observer, metrics=metrics
     )
     takeover = takeover or os.environ.pop(TAKEOVER_ENV, "") == "1"
-    stop = stop if stop is not None else asyncio.Event()
-    reloading = asyncio.Event()  # set while a SIGHUP's new process starts
+    command = list(reload_command or sys.orig_argv)
+    serving = _Serving(server, takeover=takeover, ready=ready, reload_command=command)
+    await Lifecycle(serving, stop=stop, handle_signals=handle_signals).run()
 
-    def on_signal(signum: signal.Signals) -> None:
-        if stop.is_set():
+
+class _Serving:
+    """serve()'s part in the :class:`~aioudf.lifecycle.Lifecycle`: one server, reloaded on SIGHUP.
+
+    It serves until stopped, or until another process took everything over
+    and the connections it refused have ended here.
+    """
+
+    def __init__(
+        self,
+        server: UnixServer,
+        *,
+        takeover: bool,
+        ready: asyncio.Event | None,
+        reload_command: list[str],
+    ) -> None:
+        self.server = server
+        self.takeover = takeover
+        self.ready_event = ready
+        self.reload_command = reload_command
+        self.reloading = False  # while a SIGHUP's new process starts
+
+    async def startup(self, tasks: anyio.abc.TaskGroup) -> bool:
+        await self.server.start(takeover=self.takeover)
+        return True
+
+    async def ready(self) -> None:
+        notify("READY=1", f"MAINPID={os.getpid()}")
+        if self.ready_event is not None:
+            self.ready_event.set()
+
+    async def main_loop(self) -> None:
+        await self.server.handed_over.wait()
+        # What the new process refused is served here until it ends.
+        await self.server.wait_idle()
+
+    def stopping(self, signum: signal.Signals, again: bool) -> None:
+        if again:
             logger.warning("received %s again: closing all connections now", signum.name)
-            server.cut_short()
+            self.server.cut_short()
         else:
             logger.info("received %s: shutting down (again to force)", signum.name)
-            stop.set()
 
-    async def reload() -> None:
+    def hangup(self, tasks: anyio.abc.TaskGroup) -> None:
+        if self.reloading:
+            logger.warning("received SIGHUP: a reload is already under way")
+        elif not self.server.handed_over.is_set():
+            self.reloading = True
+            tasks.start_soon(self._reload, name="aioudf reload")
+
+    async def _reload(self) -> None:
         try:
-            await _reload(server, list(reload_command or sys.orig_argv))
+            await _reload(self.server, self.reload_command)
         finally:
-            reloading.clear()
+            self.reloading = False
 
-    failure: Exception | None = None
-    async with anyio.create_task_group() as tasks:  # the reloads'
+    async def shutdown(self, started: bool) -> None:
+        if not started:
+            return
+        if not self.server.handed_over.is_set():
+            notify("STOPPING=1")
+        await self.server.shutdown()
+        if self.server.metrics is not None:
+            self.server.metrics.process_exited(os.getpid())  # our gauges leave the shared sums
 
-        def on_hangup(signum: signal.Signals) -> None:
-            if reloading.is_set():
-                logger.warning("received SIGHUP: a reload is already under way")
-            elif not server.handed_over.is_set():
-                reloading.set()
-                tasks.start_soon(reload)
-
-        handlers = {signal.SIGINT: on_signal, signal.SIGTERM: on_signal, signal.SIGHUP: on_hangup}
-        with signal_handlers(handlers if handle_signals else {}):
-            try:
-                await _serve(server, takeover, stop, ready)
-            except Exception as exc:  # raised below, outside the task group's wrapping
-                failure = exc
-        tasks.cancel_scope.cancel()  # a reload under way ends with us
-    if failure is not None:
-        raise failure
-
-
-async def _serve(
-    server: UnixServer, takeover: bool, stop: asyncio.Event, ready: asyncio.Event | None
-) -> None:
-    """serve()'s life: start, serve until stopped or handed over, shut down."""
-    await server.start(takeover=takeover)
-    notify("READY=1", f"MAINPID={os.getpid()}")
-    if ready is not None:
-        ready.set()
-    try:
-        await first(stop.wait(), server.handed_over.wait())
-        if server.handed_over.is_set() and not stop.is_set():
-            # What the new process refused is served here until it ends.
-            await first(stop.wait(), server.wait_idle())
-    except BaseException:
-        # Cancelled from outside: no grace, but still close and clean up.
-        with anyio.CancelScope(shield=True):
-            await server.shutdown(grace=0)
-        raise
-    if not server.handed_over.is_set():
-        notify("STOPPING=1")
-    await server.shutdown()
-    if server.metrics is not None:
-        server.metrics.process_exited(os.getpid())  # our gauges leave the shared sums
+    async def cleanup(self) -> None:
+        # Cancelled from outside (or failed): no grace, but still close and
+        # clean up. (After shutdown() this finds nothing left to do.)
+        await self.server.shutdown(grace=0)
 
 
 async def _reload(server: UnixServer, command: list[str]) -> None:

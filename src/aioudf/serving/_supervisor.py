@@ -76,7 +76,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -98,7 +98,7 @@ from ._handover import (
     socket_pair,
     take_over,
 )
-from ._lifecycle import first, signal_handlers
+from ._lifecycle import Lifecycle, first
 from ._metrics import (
     REFRESH_INTERVAL,
     Metrics,
@@ -279,47 +279,47 @@ class Supervisor:
         self._moving = asyncio.Lock()
         self._worker_ended = asyncio.Event()  # set each time a worker is forgotten
 
-    # ---- life -------------------------------------------------------------
+    # ---- life (a Service of lifecycle.Lifecycle) ----------------------------
 
     async def run(self) -> int:
         """Serve until SIGTERM/SIGINT (or until everything was handed over); exit status."""
-        handlers = {
-            signal.SIGINT: self._on_stop,
-            signal.SIGTERM: self._on_stop,
-            signal.SIGHUP: self._on_hangup,
-        }
-        with signal_handlers(handlers):
-            return await self._run()
-
-    async def _run(self) -> int:
-        failure: AioudfError | None = None
-        try:
-            async with anyio.create_task_group() as tg:
-                self._tasks = tg
-                try:
-                    started = await self._start()
-                except AioudfError as exc:  # raised below, outside the task group's wrapping
-                    failure, started = exc, False
-                if started:
-                    notify("READY=1", f"MAINPID={os.getpid()}")
-                    await first(self._stop.wait(), self._handed_over.wait())
-                    if not self._handed_over.is_set():
-                        notify("STOPPING=1")
-                        self._remove_files()
-                self._ending.set()
-                await self._stop_workers()
-                tg.cancel_scope.cancel()
-            if failure is not None:
-                raise failure
-            if not started:
-                return 1
-        finally:
-            self._remove_files()
-            if self.metrics_endpoint is not None:
-                await self.metrics_endpoint.close()
-                self.metrics_endpoint.metrics.process_exited(os.getpid())
+        if not await Lifecycle(self, stop=self._stop).run():
+            return 1
         logger.info("supervisor stopped")
         return 0
+
+    async def startup(self, tasks: anyio.abc.TaskGroup) -> bool:
+        """Bind (or take over) the socket and start the workers; False if the first cannot."""
+        self._tasks = tasks
+        return await self._start()
+
+    async def ready(self) -> None:
+        notify("READY=1", f"MAINPID={os.getpid()}")
+
+    async def main_loop(self) -> None:
+        await self._handed_over.wait()
+
+    def stopping(self, signum: signal.Signals, again: bool) -> None:
+        if again:
+            logger.warning("received %s again: workers close their connections now", signum.name)
+            self._signal_workers(signal.SIGINT)
+        else:
+            logger.info("received %s: stopping %d worker(s)", signum.name, len(self.workers))
+            self._ending.set()
+
+    async def shutdown(self, started: bool) -> None:
+        """Stop the workers (those still serving after a hand-over end with their connections)."""
+        if started and not self._handed_over.is_set():
+            notify("STOPPING=1")
+            self._remove_files()
+        self._ending.set()
+        await self._stop_workers()
+
+    async def cleanup(self) -> None:
+        self._remove_files()
+        if self.metrics_endpoint is not None:
+            await self.metrics_endpoint.close()
+            self.metrics_endpoint.metrics.process_exited(os.getpid())
 
     async def _start(self) -> bool:
         if self.takeover:
@@ -340,15 +340,6 @@ class Supervisor:
         assert self._tasks is not None
         await self._control.open(self._tasks)
         return True
-
-    def _on_stop(self, signum: signal.Signals) -> None:
-        if self._stop.is_set():
-            logger.warning("received %s again: workers close their connections now", signum.name)
-            self._signal_workers(signal.SIGINT)
-        else:
-            logger.info("received %s: stopping %d worker(s)", signum.name, len(self.workers))
-            self._ending.set()
-            self._stop.set()
 
     def _signal_workers(self, signum: signal.Signals) -> None:
         for worker in self.workers:
@@ -639,13 +630,13 @@ class Supervisor:
 
     # ---- reload (SIGHUP) ------------------------------------------------------
 
-    def _on_hangup(self, signum: signal.Signals) -> None:
+    def hangup(self, tasks: anyio.abc.TaskGroup) -> None:
+        """SIGHUP: replace the workers, one by one, by workers of the code on disk."""
         if self._reloading:
             logger.warning("received SIGHUP: a reload is already under way")
             return
-        assert self._tasks is not None
         self._reloading = True
-        self._tasks.start_soon(self._reload)
+        tasks.start_soon(self._reload, name="aioudf reload")
 
     async def _reload(self) -> None:
         """Replace each worker by one of the code on disk that takes its connections."""
@@ -749,8 +740,8 @@ class Supervisor:
             self._tasks.start_soon(self._fill, Backoff(), 0.0)
         logger.warning("the other process failed part way: serving the socket here again")
 
-    async def open_channels(self) -> list[tuple[socket.socket, Awaitable[int]]]:
-        channels: list[tuple[socket.socket, Awaitable[int]]] = []
+    async def open_channels(self) -> list[tuple[socket.socket, Coroutine[Any, Any, int]]]:
+        channels: list[tuple[socket.socket, Coroutine[Any, Any, int]]] = []
         for worker in [w for w in self.workers if w.serving]:
             mine, theirs = socket_pair()
             channels.append((theirs, self._kept(worker, mine)))
@@ -817,46 +808,60 @@ async def run_worker(
         handover=False,
         metrics=metrics,
     )
-    stop = asyncio.Event()
+    worker = _WorkerService(server, supervisor, fds.get("take", []))
+    await Lifecycle(worker, stop=worker.stop).run()
 
-    def on_signal(signum: signal.Signals) -> None:
-        if stop.is_set():
-            server.cut_short()
-        stop.set()
 
-    def on_hangup(signum: signal.Signals) -> None:
+class _WorkerService:
+    """A worker's part in the :class:`~aioudf.lifecycle.Lifecycle`: serve, follow orders.
+
+    Ready once serving: the worker this one replaces gives its connections
+    only then (over the "take" channels). It serves until stopped, or until
+    it retires after giving its connections away.
+    """
+
+    def __init__(self, server: UnixServer, supervisor: Channel, take: list[int]) -> None:
+        self.server = server
+        self.supervisor = supervisor
+        self.take = take
+        self.stop = asyncio.Event()
+        self._orders: _Orders | None = None
+
+    async def startup(self, tasks: anyio.abc.TaskGroup) -> bool:
+        await self.server.start()
+        return True
+
+    async def ready(self) -> None:
+        await self.supervisor.send("ready")
+
+    async def main_loop(self) -> None:
+        # Its own task group, cancelled at a stop before the server shuts
+        # down: no order is followed while it does.
+        async with anyio.create_task_group() as tg:
+            if self.server.metrics is not None:
+                tg.start_soon(_publish_metrics, self.server.metrics)
+            for fd in self.take:
+                tg.start_soon(self.server.take_from, socket.socket(fileno=fd))
+            self._orders = _Orders(self.server, self.supervisor, tg, self.stop)
+            tg.start_soon(self._orders.follow)
+            await anyio.sleep_forever()  # until stop is set: by a signal, or by the orders
+
+    def stopping(self, signum: signal.Signals, again: bool) -> None:
+        if again:
+            self.server.cut_short()
+
+    def hangup(self, tasks: anyio.abc.TaskGroup) -> None:
         pass  # the supervisor reloads, not its workers
 
-    handlers = {signal.SIGINT: on_signal, signal.SIGTERM: on_signal, signal.SIGHUP: on_hangup}
-    with signal_handlers(handlers):
-        await _serve_worker(server, supervisor, fds.get("take", []), stop)
-
-
-async def _serve_worker(
-    server: UnixServer, supervisor: Channel, take: list[int], stop: asyncio.Event
-) -> None:
-    """A worker's life: start, tell the supervisor, follow its orders until ``stop``."""
-    await server.start()
-    orphaned = False
-    try:
-        # Ready once serving: the worker this one replaces gives its
-        # connections only then (over the "take" channels).
-        await supervisor.send("ready")
-        async with anyio.create_task_group() as tg:
-            if server.metrics is not None:
-                tg.start_soon(_publish_metrics, server.metrics)
-            for fd in take:
-                tg.start_soon(server.take_from, socket.socket(fileno=fd))
-            orders = _Orders(server, supervisor, tg, stop)
-            tg.start_soon(orders.follow)
-            await stop.wait()
-            orphaned = orders.orphaned
-            tg.cancel_scope.cancel()
-    finally:
+    async def shutdown(self, started: bool) -> None:
         # Without its supervisor (killed), a worker accepts no more but
         # serves its connections until they end (a signal ends them now).
-        await server.shutdown(grace=math.inf if orphaned else None)
-        supervisor.close()
+        orphaned = self._orders is not None and self._orders.orphaned
+        await self.server.shutdown(grace=math.inf if orphaned else None)
+
+    async def cleanup(self) -> None:
+        await self.server.shutdown(grace=0)  # (failed or cancelled: at once)
+        self.supervisor.close()
 
 
 def worker_config(description: str) -> Config:

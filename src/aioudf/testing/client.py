@@ -172,9 +172,12 @@ class TaskConnection:
             kind: collections.deque() for kind in _REPLY_KINDS.values()
         }
         self._failure: UDFError | None = None
-        self._failed = asyncio.Event()
         self._eof = asyncio.Event()
+        self._ended = asyncio.Event()  # at the UDF's EOF or the first failure, whichever is first
         self._closing = False
+        # The connection's own tasks, not a task group's: it is opened and
+        # closed by separate calls (an anyio group must be left by the task
+        # that entered it). close() cancels and awaits every one.
         self._tasks = [asyncio.create_task(self._read_loop(), name=f"{name} read")]
         if timeout:
             self._tasks.append(
@@ -195,7 +198,7 @@ class TaskConnection:
     def _fail(self, error: UDFError) -> None:
         if self._failure is None:
             self._failure = error
-            self._failed.set()
+            self._ended.set()
             for waiters in self._pending.values():
                 for waiter in waiters:
                     if not waiter.done():
@@ -243,6 +246,7 @@ class TaskConnection:
             self._fail(UDFError(f"cannot read the UDF's responses: {exc}"))
         finally:
             self._eof.set()
+            self._ended.set()
             if not self._closing and self._failure is None:
                 self._fail(UDFError("the UDF closed the connection unexpectedly"))
 
@@ -419,21 +423,12 @@ class TaskConnection:
         with contextlib.suppress(OSError):
             await self._conn.close_write()
         try:
-            await asyncio.wait_for(self._wait_eof_or_failure(), timeout)
+            await asyncio.wait_for(self._ended.wait(), timeout)
         except (asyncio.TimeoutError, TimeoutError):
             self._fail(UDFError(f"the UDF did not close its side within {timeout:g} s"))
         await self.close()
         self._raise_if_failed()
         return self.result
-
-    async def _wait_eof_or_failure(self) -> None:
-        eof = asyncio.ensure_future(self._eof.wait())
-        failed = asyncio.ensure_future(self._failed.wait())
-        try:
-            await asyncio.wait({eof, failed}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            eof.cancel()
-            failed.cancel()
 
     async def close(self) -> None:
         """Release the connection (after :meth:`stop`, or to abandon it)."""

@@ -124,7 +124,9 @@ class _InProcessConnection:
             handler, self._to_udf, self._from_udf, name="in-process", **agent_options
         )
         self.failure: ConnectionFailed | None = None
-        self._task = asyncio.create_task(self._run())
+        # The connection's task (opened and closed by separate calls, so no
+        # task group can hold it): abort() cancels it, wait_closed() awaits it.
+        self._task = asyncio.create_task(self._run(), name="aioudf in-process agent")
 
     async def _run(self) -> None:
         try:
@@ -259,7 +261,11 @@ class _ProcessConnection:
         self._stdout = process.stdout
         self._stderr_lines: list[str] = []
         self._on_stderr = on_stderr
-        self._stderr_task = asyncio.create_task(self._collect_stderr(process.stderr))
+        # The connection's task: it ends with the process's stderr (abort()
+        # kills the process), and wait_closed() awaits it.
+        self._stderr_task = asyncio.create_task(
+            self._collect_stderr(process.stderr), name="aioudf UDF stderr"
+        )
 
     async def _collect_stderr(self, stream: asyncio.StreamReader) -> None:
         # Like Kapacitor, which copies every stderr line into its log.

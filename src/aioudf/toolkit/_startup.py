@@ -87,6 +87,10 @@ class Startup(Generic[T]):
         loop = asyncio.get_running_loop()
         if task is not None and task.get_loop() is loop and not task.done():
             return
+        # A task of the process, not of a task group: the load is shared by
+        # every connection and outlives the one whose Init started it (a
+        # connection's group would cancel it when that one ends). Its owner
+        # is this declaration, which keeps it for wait(); the loop ends it.
         task = self._task = loop.create_task(self._load(), name=f"aioudf start-up {self.label}")
         # Retrieved here, so a load nobody waited for is not logged as lost.
         task.add_done_callback(lambda done: done.cancelled() or done.exception())
