@@ -18,12 +18,10 @@ declare its :class:`Option` s and edge types, and run it::
 Running: :func:`main` (a script's command line), :func:`run` (a process
 UDF), :func:`serve` and ``UnixServer`` (a socket UDF); they load on first use.
 
-Also here: the messages (``Point``, ``BeginBatch``, ``EndBatch``...), the
-enums, ``BaseHandler``, the errors (:mod:`aioudf.errors` draws the tree) and
-the toolkit of docs/authoring.md (``BatchHandler``, ``per_group``,
-``TimeWindow``, ``startup``...: :mod:`aioudf.toolkit`). :mod:`aioudf.testing`
-drives a UDF as Kapacitor would; :mod:`aioudf.lowlevel` holds the wire and
-the agent.
+Also here: the messages (``Point``, ``BeginBatch``...), the enums,
+``BaseHandler``, the errors (:mod:`aioudf.errors`) and the toolkit
+(:mod:`aioudf.toolkit`, docs/authoring.md). :mod:`aioudf.testing` drives a
+UDF as Kapacitor would; :mod:`aioudf.lowlevel` holds the wire and the agent.
 """
 
 from __future__ import annotations

@@ -139,19 +139,14 @@ def run(
 ) -> None:
     """Run a process UDF until stdin closes; exit with status 1 on error.
 
-    ``handler_factory`` is the Handler class (or any callable returning a
-    handler). ``loop`` picks the event loop (``auto``, ``asyncio``,
-    ``uvloop``); ``log_format`` is ``logfmt`` (one line per event, what
-    Kapacitor's log keeps whole), ``json`` or ``text``. ``config`` and
-    ``settings``: a :class:`~aioudf.config.Config` with any setting changed
-    by keyword (:class:`~aioudf.config.ProcessSettings`: ``warn_blocked``,
-    seconds the loop may be blocked before a warning, default 1, 0: no
-    check; ``max_frame_size``, ``max_backlog``, ``max_output``,
-    ``read_size``, ``stop_timeout``, ``close_timeout``), checked before
-    anything is set up.
-    What cannot start (a closed stdin or stdout, ``loop="uvloop"`` without
-    uvloop, any ``argv``: default ``sys.argv[1:]``, as :func:`aioudf.main`
-    takes flags) is one line on stderr and exit status 2.
+    ``handler_factory``: the Handler class (or a callable returning a
+    handler). ``loop``: ``auto``, ``asyncio`` or ``uvloop``; ``log_format``:
+    ``logfmt``, ``json`` or ``text``. ``config`` and ``settings``: a
+    :class:`~aioudf.config.Config` with settings changed by keyword
+    (:class:`~aioudf.config.ProcessSettings`), checked before anything is set
+    up. What cannot start (a closed stdin or stdout, uvloop missing, a bad
+    flag in ``argv``, default ``sys.argv[1:]``) is one line on stderr and exit
+    status 2.
     """
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments:

@@ -658,27 +658,17 @@ async def serve(
 ) -> None:
     """Serve a socket UDF until SIGINT or SIGTERM; for ``asyncio.run``.
 
-    ``config`` and ``settings`` are the server's (see :class:`UnixServer`);
-    since serve() owns the loop, an unset ``warn_blocked`` (the number of
-    seconds the event loop may be blocked before a warning is logged) is
-    :data:`~aioudf.config.DEFAULT_WARN_BLOCKED` here (0 disables the check).
-    ``ready``, if given, is set once the socket accepts connections. ``sock``: a listening
-    socket to serve instead of binding ``path`` (see :class:`UnixServer`).
-    Under systemd with ``Type=notify``, readiness and stopping are notified.
-    ``metrics``: see :class:`UnixServer` (``"HOST:PORT"`` serves Prometheus
-    metrics there). ``stop``, if given, stops the server once set, as the first
-    signal does.
-
-    The first signal stops accepting and gives open connections ``grace``
-    seconds to finish; the socket file is removed and the call returns. A
-    second signal cancels the remaining connections at once. With
-    ``handle_signals=False`` nothing is installed and the call serves until
-    cancelled. Signal handlers that were there before are restored.
-
-    ``takeover`` (or ``AIOUDF_TAKEOVER=1``) takes everything over from the
-    server on ``path``; SIGHUP starts ``reload_command`` (default
-    :data:`sys.orig_argv`) to take it over with the code anew from disk; the
-    call returns once it has and the connections it refused have ended.
+    ``config``, ``settings``, ``sock`` and ``metrics`` are :class:`UnixServer`'s;
+    an unset ``warn_blocked`` is :data:`~aioudf.config.DEFAULT_WARN_BLOCKED`
+    here, since serve() owns the loop. ``ready`` is set once the socket
+    accepts connections; ``stop``, once set, stops the server as the first
+    signal does. The first signal stops accepting and gives open connections
+    ``grace`` seconds; a second cancels them. Signal handlers are put back on
+    return (none are installed with ``handle_signals=False``); systemd's
+    ``Type=notify`` is told of readiness and stopping. ``takeover`` (or
+    ``AIOUDF_TAKEOVER=1``) takes everything over from the server on ``path``;
+    SIGHUP starts ``reload_command`` (default :data:`sys.orig_argv`) to do so
+    with the code anew from disk (docs/operations.md).
     """
     config = Config.of(config, **settings)
     config = config.with_settings(warn_blocked=config.blocked_threshold(owns_loop=True))

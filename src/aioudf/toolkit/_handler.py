@@ -206,10 +206,7 @@ class BaseHandler:
 
 
 class Handler(BaseHandler):
-    """Base class of async UDF handlers: the request methods are ``async def``.
-
-    See :class:`BaseHandler` for the class attributes.
-    """
+    """Base class of async UDF handlers (``async def`` methods; attributes: BaseHandler)."""
 
     async def info(self) -> InfoResponse:
         """Describe the UDF: edge types and options (built from the class)."""
@@ -293,7 +290,6 @@ class BlockingHandler(BaseHandler):
         points: Iterable[Point] = (),
         end: EndBatch | None = None,
     ) -> None:
-        """Emit a batch (see :meth:`Handler.emit_batch`), blocking while the output is full."""
         for message in batch_messages(begin, points, end):
             self.emit(message)
 
