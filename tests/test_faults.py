@@ -418,7 +418,7 @@ class Raises(Handler):
         await self.emit(end)
 
     async def stop(self) -> None:
-        await self.emit(Point(name="last words"))
+        await self.emit_batch(BeginBatch(name="last"), [Point(name="last words")], EndBatch())
         if self.where == "stop":
             raise RuntimeError("stop exploded")
 
@@ -454,7 +454,7 @@ BATCH = [
         (
             "stop",
             [INIT, *BATCH],
-            ["init", "begin", "point", "end", "point"],
+            ["init", "begin", "point", "end", "begin", "point", "end"],
             "Raises.stop() failed: RuntimeError: stop exploded",
         ),
     ],
