@@ -181,6 +181,28 @@ def test_handler_exception_fails_only_its_task(python_env: dict[str, str], short
         assert entry["exc"].endswith("ValueError: bad value at t=1000000000")
 
 
+def test_an_emit_out_of_turn_fails_the_task_with_one_line(
+    python_env: dict[str, str], short_tmp: Path
+) -> None:
+    udf = process_udf(python_env, "-m", "aioudf", "run", "udf_handlers:Unbatched")
+    with Kapacitord(short_tmp / "k", {"unbatched": udf}) as k:
+        k.define_task(
+            "t", "stream\n    |from().measurement('cpu')\n    @unbatched()\n    |httpOut('out')\n"
+        )
+        k.write("cpu v=1 1")
+        k.wait_for(lambda: "received error message" in k.log(), "the ErrorResponse")
+        k.write("cpu v=2 2")
+        error = k.wait_task_error("t")
+        assert "Unbatched.point() failed handling Point: EmitError: cannot emit a Point " in error
+        assert "the UDF provides a BATCH edge (emit a BeginBatch first)" in error
+        # The UDF's log says it in one line: no traceback of aioudf's frames.
+        udf_lines = [
+            e["text"] for e in map(parse_logfmt, k.log().splitlines()) if e.get("msg") == "UDF log"
+        ]
+        assert any("EmitError: cannot emit a Point" in text for text in udf_lines), udf_lines
+        assert not [text for text in udf_lines if "Traceback" in text]
+
+
 def test_a_huge_log_message_does_not_silence_the_udf(
     python_env: dict[str, str], short_tmp: Path
 ) -> None:
