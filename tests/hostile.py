@@ -46,7 +46,7 @@ from aioudf import (
 )
 from aioudf._pb import udf_pb2 as pb
 from aioudf.testing import MemoryPipe
-from aioudf.wire._protocol import State, UDFConnection
+from aioudf.wire._protocol import Ending, State, UDFConnection
 
 #: Bounded time for one hostile connection: a hang becomes a failure.
 HANG_TIMEOUT = 20.0
@@ -326,7 +326,7 @@ def drive_connection(
         conn.receive_eof()
     except ProtocolError as exc:
         out += conn.data_to_send()
-        out += conn.fail(f"protocol error: {exc}")
+        out += conn.end(Ending.protocol(exc))
     return Outcome(decode_responses(bytes(out)), conn.failure)
 
 
@@ -337,8 +337,12 @@ class Echo(Handler):
     """Echoes every data message; its snapshot is the number of points seen.
 
     Declares one option of every value type, so hostile Init options reach the
-    option parser. Takes both edges (begin_batch/end_batch are implemented).
+    option parser. Takes both edges (begin_batch/end_batch are implemented),
+    and emits what it takes: the hook of handlers whose class does not say
+    their edge, so that only the nesting of what it emits is checked.
     """
+
+    _aioudf_any_edge = True
 
     flag = Option()
     count = Option(int, default=0)
@@ -367,6 +371,8 @@ class Echo(Handler):
 
 class BlockingEcho(BlockingHandler):
     """:class:`Echo` as a blocking handler: every call runs in a worker thread."""
+
+    _aioudf_any_edge = True
 
     flag = Option()
     count = Option(int, default=0)

@@ -116,6 +116,15 @@ class Fails(Handler):
             raise OSError("disk gone")
 
 
+class Unbatched(Handler):
+    """Provides BATCH but emits each point alone: the mistake an EmitError names."""
+
+    provides = EdgeType.BATCH
+
+    async def point(self, point: Point) -> None:
+        await self.emit(point)
+
+
 class Printer(Handler):
     """Prints to stdout and writes to fd 1: neither may corrupt the frame stream."""
 

@@ -37,6 +37,7 @@ from ._version import __version__
 from .errors import AioudfError as AioudfError
 from .errors import ConfigError as ConfigError
 from .errors import ConnectionFailed as ConnectionFailed
+from .errors import EmitError as EmitError
 from .errors import FrameError as FrameError
 from .errors import FrameTooLarge as FrameTooLarge
 from .errors import InitError as InitError

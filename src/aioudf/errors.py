@@ -17,6 +17,7 @@ Every message is one line naming the cause::
     ├── DeclarationError         a handler class declares what cannot work (also a TypeError)
     ├── HandlerLoadError         the handler named on a command line cannot be loaded
     ├── StateError               a protocol object used out of turn, or bad exported state
+    │   └── EmitError            a handler emitted data out of turn (a batch not nested...)
     ├── SocketPathError          a socket path that cannot be served on
     ├── ActivationError          sockets passed by systemd (LISTEN_FDS) that cannot be served
     ├── HandoverError            taking over from, or handing over to, another server failed
@@ -62,6 +63,7 @@ __all__ = [
     "ConfigError",
     "ConnectionFailed",
     "DeclarationError",
+    "EmitError",
     "FrameError",
     "FrameTooLarge",
     "HandlerLoadError",
@@ -240,6 +242,18 @@ class StateError(AioudfError):
     Our side's mistake, where :class:`ProtocolError` is the peer's: a reply
     nobody asked for, a connection state exported inside a batch, bytes that
     are not an exported state.
+    """
+
+
+class EmitError(StateError):
+    """A handler emitted data the protocol does not allow at that moment.
+
+    Raised by ``emit()`` itself, before anything is queued: an EndBatch with
+    no batch open, a BeginBatch inside an open batch, a Point outside a
+    batch from a handler that provides a BATCH edge, or a batch from one
+    that provides a STREAM edge. Nothing of the refused message is sent; a
+    handler that lets it propagate ends its connection (and no other) with
+    an ErrorResponse naming it.
     """
 
 

@@ -6,18 +6,30 @@ import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from standin import Peer, kind, options, request
+from standin import Peer, decode_responses, kind, options, request
 from udf_handlers import BatchEcho, Fails, Recorder, SometimesSuspends, ThreadedEcho
 
-from aioudf import BlockingHandler, EdgeType, Handler, InitError, Point, RestoreError, UnixServer
+from aioudf import (
+    BlockingHandler,
+    ConnectionFailed,
+    EdgeType,
+    Handler,
+    InitError,
+    Point,
+    RestoreError,
+    UnixServer,
+)
 from aioudf._pb import udf_pb2 as pb
+from aioudf.runtime._agent import Emitter, OutputQueue
 from aioudf.testing import DataPoint, Kapacitor
 from aioudf.wire._frames import encode_frame
 from aioudf.wire._messages import DataMessage
+from aioudf.wire._protocol import UDFConnection
 
 INFO = request(info=pb.InfoRequest())
 
@@ -582,3 +594,36 @@ async def test_a_handler_overriding_emit_sees_every_emitted_message() -> None:
         points=[DataPoint("cpu", {"v": float(i)}, time=i) for i in range(3)]
     )
     assert [p.tags for p in result.points] == [{"stamped": "yes"}] * 3
+
+
+async def test_a_threads_frames_go_before_the_error_response_and_none_after_it() -> None:
+    conn = UDFConnection()
+    output = OutputQueue()
+    emitter = Emitter(output, asyncio.get_running_loop(), conn)
+
+    def emit_in_a_thread(message: DataMessage) -> BaseException | None:
+        # Joined without letting the loop run: the frame waits in the
+        # emitter, its move into the output still scheduled.
+        raised: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                emitter.emit(message)
+            except BaseException as exc:
+                raised.append(exc)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join()
+        return raised[0] if raised else None
+
+    assert emit_in_a_thread(Point(name="before")) is None
+    emitter.end(partial(conn.fail, "handler broke"))
+    refused = emit_in_a_thread(Point(name="after"))
+    assert isinstance(refused, ConnectionFailed)
+    await asyncio.sleep(0)  # the scheduled move runs: nothing is left to move
+    assert [kind(r) for r in decode_responses(output.take())] == ["point", "error"]
+    # And a closed queue takes nothing more.
+    output.close()
+    output.put_many([b"late"])
+    assert output.take() == b""

@@ -38,18 +38,21 @@ from aioudf import (
     BaseHandler,
     BeginBatch,
     BlockingHandler,
+    ConnectionFailed,
     EdgeType,
+    EmitError,
     EndBatch,
     Handler,
     InfoResponse,
     InitRequest,
+    Option,
     Point,
     UnixServer,
 )
 from aioudf._pb import udf_pb2 as pb
 from aioudf.runtime._logs import ContextFilter
 from aioudf.testing import MemoryPipe
-from aioudf.wire._frames import FrameDecoder
+from aioudf.wire._frames import FrameDecoder, encode_frame
 from aioudf.wire._protocol import UDFConnection
 
 INIT = request(init=pb.InitRequest())
@@ -418,7 +421,7 @@ class Raises(Handler):
         await self.emit(end)
 
     async def stop(self) -> None:
-        await self.emit(Point(name="last words"))
+        await self.emit_batch(BeginBatch(name="last"), [Point(name="last words")], EndBatch())
         if self.where == "stop":
             raise RuntimeError("stop exploded")
 
@@ -454,7 +457,7 @@ BATCH = [
         (
             "stop",
             [INIT, *BATCH],
-            ["init", "begin", "point", "end", "point"],
+            ["init", "begin", "point", "end", "begin", "point", "end"],
             "Raises.stop() failed: RuntimeError: stop exploded",
         ),
     ],
@@ -481,6 +484,96 @@ async def test_exception_in_any_method_is_an_error_response(
     logged = [r for r in logs.lines if error in r]
     assert logged
     await served.idle()
+    await served.still_serves()
+
+
+class Unwrapped(Handler):
+    """Provides BATCH, emits each point alone; with ``.wrap()`` it catches that, batches it."""
+
+    provides = EdgeType.BATCH
+    wrap = Option(bool, default=False)
+
+    async def point(self, point: Point) -> None:
+        try:
+            await self.emit(point)
+        except EmitError:
+            if not self.wrap:
+                raise
+            await self.emit_batch(BeginBatch(name="w"), [point], EndBatch(name="w"))
+
+
+async def test_an_emit_out_of_turn_is_a_clear_error_that_ends_only_its_connection(
+    serve: Any, logs: Logs
+) -> None:
+    served = await serve(Unwrapped)
+    bad, good = await served.connect(), await served.connect()
+    await good.send(request(init=pb.InitRequest(options=options(wrap=True))), point(1))
+    await bad.send(INIT, point(1), point(2))
+    await bad.half_close()
+    responses = await bad.receive_all()
+    # Nothing of the refused point went out; the error names the mistake.
+    assert [kind(r) for r in responses] == ["init", "error"]
+    error = (
+        "Unwrapped.point() failed handling Point: EmitError: cannot emit a Point outside "
+        "a batch: the UDF provides a BATCH edge (emit a BeginBatch first)"
+    )
+    assert responses[-1].error.error == error
+    # Logged in one line, without a traceback.
+    (record,) = [r for r in logs.records if r.getMessage() == error]
+    assert record.exc_info is None
+    # The handler that caught the EmitError goes on, on its own connection.
+    await good.send(point(2))
+    await good.half_close()
+    answered = await good.receive_all()
+    assert [kind(r) for r in answered] == ["init", *["begin", "point", "end"] * 2]
+    await served.idle()
+    await served.still_serves()
+
+
+class EmitsFromItsThread(Handler):
+    """Starts a thread of its own at Init that emits points until emit() refuses."""
+
+    refused: ClassVar[list[BaseException]] = []
+    threads: ClassVar[list[threading.Thread]] = []
+
+    async def init(self, request: InitRequest) -> None:
+        started = threading.Event()
+
+        def run() -> None:
+            try:
+                n = 0
+                while True:
+                    self.emit(Point(name="from the thread", time=n))
+                    n += 1
+                    started.set()
+            except Exception as exc:  # what ends the loop
+                self.refused.append(exc)
+                started.set()
+
+        thread = threading.Thread(target=run, daemon=True)
+        self.threads.append(thread)
+        thread.start()
+        await asyncio.to_thread(started.wait)
+
+
+async def test_a_threads_emits_never_follow_the_error_response(serve: Any) -> None:
+    EmitsFromItsThread.refused.clear()
+    EmitsFromItsThread.threads.clear()
+    served = await serve(EmitsFromItsThread, max_output=1 << 30)
+    peer = await served.connect()
+    await peer.send(INIT)
+    await peer.receive_kind("point")  # the thread is emitting
+    await peer.send(encode_frame(b"\xff\xff\xff"))  # a violation: the connection fails
+    responses = await peer.receive_all()
+    assert kind(responses[-1]) == "error", [kind(r) for r in responses[-3:]]
+    assert "protocol error" in responses[-1].error.error
+    assert {kind(r) for r in responses[:-1]} <= {"init", "point"}
+    await served.idle()
+    (thread,) = EmitsFromItsThread.threads
+    await asyncio.to_thread(thread.join, 30)
+    # The thread was told, by the error emit() raises once the connection ended.
+    (refused,) = EmitsFromItsThread.refused
+    assert isinstance(refused, ConnectionFailed) and "has failed (protocol error" in str(refused)
     await served.still_serves()
 
 

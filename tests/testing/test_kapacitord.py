@@ -56,6 +56,17 @@ def serve(python_env: dict[str, str], short_tmp: Path) -> Iterator[Callable[...,
             server.stop()
 
 
+def cpu_through(udf: str) -> str:
+    """A stream task sending measurement ``cpu`` through ``@udf()`` to ``httpOut('out')``."""
+    return f"stream\n    |from().measurement('cpu')\n    @{udf}()\n    |httpOut('out')\n"
+
+
+def udf_log(k: Kapacitord) -> list[str]:
+    """What process UDFs wrote to stderr, one entry a line, as kapacitord logged it."""
+    entries = map(parse_logfmt, k.log().splitlines())
+    return [e["text"] for e in entries if e.get("msg") == "UDF log"]
+
+
 CPU_BY_HOST = """stream
     |from()
         .measurement('cpu')
@@ -154,14 +165,29 @@ def test_handler_exception_fails_only_its_task(python_env: dict[str, str], short
         assert not k.task("good")["error"]
         # The traceback is ONE entry of kapacitord's log (each stderr line of
         # a process UDF is one), carrying the exception and the failing line.
-        udf_lines = [
-            e["text"] for e in map(parse_logfmt, k.log().splitlines()) if e.get("msg") == "UDF log"
-        ]
-        (entry,) = [parse_logfmt(text) for text in udf_lines if "Traceback" in text]
+        (entry,) = [parse_logfmt(text) for text in udf_log(k) if "Traceback" in text]
         assert (entry["lvl"], entry["task"], entry["node"]) == ("error", "bad", "fails2")
         assert entry["exc"].startswith("Traceback (most recent call last):\n")
         assert '\n    raise ValueError(f"bad value at t={point.time}")\n' in entry["exc"]
         assert entry["exc"].endswith("ValueError: bad value at t=1000000000")
+
+
+def test_an_emit_out_of_turn_fails_the_task_with_one_line(
+    python_env: dict[str, str], short_tmp: Path
+) -> None:
+    udf = process_udf(python_env, "-m", "aioudf", "run", "udf_handlers:Unbatched")
+    with Kapacitord(short_tmp / "k", {"unbatched": udf}) as k:
+        k.define_task("t", cpu_through("unbatched"))
+        k.write("cpu v=1 1")
+        k.wait_for(lambda: "received error message" in k.log(), "the ErrorResponse")
+        k.write("cpu v=2 2")
+        error = k.wait_task_error("t")
+        assert "Unbatched.point() failed handling Point: EmitError: cannot emit a Point " in error
+        assert "the UDF provides a BATCH edge (emit a BeginBatch first)" in error
+        # The UDF's log says it in one line: no traceback of aioudf's frames.
+        udf_lines = udf_log(k)
+        assert any("EmitError: cannot emit a Point" in text for text in udf_lines), udf_lines
+        assert not [text for text in udf_lines if "Traceback" in text]
 
 
 def test_a_huge_log_message_does_not_silence_the_udf(
@@ -171,13 +197,10 @@ def test_a_huge_log_message_does_not_silence_the_udf(
     # over 64 KiB (measured with 1.4.1): aioudf's log lines stay below it.
     udf = process_udf(python_env, "-m", "aioudf", "run", "udf_handlers:LogsHugeMessage")
     with Kapacitord(short_tmp / "k", {"huge": udf}) as k:
-        k.define_task(
-            "t", "stream\n    |from().measurement('cpu')\n    @huge()\n    |httpOut('out')\n"
-        )
+        k.define_task("t", cpu_through("huge"))
         k.write("cpu v=1 1")
         k.wait_for(lambda: "after the huge message" in k.log(), "the line after the huge one")
-        entries = [parse_logfmt(line) for line in k.log().splitlines()]
-        (huge,) = [parse_logfmt(e["text"]) for e in entries if "huge: x" in e.get("text", "")]
+        (huge,) = [parse_logfmt(text) for text in udf_log(k) if "huge: x" in text]
         assert "characters cut...]" in huge["msg"] and huge["task"] == "t"
 
 

@@ -19,12 +19,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from standin import decode_responses, request
 
-from aioudf import ProtocolError, StateError
+from aioudf import ConnectionFailed, EdgeType, EmitError, ProtocolError, StateError
 from aioudf._pb import udf_pb2 as pb
 from aioudf.wire import _protocol as protocol
 from aioudf.wire._frames import encode_frame
-from aioudf.wire._messages import RequestMessage
-from aioudf.wire._protocol import STATE_FORMAT_VERSION, State, UDFConnection
+from aioudf.wire._messages import DataMessage, RequestMessage
+from aioudf.wire._protocol import STATE_FORMAT_VERSION, Ending, State, UDFConnection
 
 INIT = request(init=pb.InitRequest(taskID="t", nodeID="n"))
 INFO = pb.InfoResponse(wants=pb.STREAM, provides=pb.STREAM)
@@ -132,9 +132,15 @@ def test_a_refused_init_makes_later_data_a_violation() -> None:
         pb.Response(init=pb.InitResponse(success=False, error="size must be positive"))
     ]
     assert conn.state is State.INIT_FAILED and not conn.init_accepted
-    assert str(conn.refusal(early)) == (
+    # The point decoded before the refusal is a violation too: the first of
+    # what a shell holds that the refusal forbids (an Info it is not).
+    info = pb.InfoRequest()
+    assert conn.forbidden([info, early, early]) is not None
+    index, violation = conn.forbidden([info, early, early])  # type: ignore[misc]
+    assert index == 1 and str(violation) == (
         "unexpected Point after a failed Init (size must be positive)"
     )
+    assert conn.forbidden([info]) is None
     conn.receive_data(request(info=pb.InfoRequest()) + request(snapshot=pb.SnapshotRequest()))
     assert isinstance(conn.next_request(), pb.InfoRequest)
     with pytest.raises(ProtocolError, match=r"unexpected Snapshot after a failed Init \(size"):
@@ -152,6 +158,102 @@ def test_fail_builds_one_error_response_and_keeps_the_first_cause() -> None:
     assert conn.state is State.FAILED and conn.failure == "handler broke"
     with pytest.raises(StateError, match="the connection has failed"):
         conn.send_info(INFO)
+
+
+def emitted(conn: UDFConnection, *messages: DataMessage) -> list[str]:
+    """Emit ``messages`` through the connection: the kinds framed, up to the first refused."""
+    out = b"".join(conn.send_data(m) for m in messages)
+    return [str(response.WhichOneof("message")) for response in decode_responses(out)]
+
+
+BEGIN, END = pb.BeginBatch(name="b", group="g"), pb.EndBatch(name="b", group="g")
+
+
+@pytest.mark.parametrize(
+    ("provides", "messages", "error"),
+    [
+        (pb.STREAM, [pb.Point(), BEGIN], "cannot emit BeginBatch: the UDF provides a STREAM edge"),
+        (pb.STREAM, [END], "cannot emit EndBatch: the UDF provides a STREAM edge"),
+        (pb.BATCH, [pb.Point()], "cannot emit a Point outside a batch: the UDF provides a BATCH"),
+        (pb.BATCH, [BEGIN, END, pb.Point()], "cannot emit a Point outside a batch"),
+        (pb.BATCH, [END], r"cannot emit EndBatch: no batch is open \(emit its BeginBatch"),
+        (pb.BATCH, [BEGIN, BEGIN], "cannot emit BeginBatch: the batch for group 'g' is still open"),
+        (None, [BEGIN, pb.Point(), BEGIN], "the batch for group 'g' is still open"),
+        (None, [pb.Point(), END], "cannot emit EndBatch: no batch is open"),
+    ],
+)
+def test_what_the_udf_emits_must_fit_its_edge_and_nest(
+    provides: int | None, messages: list[DataMessage], error: str
+) -> None:
+    conn = UDFConnection(provides=None if provides is None else EdgeType(provides))
+    *allowed, refused = messages
+    assert emitted(conn, *allowed) == [
+        type(m).__name__.lower().replace("batch", "") for m in allowed
+    ]
+    with pytest.raises(EmitError, match=error):
+        conn.send_data(refused)
+    # Refused, it moved nothing: the connection stands where the others left it.
+    twin = UDFConnection(provides=conn.provides)
+    emitted(twin, *allowed)
+    assert (conn.points_allowed, conn.emitting_batch) == (twin.points_allowed, twin.emitting_batch)
+
+
+def test_batches_and_points_go_where_their_edge_allows() -> None:
+    stream = UDFConnection(provides=EdgeType.STREAM)
+    assert emitted(stream, pb.Point(), pb.Point()) == ["point", "point"]
+    batch = UDFConnection(provides=EdgeType.BATCH)
+    assert not batch.points_allowed
+    assert emitted(batch, BEGIN, pb.Point(), pb.Point(), END, BEGIN) == [
+        "begin",
+        "point",
+        "point",
+        "end",
+        "begin",
+    ]
+    assert batch.points_allowed and batch.emitting_batch
+    either = UDFConnection()  # not known: batches nest, points go anywhere
+    assert emitted(either, pb.Point(), BEGIN, pb.Point(), END, pb.Point()) == [
+        "point",
+        "begin",
+        "point",
+        "end",
+        "point",
+    ]
+    with pytest.raises(TypeError, match="only Point, BeginBatch and EndBatch can be emitted"):
+        either.send_data(pb.InfoRequest())
+
+
+@pytest.mark.parametrize("end", ["fail", "close_output"])
+def test_nothing_is_emitted_after_the_connection_ended(end: str) -> None:
+    conn = UDFConnection(provides=EdgeType.BATCH)
+    conn.send_data(BEGIN)
+    if end == "fail":
+        conn.fail("handler broke")
+        error = r"has failed \(handler broke\)"
+    else:
+        conn.close_output()
+        error = "is closed"
+    assert not conn.points_allowed
+    for message in (pb.Point(), END, BEGIN):
+        with pytest.raises(
+            ConnectionFailed, match="cannot emit: the connection to Kapacitor " + error
+        ):
+            conn.send_data(message)
+
+
+def test_every_reason_a_connection_ends_is_worded_by_the_core() -> None:
+    conn = UDFConnection()
+    assert decode_responses(conn.end(Ending.protocol(ProtocolError("bad frame")))) == [
+        pb.Response(error=pb.ErrorResponse(error="protocol error: bad frame"))
+    ]
+    lost = UDFConnection()
+    assert lost.end(Ending.lost(BrokenPipeError("gone"), writing=True)) == b""  # cannot be told
+    assert lost.failure == "connection lost while writing: gone"
+    assert Ending.handler("H", "point", ValueError("v"), pb.Point()).reason == (
+        "H.point() failed handling Point: ValueError: v"
+    )
+    assert Ending.handler("H", "stop", ValueError("v")).reason == "H.stop() failed: ValueError: v"
+    assert not Ending.unwritten(10, 2.5).told
 
 
 field_names = st.text(min_size=1, max_size=20)

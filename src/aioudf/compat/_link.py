@@ -254,6 +254,7 @@ class ScriptAdapter(BlockingHandler):
     # The hooks of aioudf's agent (see aioudf.runtime._agent).
     _aioudf_raw_init = True  # the script reads the InitRequest's options itself
     _aioudf_restore_always = True  # a hand-over asks the script's restore(), even of b""
+    _aioudf_any_edge = True  # the script's info() says what it provides, not this class
 
     def __init__(self, link: Link) -> None:
         self._link = link

@@ -67,7 +67,14 @@ from ..config import (
     DEFAULT_STOP_TIMEOUT,
     Config,
 )
-from ..errors import ConnectionFailed, InitError, OptionError, ProtocolError, RestoreError
+from ..errors import (
+    ConnectionFailed,
+    EmitError,
+    InitError,
+    OptionError,
+    ProtocolError,
+    RestoreError,
+)
 from ..toolkit._handler import READY, BaseHandler
 from ..toolkit._options import a_or_an, bind_options, parse_options
 from ..wire._messages import (
@@ -81,10 +88,9 @@ from ..wire._messages import (
     RestoreRequest,
     SnapshotRequest,
     data_header,
-    encode_data_frame,
     encode_error,
 )
-from ..wire._protocol import State, UDFConnection
+from ..wire._protocol import Ending, UDFConnection, snapshot_bytes
 from ._hooks import NO_METRICS
 from ._logs import current_connection, ensure_connection_context
 from ._streams import ByteReader, ByteWriter, PushReader
@@ -148,7 +154,6 @@ _SLICE_CHECK = 16
 # call: one thread hop per run of points instead of one per point.
 _THREAD_BATCH = 512
 
-_DATA_TYPES = (Point, BeginBatch, EndBatch)
 _METHODS = {Point: "point", BeginBatch: "begin_batch", EndBatch: "end_batch"}
 
 # Hooks a handler that adapts another API may define (aioudf.compat's adapter
@@ -168,6 +173,10 @@ _METHODS = {Point: "point", BeginBatch: "begin_batch", EndBatch: "end_batch"}
 # ``_aioudf_restore_always = True``
 #     a moved connection's handler is restored even from an empty snapshot,
 #     so that a handler that cannot restore refuses the move.
+# ``_aioudf_any_edge = True``
+#     the class's ``provides`` does not say what the handler emits (the
+#     adapted API declares it at run time): the connection checks only
+#     that emitted batches nest, not which edge type they fit.
 
 
 def _run_sync(handler: BaseHandler) -> Callable[..., Awaitable[Any]]:
@@ -229,7 +238,13 @@ class OutputQueue:
         return False
 
     def put_many(self, frames: list[bytes]) -> None:
-        if frames:
+        """Queue ``frames`` (a worker thread's) and wake the writer; nothing once closed.
+
+        (The connection refuses what is emitted after it ended, and
+        :meth:`Emitter.end` queues what was emitted before: frames reaching
+        a closed queue have no writer left to take them.)
+        """
+        if frames and not self.closed:
             self._frames.extend(frames)
             self.size += sum(map(len, frames))
             self._has_data.set()
@@ -285,14 +300,21 @@ class OutputQueue:
 class Emitter:
     """Turns a handler's ``emit()`` calls into queued Response frames.
 
+    The connection (:meth:`UDFConnection.send_data
+    <aioudf.wire.UDFConnection.send_data>`) says whether each message
+    may go: it raises :class:`~aioudf.EmitError` to the handler for one out
+    of turn, :class:`~aioudf.ConnectionFailed` once the connection ended.
     On the event loop thread a frame goes straight into the output queue. From
     a worker thread (a blocking handler) frames are collected under a lock and
     handed to the loop in runs; the thread blocks while the output is full.
     """
 
-    def __init__(self, output: OutputQueue, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, output: OutputQueue, loop: asyncio.AbstractEventLoop, conn: UDFConnection
+    ) -> None:
         self._output = output
         self._loop = loop
+        self._conn = conn
         self._loop_thread = threading.get_ident()
         self._lock = threading.Lock()
         self._from_threads: list[bytes] = []
@@ -302,21 +324,23 @@ class Emitter:
         self.batches_emitted = 0
 
     def emit(self, message: DataMessage) -> Awaitable[None]:
+        if threading.get_ident() != self._loop_thread:
+            self._emit_from_thread(message)
+            return READY
         if type(message) is Point:
-            # encode_data_frame(message), inlined for the bulk of the traffic.
-            data = message.SerializeToString()
-            frame = (POINT_HEADERS.get(len(data)) or data_header(Point, len(data))) + data
+            if self._conn.points_allowed:
+                # conn.send_data(message), inlined for the bulk of the
+                # traffic: the connection's flag says a Point may go now.
+                data = message.SerializeToString()
+                frame = (POINT_HEADERS.get(len(data)) or data_header(Point, len(data))) + data
+            else:
+                frame = self._conn.send_data(message)  # raises why it may not go
             self.points_emitted += 1  # [metrics]
         else:
-            frame = encode_data_frame(message)
+            frame = self._conn.send_data(message)
             if type(message) is EndBatch:
                 self.batches_emitted += 1  # [metrics]
         output = self._output
-        if output.closed:
-            raise ConnectionFailed("cannot emit: the connection to Kapacitor is closed")
-        if threading.get_ident() != self._loop_thread:
-            self._emit_from_thread(frame)
-            return READY
         # output.put(frame), inlined: this runs once per point, and the call
         # alone was 2% of a mirror's time (measured).
         frames = output._frames
@@ -332,8 +356,15 @@ class Emitter:
         output._space.clear()
         return output.wait_space()
 
-    def _emit_from_thread(self, frame: bytes) -> None:
+    def _emit_from_thread(self, message: DataMessage) -> None:
         with self._lock:
+            # Checked under the lock end() takes: a frame let through here is
+            # queued before whatever ends the connection.
+            frame = self._conn.send_data(message)
+            if type(message) is Point:
+                self.points_emitted += 1  # [metrics]
+            elif type(message) is EndBatch:
+                self.batches_emitted += 1  # [metrics]
             self._from_threads.append(frame)
             self._from_threads_size += len(frame)
             first = len(self._from_threads) == 1
@@ -346,10 +377,29 @@ class Emitter:
     def flush_thread_frames(self) -> None:
         """Move frames emitted from worker threads into the output (loop thread)."""
         with self._lock:
-            frames = self._from_threads
-            self._from_threads = []
-            self._from_threads_size = 0
+            frames = self._take_thread_frames()
         self._output.put_many(frames)
+
+    def _take_thread_frames(self) -> list[bytes]:
+        frames = self._from_threads
+        self._from_threads = []
+        self._from_threads_size = 0
+        return frames
+
+    def end(self, end: Callable[[], bytes]) -> None:
+        """End the output with ``end()`` (the connection's fail or close), its bytes queued last.
+
+        Under the lock worker threads emit under, and after the frames they
+        emitted before it: no frame of theirs can follow what ``end()``
+        returns (an ErrorResponse), and the connection refuses what they
+        emit afterwards (loop thread).
+        """
+        with self._lock:
+            frames = self._take_thread_frames()
+            last = end()
+        self._output.put_many(frames)
+        if last:
+            self._output.put(last)
 
     async def _flush_and_wait(self) -> None:
         self.flush_thread_frames()
@@ -406,13 +456,12 @@ class _EndOfInput:
 
 
 class _Failure:
-    """Backlog marker: the input failed; ``reason`` goes into the ErrorResponse."""
+    """Backlog marker: the input failed, or the connection must end here, for ``ending``."""
 
-    __slots__ = ("level", "reason", "send")
+    __slots__ = ("ending", "level")
 
-    def __init__(self, reason: str, send: bool = True, level: int = logging.WARNING) -> None:
-        self.reason = reason
-        self.send = send  # False when the connection is gone and nothing can be sent
+    def __init__(self, ending: Ending, level: int = logging.WARNING) -> None:
+        self.ending = ending
         self.level = level  # how the end is logged
 
 
@@ -565,6 +614,10 @@ class Agent:
         self._writer = writer
         # A connection taken over from another process continues its state.
         self._conn = connection or UDFConnection(config.max_frame_size)
+        # What the handler emits is checked against the edge it provides.
+        self._conn.provides = (
+            None if getattr(handler, "_aioudf_any_edge", False) else handler.provides
+        )
         self._handed_over = False  # True once the connection moved to another process
         self._ended = asyncio.Event()  # set when run() ends
         self._max_backlog = config.max_backlog
@@ -580,7 +633,7 @@ class Agent:
         self._reader_stopped = asyncio.Event()  # set once the read loop has returned
         self._done = False
         self._flushed = False  # the writer emptied the output after it was closed
-        self._emitter = Emitter(self._output, asyncio.get_running_loop())
+        self._emitter = Emitter(self._output, asyncio.get_running_loop(), self._conn)
         handler._aioudf_emitter = self._emitter
         if type(handler).emit is BaseHandler.emit:
             # ``self.emit(p)`` then finds the emitter's method on the instance:
@@ -659,38 +712,38 @@ class Agent:
                     tg.start_soon(self._read_loop, name=f"{self.name} read")
                 await _Undeferring(self._dispatch_loop(), self._suspended)
                 # Let the writer flush what is queued, but not forever.
+                self._emitter.end(self._close_output)
                 self._output.close()
                 self._reader_scope.cancel()
                 self._detach()
                 tg.cancel_scope.deadline = anyio.current_time() + self._close_timeout
             self._done = True
             if not self._flushed and self._conn.failure is None:
-                self._fail(
-                    f"Kapacitor stopped reading: {self._output.size} bytes of responses "
-                    f"could not be written within {self._close_timeout:g} s of closing",
-                    send=False,
-                )
+                self._fail(Ending.unwritten(self._output.size, self._close_timeout))
                 logger.warning("%s", self._conn.failure)
         finally:
             self._ended.set()
             if not self._done:
-                self._abort("UDF connection cancelled (the UDF server is shutting down)")
+                self._abort(Ending.cancelled())
             await self._close_transport()
         if self._conn.failure is not None:
             raise ConnectionFailed(self._conn.failure)
 
-    def _fail(self, reason: str, *, send: bool = True) -> None:
-        """Record why the connection ends and queue the ErrorResponse."""
-        first = self._conn.failure is None
-        frame = self._conn.fail(reason, send=send and not self._output.closed)
-        if first:
-            self._metrics.failed(reason)  # [metrics]
-        if frame:
-            self._output.put(frame)
+    def _close_output(self) -> bytes:
+        self._conn.close_output()
+        return b""
 
-    def _abort(self, reason: str) -> None:
+    def _fail(self, ending: Ending) -> None:
+        """Record why the connection ends and queue the ErrorResponse (if it can be told)."""
+        conn = self._conn
+        first = conn.failure is None
+        self._emitter.end(partial(conn.end, ending, send=not self._output.closed))
+        if first:
+            self._metrics.failed(ending.reason)  # [metrics]
+
+    def _abort(self, ending: Ending) -> None:
         """Cancelled mid-way: hand pending output and an error to the transport."""
-        self._fail(reason)
+        self._fail(ending)
         try:
             if self._output._frames:
                 self._writer.write(self._output.take())
@@ -723,7 +776,7 @@ class Agent:
         await self._stop_reading()
         if not any(isinstance(item, (_EndOfInput, _Failure)) for item in self._backlog):
             self._decode_buffered()  # the reader did not end by itself: finish its bytes
-        self._backlog.append(_Failure(reason, level=logging.INFO))
+        self._backlog.append(_Failure(Ending(reason), level=logging.INFO))
         self._requests_ready.set()
 
     # ---- hand-over ----------------------------------------------------------
@@ -747,7 +800,7 @@ class Agent:
         conn = self._conn
         if self._done or self._ended.is_set() or conn.failure is not None:
             return None
-        if conn.state not in (State.NEW, State.READY, State.IN_BATCH):
+        if not conn.movable:
             return None
         await self._stop_reading()
         backlog = self._backlog
@@ -759,9 +812,9 @@ class Agent:
             try:
                 await self._read_to_batch_end()
             except ProtocolError as exc:
-                backlog.append(_Failure(f"protocol error: {exc}"))
+                backlog.append(_Failure(Ending.protocol(exc)))
             except OSError as exc:
-                backlog.append(_Failure(f"connection lost while reading: {exc}", send=False))
+                backlog.append(_Failure(Ending.lost(exc, writing=False)))
             backlog.append(pause)
             self._requests_ready.set()
             if (
@@ -821,11 +874,7 @@ class Agent:
         snapshot: Any = b""
         if self._conn.init_accepted:
             try:
-                snapshot = await self._call("snapshot", None)
-                if isinstance(snapshot, (bytearray, memoryview)):
-                    snapshot = bytes(snapshot)
-                if not isinstance(snapshot, bytes):
-                    raise TypeError(f"snapshot() must return bytes, not {type(snapshot).__name__}")
+                snapshot = snapshot_bytes(await self._call("snapshot", None))
             except Exception as exc:
                 error = exc.error if isinstance(exc, _HandlerFailed) else exc
                 logger.warning(
@@ -870,7 +919,7 @@ class Agent:
                 self._metrics.received(requests)  # [metrics]
                 backlog.extend(requests)
         except ProtocolError as exc:
-            backlog.append(_Failure(f"protocol error: {exc}"))
+            backlog.append(_Failure(Ending.protocol(exc)))
         finally:
             self._send_answers()
 
@@ -936,12 +985,12 @@ class Agent:
         """The backlog marker for what ended the input."""
         if isinstance(exc, ProtocolError):
             self._send_answers()  # keepalives before the fault
-            return _Failure(f"protocol error: {exc}")
+            return _Failure(Ending.protocol(exc))
         if isinstance(exc, OSError):
-            return _Failure(f"connection lost while reading: {exc}", send=False)
+            return _Failure(Ending.lost(exc, writing=False))
         # A bug of ours; still end this connection only.
         logger.error("reader failed", exc_info=exc)
-        return _Failure(f"internal error in the UDF agent: {exc!r}")
+        return _Failure(Ending.internal(exc))
 
     # ---- reading: a push reader -------------------------------------------
     #
@@ -1163,13 +1212,12 @@ class Agent:
                     self._handler_failed(exc.message, exc.method, exc.error)
                     return
                 except ProtocolError as exc:
-                    self._fail(f"protocol error: {exc}")
+                    self._fail(Ending.protocol(exc))
                     return
                 except Exception as exc:  # a bug of ours; still end this connection only
                     logger.exception("internal error handling %s", type(message).__name__)
-                    self._fail(f"internal error in the UDF agent: {exc!r}")
+                    self._fail(Ending.internal(exc))
                     return
-                point = self._async_point  # a failed Init changes how points are handled
             if output.size >= output.limit:
                 output.undefer()
                 await output.wait_space()
@@ -1182,8 +1230,8 @@ class Agent:
         if isinstance(marker, _Failure):
             # A failed connection is torn down without stop(): its output
             # would follow the ErrorResponse, which Kapacitor has acted on.
-            logger.log(marker.level, "%s", marker.reason)
-            self._fail(marker.reason, send=marker.send)
+            logger.log(marker.level, "%s", marker.ending.reason)
+            self._fail(marker.ending)
         else:
             await self._call_stop()
 
@@ -1207,18 +1255,19 @@ class Agent:
         if isinstance(error, ConnectionFailed) and self._conn.failure is not None:
             return  # emit() after the connection was lost: that is the cause, already told
         if isinstance(error, ProtocolError):
-            self._fail(f"protocol error: {error}")
+            self._fail(Ending.protocol(error))
             return
         describe = getattr(self.handler, "_aioudf_failure", None)
         if describe is not None:
             reason, account, exc_info = describe(method, error)
             logger.error("%s", account, exc_info=exc_info)
-            self._fail(reason)
+            self._fail(Ending(reason))
             return
-        what = f" handling {type(message).__name__}" if message is not None else ""
-        reason = f"{handler}.{method}() failed{what}: {type(error).__name__}: {error}"
-        logger.error("%s", reason, exc_info=error)
-        self._fail(reason)
+        ending = Ending.handler(handler, method, error, message)
+        # An emit() out of turn says all there is in its one line; a
+        # traceback would show aioudf's frames, not the handler's mistake.
+        logger.error("%s", ending.reason, exc_info=None if isinstance(error, EmitError) else error)
+        self._fail(ending)
 
     async def _call(self, method: str, request: object, *args: Any) -> Any:
         """Call a handler method on the loop or in a worker thread, wrapping errors.
@@ -1322,20 +1371,16 @@ class Agent:
         except InitError as exc:
             logger.warning("Init refused: %s", exc)
             if self._answerable():
-                self._output.put(self._conn.send_init_result(str(exc)))
-                self._refuse_data_after_failed_init()
+                conn = self._conn
+                self._output.put(conn.send_init_result(str(exc)))
+                # The requests decoded ahead of the refusal: the connection
+                # ends at the first one it makes a violation.
+                if (forbidden := conn.forbidden(self._backlog)) is not None:
+                    index, violation = forbidden
+                    self._backlog.insert(index, _Failure(Ending.protocol(violation)))
         else:
             if self._answerable():
                 self._output.put(self._conn.send_init_result())
-
-    def _refuse_data_after_failed_init(self) -> None:
-        # Requests read before the handler refused Init are violations too.
-        async def refuse(message: Any) -> None:
-            raise self._conn.refusal(message)
-
-        for kind in (SnapshotRequest, RestoreRequest, *_DATA_TYPES):
-            self._table[kind] = refuse
-        self._async_point = None
 
     async def _on_snapshot(self, request: SnapshotRequest) -> None:
         snapshot = await self._call("snapshot", request)
@@ -1386,7 +1431,7 @@ class Agent:
         except OSError as exc:
             # Kapacitor went away; nothing more can be written. Stop everything.
             output.close()
-            self._conn.fail(f"connection lost while writing: {exc}", send=False)
+            self._fail(Ending.lost(exc, writing=True))
             self._tasks.cancel_scope.cancel()
             return False
         output.written(len(data))

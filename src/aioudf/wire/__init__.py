@@ -74,11 +74,13 @@ from ._messages import (
 from ._protocol import (
     STATE_FORMAT_VERSION,
     EmittedBatch,
+    Ending,
     KapacitorConnection,
     KapacitorEvent,
     State,
     UDFConnection,
     go_time,
+    snapshot_bytes,
 )
 from ._values import (
     describe_options,
@@ -101,6 +103,7 @@ __all__ = [
     "EdgeType",
     "EmittedBatch",
     "EndBatch",
+    "Ending",
     "ErrorResponse",
     "FrameDecoder",
     "InfoRequest",
@@ -155,5 +158,6 @@ __all__ = [
     "read_uvarint",
     "scan_points",
     "signature",
+    "snapshot_bytes",
     "tickscript_duration",
 ]

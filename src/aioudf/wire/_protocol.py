@@ -16,7 +16,8 @@ Every rule of the conversation lives here, next to the state it reads:
     matched to the requests that asked for them, and the keepalive clock of
     Kapacitor's ``udf/server.go``.
 
-The states of the UDF side (:class:`State`), and what moves between them::
+The states of the UDF side (:class:`State`), and what moves between them
+(written once, as the table ``_TRANSITIONS`` below the states)::
 
              Init              BeginBatch
      NEW ──────────► READY ◄────────────► IN_BATCH
@@ -29,8 +30,16 @@ The states of the UDF side (:class:`State`), and what moves between them::
 * Info and Keepalive may come in any state; a keepalive is answered inside.
 * Init comes once, before any Snapshot, Restore or data.
 * BeginBatch opens a batch that EndBatch closes; batches never nest.
-* After a refused Init, Snapshot, Restore and data are violations.
+* After a refused Init, Snapshot, Restore and data are violations, also
+  those decoded before the refusal (:meth:`UDFConnection.forbidden`).
 * Each Info, Init, Snapshot and Restore gets exactly one reply of its type.
+
+What the UDF emits has a machine of its own (``_EMITS``), per the edge type it
+provides: Points alone on a STREAM edge; BeginBatch, Points, EndBatch on a
+BATCH edge, never nested; nothing at all once the connection has failed or
+our side has ended. A message out of turn is an :class:`~aioudf.EmitError`
+(``emit()`` raises it to the handler), and is not sent. Every reason a
+connection ends is worded here too (:class:`Ending`).
 
 A violation by Kapacitor, like an undecodable frame, raises
 :class:`~aioudf.ProtocolError` (the requests before it have been handed out
@@ -52,12 +61,13 @@ from collections.abc import Iterable
 
 from google.protobuf.message import DecodeError
 
-from ..errors import ProtocolError, StateError
+from ..errors import ConnectionFailed, EmitError, ProtocolError, StateError
 from ._frames import DEFAULT_MAX_FRAME_SIZE, FrameDecoder
 from ._layout import TAG_KINDS, encode_frame, encode_uvarint, point_start, read_uvarint
 from ._messages import (
     BeginBatch,
     DataMessage,
+    EdgeType,
     EndBatch,
     ErrorResponse,
     InfoRequest,
@@ -83,11 +93,13 @@ from ._messages import (
 __all__ = [
     "STATE_FORMAT_VERSION",
     "EmittedBatch",
+    "Ending",
     "KapacitorConnection",
     "KapacitorEvent",
     "State",
     "UDFConnection",
     "go_time",
+    "snapshot_bytes",
 ]
 
 _parse_point = Point.FromString
@@ -111,6 +123,53 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
+# ---- the states and what moves them -----------------------------------------
+#
+# One table, as h11 keeps its own: (state, event) -> the next state. An event
+# is the type of a request handed out, or one of our side's steps below; Info
+# and Keepalive are missing because they come in any state and move nothing.
+# A pair missing from the table is not allowed: a request is a violation
+# (ProtocolError, worded by UDFConnection._out_of_turn), a step of ours a
+# StateError. What the states carry (the InitRequest, the open batch's
+# BeginBatch, the refusal's text, the failure's) is kept beside them, for the
+# messages; it decides nothing.
+
+#: Our side's steps, as events of the table.
+_INIT_REFUSED = "init refused"
+_EOF = "clean end of input"
+_FAIL = "fail"
+
+_DATA_KINDS = (SnapshotRequest, RestoreRequest, Point)
+_ALL_KINDS = (InitRequest, SnapshotRequest, RestoreRequest, BeginBatch, Point, EndBatch)
+
+_TRANSITIONS: dict[tuple[State, object], State] = {
+    (State.NEW, InitRequest): State.READY,
+    **{(State.READY, kind): State.READY for kind in _DATA_KINDS},
+    (State.READY, BeginBatch): State.IN_BATCH,
+    **{(State.IN_BATCH, kind): State.IN_BATCH for kind in _DATA_KINDS},
+    (State.IN_BATCH, EndBatch): State.READY,
+    # The handler refuses Init: Snapshot, Restore and data are violations.
+    (State.READY, _INIT_REFUSED): State.INIT_FAILED,
+    (State.IN_BATCH, _INIT_REFUSED): State.INIT_FAILED,
+    (State.CLOSED, _INIT_REFUSED): State.CLOSED,
+    # A clean end of input; inside a batch it is a violation.
+    (State.NEW, _EOF): State.CLOSED,
+    (State.READY, _EOF): State.CLOSED,
+    (State.INIT_FAILED, _EOF): State.CLOSED,
+    (State.CLOSED, _EOF): State.CLOSED,
+    (State.FAILED, _EOF): State.FAILED,
+    # Anything ends in FAILED, which hears nothing more: what Kapacitor still
+    # sends is dropped, not judged.
+    **{(state, _FAIL): State.FAILED for state in State},
+    **{(State.FAILED, kind): State.FAILED for kind in _ALL_KINDS},
+}
+# The requests a refused Init forbids: those that READY or IN_BATCH take.
+_NEED_INIT = frozenset(
+    kind
+    for (state, kind), _ in _TRANSITIONS.items()
+    if state in (State.READY, State.IN_BATCH) and kind in _ALL_KINDS and kind is not InitRequest
+)
+
 # The requests that must be answered, and the Response field of their reply.
 _REPLY_FIELD: dict[type, str] = {
     InfoRequest: "info",
@@ -120,6 +179,103 @@ _REPLY_FIELD: dict[type, str] = {
 }
 # States in which Points are decoded on the fast paths.
 _DATA_STATES = frozenset((State.READY, State.IN_BATCH))
+# States from which reading on reaches a safe point to export at.
+_MOVABLE = frozenset((State.NEW, State.READY, State.IN_BATCH))
+
+# ---- what the UDF emits ---------------------------------------------------------
+#
+# A second machine, for the data our side sends: (emit state, message type) ->
+# the next emit state, one table per edge type the UDF provides
+# (docs/protocol.md: a STREAM edge carries Points; a BATCH edge BeginBatch,
+# the batch's Points, EndBatch, never nested). ``None`` is for a UDF whose
+# class does not say what it provides (an adapter of another API): batches
+# nest, Points may go anywhere. _ENDED (failed, or our side ended) is in no
+# table: nothing more goes out. The states are ints, and whether a Point may
+# go now is a bool kept beside them (UDFConnection.points_allowed): the agent
+# reads it once a point instead of calling send_data().
+_IDLE, _BATCH, _ENDED = 0, 1, 2
+_STREAM_EMITS: dict[tuple[int, type], int] = {(_IDLE, Point): _IDLE}
+_BATCH_EMITS: dict[tuple[int, type], int] = {
+    (_IDLE, BeginBatch): _BATCH,
+    (_BATCH, Point): _BATCH,
+    (_BATCH, EndBatch): _IDLE,
+}
+_EMITS: dict[EdgeType | None, dict[tuple[int, type], int]] = {
+    EdgeType.STREAM: _STREAM_EMITS,
+    EdgeType.BATCH: _BATCH_EMITS,
+    None: {**_STREAM_EMITS, **_BATCH_EMITS},
+}
+_DATA_TYPES = (Point, BeginBatch, EndBatch)
+
+
+def snapshot_bytes(snapshot: object) -> bytes:
+    """A handler's snapshot as the bytes a SnapshotResponse carries.
+
+    A bytearray or memoryview is copied to bytes; anything else is a
+    TypeError naming what ``snapshot()`` returned.
+    """
+    if isinstance(snapshot, (bytearray, memoryview)):
+        return bytes(snapshot)
+    if not isinstance(snapshot, bytes):
+        raise TypeError(f"snapshot() must return bytes, not {type(snapshot).__name__}")
+    return snapshot
+
+
+class Ending:
+    """Why a connection ends: the text of its ErrorResponse, and whether it can be told.
+
+    Every reason is worded here, once, for all the shells: build one with the
+    class methods (or ``Ending(reason)`` for a reason given from outside, like
+    a server's stop) and end the connection with :meth:`UDFConnection.end`.
+    ``told`` is False when the connection is gone and nothing can be sent.
+    """
+
+    __slots__ = ("reason", "told")
+
+    def __init__(self, reason: str, *, told: bool = True) -> None:
+        self.reason = reason
+        self.told = told
+
+    def __repr__(self) -> str:
+        return f"Ending({self.reason!r}{'' if self.told else ', told=False'})"
+
+    @classmethod
+    def protocol(cls, error: ProtocolError) -> Ending:
+        """Kapacitor broke the contract (a bad frame, a request out of order)."""
+        return cls(f"protocol error: {error}")
+
+    @classmethod
+    def lost(cls, error: BaseException, *, writing: bool) -> Ending:
+        """The transport failed: nothing can be told."""
+        doing = "writing" if writing else "reading"
+        return cls(f"connection lost while {doing}: {error}", told=False)
+
+    @classmethod
+    def internal(cls, error: BaseException) -> Ending:
+        """A bug of the shell's own: it ends this connection only."""
+        return cls(f"internal error in the UDF agent: {error!r}")
+
+    @classmethod
+    def handler(
+        cls, handler: str, method: str, error: BaseException, request: object = None
+    ) -> Ending:
+        """The handler's ``method`` raised ``error`` (handling ``request``, if any)."""
+        what = f" handling {type(request).__name__}" if request is not None else ""
+        return cls(f"{handler}.{method}() failed{what}: {type(error).__name__}: {error}")
+
+    @classmethod
+    def cancelled(cls) -> Ending:
+        """The server cancelled the connection mid-way (it is shutting down)."""
+        return cls("UDF connection cancelled (the UDF server is shutting down)")
+
+    @classmethod
+    def unwritten(cls, pending: int, timeout: float) -> Ending:
+        """Kapacitor did not read our last responses within ``timeout`` s of closing."""
+        return cls(
+            f"Kapacitor stopped reading: {pending} bytes of responses "
+            f"could not be written within {timeout:g} s of closing",
+            told=False,
+        )
 
 
 # ---- the exported state ----------------------------------------------------
@@ -184,40 +340,57 @@ class UDFConnection:
     Snapshot and Restore handed out is owed exactly one reply, built by
     :meth:`send_info`, :meth:`send_init_result`, :meth:`send_snapshot` and
     :meth:`send_restore_result`; the emitted data is framed by
-    :meth:`send_data`, and :meth:`fail` builds the ErrorResponse that ends
-    the connection. Those methods return the bytes to write, in the order
-    they are called.
+    :meth:`send_data`, which checks that it fits the edge type the UDF
+    ``provides`` and that batches nest, and :meth:`fail` (or :meth:`end`)
+    builds the ErrorResponse that ends the connection. Those methods return
+    the bytes to write, in the order they are called.
 
     ``max_frame_size`` bounds one request (bytes); a larger one is a
     :class:`~aioudf.FrameTooLarge` before any of its body is buffered.
+    ``provides`` is the :class:`~aioudf.EdgeType` of the data the UDF emits;
+    ``None`` (not known) checks only that emitted batches nest.
     """
 
     __slots__ = (
         "_batch",
+        "_emits",
+        "_emitted_batch",
+        "_emitting",
         "_error",
         "_frames",
         "_init_error",
         "_outbox",
         "_outbox_times",
         "_owed",
+        "_provides",
         "answered_keepalives",
         "failure",
-        "init_accepted",
         "init_request",
+        "points_allowed",
         "state",
     )
 
-    def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
+    def __init__(
+        self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE, *, provides: EdgeType | None = None
+    ) -> None:
         self._frames = FrameDecoder(max_frame_size)
         #: Where the conversation stands; see :class:`State`.
         self.state = State.NEW
         #: The InitRequest, once received (what a handler is built from).
         self.init_request: InitRequest | None = None
-        #: True once the handler accepted Init (:meth:`send_init_result`).
-        self.init_accepted = False
         #: Why the connection ended, once :meth:`fail` was called.
         self.failure: str | None = None
-        self._batch: BeginBatch | None = None  # the open batch, if any
+        self._batch: BeginBatch | None = None  # the open batch (IN_BATCH), for messages
+        # What the UDF emits (see _EMITS): its state, the table of its edge type.
+        self._emitting = _IDLE
+        self._emitted_batch: BeginBatch | None = None  # the batch it emits, for messages
+        self._provides: EdgeType | None = None
+        self._emits = _EMITS[None]
+        #: True while a Point may be emitted now (what :meth:`send_data`
+        #: checks first): a shell that frames Points itself reads it once a
+        #: point, and calls :meth:`send_data` for the error when it is False.
+        self.points_allowed = True
+        self.provides = provides
         self._init_error: str | None = None  # the handler's reason for refusing Init
         self._error: ProtocolError | None = None  # Kapacitor's violation, raised again
         self._outbox: list[bytes] = []  # keepalive answers, for data_to_send()
@@ -232,6 +405,33 @@ class UDFConnection:
     def __repr__(self) -> str:
         return f"<UDFConnection {self.state.value}, {self._frames.frames_decoded} frames>"
 
+    @property
+    def init_accepted(self) -> bool:
+        """True once the handler accepted Init (:meth:`send_init_result`)."""
+        return self.init_request is not None and not self._owed["init"] and self._init_error is None
+
+    @property
+    def movable(self) -> bool:
+        """True while reading on may reach a point where :attr:`can_export` holds.
+
+        False once the connection has ended, or its Init was refused.
+        Inside a batch it is True: the batch's EndBatch leads to one.
+        """
+        return self.state in _MOVABLE
+
+    @property
+    def provides(self) -> EdgeType | None:
+        """The edge type of what the UDF emits (``None``: not known, only nesting is checked)."""
+        return self._provides
+
+    @provides.setter
+    def provides(self, edge: EdgeType | None) -> None:
+        if self._emitting != _IDLE and edge != self._provides:
+            raise StateError("cannot change what the UDF provides inside a batch it emits")
+        self._provides = None if edge is None else EdgeType(edge)
+        self._emits = _EMITS[self._provides]
+        self.points_allowed = (self._emitting, Point) in self._emits
+
     # ---- bytes in ---------------------------------------------------------
 
     @property
@@ -242,7 +442,7 @@ class UDFConnection:
     @property
     def in_batch(self) -> bool:
         """True between a BeginBatch and its EndBatch (the requests handed out)."""
-        return self._batch is not None
+        return self.state is State.IN_BATCH
 
     @property
     def buffered(self) -> int:
@@ -264,14 +464,15 @@ class UDFConnection:
         except ProtocolError as exc:
             self._error = exc
             raise
-        if self._batch is not None:
+        moved = _TRANSITIONS.get((self.state, _EOF))
+        if moved is None:
+            assert self._batch is not None  # IN_BATCH: the only state EOF may not end
             self._error = ProtocolError(
                 f"stream ended inside the batch for group {self._batch.group!r} "
                 "(BeginBatch without EndBatch)"
             )
             raise self._error
-        if self.state is not State.FAILED:
-            self.state = State.CLOSED
+        self.state = moved
 
     # ---- requests out -----------------------------------------------------
 
@@ -347,56 +548,69 @@ class UDFConnection:
         return [] if message is None else [message]
 
     def _accept(self, message: RequestMessage) -> None:
-        """Apply the order rules to ``message`` and move the state."""
+        """Move the state by ``message`` (the table), or raise the violation it is."""
         kind = type(message)
-        reply = _REPLY_FIELD.get(kind)
         if kind is InfoRequest:
             self._owed["info"] += 1
             return
-        state = self.state
-        if kind is InitRequest:
-            if self.init_request is not None:
-                raise self._violation(
-                    self._out_of_order("Init", "after Init (Init may come only once)")
-                )
-            self.init_request = message  # type: ignore[assignment]
-            if state is State.NEW:
-                self.state = State.READY
-        elif self._init_error is not None:
-            raise self._violation(self.refusal(message))
-        elif self.init_request is None:
-            name = kind.__name__.replace("Request", "")
-            raise self._violation(self._out_of_order(name, "before Init"))
-        elif kind is BeginBatch:
-            if self._batch is not None:
-                raise self._violation(
-                    self._out_of_order(
-                        "BeginBatch",
-                        f"while the batch for group {self._batch.group!r} is still open",
-                    )
-                )
+        moved = _TRANSITIONS.get((self.state, kind))
+        if moved is None:
+            raise self._violation(self._out_of_turn(message))
+        self.state = moved
+        if moved is State.FAILED:
+            return  # heard after the end: dropped
+        if kind is BeginBatch:
             self._batch = message  # type: ignore[assignment]
-            if state is State.READY:
-                self.state = State.IN_BATCH
         elif kind is EndBatch:
-            if self._batch is None:
-                raise self._violation(self._out_of_order("EndBatch", "without a BeginBatch"))
             self._batch = None
-            if state is State.IN_BATCH:
-                self.state = State.READY
-        if reply is not None:
+        elif kind is InitRequest:
+            self.init_request = message  # type: ignore[assignment]
+        if (reply := _REPLY_FIELD.get(kind)) is not None:
             self._owed[reply] += 1
 
-    def refusal(self, message: RequestMessage) -> ProtocolError:
-        """The violation a request that came after a refused Init is.
+    def _out_of_turn(self, message: RequestMessage) -> ProtocolError:
+        """The violation ``message`` is in the current state (the table has no move for it)."""
+        kind = type(message)
+        state = self.state
+        name = kind.__name__.replace("Request", "")
+        if kind is InitRequest:
+            return self._out_of_order("Init", "after Init (Init may come only once)")
+        if state is State.INIT_FAILED:
+            return self.refusal(message)
+        if state is State.NEW:
+            return self._out_of_order(name, "before Init")
+        if kind is BeginBatch and self._batch is not None:
+            when = f"while the batch for group {self._batch.group!r} is still open"
+            return self._out_of_order("BeginBatch", when)
+        if kind is EndBatch:
+            return self._out_of_order("EndBatch", "without a BeginBatch")
+        return self._out_of_order(name, f"when the connection is {state.value}")
 
-        For the requests handed out before the handler refused Init (the
-        ones decoded later raise it from :meth:`next_requests` themselves).
-        """
+    def refusal(self, message: RequestMessage) -> ProtocolError:
+        """The violation a request that came after a refused Init is."""
         return ProtocolError(
             f"unexpected {type(message).__name__.replace('Request', '')} after a failed Init "
             f"({self._init_error})"
         )
+
+    def forbidden(self, requests: Iterable[object]) -> tuple[int, ProtocolError] | None:
+        """The first of ``requests`` that the state now forbids, and the violation it is.
+
+        For a shell that decodes ahead of its handler: the requests it holds
+        were accepted before the handler refused Init, and the refusal makes
+        the Snapshot, Restore and data among them violations too (those
+        decoded later raise it from :meth:`next_requests` themselves).
+        Returns the index of the first one and its violation, to end the
+        connection there, or ``None``: Init was not refused, or nothing
+        among ``requests`` is forbidden. Items that are not requests are
+        passed over.
+        """
+        if self._init_error is None:
+            return None
+        for index, message in enumerate(requests):
+            if type(message) in _NEED_INIT:
+                return index, self.refusal(message)  # type: ignore[arg-type]
+        return None
 
     def _violation(self, error: ProtocolError) -> ProtocolError:
         self._error = error
@@ -456,24 +670,19 @@ class UDFConnection:
         if error is not None:
             response.init.error = error
         data = self._reply("init", response)
-        self.init_accepted = error is None
         if error is not None:
             self._init_error = error
-            if self.state is not State.CLOSED:
-                self.state = State.INIT_FAILED
+            self.state = _TRANSITIONS[(self.state, _INIT_REFUSED)]
         return data
 
     def send_snapshot(self, snapshot: bytes | bytearray | memoryview) -> bytes:
         """The reply to a SnapshotRequest: the handler's state as bytes.
 
-        Anything but bytes (or a bytearray or memoryview) is a TypeError.
+        Anything but bytes (or a bytearray or memoryview) is a TypeError
+        (:func:`snapshot_bytes`).
         """
-        if isinstance(snapshot, (bytearray, memoryview)):
-            snapshot = bytes(snapshot)
-        if not isinstance(snapshot, bytes):
-            raise TypeError(f"snapshot() must return bytes, not {type(snapshot).__name__}")
         response = Response()
-        response.snapshot.snapshot = snapshot
+        response.snapshot.snapshot = snapshot_bytes(snapshot)
         return self._reply("snapshot", response)
 
     def send_restore_result(self, error: str | None = None) -> bytes:
@@ -484,15 +693,69 @@ class UDFConnection:
             response.restore.error = error
         return self._reply("restore", response)
 
-    @staticmethod
-    def send_data(message: DataMessage) -> bytes:
-        """A Point, BeginBatch or EndBatch the handler emits, framed.
+    def send_data(self, message: DataMessage) -> bytes:
+        """A Point, BeginBatch or EndBatch the handler emits, framed, if it may go now.
 
-        The UDF may emit at any time; nothing of the state is read, which is
-        why the agent's emit() may call :func:`~aioudf.wire.encode_data_frame`
-        itself, without the method call, once per point.
+        The UDF may emit at any time, but what it emits must fit the edge it
+        :attr:`provides`, batches must nest (no EndBatch without its
+        BeginBatch, no BeginBatch inside a batch) and nothing goes out once
+        the connection failed or our side ended (:meth:`close_output`).
+        Raises :class:`~aioudf.EmitError` for a message out of turn,
+        :class:`~aioudf.ConnectionFailed` after the end, TypeError for
+        anything but the three data messages; nothing is framed then. A
+        shell may frame Points itself while :attr:`points_allowed` is True.
         """
-        return encode_data_frame(message)
+        kind = type(message)
+        moved = self._emits.get((self._emitting, kind))
+        if moved is None:
+            raise self._emit_refused(message)
+        frame = encode_data_frame(message)
+        if kind is BeginBatch:
+            self._emitted_batch = message  # type: ignore[assignment]
+        self._emitting = moved
+        self.points_allowed = (moved, Point) in self._emits
+        return frame
+
+    @property
+    def emitting_batch(self) -> bool:
+        """True between a BeginBatch the UDF emitted and its EndBatch."""
+        return self._emitting == _BATCH
+
+    def _emit_refused(self, message: object) -> Exception:
+        """Why ``message`` may not be emitted now (the emit table has no move for it)."""
+        kind = type(message)
+        if kind not in _DATA_TYPES:
+            return TypeError(
+                f"only Point, BeginBatch and EndBatch can be emitted, not {kind.__name__}"
+            )
+        if self._emitting == _ENDED:
+            if self.failure is not None:
+                return ConnectionFailed(
+                    f"cannot emit: the connection to Kapacitor has failed ({self.failure})"
+                )
+            return ConnectionFailed("cannot emit: the connection to Kapacitor is closed")
+        if kind is Point:
+            return EmitError(
+                "cannot emit a Point outside a batch: the UDF provides a BATCH edge "
+                "(emit a BeginBatch first)"
+            )
+        if self._provides is EdgeType.STREAM:
+            return EmitError(
+                f"cannot emit {kind.__name__}: the UDF provides a STREAM edge, which carries "
+                "Points only (set provides = EdgeType.BATCH to emit batches)"
+            )
+        if kind is BeginBatch:
+            group = self._emitted_batch.group if self._emitted_batch is not None else ""
+            return EmitError(
+                f"cannot emit BeginBatch: the batch for group {group!r} is still open "
+                "(emit its EndBatch first)"
+            )
+        return EmitError("cannot emit EndBatch: no batch is open (emit its BeginBatch first)")
+
+    def close_output(self) -> None:
+        """Our side has ended cleanly: nothing more is emitted (:meth:`send_data` refuses)."""
+        self._emitting = _ENDED
+        self.points_allowed = False
 
     def fail(self, reason: str, *, send: bool = True) -> bytes:
         """End the connection: the ErrorResponse telling Kapacitor ``reason``.
@@ -500,14 +763,23 @@ class UDFConnection:
         Keepalive answers not yet taken come first. The first cause is kept
         (:attr:`failure`); later calls return nothing. ``send=False`` records
         a cause that cannot be told (the connection is lost) and returns
-        nothing.
+        nothing. Nothing is emitted after it.
         """
         if self.failure is not None:
             return b""
         self.failure = reason
-        self.state = State.FAILED
+        self.state = _TRANSITIONS[(self.state, _FAIL)]
+        self.close_output()
         pending = self.data_to_send()
         return pending + encode_error(reason) if send else b""
+
+    def end(self, ending: Ending, *, send: bool = True) -> bytes:
+        """End the connection for ``ending`` (:meth:`fail` with its reason).
+
+        Nothing is sent when the ending cannot be told or ``send`` is False
+        (the shell can no longer write).
+        """
+        return self.fail(ending.reason, send=send and ending.told)
 
     # ---- moving the connection --------------------------------------------
 
@@ -518,7 +790,7 @@ class UDFConnection:
 
     def _unsafe(self) -> str | None:
         """Why the state cannot be exported now, or ``None``."""
-        if self._batch is not None:
+        if self.state is State.IN_BATCH and self._batch is not None:
             return f"a batch (group {self._batch.group!r}) is open: export after its EndBatch"
         if self.state not in _STATE_CODES:
             return f"the connection is {self.state.value}"
@@ -563,14 +835,22 @@ class UDFConnection:
         )
 
     @classmethod
-    def from_state(cls, state: bytes, *, max_frame_size: int | None = None) -> UDFConnection:
+    def from_state(
+        cls,
+        state: bytes,
+        *,
+        max_frame_size: int | None = None,
+        provides: EdgeType | None = None,
+    ) -> UDFConnection:
         """A connection continuing where the one that exported ``state`` stopped.
 
         Its next requests are those the exporter had received but not
         handed out; the bytes Kapacitor writes next follow them. Give
         ``max_frame_size`` to check frames against this process's limit
-        instead of the exporter's. Raises :class:`~aioudf.StateError` for
-        bytes that are not an exported state of a version known here.
+        instead of the exporter's; ``provides`` is the handler's edge type
+        (it is not part of the state: the handler may change). Raises
+        :class:`~aioudf.StateError` for bytes that are not an exported state
+        of a version known here.
         """
         data = bytes(state)
         if data[:4] != _STATE_MAGIC:
@@ -594,10 +874,9 @@ class UDFConnection:
             raise StateError(
                 f"not a UDF connection state: {len(data) - reader.pos} bytes follow its end"
             )
-        conn = cls(limit if max_frame_size is None else max_frame_size)
+        conn = cls(limit if max_frame_size is None else max_frame_size, provides=provides)
         conn.state = _CODE_STATES[code]
         if conn.state is State.READY:
-            conn.init_accepted = True
             try:
                 conn.init_request = InitRequest.FromString(init)
             except DecodeError as exc:
