@@ -285,3 +285,19 @@ def test_no_absolute_path_of_a_machine_in_the_repository() -> None:
             continue
         found += [f"{name}: {m.group()}" for m in machine_paths.finditer(text)]
     assert found == []
+
+
+def test_no_keyword_catch_all_typed_any_in_a_signature() -> None:
+    # Settings and options are typed keywords (config.ServerSettings...), so
+    # a misspelt one fails in mypy and an editor completes them; a
+    # ``**kwargs: Any`` would let anything through unseen.
+    found = []
+    for path in PACKAGE.rglob("*.py"):
+        if "_pb" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.args.kwarg:
+                annotation = node.args.kwarg.annotation
+                if annotation is not None and ast.unparse(annotation) == "Any":
+                    found.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name}")
+    assert found == []

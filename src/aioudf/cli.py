@@ -147,7 +147,8 @@ def _flag(
     convert: Callable[[str], Any] = str,
     switch: bool = False,
     shown: str | None = None,
-    **options: Any,
+    metavar: str | None = None,
+    repeated: bool = False,
 ) -> None:
     """Add ``flag``, also read from its environment variable when not given.
 
@@ -159,9 +160,13 @@ def _flag(
     shown = str(default) if shown is None else shown
     text = f"{help} (env {env}; default: {shown})"
     if switch:
-        parser.add_argument(flag, action="store_true", default=None, help=text, **options)
+        parser.add_argument(flag, action="store_true", default=None, help=text)
+    elif repeated:
+        parser.add_argument(
+            flag, action="extend", type=convert, default=None, help=text, metavar=metavar
+        )
     else:
-        parser.add_argument(flag, type=convert, default=None, help=text, **options)
+        parser.add_argument(flag, type=convert, default=None, help=text, metavar=metavar)
     from_env: list[tuple[str, str, Callable[[str], Any], Any]] = parser.get_default("_from_env")
     if from_env is None:
         from_env = []
@@ -363,7 +368,7 @@ def _add_socket(parser: argparse.ArgumentParser, *, required: bool) -> None:
         convert=_directories,
         default=[],
         shown="the handler's directory",
-        action="extend",
+        repeated=True,
         metavar="DIR",
         help=f"with --reload, watch this directory instead (repeatable; the variable "
         f"takes several, separated by {os.pathsep!r})",

@@ -40,7 +40,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from ..errors import CompatError
 from ..runtime._loops import run_async
@@ -79,7 +79,7 @@ class Connection:
     def __init__(self, link: Link) -> None:
         self._link = link
 
-    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+    def _refuse(self, *args: object, **kwargs: object) -> NoReturn:
         raise io.UnsupportedOperation(
             "under aioudf compat the connection's bytes are aioudf's: give it to "
             "Agent(conn, conn) and write with agent.write_response()"

@@ -335,7 +335,7 @@ class DataPoint:
         set_fields(point, self.fields)
         return point
 
-    def replace(self, **changes: Any) -> DataPoint:
+    def replace(self, **changes: object) -> DataPoint:
         """A copy with some constructor arguments changed.
 
         ``p.replace(fields={"avg": 2.0})``; the group is recomputed unless

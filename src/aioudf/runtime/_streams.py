@@ -16,6 +16,7 @@ first (one pass of the event loop and one task switch less per read).
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
@@ -132,8 +133,9 @@ class PushStreamReader(asyncio.StreamReader):
 async def start_unix_server(
     client_connected_cb: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any],
     *,
+    sock: socket.socket,
+    backlog: int,
     limit: int,
-    **kwargs: Any,
 ) -> asyncio.Server:
     """``asyncio.start_unix_server``, each connection read by a :class:`PushStreamReader`."""
     loop = asyncio.get_running_loop()
@@ -142,16 +144,16 @@ async def start_unix_server(
         reader = PushStreamReader(limit=limit, loop=loop)
         return asyncio.StreamReaderProtocol(reader, client_connected_cb, loop=loop)
 
-    return await loop.create_unix_server(factory, **kwargs)
+    return await loop.create_unix_server(factory, sock=sock, backlog=backlog)
 
 
 async def open_unix_connection(
-    *, limit: int, **kwargs: Any
+    *, sock: socket.socket, limit: int
 ) -> tuple[PushStreamReader, asyncio.StreamWriter]:
     """``asyncio.open_unix_connection``, read by a :class:`PushStreamReader`."""
     loop = asyncio.get_running_loop()
     reader = PushStreamReader(limit=limit, loop=loop)
     protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
-    transport, _ = await loop.create_unix_connection(lambda: protocol, **kwargs)
+    transport, _ = await loop.create_unix_connection(lambda: protocol, sock=sock)
     writer = asyncio.StreamWriter(transport, protocol, reader, loop)
     return reader, writer

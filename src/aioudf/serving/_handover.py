@@ -195,7 +195,7 @@ class Channel:
     # ---- sending ------------------------------------------------------------
 
     async def send(
-        self, op: str, *, blobs: Sequence[bytes] = (), fds: Sequence[int] = (), **fields: Any
+        self, op: str, *, blobs: Sequence[bytes] = (), fds: Sequence[int] = (), **fields: object
     ) -> None:
         header = json.dumps({"op": op, "blobs": len(blobs), "fds": len(fds), **fields}).encode()
         data = b"".join(

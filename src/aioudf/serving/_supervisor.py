@@ -502,7 +502,7 @@ class Supervisor:
         *,
         fds: Sequence[int] = (),
         within: float | None = None,
-        **fields: Any,
+        **fields: object,
     ) -> dict[str, Any]:
         """Tell ``worker`` ``op`` and wait for its ``reply`` (HandoverError if it ends first)."""
         if worker.gone:
@@ -510,7 +510,7 @@ class Supervisor:
         answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         worker.replies[reply] = answer
         try:
-            await worker.channel.send(op, fds=fds, **fields)
+            await worker.channel.send(op, blobs=(), fds=fds, **fields)
             with anyio.fail_after(within):
                 return await answer
         except TimeoutError:

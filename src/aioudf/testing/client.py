@@ -568,7 +568,13 @@ class Kapacitor:
     def run_sync(
         self,
         options: Mapping[str, OptionArg] | Iterable[Option] | None = None,
-        **kwargs: Any,
+        *,
+        points: Iterable[DataPoint | Point] = (),
+        batches: Iterable[Batch] = (),
+        restore: bytes | None = None,
+        snapshot: bool = False,
+        task_id: str = "task",
+        node_id: str = "udf1",
     ) -> Result:
         """:meth:`run` from synchronous code (a plain ``def test_...``).
 
@@ -583,7 +589,17 @@ class Kapacitor:
                 "Kapacitor.run_sync() was called inside a running event loop: "
                 "use 'await kapacitor.run(...)' there"
             )
-        return asyncio.run(self.run(options, **kwargs))
+        return asyncio.run(
+            self.run(
+                options,
+                points=points,
+                batches=batches,
+                restore=restore,
+                snapshot=snapshot,
+                task_id=task_id,
+                node_id=node_id,
+            )
+        )
 
 
 def kapacitor_factory(

@@ -883,8 +883,8 @@ class AsyncKapacitord:
             workdir, udfs, binary=binary, snapshot_interval=snapshot_interval, log_level=log_level
         )
 
-    async def _call(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return await anyio.to_thread.run_sync(lambda: function(*args, **kwargs))
+    async def _call(self, function: Callable[..., T], *args: object) -> T:
+        return await anyio.to_thread.run_sync(function, *args)
 
     async def start(self, timeout: float = DEFAULT_WAIT) -> AsyncKapacitord:
         """Start the daemon; see :meth:`Kapacitord.start`."""
@@ -925,9 +925,20 @@ class AsyncKapacitord:
         """See :meth:`Kapacitord.answer_queries`."""
         self.sync.answer_queries(rows)
 
-    async def define_task(self, task_id: str, script: str, **options: Any) -> dict[str, Any]:
+    async def define_task(
+        self,
+        task_id: str,
+        script: str,
+        *,
+        kind: str = "stream",
+        db: str = "mydb",
+        rp: str = "myrp",
+        enabled: bool = True,
+    ) -> dict[str, Any]:
         """See :meth:`Kapacitord.define_task`."""
-        return await self._call(self.sync.define_task, task_id, script, **options)
+        return await self._call(
+            lambda: self.sync.define_task(task_id, script, kind=kind, db=db, rp=rp, enabled=enabled)
+        )
 
     async def set_enabled(self, task_id: str, enabled: bool) -> dict[str, Any]:
         """See :meth:`Kapacitord.set_enabled`."""
@@ -945,10 +956,17 @@ class AsyncKapacitord:
         """See :meth:`Kapacitord.processed`."""
         return await self._call(self.sync.processed, task_id)
 
-    async def write(self, lines: str | Iterable[str | DataPoint], **options: Any) -> None:
+    async def write(
+        self,
+        lines: str | Iterable[str | DataPoint],
+        *,
+        db: str = "mydb",
+        rp: str = "myrp",
+        precision: str | None = None,
+    ) -> None:
         """See :meth:`Kapacitord.write`."""
         items = lines if isinstance(lines, str) else list(lines)
-        await self._call(self.sync.write, items, **options)
+        await self._call(lambda: self.sync.write(items, db=db, rp=rp, precision=precision))
 
     async def output(self, task_id: str, name: str) -> list[dict[str, Any]]:
         """See :meth:`Kapacitord.output`."""

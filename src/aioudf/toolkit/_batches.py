@@ -197,7 +197,7 @@ class BatchHandler(Handler):
     _aioudf_begin: BeginBatch | None = None
     _aioudf_points: list[Point] | None = None
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         if cls.wants is not EdgeType.BATCH:
             raise TypeError(f"{cls.__qualname__} is a BatchHandler: it wants a BATCH edge")

@@ -151,14 +151,14 @@ class BaseHandler:
     # The per-group state declarations, gathered from the class and its bases.
     _aioudf_states: ClassVar[dict[str, GroupState[Any, Any]]] = {}
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+    def __new__(cls, *args: object, **kwargs: object) -> Any:
         """Attach the per-group state before the subclass's ``__init__`` runs."""
         handler = super().__new__(cls)
         for declaration in cls._aioudf_states.values():
             declaration.attach(handler)  # before the subclass's __init__ runs
         return handler
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, **kwargs: object) -> None:
         """Check the subclass's methods, gather its options, state and start-up hooks."""
         super().__init_subclass__(**kwargs)
         cls._aioudf_states = declared_states(cls)
