@@ -44,8 +44,8 @@ from workload import Workload
 
 from aioudf._pb import udf_pb2 as pb
 from aioudf.errors import ProtocolError
+from aioudf.wire._kapacitor import KapacitorConnection, KapacitorEvent
 from aioudf.wire._layout import frame_bounds
-from aioudf.wire._protocol import KapacitorConnection, KapacitorEvent
 from aioudf.wire._values import parse_option_args
 
 __all__ = [

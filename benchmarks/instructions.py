@@ -39,8 +39,8 @@ from aioudf.runtime import _agent as agent_module  # noqa: E402
 from aioudf.runtime._agent import Agent  # noqa: E402
 from aioudf.runtime._streams import PushStreamReader  # noqa: E402
 from aioudf.toolkit._handler import Handler  # noqa: E402
+from aioudf.wire._kapacitor import KapacitorConnection  # noqa: E402
 from aioudf.wire._layout import frame_bounds  # noqa: E402
-from aioudf.wire._protocol import KapacitorConnection  # noqa: E402
 from aioudf.wire._values import encode_options  # noqa: E402
 
 TARGETS = (

@@ -19,7 +19,7 @@ import random
 from dataclasses import dataclass
 
 from aioudf._pb import udf_pb2 as pb
-from aioudf.wire._protocol import KapacitorConnection
+from aioudf.wire._kapacitor import KapacitorConnection
 
 #: Data frames are written as Kapacitor writes them.
 encode_data = KapacitorConnection.send_data

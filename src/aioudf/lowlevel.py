@@ -32,6 +32,7 @@ from .runtime._agent import Agent, Emitter, OutputQueue, create_handler, refuse
 from .runtime._streams import ByteReader, ByteWriter
 from .runtime._watchdog import LoopWatchdog
 from .wire._frames import DEFAULT_MAX_FRAME_SIZE, FrameDecoder, encode_frame, encode_uvarint
+from .wire._kapacitor import EmittedBatch, KapacitorConnection
 from .wire._messages import (
     InfoRequest,
     InitResponse,
@@ -47,7 +48,7 @@ from .wire._messages import (
     encode_error,
     encode_response,
 )
-from .wire._protocol import EmittedBatch, KapacitorConnection, State, UDFConnection
+from .wire._protocol import State, UDFConnection
 
 __all__ = [
     "DEFAULT_MAX_FRAME_SIZE",

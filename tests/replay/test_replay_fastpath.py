@@ -24,9 +24,9 @@ from aioudf.replay._fastpath import LineEncoder, LineFormatter
 from aioudf.replay._grouping import Grouping
 from aioudf.replay._inputs import open_input
 from aioudf.replay._output import Output, ReplayStats
+from aioudf.wire._kapacitor import KapacitorConnection
 from aioudf.wire._layout import frame_bounds
 from aioudf.wire._messages import Point, Request
-from aioudf.wire._protocol import KapacitorConnection
 
 pytest.importorskip("line_protocol_parser")
 

@@ -125,7 +125,7 @@ async def test_task_gives_request_by_request_control() -> None:
 async def test_frames_encoded_by_the_caller_and_messages_as_decoded() -> None:
     # What aioudf replay uses to skip the value objects: its own frames in,
     # the decoded protobuf messages out.
-    from aioudf.wire._protocol import EmittedBatch, KapacitorConnection
+    from aioudf.wire._kapacitor import EmittedBatch, KapacitorConnection
 
     got: list[Point | EmittedBatch] = []
     async with Kapacitor(Recorder).task(on_message=got.append) as task:
@@ -147,7 +147,7 @@ async def test_frames_encoded_by_the_caller_and_messages_as_decoded() -> None:
 async def test_points_as_bytes_batches_as_messages() -> None:
     # What aioudf replay uses to skip even the Point objects: the bytes of
     # every Point emitted outside a batch; a batch still comes whole.
-    from aioudf.wire._protocol import EmittedBatch
+    from aioudf.wire._kapacitor import EmittedBatch
 
     raw: list[bytes] = []
     messages: list[Point | EmittedBatch] = []

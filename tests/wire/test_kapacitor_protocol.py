@@ -10,8 +10,9 @@ from standin import decode_responses
 from aioudf import ProtocolError
 from aioudf._pb import udf_pb2 as pb
 from aioudf.wire._frames import encode_frame
+from aioudf.wire._kapacitor import EmittedBatch, KapacitorConnection, go_time
 from aioudf.wire._messages import ValueType, encode_data_frame, encode_error, encode_response
-from aioudf.wire._protocol import EmittedBatch, KapacitorConnection, UDFConnection, go_time
+from aioudf.wire._protocol import UDFConnection
 from aioudf.wire._values import encode_options, parse_literal, parse_option_args
 
 

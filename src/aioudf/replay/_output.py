@@ -17,8 +17,8 @@ from ..formats._lineprotocol import format_line
 from ..formats._points import Batch, DataPoint, is_finite
 from ..formats._recordings import batch_to_json, point_to_json
 from ..testing.client import Emitted
+from ..wire._kapacitor import EmittedBatch
 from ..wire._messages import Point
-from ..wire._protocol import EmittedBatch
 from ._fastpath import LineFormatter, decode_point
 from ._inputs import Input
 

@@ -36,6 +36,7 @@ from typing import Any
 from ..errors import InitFailed, KeepaliveTimeout, ProtocolError, RestoreFailed, UDFError
 from ..formats._points import Batch, DataPoint
 from ..toolkit._handler import BaseHandler
+from ..wire._kapacitor import EmittedBatch, KapacitorConnection, KapacitorEvent
 from ..wire._messages import (
     BeginBatch,
     DataMessage,
@@ -48,7 +49,6 @@ from ..wire._messages import (
     RestoreResponse,
     SnapshotResponse,
 )
-from ..wire._protocol import EmittedBatch, KapacitorConnection, KapacitorEvent
 from ..wire._values import encode_options
 from .transports import Command, InProcess, Socket, Target, UDFConnection
 

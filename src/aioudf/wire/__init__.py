@@ -13,9 +13,11 @@ thread, socket or clock is used here (``tests/wire/test_protocol.py`` checks).
   encoders.
 - ``_values``: the one option table: TICKscript literal text <-> typed
   value <-> ``OptionValue`` (both sides of the wire type options here).
-- ``_protocol``: :class:`UDFConnection` (the UDF's side of one connection,
-  every rule of the conversation next to its :class:`State`) and
-  :class:`KapacitorConnection` (Kapacitor's side, its keepalive clock).
+- ``_protocol``: :class:`UDFConnection`, the UDF's side of one connection:
+  every rule of the conversation next to its :class:`State`, both
+  directions, and the exported state.
+- ``_kapacitor``: :class:`KapacitorConnection`, Kapacitor's side (replies
+  matched, batches assembled, its keepalive clock).
 """
 
 from __future__ import annotations
@@ -23,6 +25,12 @@ from __future__ import annotations
 from ._frames import (
     DEFAULT_MAX_FRAME_SIZE,
     FrameDecoder,
+)
+from ._kapacitor import (
+    EmittedBatch,
+    KapacitorConnection,
+    KapacitorEvent,
+    go_time,
 )
 from ._layout import (
     DATA_TAGS,
@@ -73,13 +81,9 @@ from ._messages import (
 )
 from ._protocol import (
     STATE_FORMAT_VERSION,
-    EmittedBatch,
     Ending,
-    KapacitorConnection,
-    KapacitorEvent,
     State,
     UDFConnection,
-    go_time,
     snapshot_bytes,
 )
 from ._values import (
