@@ -17,7 +17,8 @@ from udf_handlers import BatchEcho, Fails, ThreadedEcho
 import aioudf.serving._metrics
 from aioudf import UnixServer
 from aioudf.errors import AioudfError
-from aioudf.serving._metrics import Metrics, MetricsEndpoint, MetricsUnavailable, parse_address
+from aioudf.serving._metrics import Metrics, MetricsUnavailable, parse_address
+from aioudf.serving._metrics_http import MetricsEndpoint
 from aioudf.testing import Batch, DataPoint, Kapacitor, UDFError
 
 

@@ -5,8 +5,10 @@
 - ``_lifecycle``: what ``serve()``, the supervisor and a worker share.
 - ``_handover``: the hand-over wire (SCM_RIGHTS) and its conversations.
 - ``_control``: the socket files (the one bind) and the control socket.
-- ``_metrics``: Prometheus metrics (per-task families, the endpoint, shared
-  across processes); implements the runtime's hooks.
+- ``_metrics``: Prometheus metrics (per-task families, shared across
+  processes); implements the runtime's hooks.
+- ``_metrics_http``: the ``/metrics`` endpoint, on the loop, its socket
+  handed over with the server's.
 - ``_process``: process UDFs: :func:`run`, :func:`run_stdio`.
 - ``_server``: socket UDFs: :class:`UnixServer`, :func:`serve`.
 - ``_supervisor``: ``--workers``: owns the socket, runs and replaces workers.
@@ -58,12 +60,16 @@ from ._metrics import (
     POINT_SAMPLE,
     ConnectionMetrics,
     Metrics,
-    MetricsEndpoint,
     MetricsObserver,
     MetricsUnavailable,
     parse_address,
     shared_dir,
     use_multiprocess_dir,
+)
+from ._metrics_http import (
+    MetricsEndpoint,
+    socket_of,
+    start_handed_over,
 )
 from ._process import (
     refuse_stdio,
@@ -159,7 +165,9 @@ __all__ = [
     "share_plan",
     "shared_dir",
     "signal_handlers",
+    "socket_of",
     "socket_pair",
+    "start_handed_over",
     "take_connections",
     "take_over",
     "use_multiprocess_dir",

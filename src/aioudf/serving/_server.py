@@ -63,15 +63,8 @@ from ._handover import (
     take_over,
 )
 from ._lifecycle import Lifecycle, first
-from ._metrics import (
-    Metrics,
-    MetricsEndpoint,
-    parse_address,
-    shared_dir,
-    socket_of,
-    start_handed_over,
-    use_multiprocess_dir,
-)
+from ._metrics import Metrics, parse_address, shared_dir, use_multiprocess_dir
+from ._metrics_http import MetricsEndpoint, socket_of, start_handed_over
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack

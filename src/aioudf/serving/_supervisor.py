@@ -99,14 +99,8 @@ from ._handover import (
     take_over,
 )
 from ._lifecycle import Lifecycle, first
-from ._metrics import (
-    REFRESH_INTERVAL,
-    Metrics,
-    MetricsEndpoint,
-    parse_address,
-    socket_of,
-    start_handed_over,
-)
+from ._metrics import REFRESH_INTERVAL, Metrics, parse_address
+from ._metrics_http import MetricsEndpoint, socket_of, start_handed_over
 from ._server import UnixServer
 
 __all__ = [
