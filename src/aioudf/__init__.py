@@ -63,8 +63,8 @@ from .wire._messages import ValueType as ValueType
 # left out of __all__, like the message types, so help(aioudf) stays short.
 from .errors import MissingExtra as MissingExtra
 from .errors import StartupError as StartupError
-from .formats._points import clear_fields as clear_fields
-from .formats._points import number_field as number_field
+from .formats._fields import clear_fields as clear_fields
+from .formats._fields import number_field as number_field
 from .toolkit._batches import BatchHandler as BatchHandler
 from .toolkit._batches import PointBatch as PointBatch
 from .toolkit._startup import Startup as Startup

@@ -9,15 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aioudf import Point
-from aioudf.formats._points import (
-    Batch,
-    DataPoint,
-    format_time,
-    group_key,
-    make_point,
-    parse_time,
-    to_nanoseconds,
-)
+from aioudf.formats._fields import format_time, group_key, parse_time, to_nanoseconds
+from aioudf.formats._points import Batch, DataPoint, make_point
 
 TAGS = {"host": "server01", "cpu": "cpu-total", "dc": "eu"}
 

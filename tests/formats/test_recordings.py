@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import DATA
 
-from aioudf.formats._points import Batch, DataPoint, parse_time
+from aioudf.formats._fields import parse_time
+from aioudf.formats._points import Batch, DataPoint
 from aioudf.formats._recordings import (
     BatchRecording,
     RecordingError,

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from aioudf import Point, PointBatch
-from aioudf.formats._points import DataPoint, fields_of
+from aioudf.formats._fields import fields_of
+from aioudf.formats._points import DataPoint
 
 T0 = 1_700_000_000 * 10**9 + 123  # nanoseconds must survive
 

@@ -1,8 +1,9 @@
 """How points are written down: DataPoint and Batch, group keys, line protocol, recordings.
 
 - ``_lineformat``: line protocol formatting (escaping, precision, range).
+- ``_fields``: times, group keys, a Point's fields by name.
 - ``_points``: :class:`DataPoint`, :class:`Batch` (and :class:`BatchHeader`),
-  group keys, :func:`make_point` and the field helpers.
+  :func:`make_point`.
 - ``_lineprotocol``: parsing line protocol, :func:`format_line`.
 - ``_recordings``: Kapacitor's ``.srpl`` / ``.brpl`` recordings, read and
   written.
@@ -13,6 +14,16 @@ Below the toolkit: handlers, the test kit and the replay all speak
 
 from __future__ import annotations
 
+from ._fields import (
+    clear_fields,
+    fields_of,
+    format_time,
+    group_key,
+    number_field,
+    parse_time,
+    set_fields,
+    to_nanoseconds,
+)
 from ._lineformat import (
     MAX_TIME,
     MIN_TIME,
@@ -34,15 +45,7 @@ from ._points import (
     BatchHeader,
     DataPoint,
     FieldValue,
-    clear_fields,
-    fields_of,
-    format_time,
-    group_key,
     make_point,
-    number_field,
-    parse_time,
-    set_fields,
-    to_nanoseconds,
 )
 from ._recordings import (
     BatchRecording,

@@ -31,9 +31,10 @@ from typing import Any
 
 from ..errors import LineProtocolError, MissingDependency
 from ..wire._messages import Point
+from ._fields import fields_of
 from ._lineformat import MAX_TIME, MIN_TIME, PRECISIONS, format_record
 from ._lineformat import multiplier as _multiplier
-from ._points import DataPoint, FieldValue, fields_of
+from ._points import DataPoint, FieldValue
 
 __all__ = [
     "PRECISIONS",

@@ -34,8 +34,9 @@ from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
 from ..errors import RecordingError
+from ._fields import format_time, parse_time
 from ._lineprotocol import LineProtocolError, _ends_inside_string, format_line, parse_line
-from ._points import Batch, DataPoint, format_time, is_finite, parse_time
+from ._points import Batch, DataPoint, is_finite
 
 __all__ = [
     "BatchRecording",

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..formats._points import Batch, DataPoint, group_key
+from ..formats._fields import group_key
+from ..formats._points import Batch, DataPoint
 
 __all__ = ["Grouping"]
 

@@ -31,7 +31,8 @@ End to end, through a real Kapacitor: :class:`Kapacitord` (and
 from __future__ import annotations
 
 from ..errors import KapacitordError, KapacitordNotFound, UDFUnreachable
-from ..formats._points import Batch, DataPoint, fields_of, group_key, make_point
+from ..formats._fields import fields_of, group_key
+from ..formats._points import Batch, DataPoint, make_point
 from .client import (
     DEFAULT_TIMEOUT,
     InitFailed,

@@ -24,7 +24,8 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from ..formats._points import Batch, DataPoint, format_time
+from ..formats._fields import format_time
+from ..formats._points import Batch, DataPoint
 
 __all__ = ["Answer", "QueryServer", "Rows", "series_of"]
 

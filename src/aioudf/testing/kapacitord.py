@@ -71,8 +71,9 @@ import anyio
 import anyio.to_thread
 
 from ..errors import ConfigError, KapacitordError, KapacitordNotFound
+from ..formats._fields import parse_time
 from ..formats._lineprotocol import format_line
-from ..formats._points import DataPoint, parse_time
+from ..formats._points import DataPoint
 from ..runtime._loader import load_handler
 from ..runtime._logs import ContextFilter, LogfmtFormatter
 from ..serving._server import UnixServer
