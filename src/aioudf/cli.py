@@ -391,7 +391,8 @@ def _execute(
     configure_logging(args.log_level, args.log_format)
     if getattr(args, "socket", None):
         # (Imported here: a process UDF starts without the supervisor's modules.)
-        from .serving._supervisor import WORKER_ENV, Supervisor, run_worker
+        from .serving._supervisor import Supervisor
+        from .serving._worker import WORKER_ENV, run_worker
 
         worker = os.environ.pop(WORKER_ENV, None)
         if args.metrics:

@@ -259,7 +259,8 @@ class Server:
 
     async def _serve(self, settings: Settings) -> int:
         # (Imported here: a process UDF starts without the supervisor's modules.)
-        from ..serving._supervisor import WORKER_ENV, Supervisor, run_worker
+        from ..serving._supervisor import Supervisor
+        from ..serving._worker import WORKER_ENV, run_worker
 
         path = self._socket_path
         main = threading.current_thread() is threading.main_thread()

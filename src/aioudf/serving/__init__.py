@@ -11,6 +11,7 @@
   handed over with the server's.
 - ``_process``: process UDFs: :func:`run`, :func:`run_stdio`.
 - ``_server``: socket UDFs: :class:`UnixServer`, :func:`serve`.
+- ``_worker``: one worker: the inherited socket, the supervisor's orders.
 - ``_supervisor``: ``--workers``: owns the socket, runs and replaces workers.
 - ``_reload``: ``--reload``: watches the handler's files, sends SIGHUP.
 """
@@ -98,13 +99,15 @@ from ._stdio import (
     reserved_stdout,
 )
 from ._supervisor import (
-    WORKER_ENV,
     Backoff,
     Supervisor,
-    run_worker,
     share_plan,
-    worker_config,
     worker_count,
+)
+from ._worker import (
+    WORKER_ENV,
+    run_worker,
+    worker_config,
 )
 
 __all__ = [
