@@ -11,6 +11,11 @@ directory or the Python path) or ``path/to/file.py:Class``.
 :func:`main` gives a single UDF script the same flags, so an example ends with
 ``aioudf.main(MyHandler)``: without ``--socket`` it is a process UDF (what
 Kapacitor's ``prog``/``args`` run), with ``--socket PATH`` a socket server.
+
+Why one module of this size: every subcommand shares the one table of
+settings flags (``_setting``: flag, environment variable, Config field) and
+the one way of turning a bad flag into one line and exit status 2; the
+replay's flags are ``replay/_flags.py``, which the engine does not need.
 """
 
 from __future__ import annotations

@@ -18,6 +18,11 @@ the path and listens, connections are served in the server's task group, and
 :meth:`UnixServer.shutdown` stops accepting, waits, cancels and cleans up.
 Every connection gets a fresh handler; a failing connection is logged and
 closed without affecting the others.
+
+Why one module of this size: a server's life and its hand-over (giving and
+taking connections and sockets) touch the same connection table and task
+group; the wire of the hand-over is ``_handover``, the sockets' files
+``_control``, the shared life ``_lifecycle``.
 """
 
 from __future__ import annotations

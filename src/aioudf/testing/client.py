@@ -20,6 +20,11 @@ Failures use Kapacitor's words: a keepalive not answered within ``timeout``
 raises :class:`KeepaliveTimeout` ("keepalive timedout, last keepalive received
 was: ..."), an ErrorResponse raises :class:`UDFError` carrying the UDF's text,
 a refused Init :class:`InitFailed`, a refused Restore :class:`RestoreFailed`.
+
+Why one module of this size: :class:`Kapacitor`, its :class:`TaskConnection`
+and the :class:`Result` they fill are one conversation over one
+``KapacitorConnection``; the transports that reach the UDF are
+``transports``.
 """
 
 from __future__ import annotations
