@@ -406,3 +406,30 @@ async def test_an_endpoint_handed_another_address_serves_its_own() -> None:
         assert (await http_get(wanted, "/metrics"))[0] == 200
     finally:
         await endpoint.close()
+
+
+async def test_a_scrape_accepted_before_close_is_answered_before_close_returns() -> None:
+    # A hand-over or shutdown closes the endpoint; a scrape the old process
+    # had already accepted must get its answer, not a closed connection.
+    accepted = asyncio.Event()
+
+    class Watched(MetricsEndpoint):
+        async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            accepted.set()
+            await super()._serve(reader, writer)
+
+    endpoint = Watched(Metrics(), "127.0.0.1", 0)
+    await endpoint.start()
+    reader, writer = await asyncio.open_connection("127.0.0.1", endpoint.port)
+    writer.write(b"GET /metrics HTTP/1.1\r\n")  # the head is not complete yet
+    await writer.drain()
+    await accepted.wait()
+    closing = asyncio.ensure_future(endpoint.close())
+    await asyncio.sleep(0)  # one pass of the loop: close() has stopped accepting
+    assert not closing.done()  # and waits for the request it accepted
+    writer.write(b"Host: x\r\n\r\n")
+    await writer.drain()
+    await closing
+    data = await reader.read()
+    writer.close()
+    assert data.startswith(b"HTTP/1.1 200 OK")

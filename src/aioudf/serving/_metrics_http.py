@@ -14,7 +14,7 @@ import contextlib
 import logging
 import os
 import socket
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import AioudfError
 
@@ -24,6 +24,13 @@ if TYPE_CHECKING:
 __all__ = ["MetricsEndpoint", "socket_of", "start_handed_over"]
 
 logger = logging.getLogger("aioudf")
+
+#: Seconds a request may take to arrive.
+_ANSWER_TIMEOUT = 10.0
+#: Seconds close() gives the requests already accepted to be answered (an
+#: answer takes milliseconds; a client that sends nothing must not hold a
+#: shutdown or a hand-over for long).
+_CLOSE_WAIT = 1.0
 
 
 class MetricsEndpoint:
@@ -39,6 +46,9 @@ class MetricsEndpoint:
         self.host = host
         self.port = port
         self._server: asyncio.AbstractServer | None = None
+        # The requests being answered: close() lets them finish, so a scrape
+        # accepted just before a hand-over still gets its answer.
+        self._answering: set[asyncio.Task[Any]] = set()
         #: The listening socket, once started (handed over with the others).
         self.sock: socket.socket | None = None
 
@@ -82,16 +92,27 @@ class MetricsEndpoint:
         return False
 
     async def close(self) -> None:
+        """Stop accepting; the requests already accepted are answered first.
+
+        (On Python 3.11 ``wait_closed()`` does not wait for them, and a scrape
+        accepted just before a hand-over would be cut without an answer.)
+        """
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
             self._server = None
+        if self._answering:
+            await asyncio.wait(set(self._answering), timeout=_CLOSE_WAIT)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._answering.add(task)
+            task.add_done_callback(self._answering.discard)
         try:
             with contextlib.suppress(asyncio.TimeoutError, asyncio.IncompleteReadError):
-                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), _ANSWER_TIMEOUT)
                 request_line, _, headers = head.partition(b"\r\n")
                 writer.write(self._answer(request_line.split(), _header(headers, b"accept")))
                 await writer.drain()
