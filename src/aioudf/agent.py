@@ -83,6 +83,7 @@ from .messages import (
     data_header,
     encode_data_frame,
     encode_error,
+    encode_response,
 )
 from .metrics import NO_METRICS
 from .options import a_or_an, bind_options, parse_options
@@ -344,6 +345,23 @@ class Emitter:
             return READY
         output._space.clear()
         return output.wait_space()
+
+    def emit_response(self, response: Any, which: str) -> Awaitable[None]:
+        """emit() for a whole ``Response`` carrying a point, ``begin`` or ``end`` (``which``).
+
+        The Response is serialized as it is: its bytes are the frame's body,
+        where emit() of its message would wrap that in a new Python object
+        first. For the compat agent's ``write_response()``, from any thread.
+        """
+        if threading.get_ident() == self._loop_thread or self._output.closed:
+            return self.emit(getattr(response, which))
+        frame = encode_response(response)
+        if which == "point":
+            self.points_emitted += 1  # [metrics]
+        elif which == "end":
+            self.batches_emitted += 1  # [metrics]
+        self._emit_from_thread(frame)
+        return READY
 
     def _emit_from_thread(self, frame: bytes) -> None:
         with self._lock:

@@ -159,24 +159,32 @@ class Link:
         for _, _, _, future, loop in pending:
             self._deliver(loop, future, None, _ScriptProblem(reason))
 
-    def write(self, response: Any) -> None:
+    def write(self, response: Any, flush: bool = False) -> None:
         """``Agent.write_response()``: a data response goes out at once, from any thread."""
-        if response is None:
-            raise TypeError("cannot write None response")
-        try:
+        if type(response) is udf_pb2.Response:  # the bulk of the traffic: no checks to fail
             which = response.WhichOneof("message")
-        except (AttributeError, TypeError, ValueError):
-            raise TypeError(
-                f"write_response() takes a udf_pb2.Response, not {type(response).__name__}"
-            ) from None
+        elif response is None:
+            raise TypeError("cannot write None response")
+        else:
+            try:
+                which = response.WhichOneof("message")
+            except (AttributeError, TypeError, ValueError):
+                raise TypeError(
+                    f"write_response() takes a udf_pb2.Response, not {type(response).__name__}"
+                ) from None
         if which in _DATA:
             adapter = self.adapter
-            if adapter is None or adapter._aioudf_emitter is None:
+            # aioudf's agent's Emitter (emit_response() is the compat agent's)
+            emitter: Any = adapter._aioudf_emitter if adapter is not None else None
+            if emitter is None:
                 raise CompatError(
                     "write_response(): the connection is not served yet (points and batches "
                     "can be written once Kapacitor's requests reach the handler)"
                 )
-            adapter.emit(getattr(response, which))
+            if type(response) is udf_pb2.Response:
+                emitter.emit_response(response, which)
+            else:  # another Response class: its message, in aioudf's
+                emitter.emit(getattr(response, which))
         elif which == "error":
             self.error_text = response.error.error
         else:
