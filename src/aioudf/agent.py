@@ -238,10 +238,12 @@ class OutputQueue:
         return False
 
     def put_many(self, frames: list[bytes]) -> None:
+        """Queue data ``frames`` (from worker threads): the writer is woken as by emit()."""
         if frames:
+            if not self._frames and not self.deferred:
+                self._has_data.set()  # while deferred the dispatcher writes them (see emit())
             self._frames.extend(frames)
             self.size += sum(map(len, frames))
-            self._has_data.set()
             if self.size >= self.limit:
                 self._space.clear()
 
@@ -309,8 +311,6 @@ class Emitter:
         # The worker thread running a run of data requests the loop awaits
         # (see _HOLD): its frames wake nobody, the run's end flushes them.
         self._holder: int | None = None
-        self._runs = 0  # runs in flight (loop thread)
-        self._sweeper: asyncio.TimerHandle | None = None
         # [metrics] Counted here, published by the writer (aioudf.metrics).
         self.points_emitted = 0
         self.batches_emitted = 0
@@ -374,16 +374,6 @@ class Emitter:
         if full:
             asyncio.run_coroutine_threadsafe(self._flush_and_wait(), self._loop).result()
 
-    def run_started(self) -> None:
-        """Loop thread: a run the loop awaits is handed to a thread; watch what it holds."""
-        self._runs += 1
-        if self._sweeper is None:
-            self._sweeper = self._loop.call_later(_HOLD, self._sweep)
-
-    def run_ended(self) -> None:
-        """Loop thread: the run has returned (flush_thread_frames() follows)."""
-        self._runs -= 1
-
     def hold(self) -> None:
         """Worker thread, as the run starts: its frames wait for its end (or _HOLD)."""
         self._holder = threading.get_ident()
@@ -391,14 +381,6 @@ class Emitter:
     def release(self) -> None:
         """Worker thread, as the run ends."""
         self._holder = None
-
-    def _sweep(self) -> None:
-        # Every _HOLD seconds while runs are in flight: a handler method
-        # that emits and then works on keeps nothing back for longer.
-        self._sweeper = None
-        self.flush_thread_frames()
-        if self._runs:
-            self._sweeper = self._loop.call_later(_HOLD, self._sweep)
 
     def flush_thread_frames(self) -> None:
         """Move frames emitted from worker threads into the output (loop thread)."""
@@ -677,6 +659,9 @@ class Agent:
         # A reader that pushes what it receives (streams.PushReader) is not
         # read by a task: its bytes are decoded where they arrive (_received).
         self._push: PushReader | None = reader if isinstance(reader, PushReader) else None
+        # Blocking runs in flight, and their sweeper (see _HOLD).
+        self._runs = 0
+        self._sweeper: asyncio.TimerHandle | None = None
         self._attached = False  # the push reader delivers to _received
         self._eof_seen = False  # it delivered the end of input (not yet decoded up to)
         self._input_held = False  # decoding waits for room in the output
@@ -1328,17 +1313,26 @@ class Agent:
         if self._reader_paused and len(backlog) <= self._max_backlog // 2:
             self._backlog_room()
         started = time.monotonic()
-        emitter = self._emitter
-        emitter.run_started()
+        self._runs += 1
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().call_later(_HOLD, self._sweep)
         try:
             failed = await self._in_thread(self._process_run, run)
         finally:
-            emitter.run_ended()
+            self._runs -= 1
         # [metrics] One observation per run: the mean time per request.
         self._metrics.handled(_METHODS[type(first)], time.monotonic() - started, len(run))
         if failed is not None:
             index, method, error = failed
             raise _HandlerFailed(run[index], method, error)
+
+    def _sweep(self) -> None:
+        # Every _HOLD seconds while runs are in flight: a handler method
+        # that emits and then works on keeps nothing back for longer.
+        self._sweeper = None
+        self._emitter.flush_thread_frames()
+        if self._runs:
+            self._sweeper = asyncio.get_running_loop().call_later(_HOLD, self._sweep)
 
     def _process_run(self, run: list[Any]) -> tuple[int, str, BaseException] | None:
         """Worker thread: feed a run of data requests to the blocking handler."""

@@ -41,6 +41,11 @@ _KINDS = {"begin_batch": "begin", "end_batch": "end"}
 _DATA = ("point", "begin", "end")
 
 
+# Seconds the event loop waits, blocked, for a handler call to return before
+# it awaits the call instead (and answers keepalives meanwhile).
+_SYNC_WAIT = 0.002
+
+
 class _ScriptProblem(Exception):
     """The script's handler cannot answer: no such method, not a Response, no Agent."""
 
@@ -106,6 +111,12 @@ class Link:
         self._worker: threading.Thread | None = None
         self._abandoned: str | None = None
         self._ended = False
+        # The call the loop waits for synchronously (see _SYNC_WAIT), its outcome,
+        # and the lock the worker releases once it is there.
+        self._waited: asyncio.Future[Any] | None = None
+        self._outcome: tuple[Any, BaseException | None] = (None, None)
+        self._returned = threading.Lock()
+        self._returned.acquire()
 
     # ---- the script's side ------------------------------------------------
 
@@ -200,10 +211,21 @@ class Link:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         with self._lock:
-            if self._abandoned is None:
-                self._calls.put((contextvars.copy_context(), function, args, future, loop))
+            if self._abandoned is not None:
+                future.set_exception(_ScriptProblem(self._abandoned))
                 return future
-        future.set_exception(_ScriptProblem(self._abandoned))
+            self._waited = future
+            self._calls.put((contextvars.copy_context(), function, args, future, loop))
+        returned = self._returned.acquire(timeout=_SYNC_WAIT)
+        if not returned:
+            with self._lock:
+                if self._waited is future:
+                    self._waited = None  # the worker delivers it through the loop
+                    return future
+            self._returned.acquire()  # released just after the timeout
+        result, error = self._outcome
+        self._outcome = (None, None)
+        _settle(future, result, error)
         return future
 
     def end(self) -> None:
@@ -245,13 +267,19 @@ class Link:
             else:
                 deliver(loop, future, result, None)
 
-    @staticmethod
     def _deliver(
+        self,
         loop: asyncio.AbstractEventLoop,
         future: asyncio.Future[Any],
         result: Any,
         error: BaseException | None,
     ) -> None:
+        with self._lock:
+            if self._waited is future:  # the loop is waiting right there
+                self._waited = None
+                self._outcome = (result, error)
+                self._returned.release()
+                return
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for it
             loop.call_soon_threadsafe(_settle, future, result, error)
 
