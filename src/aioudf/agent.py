@@ -353,14 +353,26 @@ class Emitter:
         where emit() of its message would wrap that in a new Python object
         first. For the compat agent's ``write_response()``, from any thread.
         """
-        if threading.get_ident() == self._loop_thread or self._output.closed:
+        thread = threading.get_ident()
+        output = self._output
+        if thread == self._loop_thread or output.closed:
             return self.emit(getattr(response, which))
         frame = encode_response(response)
         if which == "point":
             self.points_emitted += 1  # [metrics]
         elif which == "end":
             self.batches_emitted += 1  # [metrics]
-        self._emit_from_thread(frame)
+        # _emit_from_thread(frame), inlined: this runs once per point.
+        with self._lock:
+            frames = self._from_threads
+            frames.append(frame)
+            self._from_threads_size += len(frame)
+            first = len(frames) == 1
+            full = self._from_threads_size + output.size >= output.limit
+        if first and self._holder != thread:
+            self._loop.call_soon_threadsafe(self.flush_thread_frames)
+        if full:
+            asyncio.run_coroutine_threadsafe(self._flush_and_wait(), self._loop).result()
         return READY
 
     def _emit_from_thread(self, frame: bytes) -> None:

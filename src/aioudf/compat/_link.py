@@ -174,6 +174,12 @@ class Link:
         """``Agent.write_response()``: a data response goes out at once, from any thread."""
         if type(response) is udf_pb2.Response:  # the bulk of the traffic: no checks to fail
             which = response.WhichOneof("message")
+            adapter = self.adapter
+            if which == "point" and adapter is not None:
+                emitter: Any = adapter._aioudf_emitter  # aioudf's agent's Emitter
+                if emitter is not None:
+                    emitter.emit_response(response, which)
+                    return
         elif response is None:
             raise TypeError("cannot write None response")
         else:
@@ -186,7 +192,7 @@ class Link:
         if which in _DATA:
             adapter = self.adapter
             # aioudf's agent's Emitter (emit_response() is the compat agent's)
-            emitter: Any = adapter._aioudf_emitter if adapter is not None else None
+            emitter = adapter._aioudf_emitter if adapter is not None else None
             if emitter is None:
                 raise CompatError(
                     "write_response(): the connection is not served yet (points and batches "
