@@ -22,6 +22,7 @@ import contextvars
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
@@ -42,7 +43,10 @@ _DATA = ("point", "begin", "end")
 
 
 # Seconds the event loop waits, blocked, for a handler call to return before
-# it awaits the call instead (and answers keepalives meanwhile).
+# it awaits the call instead (and answers keepalives meanwhile). Once a call
+# has taken longer, the next ones are awaited at once, until one returns
+# within it: a run of 512 points in bulk takes longer, and the loop is
+# better off reading and writing meanwhile.
 _SYNC_WAIT = 0.002
 
 
@@ -117,6 +121,7 @@ class Link:
         self._outcome: tuple[Any, BaseException | None] = (None, None)
         self._returned = threading.Lock()
         self._returned.acquire()
+        self._quick = True  # the last call returned within _SYNC_WAIT
 
     # ---- the script's side ------------------------------------------------
 
@@ -220,13 +225,17 @@ class Link:
             if self._abandoned is not None:
                 future.set_exception(_ScriptProblem(self._abandoned))
                 return future
-            self._waited = future
+            quick = self._quick
+            self._waited = future if quick else None
             self._calls.put((contextvars.copy_context(), function, args, future, loop))
+        if not quick:
+            return future
         returned = self._returned.acquire(timeout=_SYNC_WAIT)
         if not returned:
             with self._lock:
                 if self._waited is future:
                     self._waited = None  # the worker delivers it through the loop
+                    self._quick = False
                     return future
             self._returned.acquire()  # released just after the timeout
         result, error = self._outcome
@@ -262,8 +271,10 @@ class Link:
     def _work(self) -> None:
         calls = self._calls
         deliver = self._deliver
+        clock = time.monotonic
         while (call := calls.get()) is not None:
             context, function, args, future, loop = call
+            started = clock()
             try:
                 result = context.run(function, *args)
             except Exception as exc:
@@ -272,6 +283,7 @@ class Link:
                 deliver(loop, future, None, _ScriptProblem(f"{type(exc).__name__}: {exc}"))
             else:
                 deliver(loop, future, result, None)
+            self._quick = clock() - started < _SYNC_WAIT
 
     def _deliver(
         self,
