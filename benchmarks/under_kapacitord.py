@@ -117,8 +117,9 @@ def implementations(
 
     A socket implementation's command serves ``{socket}`` until SIGTERM; a
     process implementation's is what Kapacitor starts (``prog`` and ``args``).
-    ``compare``: other checkouts of aioudf whose examples run beside this
-    one's, named after their folder (the same code before a change, say).
+    ``compare``: other checkouts of aioudf whose examples (and compat
+    rows) run beside this one's, named after their folder (the same code
+    before a change, say).
     """
     found = [
         *_aioudf(case, ROOT, ""),
@@ -126,7 +127,6 @@ def implementations(
     ]
     if peers is None:
         return found
-    env = checkout_env(ROOT)
     python = peers / "python" / "examples" / f"{case.example}.py"
     if python.is_file():
         args: tuple[str, ...] = ("{socket}",) if case.transport == "socket" else ()
@@ -139,22 +139,8 @@ def implementations(
         )
         # The same script, unchanged, on aioudf (issue 17): `aioudf compat`,
         # with the real agent still on PYTHONPATH as kapacitor.conf sets it.
-        found.append(
-            Implementation(
-                "aioudf compat (agent's script)",
-                (
-                    sys.executable,
-                    "-m",
-                    "aioudf",
-                    "compat",
-                    "--log-level",
-                    "WARNING",
-                    str(python),
-                    *args,
-                ),
-                {**env, "PYTHONPATH": os.pathsep.join((env["PYTHONPATH"], str(peers / "python")))},
-            )
-        )
+        found.append(_compat(ROOT, "", python, args, peers))
+        found.extend(_compat(other, f" ({other.name})", python, args, peers) for other in compare)
     go = peers / "go" / case.example
     if go.is_file():
         args = ("-socket", "{socket}") if case.transport == "socket" else ()
@@ -165,6 +151,18 @@ def implementations(
         echo_env = {**os.environ, "ECHO_INFO": echo_info(case.echo_options).hex()}
         found.append(Implementation("echo UDF", (str(echo), where), echo_env))
     return found
+
+
+def _compat(
+    checkout: Path, suffix: str, script: Path, args: tuple[str, ...], peers: Path
+) -> Implementation:
+    """The agent's ``script`` on ``aioudf compat`` of ``checkout``."""
+    env = checkout_env(checkout)
+    return Implementation(
+        f"aioudf compat (agent's script){suffix}",
+        (sys.executable, "-m", "aioudf", "compat", "--log-level", "WARNING", str(script), *args),
+        {**env, "PYTHONPATH": os.pathsep.join((env["PYTHONPATH"], str(peers / "python")))},
+    )
 
 
 def _aioudf(case: Case, checkout: Path, suffix: str) -> list[Implementation]:
@@ -728,13 +726,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         results[case.name]["no UDF"] = baseline
         lines += ["", *table(case.title, [*columns, "no UDF"], results[case.name])]
         notes = []
-        for loop in LOOPS:
-            others = [f"aioudf {loop} ({other.name})" for other in args.compare]
+        compat = "aioudf compat (agent's script)"
+        compared = [(f"aioudf {loop}", f"aioudf {loop} ({{}})") for loop in LOOPS]
+        for ours, theirs in (*compared, (compat, f"{compat} ({{}})")):
+            others = [theirs.format(other.name) for other in args.compare]
             for peer in (*others, "Python agent", "echo UDF"):
-                found = ratios(results[case.name], f"aioudf {loop}", peer)
+                found = ratios(results[case.name], ours, peer)
                 if found is not None:
                     notes.append(
-                        f"aioudf {loop} / {peer}: points/s {found[0]:.2f} x, "
+                        f"{ours} / {peer}: points/s {found[0]:.2f} x, "
                         f"UDF CPU a point {found[1]:.2f} x"
                     )
         if notes:

@@ -218,11 +218,10 @@ class ThreadHoldsFrom(BlockingHandler):
 
 async def test_a_blocking_handlers_output_goes_out_while_its_thread_is_held(serve: Any) -> None:
     # The points read together go to the worker thread as one run; what the
-    # thread emits is handed to the loop as it comes, not only at the run's
-    # end: Kapacitor gets the first points' output while a later point
-    # blocks the thread. (Holding it for the run's end, flushed by a timer
-    # meanwhile, cut the loop's wake-ups under kapacitord but cost compat
-    # more CPU a point: measured and left out.)
+    # thread emits rides on the run's end (one wake-up of the loop a run),
+    # but not only: Kapacitor gets the first points' output while a later
+    # point blocks the thread (a sweep every few milliseconds while a run
+    # is in flight hands it over).
     class Held(ThreadHoldsFrom):
         held = 4
         opened = threading.Event()

@@ -22,6 +22,7 @@ import contextvars
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
@@ -39,6 +40,14 @@ logger = logging.getLogger("aioudf")
 # The request type in Kapacitor's agent's error text, by handler method.
 _KINDS = {"begin_batch": "begin", "end_batch": "end"}
 _DATA = ("point", "begin", "end")
+
+
+# Seconds the event loop waits, blocked, for a handler call to return before
+# it awaits the call instead (and answers keepalives meanwhile). Once a call
+# has taken longer, the next ones are awaited at once, until one returns
+# within it: a run of 512 points in bulk takes longer, and the loop is
+# better off reading and writing meanwhile.
+_SYNC_WAIT = 0.002
 
 
 class _ScriptProblem(Exception):
@@ -106,6 +115,13 @@ class Link:
         self._worker: threading.Thread | None = None
         self._abandoned: str | None = None
         self._ended = False
+        # The call the loop waits for synchronously (see _SYNC_WAIT), its outcome,
+        # and the lock the worker releases once it is there.
+        self._waited: asyncio.Future[Any] | None = None
+        self._outcome: tuple[Any, BaseException | None] = (None, None)
+        self._returned = threading.Lock()
+        self._returned.acquire()
+        self._quick = True  # the last call returned within _SYNC_WAIT
 
     # ---- the script's side ------------------------------------------------
 
@@ -159,24 +175,38 @@ class Link:
         for _, _, _, future, loop in pending:
             self._deliver(loop, future, None, _ScriptProblem(reason))
 
-    def write(self, response: Any) -> None:
+    def write(self, response: Any, flush: bool = False) -> None:
         """``Agent.write_response()``: a data response goes out at once, from any thread."""
-        if response is None:
-            raise TypeError("cannot write None response")
-        try:
+        if type(response) is udf_pb2.Response:  # the bulk of the traffic: no checks to fail
             which = response.WhichOneof("message")
-        except (AttributeError, TypeError, ValueError):
-            raise TypeError(
-                f"write_response() takes a udf_pb2.Response, not {type(response).__name__}"
-            ) from None
+            adapter = self.adapter
+            if which == "point" and adapter is not None:
+                emitter: Any = adapter._aioudf_emitter  # aioudf's agent's Emitter
+                if emitter is not None:
+                    emitter.emit_response(response, which)
+                    return
+        elif response is None:
+            raise TypeError("cannot write None response")
+        else:
+            try:
+                which = response.WhichOneof("message")
+            except (AttributeError, TypeError, ValueError):
+                raise TypeError(
+                    f"write_response() takes a udf_pb2.Response, not {type(response).__name__}"
+                ) from None
         if which in _DATA:
             adapter = self.adapter
-            if adapter is None or adapter._aioudf_emitter is None:
+            # aioudf's agent's Emitter (emit_response() is the compat agent's)
+            emitter = adapter._aioudf_emitter if adapter is not None else None
+            if emitter is None:
                 raise CompatError(
                     "write_response(): the connection is not served yet (points and batches "
                     "can be written once Kapacitor's requests reach the handler)"
                 )
-            adapter.emit(getattr(response, which))
+            if type(response) is udf_pb2.Response:
+                emitter.emit_response(response, which)
+            else:  # another Response class: its message, in aioudf's
+                emitter.emit(getattr(response, which))
         elif which == "error":
             self.error_text = response.error.error
         else:
@@ -192,10 +222,25 @@ class Link:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         with self._lock:
-            if self._abandoned is None:
-                self._calls.put((contextvars.copy_context(), function, args, future, loop))
+            if self._abandoned is not None:
+                future.set_exception(_ScriptProblem(self._abandoned))
                 return future
-        future.set_exception(_ScriptProblem(self._abandoned))
+            quick = self._quick
+            self._waited = future if quick else None
+            self._calls.put((contextvars.copy_context(), function, args, future, loop))
+        if not quick:
+            return future
+        returned = self._returned.acquire(timeout=_SYNC_WAIT)
+        if not returned:
+            with self._lock:
+                if self._waited is future:
+                    self._waited = None  # the worker delivers it through the loop
+                    self._quick = False
+                    return future
+            self._returned.acquire()  # released just after the timeout
+        result, error = self._outcome
+        self._outcome = (None, None)
+        _settle(future, result, error)
         return future
 
     def end(self) -> None:
@@ -226,8 +271,10 @@ class Link:
     def _work(self) -> None:
         calls = self._calls
         deliver = self._deliver
+        clock = time.monotonic
         while (call := calls.get()) is not None:
             context, function, args, future, loop = call
+            started = clock()
             try:
                 result = context.run(function, *args)
             except Exception as exc:
@@ -236,14 +283,21 @@ class Link:
                 deliver(loop, future, None, _ScriptProblem(f"{type(exc).__name__}: {exc}"))
             else:
                 deliver(loop, future, result, None)
+            self._quick = clock() - started < _SYNC_WAIT
 
-    @staticmethod
     def _deliver(
+        self,
         loop: asyncio.AbstractEventLoop,
         future: asyncio.Future[Any],
         result: Any,
         error: BaseException | None,
     ) -> None:
+        with self._lock:
+            if self._waited is future:  # the loop is waiting right there
+                self._waited = None
+                self._outcome = (result, error)
+                self._returned.release()
+                return
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for it
             loop.call_soon_threadsafe(_settle, future, result, error)
 

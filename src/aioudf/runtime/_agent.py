@@ -89,6 +89,7 @@ from ..wire._messages import (
     SnapshotRequest,
     data_header,
     encode_error,
+    encode_response,
 )
 from ..wire._protocol import Ending, UDFConnection, snapshot_bytes
 from ._hooks import NO_METRICS
@@ -153,6 +154,14 @@ _SLICE_CHECK = 16
 # Consecutive data requests a blocking handler processes per worker-thread
 # call: one thread hop per run of points instead of one per point.
 _THREAD_BATCH = 512
+
+# Seconds at most that frames a blocking handler emits during such a run wait
+# for the run to end before the loop writes them anyway. The end of the run
+# writes them (the loop wakes for it in any case); waking the loop for the
+# first frame as well cost a wake-up and a handover of the GIL each time,
+# several per run (measured under a real kapacitord, which writes ~11
+# points a read on a socket).
+_HOLD = 0.01
 
 _METHODS = {Point: "point", BeginBatch: "begin_batch", EndBatch: "end_batch"}
 
@@ -238,16 +247,17 @@ class OutputQueue:
         return False
 
     def put_many(self, frames: list[bytes]) -> None:
-        """Queue ``frames`` (a worker thread's) and wake the writer; nothing once closed.
+        """Queue ``frames`` (a worker thread's), waking the writer as emit() does; none once closed.
 
         (The connection refuses what is emitted after it ended, and
         :meth:`Emitter.end` queues what was emitted before: frames reaching
         a closed queue have no writer left to take them.)
         """
         if frames and not self.closed:
+            if not self._frames and not self.deferred:
+                self._has_data.set()  # while deferred the dispatcher writes them (see emit())
             self._frames.extend(frames)
             self.size += sum(map(len, frames))
-            self._has_data.set()
             if self.size >= self.limit:
                 self._space.clear()
 
@@ -319,6 +329,9 @@ class Emitter:
         self._lock = threading.Lock()
         self._from_threads: list[bytes] = []
         self._from_threads_size = 0
+        # The worker thread running a run of data requests the loop awaits
+        # (see _HOLD): its frames wake nobody, the run's end flushes them.
+        self._holder: int | None = None
         # [metrics] Counted here, published by the writer (aioudf.serving's metrics).
         self.points_emitted = 0
         self.batches_emitted = 0
@@ -356,6 +369,36 @@ class Emitter:
         output._space.clear()
         return output.wait_space()
 
+    def emit_response(self, response: Any, which: str) -> Awaitable[None]:
+        """emit() for a whole ``Response`` carrying a point, ``begin`` or ``end`` (``which``).
+
+        The Response is serialized as it is: its bytes are the frame's body,
+        where emit() of its message would wrap that in a new Python object
+        first. For the compat agent's ``write_response()``, from any thread.
+        The connection checks it as it checks emit()'s messages.
+        """
+        thread = threading.get_ident()
+        if thread == self._loop_thread or which != "point":
+            return self.emit(getattr(response, which))
+        output = self._output
+        # _emit_from_thread(), inlined: this runs once per point.
+        with self._lock:
+            if self._conn.points_allowed:
+                frame = encode_response(response)
+            else:
+                frame = self._conn.send_data(response.point)  # raises why it may not go
+            self.points_emitted += 1  # [metrics]
+            frames = self._from_threads
+            frames.append(frame)
+            self._from_threads_size += len(frame)
+            first = len(frames) == 1
+            full = self._from_threads_size + output.size >= output.limit
+        if first and self._holder != thread:
+            self._loop.call_soon_threadsafe(self.flush_thread_frames)
+        if full:
+            asyncio.run_coroutine_threadsafe(self._flush_and_wait(), self._loop).result()
+        return READY
+
     def _emit_from_thread(self, message: DataMessage) -> None:
         with self._lock:
             # Checked under the lock end() takes: a frame let through here is
@@ -369,10 +412,18 @@ class Emitter:
             self._from_threads_size += len(frame)
             first = len(self._from_threads) == 1
             full = self._from_threads_size + self._output.size >= self._output.limit
-        if first:
+        if first and self._holder != threading.get_ident():
             self._loop.call_soon_threadsafe(self.flush_thread_frames)
         if full:
             asyncio.run_coroutine_threadsafe(self._flush_and_wait(), self._loop).result()
+
+    def hold(self) -> None:
+        """Worker thread, as the run starts: its frames wait for its end (or _HOLD)."""
+        self._holder = threading.get_ident()
+
+    def release(self) -> None:
+        """Worker thread, as the run ends."""
+        self._holder = None
 
     def flush_thread_frames(self) -> None:
         """Move frames emitted from worker threads into the output (loop thread)."""
@@ -673,6 +724,9 @@ class Agent:
         # A reader that pushes what it receives (streams.PushReader) is not
         # read by a task: its bytes are decoded where they arrive (_received).
         self._push: PushReader | None = reader if isinstance(reader, PushReader) else None
+        # Blocking runs in flight, and their sweeper (see _HOLD).
+        self._runs = 0
+        self._sweeper: asyncio.TimerHandle | None = None
         self._attached = False  # the push reader delivers to _received
         self._eof_seen = False  # it delivered the end of input (not yet decoded up to)
         self._input_held = False  # decoding waits for room in the output
@@ -1320,23 +1374,42 @@ class Agent:
         if self._reader_paused and len(backlog) <= self._max_backlog // 2:
             self._backlog_room()
         started = time.monotonic()
-        failed = await self._in_thread(self._process_run, run)
+        self._runs += 1
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().call_later(_HOLD, self._sweep)
+        try:
+            failed = await self._in_thread(self._process_run, run)
+        finally:
+            self._runs -= 1
         # [metrics] One observation per run: the mean time per request.
         self._metrics.handled(_METHODS[type(first)], time.monotonic() - started, len(run))
         if failed is not None:
             index, method, error = failed
             raise _HandlerFailed(run[index], method, error)
 
+    def _sweep(self) -> None:
+        # Every _HOLD seconds while runs are in flight: a handler method
+        # that emits and then works on keeps nothing back for longer.
+        self._sweeper = None
+        self._emitter.flush_thread_frames()
+        if self._runs:
+            self._sweeper = asyncio.get_running_loop().call_later(_HOLD, self._sweep)
+
     def _process_run(self, run: list[Any]) -> tuple[int, str, BaseException] | None:
         """Worker thread: feed a run of data requests to the blocking handler."""
         methods = self._blocking_methods
-        for index, message in enumerate(run):
-            method = methods[type(message)]
-            try:
-                method(message)
-            except Exception as exc:
-                return index, method.__name__, exc
-        return None
+        emitter = self._emitter
+        emitter.hold()
+        try:
+            for index, message in enumerate(run):
+                method = methods[type(message)]
+                try:
+                    method(message)
+                except Exception as exc:
+                    return index, method.__name__, exc
+            return None
+        finally:
+            emitter.release()
 
     def _answerable(self) -> bool:
         """False if the connection failed while the handler ran: the reply has nowhere to go.
