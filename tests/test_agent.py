@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
+import anyio
 import pytest
 from udf_handlers import BatchEcho, Fails, Recorder, SometimesSuspends, ThreadedEcho
 from wire import Peer, kind, options, request
@@ -227,6 +229,45 @@ async def test_a_blocking_handlers_output_goes_out_while_its_thread_is_held(serv
     assert [r.point.time for r in early if r] == [1, 2, 3]
     await peer.half_close()
     assert [r.point.time for r in await peer.receive_all()] == [4, 5, 6]
+
+
+_COUNTED: contextvars.ContextVar[int] = contextvars.ContextVar("counted", default=0)
+
+
+class CountsInItsContext(Handler):
+    """Emits each point with the count a context variable holds and the task it ran in."""
+
+    tasks: ClassVar[set[asyncio.Task[Any] | None]] = set()
+
+    async def point(self, point: Point) -> None:
+        self.tasks.add(asyncio.current_task())
+        if point.time % 2:  # anyio needs to know its task, and a thread hop suspends
+            await anyio.to_thread.run_sync(time.sleep, 0)
+            self.tasks.add(asyncio.current_task())
+        count = _COUNTED.get() + 1  # counted after the suspension, or before it
+        _COUNTED.set(count)
+        point.fieldsDouble["count"] = count
+        await self.emit(point)
+
+
+async def test_a_handler_runs_in_its_task_and_context_wherever_input_arrives(
+    serve: Any,
+) -> None:
+    # A point that arrives while the agent waits is handled in the
+    # transport's callback, as its connection's task; one that suspends
+    # there goes on in that task. Either way a handler sees one task, one
+    # context (what it set in a context variable stays set) and anyio works.
+    connect = await serve(CountsInItsContext)
+    peer = await connect()
+    await peer.send(init())
+    assert (await peer.receive_kind("init")).init.success
+    counts = []
+    for t in range(1, 7):
+        await peer.send(point(t, v=1.0))  # one read at a time, each while the agent waits
+        answer = await peer.receive_kind("point")
+        counts.append((answer.point.time, answer.point.fieldsDouble["count"]))
+    assert counts == [(t, float(t)) for t in range(1, 7)]
+    assert len(CountsInItsContext.tasks) == 1 and None not in CountsInItsContext.tasks
 
 
 @pytest.mark.parametrize("max_backlog", [7, 10_000])
