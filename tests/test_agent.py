@@ -535,6 +535,30 @@ async def test_oversized_frame_is_refused(serve: Any) -> None:
     )
 
 
+class RestoresAnything(Handler):
+    restored: ClassVar[list[int]] = []
+
+    async def point(self, point: Point) -> None:
+        await self.emit(point)
+
+    async def restore(self, snapshot: bytes) -> None:
+        self.restored.append(len(snapshot))
+
+
+async def test_a_request_larger_than_the_read_ahead_is_read_whole(serve: Any) -> None:
+    # The transport pauses while a MiB of input waits undecoded; the rest of
+    # one larger request (a snapshot restored) is not waiting, it is needed.
+    connect = await serve(RestoresAnything)
+    peer = await connect()
+    await peer.send(init())
+    assert (await peer.receive_kind("init")).init.success
+    snapshot = bytes(range(256)) * (3 << 12)  # 3 MiB
+    await peer.send(request(restore=pb.RestoreRequest(snapshot=snapshot)), point(1, v=1.0))
+    assert (await peer.receive_kind("restore")).restore.success
+    assert (await peer.receive_kind("point")).point.time == 1
+    assert RestoresAnything.restored == [len(snapshot)]
+
+
 async def test_truncated_stream_is_an_error(serve: Any) -> None:
     connect = await serve(Recorder)
     peer = await connect()

@@ -1135,14 +1135,19 @@ class Agent:
             if data:
                 conn.receive_data(data)
                 self._fresh = True
-                if conn.buffered >= _READ_AHEAD and not self._push_paused:
-                    self._pause_input()
             else:
                 self._eof_seen = True
             if self._dispatching:
                 self._take_to_bound()  # a handler call is suspended: answer keepalives
             elif self._take_input() and not self._driver.run_inline():
                 self._requests_ready.set()
+            if (
+                not self._push_paused
+                and self._attached
+                and conn.buffered >= _READ_AHEAD
+                and not conn.needs_data  # whole requests wait, not the rest of a large one
+            ):
+                self._pause_input()
         except Exception as exc:
             self._end_input(self._context.run(self._input_failure, exc))
 
@@ -1186,6 +1191,12 @@ class Agent:
                 return True
             if not self._eof_seen:
                 self._fresh = False
+                if self._push_paused:
+                    # What is left is part of one large request: only more
+                    # bytes can complete it (its bound is max_frame_size).
+                    assert self._push is not None
+                    self._push_paused = False
+                    self._push.resume_reading()
                 return False
             conn.receive_eof()
             self._end_input(_EndOfInput())
