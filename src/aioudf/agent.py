@@ -1099,12 +1099,14 @@ class Agent:
     # a pass of the event loop and a task switch per write before the
     # dispatcher even wakes. A push reader's bytes are decoded in the
     # transport's callback instead, one run of _DECODE_RUN while the
-    # dispatcher waits for input (it decodes the rest itself, run after run,
-    # before it next waits), or up to the backlog's bound while a handler
-    # call is suspended (so keepalives behind the points are answered, as the
-    # reader task answers them). The same bounds hold: no decoding beyond
-    # max_backlog, none while the output is full, and the transport paused
-    # while _READ_AHEAD bytes wait undecoded.
+    # dispatcher waits for input, and the dispatcher is resumed right there
+    # to handle it (_Undeferring.run_inline; it decodes the rest itself, run
+    # after run, before it next waits), or up to the backlog's bound while a
+    # handler call is suspended (so keepalives behind the points are
+    # answered, as the reader task answers them). The same bounds hold: no
+    # decoding beyond max_backlog, none while the output is full, and the
+    # transport paused while _READ_AHEAD bytes of whole requests wait
+    # undecoded.
 
     def _attach(self) -> None:
         assert self._push is not None
@@ -1144,8 +1146,8 @@ class Agent:
             if (
                 not self._push_paused
                 and self._attached
-                and conn.buffered >= _READ_AHEAD
                 and not conn.needs_data  # whole requests wait, not the rest of a large one
+                and conn.buffered >= _READ_AHEAD
             ):
                 self._pause_input()
         except Exception as exc:
