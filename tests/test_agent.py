@@ -253,10 +253,11 @@ class CountsInItsContext(Handler):
 async def test_a_handler_runs_in_its_task_and_context_wherever_input_arrives(
     serve: Any,
 ) -> None:
-    # A point that arrives while the agent waits is handled in the
-    # transport's callback, as its connection's task; one that suspends
-    # there goes on in that task. Either way a handler sees one task, one
-    # context (what it set in a context variable stays set) and anyio works.
+    # Bytes are decoded in the transport's callback, points handled by the
+    # connection's dispatcher: whether a point arrives while the agent
+    # waits or not, and whether it suspends or not, a handler sees one
+    # task, one context (what it set in a context variable stays set), and
+    # anyio works.
     connect = await serve(CountsInItsContext)
     peer = await connect()
     await peer.send(init())

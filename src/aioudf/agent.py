@@ -55,7 +55,6 @@ import inspect
 import logging
 import threading
 import time
-from asyncio.tasks import _enter_task, _leave_task
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -357,47 +356,6 @@ class Emitter:
         await self._output.wait_space()
 
 
-class _Park:
-    """What the dispatcher yields to wait for input (``await _PARK``; see _Undeferring)."""
-
-    __slots__ = ()
-
-    def __await__(self) -> Generator[Any, Any, None]:
-        yield self
-
-
-_PARK = _Park()
-_NOTHING: Any = object()  # no suspension pending (_Undeferring._pending)
-
-
-class _InputReady:
-    """The dispatcher's wake-up: ``set()`` once requests are queued for it.
-
-    Like an ``asyncio.Event`` with one waiter: the future the dispatcher's
-    task waits on while the dispatcher is parked (see _Undeferring).
-    """
-
-    __slots__ = ("flag", "waiter")
-
-    def __init__(self) -> None:
-        self.flag = False
-        self.waiter: asyncio.Future[None] | None = None
-
-    def set(self) -> None:
-        self.flag = True
-        waiter = self.waiter
-        if waiter is not None:
-            self.waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def clear(self) -> None:
-        self.flag = False
-
-    def is_set(self) -> bool:
-        return self.flag
-
-
 class _Undeferring:
     """Awaits ``coro`` (the dispatch loop), calling ``suspended()`` whenever it suspends.
 
@@ -409,99 +367,30 @@ class _Undeferring:
     to both. This costs a step of this generator per suspension, where a
     callback scheduled at the start of every run cost an extra pass of the
     event loop per read.
-
-    The dispatcher waits for input by yielding ``_PARK``: the task then waits
-    on ``ready``'s waiter. Input that arrives meanwhile in a transport's
-    callback (a push reader's) is handled right there, by :meth:`run_inline`:
-    the dispatcher is resumed in that callback, as its own task (the current
-    task and the context are the task's), and runs until it parks again,
-    without the pass of the event loop and the task switch a wake-up costs
-    (Kapacitor writes ~11 points a read, so each read paid for one). If a
-    handler suspends there instead, what it waits for is handed to the task,
-    which goes on from there: the order of everything is the order it would
-    have had. Every step of the dispatcher runs in one context of its own
-    (a copy of the task's when it started), wherever it runs.
     """
 
-    __slots__ = (
-        "_context",
-        "_coro",
-        "_loop",
-        "_outcome",
-        "_pending",
-        "_ready",
-        "_suspended",
-        "_task",
-        "_waiter",
-    )
+    __slots__ = ("_coro", "_suspended")
 
-    def __init__(
-        self,
-        coro: Coroutine[Any, Any, None],
-        suspended: Callable[[], None],
-        ready: _InputReady,
-    ) -> None:
+    def __init__(self, coro: Coroutine[Any, Any, None], suspended: Callable[[], None]) -> None:
         self._coro = coro
         self._suspended = suspended
-        self._ready = ready
-        self._loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        assert task is not None
-        self._task = task
-        self._context = contextvars.copy_context()
-        self._waiter: asyncio.Future[None] | None = None  # the task's, while parked
-        self._pending: Any = _NOTHING  # what the dispatcher awaits, run inline and suspended
-        self._outcome: BaseException | None = None  # how it ended, run inline
 
     def __await__(self) -> Generator[Any, Any, None]:
         coro = self._coro
         suspended = self._suspended
-        ready = self._ready
-        run = self._context.run
         send = coro.send
         value: Any = None
         error: BaseException | None = None
         while True:
             try:
                 if error is None:
-                    yielded = run(send, value)
+                    yielded = send(value)
                 else:
-                    yielded = run(coro.throw, error)
+                    yielded = coro.throw(error)
                     error = None
             except StopIteration:
                 return
-            if yielded is _PARK:
-                if ready.flag:
-                    value = None
-                    continue
-                waiter = self._waiter = ready.waiter = self._loop.create_future()
-                waiter._asyncio_future_blocking = True  # as Future.__await__ yields it
-                try:
-                    yield waiter
-                except GeneratorExit:
-                    coro.close()
-                    raise
-                except BaseException as exc:  # cancellation included: the loop handles it
-                    error = exc
-                finally:
-                    self._waiter = ready.waiter = None
-                if (outcome := self._outcome) is not None:  # it ended, run inline
-                    self._outcome = None
-                    if not isinstance(outcome, StopIteration):
-                        raise outcome
-                    if error is not None:
-                        raise error
-                    return
-                value = None
-                yielded = self._pending
-                if yielded is _NOTHING:
-                    continue  # input came: resume it
-                # Run inline, it suspended (and suspended() was called): wait here.
-                self._pending = _NOTHING
-                if error is not None:
-                    continue  # thrown into it where it waits
-            else:
-                suspended()
+            suspended()
             try:
                 value = yield yielded
             except GeneratorExit:
@@ -510,40 +399,6 @@ class _Undeferring:
             except BaseException as exc:  # cancellation included: the loop handles it
                 error = exc
                 value = None
-
-    def run_inline(self) -> bool:
-        """Resume the parked dispatcher here (a transport's callback); False if it cannot be."""
-        waiter = self._waiter
-        if waiter is None or waiter.done() or self._pending is not _NOTHING:
-            return False  # not parked, or its task is about to resume it anyway
-        loop = self._loop
-        task = self._task
-        try:
-            _enter_task(loop, task)
-        except RuntimeError:
-            return False  # called from another task: its own task resumes it
-        ready = self._ready
-        run = self._context.run
-        send = self._coro.send
-        try:
-            while True:
-                try:
-                    yielded = run(send, None)
-                except BaseException as exc:  # StopIteration (it returned) included
-                    self._outcome = exc
-                    waiter.set_result(None)
-                    return True
-                if yielded is not _PARK:
-                    self._suspended()
-                    self._pending = yielded
-                    waiter.set_result(None)
-                    return True
-                if not ready.flag:
-                    if waiter.done():  # woken meanwhile: the task finds it parked, resumes it
-                        self._waiter = ready.waiter = None
-                    return True  # parked again: the task waits on
-        finally:
-            _leave_task(loop, task)
 
 
 class _EndOfInput:
@@ -718,7 +573,7 @@ class Agent:
         self._close_timeout = config.close_timeout
         self._backlog: collections.deque[Any] = collections.deque()
         self._output = OutputQueue(config.max_output)
-        self._requests_ready = _InputReady()
+        self._requests_ready = asyncio.Event()
         self._backlog_space = asyncio.Event()
         self._reader_paused = False
         self._reader_scope = anyio.CancelScope()
@@ -798,16 +653,11 @@ class Agent:
             async with anyio.create_task_group() as tg:
                 self._tasks = tg
                 tg.start_soon(self._write_loop, name=f"{self.name} write")
-                # Before the push reader attaches: what it delivers at once
-                # may already be handled inline (_received).
-                self._driver = _Undeferring(
-                    self._dispatch_loop(), self._suspended, self._requests_ready
-                )
                 if self._push is not None:
                     self._attach()
                 else:
                     tg.start_soon(self._read_loop, name=f"{self.name} read")
-                await self._driver
+                await _Undeferring(self._dispatch_loop(), self._suspended)
                 # Let the writer flush what is queued, but not forever.
                 self._output.close()
                 self._reader_scope.cancel()
@@ -1099,14 +949,12 @@ class Agent:
     # a pass of the event loop and a task switch per write before the
     # dispatcher even wakes. A push reader's bytes are decoded in the
     # transport's callback instead, one run of _DECODE_RUN while the
-    # dispatcher waits for input, and the dispatcher is resumed right there
-    # to handle it (_Undeferring.run_inline; it decodes the rest itself, run
-    # after run, before it next waits), or up to the backlog's bound while a
-    # handler call is suspended (so keepalives behind the points are
-    # answered, as the reader task answers them). The same bounds hold: no
-    # decoding beyond max_backlog, none while the output is full, and the
-    # transport paused while _READ_AHEAD bytes of whole requests wait
-    # undecoded.
+    # dispatcher waits for input (it decodes the rest itself, run after run,
+    # before it next waits), or up to the backlog's bound while a handler
+    # call is suspended (so keepalives behind the points are answered, as the
+    # reader task answers them). The same bounds hold: no decoding beyond
+    # max_backlog, none while the output is full, and the transport paused
+    # while _READ_AHEAD bytes of whole requests wait undecoded.
 
     def _attach(self) -> None:
         assert self._push is not None
@@ -1141,7 +989,7 @@ class Agent:
                 self._eof_seen = True
             if self._dispatching:
                 self._take_to_bound()  # a handler call is suspended: answer keepalives
-            elif self._take_input() and not self._driver.run_inline():
+            elif self._take_input():
                 self._requests_ready.set()
             if (
                 not self._push_paused
@@ -1284,8 +1132,8 @@ class Agent:
                     if conn.failure is not None:
                         return
                     continue  # more may have been read meanwhile
-                ready.flag = False
-                await _PARK  # until input comes (see _Undeferring)
+                ready.clear()
+                await ready.wait()
                 self._dispatching = True
                 if conn.failure is not None:
                     return  # failed while waiting (the writer lost the connection)

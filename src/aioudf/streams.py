@@ -7,9 +7,8 @@ agent accepts anything that fits (``asyncio.StreamReader``/``StreamWriter`` do).
 A reader may also *push* (:class:`PushReader`): hand what it receives to a
 callback as it arrives, from the transport's own callback, instead of
 waiting to be read. The agent then decodes Kapacitor's small writes where
-they arrive, and handles them there while its dispatcher waits for input,
-instead of waking a reader task and then the dispatcher (a pass of the event
-loop and a task switch each, per read).
+they arrive and wakes only the task that handles them, not a reader task
+first (one pass of the event loop and one task switch less per read).
 :class:`PushStreamReader` is an ``asyncio.StreamReader`` that can, and
 :func:`start_unix_server` / :func:`open_unix_connection` open sockets with it.
 """
