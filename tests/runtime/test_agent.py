@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -10,6 +11,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
+import anyio
 import pytest
 from standin import Peer, decode_responses, kind, options, request
 from udf_handlers import BatchEcho, Fails, Recorder, SometimesSuspends, ThreadedEcho
@@ -238,6 +240,46 @@ async def test_a_blocking_handlers_output_goes_out_while_its_thread_is_held(serv
     assert [r.point.time for r in early if r] == [1, 2, 3]
     await peer.half_close()
     assert [r.point.time for r in await peer.receive_all()] == [4, 5, 6]
+
+
+_COUNTED: contextvars.ContextVar[int] = contextvars.ContextVar("counted", default=0)
+
+
+class CountsInItsContext(Handler):
+    """Emits each point with the count a context variable holds and the task it ran in."""
+
+    tasks: ClassVar[set[asyncio.Task[Any] | None]] = set()
+
+    async def point(self, point: Point) -> None:
+        self.tasks.add(asyncio.current_task())
+        if point.time % 2:  # anyio needs to know its task, and a thread hop suspends
+            await anyio.to_thread.run_sync(time.sleep, 0)
+            self.tasks.add(asyncio.current_task())
+        count = _COUNTED.get() + 1  # counted after the suspension, or before it
+        _COUNTED.set(count)
+        point.fieldsDouble["count"] = count
+        await self.emit(point)
+
+
+async def test_a_handler_runs_in_its_task_and_context_wherever_input_arrives(
+    serve: Any,
+) -> None:
+    # Bytes are decoded in the transport's callback, points handled by the
+    # connection's dispatcher: whether a point arrives while the agent
+    # waits or not, and whether it suspends or not, a handler sees one
+    # task, one context (what it set in a context variable stays set), and
+    # anyio works.
+    connect = await serve(CountsInItsContext)
+    peer = await connect()
+    await peer.send(init())
+    assert (await peer.receive_kind("init")).init.success
+    counts = []
+    for t in range(1, 7):
+        await peer.send(point(t, v=1.0))  # one read at a time, each while the agent waits
+        answer = await peer.receive_kind("point")
+        counts.append((answer.point.time, answer.point.fieldsDouble["count"]))
+    assert counts == [(t, float(t)) for t in range(1, 7)]
+    assert len(CountsInItsContext.tasks) == 1 and None not in CountsInItsContext.tasks
 
 
 @pytest.mark.parametrize("max_backlog", [7, 10_000])
@@ -503,6 +545,30 @@ async def test_oversized_frame_is_refused(serve: Any) -> None:
     assert responses[-1].error.error == (
         "protocol error: frame of 2006 bytes exceeds the maximum frame size of 1024 bytes"
     )
+
+
+class RestoresAnything(Handler):
+    restored: ClassVar[list[int]] = []
+
+    async def point(self, point: Point) -> None:
+        await self.emit(point)
+
+    async def restore(self, snapshot: bytes) -> None:
+        self.restored.append(len(snapshot))
+
+
+async def test_a_request_larger_than_the_read_ahead_is_read_whole(serve: Any) -> None:
+    # The transport pauses while a MiB of input waits undecoded; the rest of
+    # one larger request (a snapshot restored) is not waiting, it is needed.
+    connect = await serve(RestoresAnything)
+    peer = await connect()
+    await peer.send(init())
+    assert (await peer.receive_kind("init")).init.success
+    snapshot = bytes(range(256)) * (3 << 12)  # 3 MiB
+    await peer.send(request(restore=pb.RestoreRequest(snapshot=snapshot)), point(1, v=1.0))
+    assert (await peer.receive_kind("restore")).restore.success
+    assert (await peer.receive_kind("point")).point.time == 1
+    assert RestoresAnything.restored == [len(snapshot)]
 
 
 async def test_truncated_stream_is_an_error(serve: Any) -> None:

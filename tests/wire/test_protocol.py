@@ -319,8 +319,10 @@ def test_runs_decoded_in_place_equal_the_one_at_a_time_decoder(
                 conn.receive_data(memoryview(chunk) if as_views else chunk)
                 while True:
                     if take == "runs":
+                        promised_nothing = conn.needs_data
                         requests = conn.next_requests(next(turn))
                         assert len(requests) <= max(limits)
+                        assert not (promised_nothing and requests), "needs_data was wrong"
                     else:
                         one = conn.next_request()
                         requests = [] if one is None else [one]
@@ -340,6 +342,26 @@ def test_runs_decoded_in_place_equal_the_one_at_a_time_decoder(
         return got, error, conn.data_to_send(), conn.buffered
 
     assert run("runs") == run("one at a time")
+
+
+def test_a_point_cut_by_a_read_comes_in_one_run_with_the_points_after_it() -> None:
+    # Kapacitor's small writes cut a point nearly every read: its rest and
+    # the points behind it are one run, and the connection tells when a run
+    # has used up the bytes (no need to ask again for nothing).
+    points = [pb.Point(name="cpu", time=t, fieldsDouble={"usage_idle": 1.5}) for t in range(6)]
+    stream = INIT + b"".join(request(point=p) for p in points)
+    first = len(INIT) + 2 * len(request(point=points[0])) + 5  # inside the third point
+    conn = UDFConnection()
+    conn.receive_data(stream[:first])
+    assert len(conn.next_requests()) == 1  # Init
+    conn.send_init_result()
+    assert conn.next_requests() == points[:2]
+    assert conn.needs_data
+    conn.receive_data(stream[first:])
+    assert not conn.needs_data
+    assert conn.next_requests() == points[2:]
+    assert conn.needs_data and conn.next_requests() == []
+    conn.receive_eof()
 
 
 def test_frame_numbers_count_the_points_decoded_in_place() -> None:

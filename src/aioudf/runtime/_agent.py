@@ -1057,7 +1057,7 @@ class Agent:
     # call is suspended (so keepalives behind the points are answered, as the
     # reader task answers them). The same bounds hold: no decoding beyond
     # max_backlog, none while the output is full, and the transport paused
-    # while _READ_AHEAD bytes wait undecoded.
+    # while _READ_AHEAD bytes of whole requests wait undecoded.
 
     def _attach(self) -> None:
         assert self._push is not None
@@ -1088,14 +1088,19 @@ class Agent:
             if data:
                 conn.receive_data(data)
                 self._fresh = True
-                if conn.buffered >= _READ_AHEAD and not self._push_paused:
-                    self._pause_input()
             else:
                 self._eof_seen = True
             if self._dispatching:
                 self._take_to_bound()  # a handler call is suspended: answer keepalives
             elif self._take_input():
                 self._requests_ready.set()
+            if (
+                not self._push_paused
+                and self._attached
+                and not conn.needs_data  # whole requests wait, not the rest of a large one
+                and conn.buffered >= _READ_AHEAD
+            ):
+                self._pause_input()
         except Exception as exc:
             self._end_input(self._context.run(self._input_failure, exc))
 
@@ -1134,9 +1139,17 @@ class Agent:
             if requests:
                 self._metrics.received(requests)  # [metrics]
                 backlog.extend(requests)
+                if conn.needs_data:
+                    self._fresh = False  # the run used up the bytes: no need to look again
                 return True
             if not self._eof_seen:
                 self._fresh = False
+                if self._push_paused:
+                    # What is left is part of one large request: only more
+                    # bytes can complete it (its bound is max_frame_size).
+                    assert self._push is not None
+                    self._push_paused = False
+                    self._push.resume_reading()
                 return False
             conn.receive_eof()
             self._end_input(_EndOfInput())
@@ -1206,7 +1219,11 @@ class Agent:
         conn = self._conn
         while True:
             if not backlog:
-                if self._attached and self._take_input():
+                if (
+                    self._attached
+                    and (self._fresh or self._eof_seen or self._push_paused)
+                    and self._take_input()
+                ):
                     continue  # the next run of the bytes a push reader delivered
                 self._dispatching = False
                 # Everything read is handled: write what it produced from

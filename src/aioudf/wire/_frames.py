@@ -9,8 +9,11 @@ chunks, a body split across many, thousands of frames in one chunk) is tested
 by feeding bytes.
 
 Copies are kept to what is unavoidable: bodies that arrive whole inside a
-chunk are handed out as zero-copy ``memoryview`` slices of that chunk; only a
-frame cut by a chunk boundary is gathered into a buffer of its own, once.
+chunk are handed out as zero-copy ``memoryview`` slices of that chunk. A small
+frame cut by a chunk boundary (a Point: Kapacitor's small writes cut one
+nearly every read) is joined with the next chunk, so it is parsed in one run
+with the frames after it; a large one is gathered into a buffer of its own,
+copied once.
 """
 
 from __future__ import annotations
@@ -41,6 +44,11 @@ __all__ = [
 #: bound exists for snapshots, which hold a UDF's whole state.
 DEFAULT_MAX_FRAME_SIZE = 64 * 1024 * 1024
 
+
+#: The largest frame (header included) left in the chunk it starts in when
+#: the chunk ends inside it, to be joined with the next: the frames the Point
+#: fast path takes. Larger ones are gathered apart, copied once.
+_JOIN_MAX = SCAN_MAX_FRAME
 
 T = TypeVar("T")
 
@@ -75,6 +83,7 @@ class FrameDecoder:
         "_view",
         "frames_decoded",
         "max_frame_size",
+        "needs_data",
     )
 
     def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
@@ -91,6 +100,11 @@ class FrameDecoder:
         self._acc_header = 0  # its header size
         self._ready: memoryview | None = None  # a gathered frame, complete
         self._error: FrameError | None = None
+        #: True when the bytes held are known to hold no whole frame: every
+        #: :meth:`next_frame` would return ``None`` until :meth:`feed`. Set
+        #: when a look found none (a cheap test for a caller that would
+        #: otherwise look again), False whenever it is not known.
+        self.needs_data = True
 
     @property
     def buffered(self) -> int:
@@ -125,6 +139,7 @@ class FrameDecoder:
             raise self._error
         if not data:
             return
+        self.needs_data = False
         if isinstance(data, bytearray):
             data = bytes(data)  # the caller may reuse its buffer
         start = 0
@@ -137,16 +152,22 @@ class FrameDecoder:
             missing = self._acc_need - len(acc)
             if len(data) < missing:
                 acc += data
+                self.needs_data = True
                 return
             acc += memoryview(data)[:missing]
             self._ready = memoryview(acc)[self._acc_header :]
             self._acc = None
             start = missing
-        rest = len(self._buf) - self._pos
-        if rest:
-            # Only a partial header is ever left behind (<= 10 bytes), unless
-            # the caller fed again before taking every frame: join them.
-            data = bytes(self._view[self._pos :]) + bytes(memoryview(data)[start:])
+        if len(self._buf) > self._pos:
+            # What is left is the start of a small frame (see next_frame), or
+            # frames the caller has not taken yet: join them with the new
+            # bytes, so that a Point cut by the chunk's end is parsed in the
+            # same run as those after it (Kapacitor's small writes cut one
+            # nearly every read).
+            head = self._buf[self._pos :]
+            data = (head if type(head) is bytes else bytes(head)) + (
+                memoryview(data)[start:] if start else data
+            )
             start = 0
         self._buf = data
         self._view = memoryview(data)
@@ -165,6 +186,7 @@ class FrameDecoder:
         pos = self._pos
         end = len(buf)
         if pos >= end:
+            self.needs_data = True
             return None
         size = buf[pos]
         if size < 0x80:
@@ -172,6 +194,7 @@ class FrameDecoder:
         else:
             size, header = self._read_header(pos, end)
             if header == 0:
+                self.needs_data = True
                 return None  # header incomplete; wait for more bytes
         if size > self.max_frame_size:
             self._error = FrameTooLarge(size, self.max_frame_size)
@@ -182,7 +205,11 @@ class FrameDecoder:
             self._pos = stop
             self.frames_decoded += 1
             return self._view[start:stop]
-        # The body continues in later chunks: gather it in a buffer of its own.
+        self.needs_data = True
+        if stop - pos <= _JOIN_MAX:
+            return None  # a small frame waits in the chunk: feed() joins it with the next
+        # A large body continues in later chunks: gather it in a buffer of its
+        # own (joining each chunk to it would copy it again and again).
         self._acc = bytearray(self._view[pos:])
         self._acc_need = header + size
         self._acc_header = header
@@ -217,6 +244,16 @@ class FrameDecoder:
         if taken:
             self._pos = pos
             self.frames_decoded += taken
+            # What ended the run: the end of the bytes, or a frame the chunk
+            # cuts (the two nearly every small read ends in), or a frame for
+            # next_frame(). Told here, the caller need not look again.
+            end = len(buf)
+            if pos >= end:
+                self.needs_data = True
+            elif (size := buf[pos]) < 0x80:
+                self.needs_data = pos + 1 + size > end
+            elif pos + 1 < end and (high := buf[pos + 1]) < 0x80:
+                self.needs_data = pos + 2 + ((size & 0x7F) | high << 7) > end
         return taken
 
     def _read_header(self, pos: int, end: int) -> tuple[int, int]:
@@ -262,8 +299,8 @@ class FrameDecoder:
             raise self._error
         left = len(self._buf) - self._pos
         if left:
-            # Only a header was left, complete or not (a decoder fed the
-            # unconsumed bytes of another one may hold a whole header).
+            # The start of a small frame was left: its header, complete or
+            # not, and perhaps part of its body.
             size, header = self._read_header(self._pos, len(self._buf))
             if header:
                 self._error = FrameError(

@@ -168,8 +168,11 @@ _REPLY_FIELD: dict[type, str] = {
     SnapshotRequest: "snapshot",
     RestoreRequest: "restore",
 }
-# States in which Points are decoded on the fast paths.
-_DATA_STATES = frozenset((State.READY, State.IN_BATCH))
+# States in which Points are decoded on the fast paths. Tested by identity
+# (``state is _READY or state is _IN_BATCH``), not as ``state in`` a set: an
+# Enum member's hash is a Python-level call, two of them per read.
+_READY = State.READY
+_IN_BATCH = State.IN_BATCH
 # States from which reading on reaches a safe point to export at.
 _MOVABLE = frozenset((State.NEW, State.READY, State.IN_BATCH))
 
@@ -440,6 +443,16 @@ class UDFConnection:
         """Bytes received but not yet handed out as requests."""
         return self._frames.buffered
 
+    @property
+    def needs_data(self) -> bool:
+        """True when :meth:`next_requests` is known to return nothing until more bytes come.
+
+        A cheap test for a caller that decodes a run at a time: after a run
+        that used up (or stopped at a frame cut by the end of) the bytes
+        received, it need not call again to find nothing.
+        """
+        return self._frames.needs_data and self._error is None
+
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Add bytes received from Kapacitor (must not be modified afterwards)."""
         self._frames.feed(data)
@@ -486,7 +499,7 @@ class UDFConnection:
             size = len(body)
             # Fast path for the bulk of the traffic: a frame holding nothing but
             # a Point. Parse the Point directly, without the wrapper.
-            if self.state in _DATA_STATES:
+            if (state := self.state) is _READY or state is _IN_BATCH:
                 start = point_start(body)
                 if start:
                     try:
@@ -529,7 +542,7 @@ class UDFConnection:
         """
         if limit < 1:
             raise ValueError("limit must be at least 1")
-        if self.state in _DATA_STATES:
+        if (state := self.state) is _READY or state is _IN_BATCH:
             # Points parsed in place; what ends the run goes through
             # next_request().
             points: list[RequestMessage] = []
