@@ -28,7 +28,9 @@ code imports it from here.
 
 from __future__ import annotations
 
-from .runtime._agent import Agent, Emitter, OutputQueue, create_handler, refuse
+from .runtime._agent import Agent
+from .runtime._handlers import create_handler, refuse
+from .runtime._output import Emitter, OutputQueue
 from .runtime._streams import ByteReader, ByteWriter
 from .runtime._watchdog import LoopWatchdog
 from .wire._frames import DEFAULT_MAX_FRAME_SIZE, FrameDecoder, encode_frame, encode_uvarint

@@ -27,7 +27,7 @@ from aioudf import (
     UnixServer,
 )
 from aioudf._pb import udf_pb2 as pb
-from aioudf.runtime._agent import Emitter, OutputQueue
+from aioudf.runtime._output import Emitter, OutputQueue
 from aioudf.testing import DataPoint, Kapacitor
 from aioudf.wire._frames import encode_frame
 from aioudf.wire._messages import DataMessage

@@ -9,8 +9,11 @@
 - ``_loader``: loads ``module:Class`` / ``file.py:Class`` (the only place).
 - ``_hooks``: what the agent calls to be measured (an interface, and the
   one that does nothing); serving's Prometheus metrics implement it.
-- ``_agent``: :class:`Agent`, one handler on one connection; the output
-  queue and the emitter.
+- ``_output``: :class:`OutputQueue` and :class:`Emitter`, a connection's
+  output.
+- ``_handlers``: creating, refusing and preparing a connection's handler;
+  the hooks an adapter of another API may define.
+- ``_agent``: :class:`Agent`, one handler on one connection.
 """
 
 from __future__ import annotations
@@ -20,9 +23,9 @@ from ._agent import (
     DEFAULT_MAX_OUTPUT,
     DEFAULT_STOP_TIMEOUT,
     Agent,
-    Emitter,
     HandOff,
-    OutputQueue,
+)
+from ._handlers import (
     create_handler,
     prepare_handler,
     refuse,
@@ -57,6 +60,10 @@ from ._loops import (
     loop_factory,
     resolve_loop,
     run_async,
+)
+from ._output import (
+    Emitter,
+    OutputQueue,
 )
 from ._streams import (
     ByteReader,

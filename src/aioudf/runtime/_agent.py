@@ -40,6 +40,12 @@ stalled for longer than Kapacitor's UDF timeout gets the task failed with
 ``await emit()`` waits, and the next request is not dispatched until there is
 room again.
 
+Why one module of this size: the reader callback, the dispatch loop, the
+blocking runs and the hand-over pause all work on the one connection's
+backlog, bounds and flags, on the hot path (one attribute read where a
+split would pass state between objects per read); the output is
+``_output``, the handler's creation ``_handlers``.
+
 A protocol error or a handler exception ends the connection: requests accepted
 before it are processed first, everything emitted so far is written, then an
 ErrorResponse naming the cause, and :meth:`Agent.run` raises
@@ -53,7 +59,6 @@ import collections
 import contextvars
 import inspect
 import logging
-import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from functools import partial
@@ -75,21 +80,16 @@ from ..errors import (
     ProtocolError,
     RestoreError,
 )
-from ..toolkit._handler import READY, BaseHandler
-from ..toolkit._options import a_or_an, bind_options, parse_options
+from ..toolkit._handler import BaseHandler
+from ..toolkit._options import bind_options, parse_options
 from ..wire._messages import (
-    POINT_HEADERS,
     BeginBatch,
-    DataMessage,
     EndBatch,
     InfoRequest,
     InitRequest,
     Point,
     RestoreRequest,
     SnapshotRequest,
-    data_header,
-    encode_error,
-    encode_response,
 )
 from ..wire._protocol import Ending, UDFConnection, snapshot_bytes
 from ._hooks import NO_METRICS
@@ -101,6 +101,8 @@ if TYPE_CHECKING:
 
     from ..config import ConnectionSettings
     from ._hooks import MetricsHooks
+from ._handlers import _run_sync
+from ._output import Emitter, OutputQueue
 
 __all__ = [
     "DEFAULT_MAX_BACKLOG",
@@ -109,12 +111,7 @@ __all__ = [
     "Agent",
     "ByteReader",
     "ByteWriter",
-    "Emitter",
     "HandOff",
-    "OutputQueue",
-    "create_handler",
-    "prepare_handler",
-    "refuse",
 ]
 
 logger = logging.getLogger("aioudf")
@@ -164,297 +161,6 @@ _THREAD_BATCH = 512
 _HOLD = 0.01
 
 _METHODS = {Point: "point", BeginBatch: "begin_batch", EndBatch: "end_batch"}
-
-# Hooks a handler that adapts another API may define (aioudf.compat's adapter
-# of Kapacitor's Python agent does; a native handler defines none of them):
-#
-# ``_aioudf_raw_init = True``
-#     Init's options are not parsed against declared Options: ``init()``
-#     reads the InitRequest itself.
-# ``_aioudf_run_sync(function, *args)``
-#     an awaitable running a plain method on the handler's own thread,
-#     instead of anyio's worker threads.
-# ``_aioudf_failure(method, error)``
-#     ``(reason, account, exc_info)``: the ErrorResponse text for a failed
-#     handler call, the log entry's text and the exception it shows (or None).
-# ``_aioudf_ended()``
-#     called once the agent serving the handler has ended, however it ended.
-# ``_aioudf_restore_always = True``
-#     a moved connection's handler is restored even from an empty snapshot,
-#     so that a handler that cannot restore refuses the move.
-# ``_aioudf_any_edge = True``
-#     the class's ``provides`` does not say what the handler emits (the
-#     adapted API declares it at run time): the connection checks only
-#     that emitted batches nest, not which edge type they fit.
-
-
-def _run_sync(handler: BaseHandler) -> Callable[..., Awaitable[Any]]:
-    """How ``handler``'s plain methods run off the loop (see the hooks above)."""
-    run: Callable[..., Awaitable[Any]] | None = getattr(handler, "_aioudf_run_sync", None)
-    if run is not None:
-        return run
-    return partial(anyio.to_thread.run_sync, abandon_on_cancel=True)
-
-
-class OutputQueue:
-    """Encoded response frames waiting for the writer, bounded in bytes.
-
-    ``put`` never waits: the frame is queued at once, so output order is the
-    order of the calls. Producers then await :meth:`wait_space` while the
-    queue holds ``limit`` bytes or more. Control responses (keepalive, errors)
-    use the same queue and are never refused, so they cannot deadlock behind
-    data.
-    """
-
-    __slots__ = (
-        "_drained",
-        "_frames",
-        "_has_data",
-        "_space",
-        "closed",
-        "deferred",
-        "limit",
-        "size",
-    )
-
-    def __init__(self, limit: int = DEFAULT_MAX_OUTPUT) -> None:
-        self.limit = limit
-        self.size = 0
-        self.closed = False
-        # True while the dispatcher runs without suspending and will write
-        # what is queued itself before it next waits (Agent._dispatch_loop):
-        # emit() then need not wake the writer task.
-        self.deferred = False
-        self._frames: list[bytes] = []
-        self._has_data = asyncio.Event()
-        self._space = asyncio.Event()
-        self._space.set()
-        self._drained = asyncio.Event()  # set when the writer has flushed everything
-
-    def put(self, frame: bytes) -> bool:
-        """Queue ``frame`` and wake the writer; True while the queue is below its limit.
-
-        For replies and keepalive answers: they go out at once, even while
-        the dispatcher defers data frames.
-        """
-        self._has_data.set()
-        frames = self._frames
-        frames.append(frame)
-        self.size += len(frame)
-        if self.size < self.limit:
-            return True
-        self._space.clear()
-        return False
-
-    def put_many(self, frames: list[bytes]) -> None:
-        """Queue ``frames`` (a worker thread's), waking the writer as emit() does; none once closed.
-
-        (The connection refuses what is emitted after it ended, and
-        :meth:`Emitter.end` queues what was emitted before: frames reaching
-        a closed queue have no writer left to take them.)
-        """
-        if frames and not self.closed:
-            if not self._frames and not self.deferred:
-                self._has_data.set()  # while deferred the dispatcher writes them (see emit())
-            self._frames.extend(frames)
-            self.size += sum(map(len, frames))
-            if self.size >= self.limit:
-                self._space.clear()
-
-    async def wait_space(self) -> None:
-        """Wait until the queue is below its limit (or closed)."""
-        while self.size >= self.limit and not self.closed:
-            await self._space.wait()
-
-    async def wait_data(self) -> None:
-        """Wait until there is something to write (or the queue is closed)."""
-        while not self._frames and not self.closed:
-            self._has_data.clear()
-            await self._has_data.wait()
-
-    def take(self) -> bytes:
-        """Remove and return everything queued, as one buffer."""
-        frames = self._frames
-        data = frames[0] if len(frames) == 1 else b"".join(frames)
-        self._frames = []
-        return data
-
-    def written(self, nbytes: int) -> None:
-        """The writer flushed ``nbytes`` taken earlier: make room for producers."""
-        self.size -= nbytes
-        if self.size < self.limit:
-            self._space.set()
-            if not self.size:
-                self._drained.set()
-
-    async def wait_empty(self) -> None:
-        """Wait until the writer has flushed every frame queued (or the queue is closed)."""
-        while self.size and not self.closed:
-            self._drained.clear()
-            await self._drained.wait()
-
-    def undefer(self) -> None:
-        """The dispatcher suspended mid-run: the writer takes over what is queued."""
-        self.deferred = False
-        if self._frames:
-            self._has_data.set()
-
-    def close(self) -> None:
-        """No more frames will be accepted; wake everyone waiting."""
-        self.closed = True
-        self._has_data.set()
-        self._space.set()
-        self._drained.set()
-
-
-class Emitter:
-    """Turns a handler's ``emit()`` calls into queued Response frames.
-
-    The connection (:meth:`UDFConnection.send_data
-    <aioudf.wire.UDFConnection.send_data>`) says whether each message
-    may go: it raises :class:`~aioudf.EmitError` to the handler for one out
-    of turn, :class:`~aioudf.ConnectionFailed` once the connection ended.
-    On the event loop thread a frame goes straight into the output queue. From
-    a worker thread (a blocking handler) frames are collected under a lock and
-    handed to the loop in runs; the thread blocks while the output is full.
-    """
-
-    def __init__(
-        self, output: OutputQueue, loop: asyncio.AbstractEventLoop, conn: UDFConnection
-    ) -> None:
-        self._output = output
-        self._loop = loop
-        self._conn = conn
-        self._loop_thread = threading.get_ident()
-        self._lock = threading.Lock()
-        self._from_threads: list[bytes] = []
-        self._from_threads_size = 0
-        # The worker thread running a run of data requests the loop awaits
-        # (see _HOLD): its frames wake nobody, the run's end flushes them.
-        self._holder: int | None = None
-        # [metrics] Counted here, published by the writer (aioudf.serving's metrics).
-        self.points_emitted = 0
-        self.batches_emitted = 0
-
-    def emit(self, message: DataMessage) -> Awaitable[None]:
-        if threading.get_ident() != self._loop_thread:
-            self._emit_from_thread(message)
-            return READY
-        if type(message) is Point:
-            if self._conn.points_allowed:
-                # conn.send_data(message), inlined for the bulk of the
-                # traffic: the connection's flag says a Point may go now.
-                data = message.SerializeToString()
-                frame = (POINT_HEADERS.get(len(data)) or data_header(Point, len(data))) + data
-            else:
-                frame = self._conn.send_data(message)  # raises why it may not go
-            self.points_emitted += 1  # [metrics]
-        else:
-            frame = self._conn.send_data(message)
-            if type(message) is EndBatch:
-                self.batches_emitted += 1  # [metrics]
-        output = self._output
-        # output.put(frame), inlined: this runs once per point, and the call
-        # alone was 2% of a mirror's time (measured).
-        frames = output._frames
-        if not frames and not output.deferred:
-            # The writer waits for data only once it has found the queue
-            # empty: waking it on that transition is enough. While the
-            # dispatcher defers, it writes the frames itself.
-            output._has_data.set()
-        frames.append(frame)
-        output.size += len(frame)
-        if output.size < output.limit:
-            return READY
-        output._space.clear()
-        return output.wait_space()
-
-    def emit_response(self, response: Any, which: str) -> Awaitable[None]:
-        """emit() for a whole ``Response`` carrying a point, ``begin`` or ``end`` (``which``).
-
-        The Response is serialized as it is: its bytes are the frame's body,
-        where emit() of its message would wrap that in a new Python object
-        first. For the compat agent's ``write_response()``, from any thread.
-        The connection checks it as it checks emit()'s messages.
-        """
-        thread = threading.get_ident()
-        if thread == self._loop_thread or which != "point":
-            return self.emit(getattr(response, which))
-        output = self._output
-        # _emit_from_thread(), inlined: this runs once per point.
-        with self._lock:
-            if self._conn.points_allowed:
-                frame = encode_response(response)
-            else:
-                frame = self._conn.send_data(response.point)  # raises why it may not go
-            self.points_emitted += 1  # [metrics]
-            frames = self._from_threads
-            frames.append(frame)
-            self._from_threads_size += len(frame)
-            first = len(frames) == 1
-            full = self._from_threads_size + output.size >= output.limit
-        if first and self._holder != thread:
-            self._loop.call_soon_threadsafe(self.flush_thread_frames)
-        if full:
-            asyncio.run_coroutine_threadsafe(self._flush_and_wait(), self._loop).result()
-        return READY
-
-    def _emit_from_thread(self, message: DataMessage) -> None:
-        with self._lock:
-            # Checked under the lock end() takes: a frame let through here is
-            # queued before whatever ends the connection.
-            frame = self._conn.send_data(message)
-            if type(message) is Point:
-                self.points_emitted += 1  # [metrics]
-            elif type(message) is EndBatch:
-                self.batches_emitted += 1  # [metrics]
-            self._from_threads.append(frame)
-            self._from_threads_size += len(frame)
-            first = len(self._from_threads) == 1
-            full = self._from_threads_size + self._output.size >= self._output.limit
-        if first and self._holder != threading.get_ident():
-            self._loop.call_soon_threadsafe(self.flush_thread_frames)
-        if full:
-            asyncio.run_coroutine_threadsafe(self._flush_and_wait(), self._loop).result()
-
-    def hold(self) -> None:
-        """Worker thread, as the run starts: its frames wait for its end (or _HOLD)."""
-        self._holder = threading.get_ident()
-
-    def release(self) -> None:
-        """Worker thread, as the run ends."""
-        self._holder = None
-
-    def flush_thread_frames(self) -> None:
-        """Move frames emitted from worker threads into the output (loop thread)."""
-        with self._lock:
-            frames = self._take_thread_frames()
-        self._output.put_many(frames)
-
-    def _take_thread_frames(self) -> list[bytes]:
-        frames = self._from_threads
-        self._from_threads = []
-        self._from_threads_size = 0
-        return frames
-
-    def end(self, end: Callable[[], bytes]) -> None:
-        """End the output with ``end()`` (the connection's fail or close), its bytes queued last.
-
-        Under the lock worker threads emit under, and after the frames they
-        emitted before it: no frame of theirs can follow what ``end()``
-        returns (an ErrorResponse), and the connection refuses what they
-        emit afterwards (loop thread).
-        """
-        with self._lock:
-            frames = self._take_thread_frames()
-            last = end()
-        self._output.put_many(frames)
-        if last:
-            self._output.put(last)
-
-    async def _flush_and_wait(self) -> None:
-        self.flush_thread_frames()
-        await self._output.wait_space()
 
 
 class _Undeferring:
@@ -568,64 +274,6 @@ class _HandlerFailed(Exception):
         self.message = message
         self.method = method
         self.error = error
-
-
-async def prepare_handler(handler: BaseHandler, init: InitRequest, snapshot: bytes) -> None:
-    """Bring a fresh handler to where a moved connection's handler was.
-
-    The connection's Init is given again (options bound, ``init()`` called),
-    then ``restore(snapshot)`` unless the snapshot is empty. Raises what the
-    handler raises: :class:`~aioudf.InitError` or
-    :class:`~aioudf.RestoreError` when it refuses, or any other exception;
-    the caller leaves the connection where it was.
-    """
-    handler.task_id = init.taskID
-    handler.node_id = init.nodeID
-    if not getattr(handler, "_aioudf_raw_init", False):
-        bind_options(handler, parse_options(type(handler).options, init.options))
-    calls: list[tuple[str, object]] = [("init", init)]
-    if snapshot or getattr(handler, "_aioudf_restore_always", False):
-        calls.append(("restore", snapshot))
-    for method, argument in calls:
-        function = getattr(handler, method)
-        if inspect.iscoroutinefunction(function):
-            await function(argument)
-        else:
-            await _run_sync(handler)(function, argument)
-
-
-def create_handler(factory: Callable[[], BaseHandler]) -> BaseHandler:
-    """Call ``factory`` for one connection's handler.
-
-    Raises :class:`~aioudf.ConnectionFailed` whose ``reason`` (the text for
-    Kapacitor) names the cause, if the factory raises or returns something
-    that is not a handler.
-    """
-    try:
-        handler = factory()
-    except Exception as exc:
-        raise ConnectionFailed(
-            f"could not create the UDF handler: {type(exc).__name__}: {exc}"
-        ) from exc
-    if not isinstance(handler, BaseHandler):
-        name = getattr(factory, "__qualname__", repr(factory))
-        got = "None" if handler is None else a_or_an(type(handler).__name__)
-        raise ConnectionFailed(
-            f"could not create the UDF handler: {name}() returned {got}, "
-            "not a Handler or BlockingHandler"
-        )
-    return handler
-
-
-async def refuse(writer: ByteWriter, reason: str) -> None:
-    """Answer a connection no agent serves with one ErrorResponse, then close it."""
-    try:
-        writer.write(encode_error(reason))
-        await writer.drain()
-    except OSError:  # Kapacitor already gone: nothing more to tell it
-        pass
-    finally:
-        writer.close()
 
 
 class Agent:

@@ -49,7 +49,7 @@ from ._handover import Observer
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-    from ..runtime._agent import Emitter, OutputQueue
+    from ..runtime._output import Emitter, OutputQueue
 
 __all__ = [
     "ERROR_KINDS",

@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING
 
 from ..config import Config
 from ..errors import AioudfError, ConnectionFailed
-from ..runtime._agent import Agent, create_handler, refuse
+from ..runtime._agent import Agent
+from ..runtime._handlers import create_handler, refuse
 from ..runtime._logs import configure_logging, connection_context
 from ..runtime._loops import exit_past_stuck_threads, run_async
 from ..runtime._watchdog import LoopWatchdog

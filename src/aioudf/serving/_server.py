@@ -45,7 +45,8 @@ import anyio.abc
 from ..config import DEFAULT_GRACE, DEFAULT_SOCKET_MODE, Config
 from ..errors import ConnectionFailed, HandoverError, SocketPathError
 from ..runtime import _streams as streams
-from ..runtime._agent import Agent, create_handler, prepare_handler, refuse
+from ..runtime._agent import Agent
+from ..runtime._handlers import create_handler, prepare_handler, refuse
 from ..runtime._logs import connection_context
 from ..runtime._watchdog import LoopWatchdog
 from ..toolkit._handler import BaseHandler
