@@ -46,6 +46,10 @@ and on each channel::
 This module is the wire and the two conversations; the server
 (:mod:`aioudf.serving`) and the supervisor (:mod:`aioudf.serving`) fill in
 what giving and taking mean for them.
+
+Why one module of this size: the wire of a hand-over (SCM_RIGHTS messages)
+and both sides of its conversation are one protocol, read against each
+other; the server and the supervisor only fill in the two sides.
 """
 
 from __future__ import annotations

@@ -30,6 +30,10 @@ its port answers throughout a hand-over.
 
 ``prometheus_client`` is the optional extra ``aioudf[metrics]``; asking for
 metrics without it raises :class:`MetricsUnavailable`, one line naming the extra.
+
+Why one module of this size: the families, the per-connection hooks that
+feed them and the multiprocess directory are one registry's business; the
+HTTP endpoint is ``_metrics_http``.
 """
 
 from __future__ import annotations
