@@ -21,6 +21,7 @@ from ._batches import (
 )
 from ._columnar import (
     BatchParts,
+    ColumnarBatch,
     MissingExtra,
     column,
     from_pandas,
@@ -33,6 +34,7 @@ from ._columnar import (
 )
 from ._handler import (
     BaseHandler,
+    BatchOut,
     BlockingHandler,
     EmitSink,
     Handler,
@@ -70,10 +72,12 @@ from ._windows import (
 __all__ = [
     "BaseHandler",
     "BatchHandler",
+    "BatchOut",
     "BatchParts",
     "BatchResult",
     "BlockingHandler",
     "Codec",
+    "ColumnarBatch",
     "CountWindow",
     "EmitSink",
     "GroupState",

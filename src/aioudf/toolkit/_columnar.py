@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from ..errors import MissingExtra
 from ..wire._messages import Point
@@ -34,12 +34,12 @@ if TYPE_CHECKING:
     import numpy.typing
     import pandas
 
-    from ._batches import PointBatch
 
 __all__ = [
+    "BatchParts",
+    "ColumnarBatch",
     "MissingExtra",
     "column",
-    "BatchParts",
     "from_pandas",
     "is_dataframe",
     "require_numpy",
@@ -143,7 +143,29 @@ def column(points: Sequence[Point], field: str) -> numpy.typing.NDArray[Any]:
     return result
 
 
-def to_pandas(batch: PointBatch) -> pandas.DataFrame:
+class ColumnarBatch(Protocol):
+    """What :func:`to_pandas` and :func:`from_pandas` read of a batch (a PointBatch has it).
+
+    A protocol rather than :class:`~aioudf.PointBatch` itself, which imports
+    this module: the toolkit's modules annotate with what they read, and
+    import each other one way.
+    """
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def group(self) -> str: ...
+    @property
+    def tags(self) -> Mapping[str, str]: ...
+    @property
+    def tmax(self) -> int: ...
+    @property
+    def by_name(self) -> bool: ...
+    @property
+    def points(self) -> Sequence[Point]: ...
+
+
+def to_pandas(batch: ColumnarBatch) -> pandas.DataFrame:
     """The batch's points as a DataFrame indexed by time (see the module doc)."""
     pd = require_pandas()
     points = batch.points
@@ -228,7 +250,7 @@ class BatchParts(NamedTuple):
 
 def from_pandas(
     frame: pandas.DataFrame,
-    like: PointBatch | None = None,
+    like: ColumnarBatch | None = None,
     *,
     name: str | None = None,
     group: str | None = None,

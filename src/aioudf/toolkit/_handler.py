@@ -36,10 +36,25 @@ from ._options import Option, OptionValues, collect_options
 from ._startup import install_startup
 from ._state import Codec, GroupState, declared_states, restore_states, snapshot_states
 
-__all__ = ["BaseHandler", "BlockingHandler", "EmitSink", "Handler"]
+__all__ = [
+    "BaseHandler",
+    "BatchOut",
+    "BlockingHandler",
+    "EmitSink",
+    "Handler",
+]
 
-if TYPE_CHECKING:
-    from ._batches import PointBatch
+
+class BatchOut(Protocol):
+    """A whole batch ``emit_batch()`` takes in one argument: a :class:`~aioudf.PointBatch`.
+
+    (A protocol, so that this module, which ``PointBatch``'s imports, does
+    not import it back.)
+    """
+
+    def messages(self) -> list[DataMessage]:
+        """BeginBatch (``size`` set), the points, EndBatch."""
+        ...
 
 
 class _Ready(tuple[()]):
@@ -240,7 +255,7 @@ class Handler(BaseHandler):
 
     async def emit_batch(
         self,
-        begin: BeginBatch | PointBatch,
+        begin: BeginBatch | BatchOut,
         points: Iterable[Point] = (),
         end: EndBatch | None = None,
     ) -> None:
@@ -286,7 +301,7 @@ class BlockingHandler(BaseHandler):
 
     def emit_batch(
         self,
-        begin: BeginBatch | PointBatch,
+        begin: BeginBatch | BatchOut,
         points: Iterable[Point] = (),
         end: EndBatch | None = None,
     ) -> None:
@@ -295,7 +310,7 @@ class BlockingHandler(BaseHandler):
 
 
 def batch_messages(
-    begin: BeginBatch | PointBatch, points: Iterable[Point] = (), end: EndBatch | None = None
+    begin: BeginBatch | BatchOut, points: Iterable[Point] = (), end: EndBatch | None = None
 ) -> list[DataMessage]:
     """BeginBatch (a copy, with ``size`` set to the number of points), the points, EndBatch."""
     if not isinstance(begin, BeginBatch):

@@ -47,12 +47,9 @@ import collections
 import dataclasses
 import json
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload, runtime_checkable
+from typing import Any, Generic, Protocol, TypeVar, overload, runtime_checkable
 
 from ..errors import RestoreError
-
-if TYPE_CHECKING:
-    from ._handler import BaseHandler
 
 __all__ = [
     "Codec",
@@ -67,7 +64,10 @@ __all__ = [
 ]
 
 S = TypeVar("S")
-H = TypeVar("H", bound="BaseHandler")
+# The handler a state belongs to. Any object: the state lives in the
+# instance's __dict__ and its declarations on the class, so this module needs
+# nothing of BaseHandler (which imports it) to keep them.
+H = TypeVar("H")
 
 #: The marker of an aioudf state snapshot.
 FORMAT = "aioudf.state"
@@ -173,7 +173,7 @@ class Groups(dict[str, S]):
 
     __slots__ = ("_declaration", "_handler")
 
-    def __init__(self, declaration: GroupState[Any, S], handler: BaseHandler) -> None:
+    def __init__(self, declaration: GroupState[Any, S], handler: object) -> None:
         super().__init__()
         self._declaration = declaration
         self._handler = handler
@@ -231,7 +231,7 @@ class GroupState(Generic[H, S]):
             return self
         return self.attach(instance)
 
-    def attach(self, handler: BaseHandler) -> Groups[S]:
+    def attach(self, handler: object) -> Groups[S]:
         """Give ``handler`` its (empty) groups of this state."""
         groups = Groups(self, handler)
         # setattr, never handler.__dict__[...]: touching __dict__ turns the
@@ -241,7 +241,7 @@ class GroupState(Generic[H, S]):
         object.__setattr__(handler, self.name, groups)
         return groups
 
-    def groups(self, handler: BaseHandler) -> Groups[S]:
+    def groups(self, handler: object) -> Groups[S]:
         """The handler's groups of this state."""
         found = getattr(handler, self.name, None)
         if not isinstance(found, Groups):
@@ -285,12 +285,12 @@ def declared_states(cls: type) -> dict[str, GroupState[Any, Any]]:
     return found
 
 
-def _codec(handler: BaseHandler) -> Codec:
+def _codec(handler: object) -> Codec:
     codec: Codec = getattr(handler, "state_codec", None) or JsonCodec()
     return codec
 
 
-def snapshot_states(handler: BaseHandler) -> bytes:
+def snapshot_states(handler: object) -> bytes:
     """The handler's declared states as snapshot bytes (``b""`` if it declares none)."""
     declarations = declared_states(type(handler))
     if not declarations:
@@ -314,7 +314,7 @@ def snapshot_states(handler: BaseHandler) -> bytes:
         raise TypeError(f"cannot snapshot {type(handler).__name__}: {exc}") from exc
 
 
-def restore_states(handler: BaseHandler, snapshot: bytes) -> None:
+def restore_states(handler: object, snapshot: bytes) -> None:
     """Replace the handler's declared states with those in ``snapshot``.
 
     Raises :class:`~aioudf.RestoreError` (and changes nothing) when the
@@ -353,7 +353,7 @@ def restore_states(handler: BaseHandler, snapshot: bytes) -> None:
 
 
 def _restore_groups(
-    handler: BaseHandler,
+    handler: object,
     cls: str,
     name: str,
     declaration: GroupState[Any, Any],
