@@ -20,8 +20,26 @@ the edge out of the UDF node (the task's DOT) reaches them. The clock runs
 from the first write to that count; CPU times (user and system, from
 ``/proc/PID/stat``) and read/write system calls (``/proc/PID/io``) of
 kapacitord and of the UDF's processes are read just before and just after.
-``no UDF`` is the same task without the UDF node. The implementations of a
-case are measured in turn, round after round, so each round's figures come
+``no UDF`` is the same task without the UDF node.
+
+A batch case (``outliers``) runs the batch task::
+
+    batch|query('SELECT usage_idle FROM ...').period(10s).every(1ms).groupBy('host')
+        @UDF(options) |count('usage_idle')
+
+whose queries the test kit's InfluxDB stand-in answers to a plan
+(:class:`BatchAnswers`): each answer is :data:`BATCH_SERIES` series, each one
+of Kapacitor's own batches of ``--batch`` points, as many queries as
+``--points`` takes. Kapacitor's query node asks again as soon as it has
+handed a query's batches on (``every(1ms)``; Go's ticker drops the ticks it
+missed), so the answers, not the schedule, set the pace. One warm-up answer
+goes through first; the next query is held until the counters are read,
+and the clock starts as it is answered; the query after the measured ones
+is held until the run ends (no empty answers spin meanwhile). ``|count()``
+takes one message a batch, so the wait is for Kapacitor's count of batches
+out of the UDF (one for every batch in, whatever the UDF keeps of it);
+points/s and the µs a point count the points into the UDF. The
+implementations of a case are measured in turn, round after round, so each round's figures come
 from the same minutes of the machine; every figure is the median of
 ``--runs`` rounds.
 
