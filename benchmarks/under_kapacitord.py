@@ -669,6 +669,19 @@ class Bench:
         assert isinstance(document, dict)
         return collected(document), document.get("error") or ""
 
+    def _processes(self, udf: UDF | None) -> tuple[int, list[int]]:
+        """kapacitord's process and those serving ``udf`` now, whose counters are read."""
+        kpid = self.k.process.pid
+        pids = udf.pids(kpid) if udf is not None else []
+        if udf is not None and not pids:
+            raise RuntimeError(f"no process found serving {udf.name}")
+        return kpid, pids
+
+    def _define(self, task: str, kind: str, script: str) -> None:
+        """Define and enable ``task``, a ``kind`` task on the benchmark's database."""
+        document = {"id": task, "type": kind, "dbrps": [{"db": DB, "rp": RP}], "script": script}
+        self.k.json("POST", "/tasks", {**document, "status": "enabled"})
+
     def _wait_count(self, task: str, points: int, busy: Callable[[], bool] | None) -> None:
         deadline = time.monotonic() + 300
         while True:
@@ -691,27 +704,14 @@ class Bench:
         task = f"t{self.tasks}"
         call = f"@{udf.name}(){options}" if udf is not None else ""
         script = f"stream|from().measurement('cpu').groupBy('host'){call}|count('usage_idle')"
-        self.k.json(
-            "POST",
-            "/tasks",
-            {
-                "id": task,
-                "type": "stream",
-                "dbrps": [{"db": DB, "rp": RP}],
-                "script": script,
-                "status": "enabled",
-            },
-        )
+        self._define(task, "stream", script)
         try:
             errors: list[str] = []
             # Warm-up: the UDF's connection up, its first points through.
             self._write(self.warmup, errors)
             warm = sum(body.count(b"\n") + 1 for body in self.warmup)
             self._wait_count(task, warm, None)
-            kpid = self.k.process.pid
-            pids = udf.pids(kpid) if udf is not None else []
-            if udf is not None and not pids:
-                raise RuntimeError(f"no process found serving {udf.name}")
+            kpid, pids = self._processes(udf)
             k0, u0 = counters_of(kpid), total(pids)
             started = time.perf_counter()
             writer = threading.Thread(target=self._write, args=(self.bodies, errors))
@@ -746,23 +746,10 @@ class Bench:
         )
         answers = self.k.answers
         answers.prepare(self.batch_warmup, self.batch_rows, 1, self.queries)
-        self.k.json(
-            "POST",
-            "/tasks",
-            {
-                "id": task,
-                "type": "batch",
-                "dbrps": [{"db": DB, "rp": RP}],
-                "script": script,
-                "status": "enabled",
-            },
-        )
+        self._define(task, "batch", script)
         try:
             self._wait_count(task, BATCH_SERIES, None)  # the warm-up answer's batches
-            kpid = self.k.process.pid
-            pids = udf.pids(kpid) if udf is not None else []
-            if udf is not None and not pids:
-                raise RuntimeError(f"no process found serving {udf.name}")
+            kpid, pids = self._processes(udf)
             k0, u0 = counters_of(kpid), total(pids)
             started = time.perf_counter()
             answers.go()
