@@ -20,8 +20,26 @@ the edge out of the UDF node (the task's DOT) reaches them. The clock runs
 from the first write to that count; CPU times (user and system, from
 ``/proc/PID/stat``) and read/write system calls (``/proc/PID/io``) of
 kapacitord and of the UDF's processes are read just before and just after.
-``no UDF`` is the same task without the UDF node. The implementations of a
-case are measured in turn, round after round, so each round's figures come
+``no UDF`` is the same task without the UDF node.
+
+A batch case (``outliers``) runs the batch task::
+
+    batch|query('SELECT usage_idle FROM ...').period(10s).every(1ms).groupBy('host')
+        @UDF(options) |count('usage_idle')
+
+whose queries the test kit's InfluxDB stand-in answers to a plan
+(:class:`BatchAnswers`): each answer is :data:`BATCH_SERIES` series, each one
+of Kapacitor's own batches of ``--batch`` points, as many queries as
+``--points`` takes. Kapacitor's query node asks again as soon as it has
+handed a query's batches on (``every(1ms)``; Go's ticker drops the ticks it
+missed), so the answers, not the schedule, set the pace. One warm-up answer
+goes through first; the next query is held until the counters are read,
+and the clock starts as it is answered; the query after the measured ones
+is held until the run ends (no empty answers spin meanwhile). ``|count()``
+takes one message a batch, so the wait is for Kapacitor's count of batches
+out of the UDF (one for every batch in, whatever the UDF keeps of it);
+points/s and the µs a point count the points into the UDF. The
+implementations of a case are measured in turn, round after round, so each round's figures come
 from the same minutes of the machine; every figure is the median of
 ``--runs`` rounds.
 
@@ -58,7 +76,9 @@ from machine import checkout_env, describe_machine, load_average, log, machine_l
 from peers import find_peers  # noqa: E402
 
 from aioudf._pb import udf_pb2 as pb  # noqa: E402
+from aioudf.testing import Batch, DataPoint  # noqa: E402
 from aioudf.testing import kapacitord as kit  # noqa: E402
+from aioudf.testing.influxdb import QueryServer, series_of  # noqa: E402
 from aioudf.wire._frames import encode_frame  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -84,6 +104,9 @@ class Case:
     options: str = ""
     #: What the echo UDF declares so that Kapacitor accepts ``options``.
     echo_options: Mapping[str, Sequence[pb.ValueType.ValueType]] = field(default_factory=dict)
+    #: ``"stream"``: points written over HTTP; ``"batch"``: a batch task whose
+    #: queries the benchmark answers (its "points" are the points in the batches).
+    kind: str = "stream"
 
 
 CASES = (
@@ -95,6 +118,15 @@ CASES = (
         "process",
         ".field('usage_idle').size(10).as('usage_idle')",
         {"field": [pb.STRING], "size": [pb.INT], "as": [pb.STRING]},
+    ),
+    Case(
+        "outliers",
+        "process outliers (batch)",
+        "outliers",
+        "process",
+        ".field('usage_idle').scale(1.5)",
+        {"field": [pb.STRING], "scale": [pb.DOUBLE]},
+        kind="batch",
     ),
 )
 
@@ -148,7 +180,8 @@ def implementations(
     echo = peers / "echo" / "echo_udf"
     if echo.is_file():
         where = "{socket}" if case.transport == "socket" else "-"
-        echo_env = {**os.environ, "ECHO_INFO": echo_info(case.echo_options).hex()}
+        edges = pb.BATCH if case.kind == "batch" else pb.STREAM
+        echo_env = {**os.environ, "ECHO_INFO": echo_info(case.echo_options, edges).hex()}
         found.append(Implementation("echo UDF", (str(echo), where), echo_env))
     return found
 
@@ -189,11 +222,18 @@ def _has_uvloop() -> bool:
     return True
 
 
-def echo_info(options: Mapping[str, Sequence[pb.ValueType.ValueType]]) -> bytes:
-    """The Info frame the echo UDF answers with: stream in and out, ``options``."""
+def echo_info(
+    options: Mapping[str, Sequence[pb.ValueType.ValueType]],
+    edges: pb.EdgeType.ValueType = pb.STREAM,
+) -> bytes:
+    """The Info frame the echo UDF answers with: ``edges`` in and out, ``options``.
+
+    Batch requests and responses share their field numbers (BeginBatch 16,
+    Point 17, EndBatch 18), so the echo UDF echoes batches as they came.
+    """
     response = pb.Response()
-    response.info.wants = pb.STREAM
-    response.info.provides = pb.STREAM
+    response.info.wants = edges
+    response.info.provides = edges
     for name, types in options.items():
         response.info.options[name].valueTypes.extend(types)
     return encode_frame(response.SerializeToString())
@@ -226,6 +266,104 @@ def line_bodies(points: int, per_body: int, seed: int = 1) -> list[bytes]:
     if lines:
         bodies.append("\n".join(lines).encode())
     return bodies
+
+
+#: The series (hosts) of one query's answer: each one is a batch of the task.
+BATCH_SERIES = 10
+#: Every query is answered at once; Go's ticker drops the ticks it missed,
+#: so the query node asks again as soon as it has handed its batches on.
+BATCH_EVERY = "1ms"
+
+
+def batch_rows(size: int, seed: int = 1) -> list[Batch]:
+    """One query's answer: :data:`BATCH_SERIES` batches of ``cpu`` of ``size`` points each.
+
+    ``usage_idle`` about 85 (normal, standard deviation 3), one point in 50
+    a dip 30 lower: a few outliers in every batch, the rest inside the fences.
+    Points 10 ms apart; the same answer every query (Kapacitor does not look
+    at whether the times fall in the query's range).
+    """
+    rng = random.Random(seed)
+    start = 1_700_000_000 * 10**9
+    return [
+        Batch(
+            "cpu",
+            [
+                DataPoint(
+                    "cpu",
+                    {"usage_idle": rng.gauss(85.0, 3.0) - (30.0 if index % 50 == 7 else 0.0)},
+                    time=start + index * 10**7,
+                )
+                for index in range(size)
+            ],
+            tags={"host": f"server{host:02d}"},
+        )
+        for host in range(BATCH_SERIES)
+    ]
+
+
+class BatchAnswers(QueryServer):
+    """The test kit's InfluxDB stand-in, answering one run's queries to a plan.
+
+    Per run (:meth:`prepare`): ``warm`` answers of the warm-up rows; the next
+    query is held until :meth:`go` (the clock starts there); ``queries``
+    answers of the measured rows; the query after them held until
+    :meth:`release` (so kapacitord does not spin on empty answers while the
+    last batches go through, and nothing but the measured batches costs CPU
+    during the run); then empty answers. The results are built once, with the
+    kit's ``series_of``, so a query costs the benchmark only their JSON.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._plan_lock = threading.Lock()
+        self._served = 0
+        self._warm = self._queries = 0
+        self._warm_result: dict[str, object] = {}
+        self._run_result: dict[str, object] = {}
+        self._go = threading.Event()
+        self._done = threading.Event()
+        self._done.set()
+
+    def prepare(self, warmup: list[Batch], rows: list[Batch], warm: int, queries: int) -> None:
+        self.release()  # a query still held from the last run is let go first
+        with self._plan_lock:
+            self._served = 0
+            self._warm, self._queries = warm, queries
+            self._warm_result = {"results": [{"statement_id": 0, "series": series_of(warmup)}]}
+            self._run_result = {"results": [{"statement_id": 0, "series": series_of(rows)}]}
+            self._go, self._done = threading.Event(), threading.Event()
+
+    @property
+    def served(self) -> int:
+        """Queries answered (or being answered) in this run, warm-up ones included."""
+        return self._served
+
+    def go(self) -> None:
+        """Answer the first measured query."""
+        self._go.set()
+
+    def release(self) -> None:
+        """Answer the query held after the measured ones, and every one after it, with nothing."""
+        self._go.set()
+        self._done.set()
+
+    def result(self, query: str, epoch: str = "") -> dict[str, object]:
+        with self._plan_lock:
+            number = self._served
+            self._served += 1
+            go, done = self._go, self._done
+        if epoch:  # kapacitord 1.4 asks for RFC 3339 times; a later one might not
+            raise ValueError(f"the benchmark answers without epoch, not epoch={epoch}")
+        if number < self._warm:
+            return self._warm_result
+        if number < self._warm + self._queries:
+            if number == self._warm:
+                go.wait(300)
+            return self._run_result
+        if number == self._warm + self._queries:
+            done.wait(300)
+        return {"results": [{"statement_id": 0}]}
 
 
 # ---- processes' counters --------------------------------------------------------
@@ -422,6 +560,10 @@ class Kapacitor:
             snapshot_interval="1h0m0s",
             log_level="INFO",
         )
+        # The kit's InfluxDB, answering batch tasks' queries to the benchmark's plan.
+        self.daemon.influxdb.stop()  # never started: only its socket is closed
+        self.answers = BatchAnswers()
+        self.daemon.influxdb = self.answers
         try:
             self.daemon.start(timeout=60)
         except kit.KapacitordError as exc:
@@ -451,6 +593,7 @@ class Kapacitor:
         return json.loads(data) if data else None
 
     def stop(self) -> None:
+        self.answers.release()
         self.http.close()
         with contextlib.suppress(kit.KapacitordError):  # killed when it does not stop in time
             self.daemon.stop(30)
@@ -484,12 +627,25 @@ class Run:
 
 
 class Bench:
-    def __init__(self, kapacitor: Kapacitor, bodies: list[bytes], warmup: list[bytes]) -> None:
+    def __init__(
+        self,
+        kapacitor: Kapacitor,
+        bodies: list[bytes],
+        warmup: list[bytes],
+        batch_size: int = 1000,
+        queries: int = 20,
+    ) -> None:
         self.k = kapacitor
         self.bodies = bodies
         self.warmup = warmup
         self.points = sum(body.count(b"\n") + 1 for body in bodies)
         self.tasks = 0
+        #: A batch run: ``queries`` answers of :func:`batch_rows`, after one warm-up answer
+        #: of 200-point batches (2,000 points, as the stream's warm-up).
+        self.batch_rows = batch_rows(batch_size)
+        self.batch_warmup = batch_rows(200, seed=2)
+        self.queries = queries
+        self.batch_points = queries * BATCH_SERIES * batch_size
 
     def _write(self, bodies: Sequence[bytes], errors: list[str]) -> None:
         """Write ``bodies`` on a connection of its own (a thread: the main one polls)."""
@@ -513,7 +669,20 @@ class Bench:
         assert isinstance(document, dict)
         return collected(document), document.get("error") or ""
 
-    def _wait_count(self, task: str, points: int, writer: threading.Thread | None) -> None:
+    def _processes(self, udf: UDF | None) -> tuple[int, list[int]]:
+        """kapacitord's process and those serving ``udf`` now, whose counters are read."""
+        kpid = self.k.process.pid
+        pids = udf.pids(kpid) if udf is not None else []
+        if udf is not None and not pids:
+            raise RuntimeError(f"no process found serving {udf.name}")
+        return kpid, pids
+
+    def _define(self, task: str, kind: str, script: str) -> None:
+        """Define and enable ``task``, a ``kind`` task on the benchmark's database."""
+        document = {"id": task, "type": kind, "dbrps": [{"db": DB, "rp": RP}], "script": script}
+        self.k.json("POST", "/tasks", {**document, "status": "enabled"})
+
+    def _wait_count(self, task: str, points: int, busy: Callable[[], bool] | None) -> None:
         deadline = time.monotonic() + 300
         while True:
             count, error = self._count(task)
@@ -525,40 +694,30 @@ class Bench:
                 raise RuntimeError(f"{count:,} of {points:,} points counted after 300 s")
             # Coarse while the writes go on (each poll costs kapacitord a
             # little), fine once they are done: the end is what is timed.
-            time.sleep(0.05 if writer is not None and writer.is_alive() else 0.005)
+            time.sleep(0.05 if busy is not None and busy() else 0.005)
 
-    def run(self, udf: UDF | None, options: str) -> Run:
+    def run(self, udf: UDF | None, options: str, kind: str = "stream") -> Run:
+        """One task through ``udf`` (None: without a UDF node), ``kind`` as :attr:`Case.kind`."""
+        if kind == "batch":
+            return self._run_batch(udf, options)
         self.tasks += 1
         task = f"t{self.tasks}"
         call = f"@{udf.name}(){options}" if udf is not None else ""
         script = f"stream|from().measurement('cpu').groupBy('host'){call}|count('usage_idle')"
-        self.k.json(
-            "POST",
-            "/tasks",
-            {
-                "id": task,
-                "type": "stream",
-                "dbrps": [{"db": DB, "rp": RP}],
-                "script": script,
-                "status": "enabled",
-            },
-        )
+        self._define(task, "stream", script)
         try:
             errors: list[str] = []
             # Warm-up: the UDF's connection up, its first points through.
             self._write(self.warmup, errors)
             warm = sum(body.count(b"\n") + 1 for body in self.warmup)
             self._wait_count(task, warm, None)
-            kpid = self.k.process.pid
-            pids = udf.pids(kpid) if udf is not None else []
-            if udf is not None and not pids:
-                raise RuntimeError(f"no process found serving {udf.name}")
+            kpid, pids = self._processes(udf)
             k0, u0 = counters_of(kpid), total(pids)
             started = time.perf_counter()
             writer = threading.Thread(target=self._write, args=(self.bodies, errors))
             writer.start()
             try:
-                self._wait_count(task, warm + self.points, writer)
+                self._wait_count(task, warm + self.points, writer.is_alive)
             finally:
                 writer.join()
             seconds = time.perf_counter() - started
@@ -567,6 +726,40 @@ class Bench:
                 raise RuntimeError(errors[0])
             return Run(self.points, seconds, k1 - k0, u1 - u0)
         finally:
+            self.k.request("DELETE", f"/tasks/{task}")
+
+    def _run_batch(self, udf: UDF | None, options: str) -> Run:
+        """A batch task whose queries :class:`BatchAnswers` answers: batches counted by Kapacitor.
+
+        ``|count()`` takes one message a batch, so its node's ``collected``
+        is the number of batches out of the UDF, the same for every
+        implementation (outliers keeps a few points of each batch, the echo
+        UDF all of them; each sends one batch back for every batch in).
+        """
+        self.tasks += 1
+        task = f"t{self.tasks}"
+        call = f"@{udf.name}(){options}" if udf is not None else ""
+        query = f'SELECT usage_idle FROM "{DB}"."{RP}"."cpu"'
+        script = (
+            f"batch|query('{query}').period(10s).every({BATCH_EVERY}).groupBy('host')"
+            f"{call}|count('usage_idle')"
+        )
+        answers = self.k.answers
+        answers.prepare(self.batch_warmup, self.batch_rows, 1, self.queries)
+        self._define(task, "batch", script)
+        try:
+            self._wait_count(task, BATCH_SERIES, None)  # the warm-up answer's batches
+            kpid, pids = self._processes(udf)
+            k0, u0 = counters_of(kpid), total(pids)
+            started = time.perf_counter()
+            answers.go()
+            last = 1 + self.queries  # warm-up and measured answers
+            self._wait_count(task, BATCH_SERIES * last, lambda: answers.served < last)
+            seconds = time.perf_counter() - started
+            k1, u1 = counters_of(kpid), total(pids)
+            return Run(self.batch_points, seconds, k1 - k0, u1 - u0)
+        finally:
+            answers.release()
             self.k.request("DELETE", f"/tasks/{task}")
 
 
@@ -640,6 +833,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, help="rounds (default 5, quick 3)")
     parser.add_argument("--points", type=int, help="points per run (default 200,000; quick 60,000)")
     parser.add_argument("--body", type=int, default=5000, help="lines per HTTP write (5,000)")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=1000,
+        help=f"points a batch in batch cases (1,000; {BATCH_SERIES} batches a query, "
+        "as many queries as --points takes)",
+    )
     parser.add_argument("--cases", default=",".join(c.name for c in CASES))
     parser.add_argument(
         "--only", default="", help="implementations to run, by column name, comma-separated"
@@ -656,6 +856,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     runs = args.runs or (3 if args.quick else 5)
     points = args.points or (60_000 if args.quick else 200_000)
+    queries = max(1, points // (BATCH_SERIES * args.batch))  # a batch case's, a run
     binary = find_kapacitord()
     if binary is None:
         log("no shared/kapacitor/bin/kapacitord beside the checkout: nothing to measure")
@@ -680,23 +881,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     warmup = line_bodies(2_000, args.body, seed=2)
     log(f"load average {load_start}; {len(udfs)} UDFs, {points:,} points a run, {runs} rounds")
     results: dict[str, dict[str, list[Run]]] = {c.name: {} for c in cases}
-    baseline: list[Run] = []
+    kinds = sorted({c.kind for c in cases}, reverse=True)  # "stream" first
+    baselines: dict[str, list[Run]] = {kind: [] for kind in kinds}
     servers = UDFServers(folder)
     try:
         with servers.serving(list(udfs.values())):
             kapacitor = Kapacitor(binary, folder, list(udfs.values()))
             try:
-                bench = Bench(kapacitor, bodies, warmup)
+                bench = Bench(kapacitor, bodies, warmup, args.batch, queries)
                 for round_number in range(runs):
-                    run = bench.run(None, "")
-                    baseline.append(run)
-                    log(f"round {round_number + 1}: no UDF {run.rate:,.0f} points/s")
+                    for kind in kinds:
+                        run = bench.run(None, "", kind)
+                        baselines[kind].append(run)
+                        log(f"round {round_number + 1}: no UDF ({kind}) {run.rate:,.0f} points/s")
                     for case in cases:
                         for (name, column), udf in udfs.items():
                             if name != case.name:
                                 continue
                             try:
-                                run = bench.run(udf, case.options)
+                                run = bench.run(udf, case.options, case.kind)
                             except RuntimeError as exc:
                                 log(f"  {case.name} {column}: failed: {exc}")
                                 continue
@@ -721,9 +924,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "/proc/PID/io, which count read()/write() but not recv()/send() (asyncio's selector "
         "loop and the Python agent use those on sockets: — there).",
     ]
+    if "batch" in kinds:
+        lines[-1] += (
+            f" Batch cases: {queries:,} queries answered by the benchmark a run, "
+            f"{BATCH_SERIES} batches of {args.batch:,} points each, counted in batches "
+            "by Kapacitor; points/s and µs a point count the points into the UDF."
+        )
     for case in cases:
         columns = [c for (n, c) in udfs if n == case.name]
-        results[case.name]["no UDF"] = baseline
+        results[case.name]["no UDF"] = baselines[case.kind]
         lines += ["", *table(case.title, [*columns, "no UDF"], results[case.name])]
         notes = []
         compat = "aioudf compat (agent's script)"
