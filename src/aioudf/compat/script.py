@@ -6,7 +6,7 @@ after ``kapacitor.udf.agent`` and ``kapacitor.udf.udf_pb2`` were made
 aioudf's; ``print()`` writes to stderr (stdout is for frames). It returns
 once the script has returned and what it served has ended: the exit status.
 
-Bad input is one line (a :class:`~aioudf.CompatError`, which the command
+Bad input is one line (a :class:`~aioudf.errors.CompatError`, which the command
 prints as ``aioudf compat: error: ...``): a path that is not a file, a file
 that is not Python, a script that never starts an Agent or serves a Server.
 A script that raises before it serves anything (at import, say) is a

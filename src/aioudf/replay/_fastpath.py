@@ -1,7 +1,7 @@
 """The replay's hot path: line protocol straight to Request frames, Point bytes straight to lines.
 
 Replaying line protocol through a UDF used to build three objects a point
-on the way in (the parser's dict, a :class:`~aioudf.DataPoint`, a protobuf
+on the way in (the parser's dict, a :class:`~aioudf.formats.DataPoint`, a protobuf
 Point) and two on the way out (a protobuf Point, a DataPoint). The UDF itself
 costs a few microseconds a point; those objects cost several times that. Here:
 

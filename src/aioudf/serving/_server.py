@@ -681,7 +681,7 @@ async def serve(
 
 
 class _Serving:
-    """serve()'s part in the :class:`~aioudf.lifecycle.Lifecycle`: one server, reloaded on SIGHUP.
+    """serve()'s part in the :class:`~aioudf.serving.Lifecycle`: one server, reloaded on SIGHUP.
 
     It serves until stopped, or until another process took everything over
     and the connections it refused have ended here.

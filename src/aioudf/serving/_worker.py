@@ -70,7 +70,7 @@ async def run_worker(
 
 
 class _WorkerService:
-    """A worker's part in the :class:`~aioudf.lifecycle.Lifecycle`: serve, follow orders.
+    """A worker's part in the :class:`~aioudf.serving.Lifecycle`: serve, follow orders.
 
     Ready once serving: the worker this one replaces gives its connections
     only then (over the "take" channels). It serves until stopped, or until

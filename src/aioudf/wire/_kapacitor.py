@@ -155,7 +155,7 @@ class KapacitorConnection:
     def send_init(
         self, options: Iterable[Option] = (), *, task_id: str = "task", node_id: str = "udf1"
     ) -> bytes:
-        """An InitRequest with these Option messages (:func:`~aioudf.toolkit.encode_options`)."""
+        """An InitRequest with these Option messages (:func:`~aioudf.wire.encode_options`)."""
         request = Request()
         request.init.options.extend(options)
         request.init.taskID = task_id
