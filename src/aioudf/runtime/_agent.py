@@ -164,7 +164,7 @@ _METHODS = {Point: "point", BeginBatch: "begin_batch", EndBatch: "end_batch"}
 
 
 class _Undeferring:
-    """Awaits ``coro`` (the dispatch loop), calling ``suspended()`` whenever it suspends.
+    """Awaits ``coro`` (the dispatch loop), calling ``agent._suspended()`` as it suspends in a run.
 
     While the dispatcher runs without suspending, ``emit()`` leaves its frames
     for the dispatcher to write at the end of the run (``OutputQueue.deferred``).
@@ -173,18 +173,21 @@ class _Undeferring:
     suspension of the loop passes through here, and ``Agent._suspended`` sees
     to both. This costs a step of this generator per suspension, where a
     callback scheduled at the start of every run cost an extra pass of the
-    event loop per read.
+    event loop per read. Between runs (``Agent._dispatching`` false: waiting
+    for input, once a read) nothing is deferred and nothing is to decode:
+    the call is skipped.
     """
 
-    __slots__ = ("_coro", "_suspended")
+    __slots__ = ("_agent", "_coro")
 
-    def __init__(self, coro: Coroutine[Any, Any, None], suspended: Callable[[], None]) -> None:
+    def __init__(self, coro: Coroutine[Any, Any, None], agent: Agent) -> None:
         self._coro = coro
-        self._suspended = suspended
+        self._agent = agent
 
     def __await__(self) -> Generator[Any, Any, None]:
         coro = self._coro
-        suspended = self._suspended
+        agent = self._agent
+        suspended = agent._suspended
         send = coro.send
         value: Any = None
         error: BaseException | None = None
@@ -197,7 +200,8 @@ class _Undeferring:
                     error = None
             except StopIteration:
                 return
-            suspended()
+            if agent._dispatching:  # (OutputQueue.deferred only while it is)
+                suspended()
             try:
                 value = yield yielded
             except GeneratorExit:
@@ -415,7 +419,7 @@ class Agent:
                     self._attach()
                 else:
                     tg.start_soon(self._read_loop, name=f"{self.name} read")
-                await _Undeferring(self._dispatch_loop(), self._suspended)
+                await _Undeferring(self._dispatch_loop(), self)
                 # Let the writer flush what is queued, but not forever.
                 self._emitter.end(self._close_output)
                 self._output.close()
