@@ -692,3 +692,40 @@ async def test_a_threads_frames_go_before_the_error_response_and_none_after_it()
     output.close()
     output.put_many([b"late"])
     assert output.take() == b""
+
+
+@pytest.mark.parametrize("fill", ["put", "put_many", "emit"])
+async def test_the_writer_wakes_a_producer_waiting_for_room_and_one_waiting_for_empty(
+    fill: str,
+) -> None:
+    # written() sets its events only when someone may wait (once a read from
+    # Kapacitor, it must cost little): whichever way the queue filled, a
+    # producer waiting for room resumes once the writer has made some, and a
+    # hand-over waiting for the output to empty once it is empty.
+    conn = UDFConnection()
+    conn.receive_data(request(init=pb.InitRequest()))
+    assert len(conn.next_requests()) == 1
+    conn.send_init_result()
+    output = OutputQueue(limit=64)
+    if fill == "emit":
+        emitter = Emitter(output, asyncio.get_running_loop(), conn)
+        await emitter.emit(Point(name="small"))
+        room = asyncio.ensure_future(emitter.emit(Point(name="x" * 64)))
+    else:
+        output.put(b"a" * 10)
+        if fill == "put":
+            assert not output.put(b"b" * 60)
+        else:
+            output.put_many([b"b" * 60])
+        room = asyncio.ensure_future(output.wait_space())
+    empty = asyncio.ensure_future(output.wait_empty())
+    await asyncio.sleep(0)  # both are waiting now
+    assert not room.done() and not empty.done()
+
+    first = len(output.take())
+    output.written(first - 20)  # part of it: below the limit, not empty
+    await asyncio.sleep(0)
+    assert room.done() and not empty.done()
+    output.written(20)
+    await asyncio.wait_for(empty, 5)
+    assert output.size == 0

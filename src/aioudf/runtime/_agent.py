@@ -164,7 +164,7 @@ _METHODS = {Point: "point", BeginBatch: "begin_batch", EndBatch: "end_batch"}
 
 
 class _Undeferring:
-    """Awaits ``coro`` (the dispatch loop), calling ``suspended()`` whenever it suspends.
+    """Awaits ``coro`` (the dispatch loop), calling ``agent._suspended()`` as it suspends in a run.
 
     While the dispatcher runs without suspending, ``emit()`` leaves its frames
     for the dispatcher to write at the end of the run (``OutputQueue.deferred``).
@@ -173,18 +173,21 @@ class _Undeferring:
     suspension of the loop passes through here, and ``Agent._suspended`` sees
     to both. This costs a step of this generator per suspension, where a
     callback scheduled at the start of every run cost an extra pass of the
-    event loop per read.
+    event loop per read. Between runs (``Agent._dispatching`` false: waiting
+    for input, once a read) nothing is deferred and nothing is to decode:
+    the call is skipped.
     """
 
-    __slots__ = ("_coro", "_suspended")
+    __slots__ = ("_agent", "_coro")
 
-    def __init__(self, coro: Coroutine[Any, Any, None], suspended: Callable[[], None]) -> None:
+    def __init__(self, coro: Coroutine[Any, Any, None], agent: Agent) -> None:
         self._coro = coro
-        self._suspended = suspended
+        self._agent = agent
 
     def __await__(self) -> Generator[Any, Any, None]:
         coro = self._coro
-        suspended = self._suspended
+        agent = self._agent
+        suspended = agent._suspended
         send = coro.send
         value: Any = None
         error: BaseException | None = None
@@ -197,7 +200,8 @@ class _Undeferring:
                     error = None
             except StopIteration:
                 return
-            suspended()
+            if agent._dispatching:  # (OutputQueue.deferred only while it is)
+                suspended()
             try:
                 value = yield yielded
             except GeneratorExit:
@@ -345,6 +349,9 @@ class Agent:
             if metrics is not None
             else NO_METRICS
         )
+        # [metrics] Called at every flush (once a read from Kapacitor): not at
+        # all without metrics, where it would be a call that does nothing.
+        self._publish = None if metrics is None else self._metrics.publish
         if (init := self._conn.init_request) is not None:  # taken over after its Init
             self._metrics.bind(init.taskID, init.nodeID)
         # Data methods written as plain functions, run in worker threads.
@@ -412,7 +419,7 @@ class Agent:
                     self._attach()
                 else:
                     tg.start_soon(self._read_loop, name=f"{self.name} read")
-                await _Undeferring(self._dispatch_loop(), self._suspended)
+                await _Undeferring(self._dispatch_loop(), self)
                 # Let the writer flush what is queued, but not forever.
                 self._emitter.end(self._close_output)
                 self._output.close()
@@ -865,6 +872,7 @@ class Agent:
         timed = False  # [metrics] time the next point() call (metrics.sample() says when)
         ready = self._requests_ready
         conn = self._conn
+        writer = self._writer
         while True:
             if not backlog:
                 if (
@@ -879,7 +887,26 @@ class Agent:
                 # switch less per read; Kapacitor writes ~11 points a read).
                 output.deferred = False
                 if output._frames and not output.closed:
-                    await self._flush()
+                    # self._flush(), inlined, with output.take() and
+                    # output.written(): a coroutine and two calls less a read.
+                    frames = output._frames
+                    data = frames[0] if len(frames) == 1 else b"".join(frames)
+                    output._frames = []
+                    if self._publish is not None:  # [metrics]
+                        self._publish()
+                    try:
+                        writer.write(data)
+                        await writer.drain()
+                    except OSError as exc:
+                        self._write_failed(exc)
+                        return
+                    if output._full or output._emptying:
+                        output.written(len(data))  # someone may wait: wake them
+                    else:
+                        output.size -= len(data)
+                    if self._input_held and output.size < output.limit:
+                        self._input_held = False
+                        self._schedule_take()  # decoding waited for room in the output
                     if conn.failure is not None:
                         return
                     continue  # more may have been read meanwhile
@@ -1153,24 +1180,29 @@ class Agent:
             if not await self._flush():
                 return
 
+    def _write_failed(self, exc: OSError) -> None:
+        """Kapacitor went away; nothing more can be written. Stop everything."""
+        self._output.close()
+        self._fail(Ending.lost(exc, writing=True))
+        self._tasks.cancel_scope.cancel()
+
     async def _flush(self) -> bool:
         """Write everything queued, as one buffer, and wait until the transport takes it.
 
-        Both the writer task and the dispatcher (at the end of a run) flush;
-        taking and writing happen in one step, so frames go out in queue order.
+        Both the writer task and the dispatcher (at the end of a run, this
+        inlined in _dispatch_loop) flush; taking and writing happen in one
+        step, so frames go out in queue order.
         False if the connection was lost (everything is being stopped).
         """
         output = self._output
         data = output.take()
-        self._metrics.publish()  # [metrics]
+        if self._publish is not None:  # [metrics]
+            self._publish()
         try:
             self._writer.write(data)
             await self._writer.drain()
         except OSError as exc:
-            # Kapacitor went away; nothing more can be written. Stop everything.
-            output.close()
-            self._fail(Ending.lost(exc, writing=True))
-            self._tasks.cancel_scope.cancel()
+            self._write_failed(exc)
             return False
         output.written(len(data))
         if self._input_held and output.size < output.limit:

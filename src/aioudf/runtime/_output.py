@@ -47,7 +47,9 @@ class OutputQueue:
 
     __slots__ = (
         "_drained",
+        "_emptying",
         "_frames",
+        "_full",
         "_has_data",
         "_space",
         "closed",
@@ -68,7 +70,12 @@ class OutputQueue:
         self._has_data = asyncio.Event()
         self._space = asyncio.Event()
         self._space.set()
+        # True from when _space is cleared until written() sets it again:
+        # written() runs once per flush (per read from Kapacitor) and sets
+        # the events only when someone may be waiting for them.
+        self._full = False
         self._drained = asyncio.Event()  # set when the writer has flushed everything
+        self._emptying = False  # wait_empty() is waiting for _drained
 
     def put(self, frame: bytes) -> bool:
         """Queue ``frame`` and wake the writer; True while the queue is below its limit.
@@ -82,6 +89,7 @@ class OutputQueue:
         self.size += len(frame)
         if self.size < self.limit:
             return True
+        self._full = True
         self._space.clear()
         return False
 
@@ -98,6 +106,7 @@ class OutputQueue:
             self._frames.extend(frames)
             self.size += sum(map(len, frames))
             if self.size >= self.limit:
+                self._full = True
                 self._space.clear()
 
     async def wait_space(self) -> None:
@@ -121,14 +130,17 @@ class OutputQueue:
     def written(self, nbytes: int) -> None:
         """The writer flushed ``nbytes`` taken earlier: make room for producers."""
         self.size -= nbytes
-        if self.size < self.limit:
+        if self._full and self.size < self.limit:
+            self._full = False
             self._space.set()
-            if not self.size:
-                self._drained.set()
+        if self._emptying and not self.size:
+            self._emptying = False
+            self._drained.set()
 
     async def wait_empty(self) -> None:
         """Wait until the writer has flushed every frame queued (or the queue is closed)."""
         while self.size and not self.closed:
+            self._emptying = True
             self._drained.clear()
             await self._drained.wait()
 
@@ -205,6 +217,7 @@ class Emitter:
         output.size += len(frame)
         if output.size < output.limit:
             return READY
+        output._full = True
         output._space.clear()
         return output.wait_space()
 
