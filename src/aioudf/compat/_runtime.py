@@ -61,6 +61,8 @@ class Runtime:
         self.status = 0
         self.stdio_claimed = False
         self._threads: list[threading.Thread] = []
+        #: The process is the script's (run_script()): settle() may freeze what it loaded.
+        self.owns_process = False
         self._settled = False
 
     def count(self, what: str) -> None:
@@ -76,7 +78,9 @@ class Runtime:
     def settle(self) -> None:
         """The script is set up and starts serving: what it built so far is left out of GC passes.
 
-        Once a process. What aioudf, the script and their imports loaded
+        Once a process, and only in one that runs the script
+        (:attr:`owns_process`), not in a program of its own that imports
+        the compat API. What aioudf, the script and their imports loaded
         (some 25,000 objects for Kapacitor's outliers example, 15,000 on
         Kapacitor's agent) lives as long as the process: ``gc.freeze()``
         keeps the collector's passes, which a batch script's thousands of
@@ -85,7 +89,7 @@ class Runtime:
         """
         with self._lock:
             settled, self._settled = self._settled, True
-        if not settled:
+        if not settled and self.owns_process:
             gc.freeze()
 
     def served(self, status: int) -> None:
