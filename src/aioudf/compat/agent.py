@@ -151,6 +151,7 @@ class Agent:
         if not RUNTIME.claim_stdio():
             raise CompatError("stdin/stdout is served by another Agent of this process already")
         check_stdio()
+        RUNTIME.settle()
         link = Link("stdio")
         link.bind(self)
         self._link = link
@@ -246,6 +247,7 @@ class Server:
         """Serve until SIGTERM/SIGINT (in the main thread), :meth:`stop`, or a hand-over."""
         settings = RUNTIME.settings
         RUNTIME.count("servers_served")
+        RUNTIME.settle()
         status = run_async(self._serve(settings), settings.loop)
         RUNTIME.served(status)
 

@@ -58,6 +58,7 @@ def run_script(path: str, args: Sequence[str] = (), settings: Settings | None = 
     """Run the UDF script at ``path`` with ``args`` under aioudf; the exit status."""
     _check(path)
     RUNTIME.settings = settings or Settings()
+    RUNTIME.owns_process = True
     provide_kapacitor_modules()
     sys.argv = [path, *args]
     sys.path.insert(0, os.path.dirname(os.path.realpath(path)))

@@ -1061,8 +1061,15 @@ class Agent:
         backlog = self._backlog
         blocking = self._blocking_methods
         run = [first]
-        while backlog and len(run) < _THREAD_BATCH and type(backlog[0]) in blocking:
-            run.append(backlog.popleft())
+        while True:
+            while backlog and len(run) < _THREAD_BATCH and type(backlog[0]) in blocking:
+                run.append(backlog.popleft())
+            # The backlog used up, bytes a push reader delivered may hold
+            # more: decoded into this run, instead of a hop to the thread
+            # for each _DECODE_RUN of them (and one for each BeginBatch and
+            # EndBatch, which are decoded alone).
+            if backlog or len(run) >= _THREAD_BATCH or not self._take_input():
+                break
         if self._reader_paused and len(backlog) <= self._max_backlog // 2:
             self._backlog_room()
         started = time.monotonic()
