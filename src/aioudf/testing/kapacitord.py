@@ -206,6 +206,11 @@ def _delays() -> Iterator[float]:
         delay = min(delay * 2, 0.2)
 
 
+def _series(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """An httpOut's series: ``{"series": null}`` and ``[null]`` (nothing yet) are []."""
+    return [s for s in result.get("series") or () if s is not None]
+
+
 # ---- the daemon ----------------------------------------------------------------
 
 
@@ -543,8 +548,7 @@ data_dir = {_toml_string(str(w / "data"))}
         Kapacitor answers ``{"series": null}`` before the first result and
         ``{"series": [null]}`` while the node holds an empty one: both are [].
         """
-        result = self._json("GET", f"/tasks/{task_id}/{name}")
-        return [s for s in result.get("series") or () if s is not None]
+        return _series(self._json("GET", f"/tasks/{task_id}/{name}"))
 
     def points(self, task_id: str, name: str, *, ints: Iterable[str] = ()) -> list[DataPoint]:
         """What ``|httpOut(name)`` holds now, as DataPoints.
@@ -581,7 +585,20 @@ data_dir = {_toml_string(str(w / "data"))}
         )
 
     def _enough_rows(self, task_id: str, name: str, rows: int) -> list[dict[str, Any]] | None:
-        series = self.output(task_id, name)
+        status, data = self._request("GET", f"/tasks/{task_id}/{name}")
+        if status == 404:
+            # Kapacitor serves a task's httpOut once the task runs: until then
+            # (its UDF still starting, say) the path answers "no task exists".
+            # Not yet, if the task itself exists (task_error raises otherwise).
+            error = self.task_error(task_id)
+            if error:
+                raise KapacitordError(f"task {task_id} failed: {error}")
+            return None
+        if status >= 300:
+            raise KapacitordError(
+                f"GET /tasks/{task_id}/{name} answered {status}: {data.decode(errors='replace')}"
+            )
+        series = _series(json.loads(data))
         count = sum(len(s.get("values") or []) for s in series)
         if count >= rows:
             return series
