@@ -547,8 +547,17 @@ data_dir = {_toml_string(str(w / "data"))}
 
         Kapacitor answers ``{"series": null}`` before the first result and
         ``{"series": [null]}`` while the node holds an empty one: both are [].
+        It serves the path only once the task runs (its UDF may still be
+        starting): until then too, for a task that exists, this is [].
         """
-        return _series(self._json("GET", f"/tasks/{task_id}/{name}"))
+        path = f"/tasks/{task_id}/{name}"
+        status, data = self._request("GET", path)
+        if status == 404:
+            self.task(task_id)  # a task that does not exist raises here
+            return []
+        if status >= 300:
+            raise KapacitordError(f"GET {path} answered {status}: {data.decode(errors='replace')}")
+        return _series(json.loads(data))
 
     def points(self, task_id: str, name: str, *, ints: Iterable[str] = ()) -> list[DataPoint]:
         """What ``|httpOut(name)`` holds now, as DataPoints.
@@ -585,20 +594,7 @@ data_dir = {_toml_string(str(w / "data"))}
         )
 
     def _enough_rows(self, task_id: str, name: str, rows: int) -> list[dict[str, Any]] | None:
-        status, data = self._request("GET", f"/tasks/{task_id}/{name}")
-        if status == 404:
-            # Kapacitor serves a task's httpOut once the task runs: until then
-            # (its UDF still starting, say) the path answers "no task exists".
-            # Not yet, if the task itself exists (task_error raises otherwise).
-            error = self.task_error(task_id)
-            if error:
-                raise KapacitordError(f"task {task_id} failed: {error}")
-            return None
-        if status >= 300:
-            raise KapacitordError(
-                f"GET /tasks/{task_id}/{name} answered {status}: {data.decode(errors='replace')}"
-            )
-        series = _series(json.loads(data))
+        series = self.output(task_id, name)
         count = sum(len(s.get("values") or []) for s in series)
         if count >= rows:
             return series
