@@ -9,6 +9,7 @@ DataPoints; a batch task answered from rows the test gives.
 from __future__ import annotations
 
 import datetime
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -250,9 +251,24 @@ def test_an_empty_httpout_is_no_series(
 ) -> None:
     # Kapacitor's answers before a first result, and while it holds an empty one.
     k = Kapacitord(short_tmp / "k", {})
-    monkeypatch.setattr(k, "_json", lambda method, path, payload=None: answer)
+    body = json.dumps(answer).encode()
+    monkeypatch.setattr(k, "_request", lambda method, path, *rest: (200, body))
     assert k.output("t", "out") == []
     assert k.points("t", "out") == []
+
+
+def test_an_httpout_not_served_yet_is_no_series_for_a_task_that_exists(
+    short_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Kapacitor serves a task's httpOut once the task runs: before that the
+    # path answers 404 "no task exists", although the task does.
+    k = Kapacitord(short_tmp / "k", {})
+    tasks = {"/tasks/t": (200, b'{"id": "t", "error": ""}')}
+    missing = (404, b'{"error": "no task exists"}')
+    monkeypatch.setattr(k, "_request", lambda method, path, *rest: tasks.get(path, missing))
+    assert k.output("t", "out") == []
+    with pytest.raises(KapacitordError, match="GET /tasks/nope answered 404"):
+        k.output("nope", "out")
 
 
 def test_the_documented_example_is_the_example_test_word_for_word() -> None:
