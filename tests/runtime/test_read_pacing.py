@@ -110,6 +110,14 @@ async def start() -> tuple[Transport, asyncio.Task[None]]:
     return transport, task
 
 
+async def start_paused() -> tuple[Transport, asyncio.Task[None]]:
+    """A connection whose reading Kapacitor's ten points in one read paused."""
+    transport, task = await start()
+    transport.send(b"".join(point(t) for t in range(10)))
+    assert transport.paused
+    return transport, task
+
+
 async def test_requests_arriving_fast_are_read_in_paced_turns_and_all_answered() -> None:
     transport, task = await start()
     transport.send(b"".join(point(t) for t in range(10)))
@@ -129,9 +137,7 @@ async def test_requests_arriving_fast_are_read_in_paced_turns_and_all_answered()
 
 
 async def test_end_of_input_during_a_pause_loses_nothing() -> None:
-    transport, task = await start()
-    transport.send(b"".join(point(t) for t in range(10)))
-    assert transport.paused
+    transport, task = await start_paused()
     # Kapacitor writes its last points and closes while reading is paused.
     transport.send(b"".join(point(t) for t in range(10, 15)))
     transport.send(b"")
@@ -170,9 +176,7 @@ async def test_a_read_of_a_backlog_is_not_paused() -> None:
 
 
 async def test_a_connection_cancelled_during_a_pause_hands_its_transport_back_reading() -> None:
-    transport, task = await start()
-    transport.send(b"".join(point(t) for t in range(10)))
-    assert transport.paused
+    transport, task = await start_paused()
     task.cancel()  # the server shutting down, say
     with contextlib.suppress(asyncio.CancelledError):
         await task
