@@ -20,7 +20,10 @@ the edge out of the UDF node (the task's DOT) reaches them. The clock runs
 from the first write to that count; CPU times (user and system, from
 ``/proc/PID/stat``) and read/write system calls (``/proc/PID/io``) of
 kapacitord and of the UDF's processes are read just before and just after.
-``no UDF`` is the same task without the UDF node.
+``no UDF`` is the same task without the UDF node. In the same round, each
+aioudf row of a stream case is also fed as many points by the bulk driver
+(:class:`Bulk`: run.py's ``throughput()``, input in large reads), and the
+report sets its CPU a point under kapacitord against that.
 
 A batch case (``outliers``) runs the batch task::
 
@@ -71,9 +74,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from driver import _accepts  # noqa: E402
+from driver import (  # noqa: E402
+    CommandTarget,
+    SocketTarget,
+    Target,
+    _accepts,
+    init_request,
+    query_info,
+    throughput,
+)
 from machine import checkout_env, describe_machine, load_average, log, machine_line  # noqa: E402
 from peers import find_peers  # noqa: E402
+from workload import Workload, point_stream  # noqa: E402
 
 from aioudf._pb import udf_pb2 as pb  # noqa: E402
 from aioudf.testing import Batch, DataPoint  # noqa: E402
@@ -107,10 +119,13 @@ class Case:
     #: ``"stream"``: points written over HTTP; ``"batch"``: a batch task whose
     #: queries the benchmark answers (its "points" are the points in the batches).
     kind: str = "stream"
+    #: ``options`` as the bulk driver's InitRequest takes them: aioudf's rows
+    #: are also measured in bulk each round (None: not, as for batch cases).
+    bulk: Mapping[str, Sequence[str]] | None = None
 
 
 CASES = (
-    Case("mirror", "socket mirror", "mirror", "socket"),
+    Case("mirror", "socket mirror", "mirror", "socket", bulk={}),
     Case(
         "moving_avg",
         "process moving_avg",
@@ -118,6 +133,7 @@ CASES = (
         "process",
         ".field('usage_idle').size(10).as('usage_idle')",
         {"field": [pb.STRING], "size": [pb.INT], "as": [pb.STRING]},
+        bulk={"field": ["usage_idle"], "size": ["10"], "as": ["usage_idle"]},
     ),
     Case(
         "outliers",
@@ -766,6 +782,32 @@ class Bench:
 # ---- the report -------------------------------------------------------------------
 
 
+class Bulk:
+    """aioudf's UDFs fed the same number of points by the bulk driver, in the same round.
+
+    What a UDF costs a point when its input comes in large reads (run.py's
+    measure), beside what it costs under kapacitord: their ratio is how
+    much a UDF pays for Kapacitor's small writes.
+    """
+
+    def __init__(self, points: int) -> None:
+        self.workload: Workload = point_stream(points)
+        self._inits: dict[str, tuple[Target, pb.InitRequest]] = {}
+
+    def cpu_per_point(self, udf: UDF, options: Mapping[str, Sequence[str]]) -> float:
+        """The UDF's CPU µs a point over the workload, sent in one go."""
+        if udf.name not in self._inits:
+            target: Target
+            if udf.server is not None:
+                target = SocketTarget(udf.socket, udf.server.pid)
+            else:
+                target = CommandTarget(udf.implementation.argv, dict(udf.implementation.env))
+            self._inits[udf.name] = target, init_request(options, query_info(target))
+        target, init = self._inits[udf.name]
+        result = throughput(target, init, self.workload)
+        return result.cpu_per_point * 1e6
+
+
 def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
@@ -881,6 +923,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     warmup = line_bodies(2_000, args.body, seed=2)
     log(f"load average {load_start}; {len(udfs)} UDFs, {points:,} points a run, {runs} rounds")
     results: dict[str, dict[str, list[Run]]] = {c.name: {} for c in cases}
+    # [case][column]: (UDF CPU µs a point under kapacitord, in bulk) a round
+    in_bulk: dict[str, dict[str, list[tuple[float, float]]]] = {c.name: {} for c in cases}
+    bulk = Bulk(points) if any(c.bulk is not None for c in cases) else None
     kinds = sorted({c.kind for c in cases}, reverse=True)  # "stream" first
     baselines: dict[str, list[Run]] = {kind: [] for kind in kinds}
     servers = UDFServers(folder)
@@ -904,11 +949,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 log(f"  {case.name} {column}: failed: {exc}")
                                 continue
                             results[case.name].setdefault(column, []).append(run)
-                            log(
+                            under = run.udf.cpu / run.points * 1e6
+                            line = (
                                 f"  {case.name} {column}: {run.rate:,.0f} points/s; µs a point: "
-                                f"UDF {run.udf.cpu / run.points * 1e6:.2f}, "
+                                f"UDF {under:.2f}, "
                                 f"kapacitord {run.kapacitord.cpu / run.points * 1e6:.2f}"
                             )
+                            if bulk and case.bulk is not None and column.startswith("aioudf "):
+                                alone = bulk.cpu_per_point(udf, case.bulk)
+                                in_bulk[case.name].setdefault(column, []).append((under, alone))
+                                line += f"; in bulk {alone:.2f}"
+                            log(line)
             finally:
                 kapacitor.stop()
     finally:
@@ -948,6 +999,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
         if notes:
             lines += ["", "Per-round ratios (medians): " + "; ".join(notes) + "."]
+        if in_bulk[case.name]:
+            parts = [
+                f"{column} {median([u for u, _ in pairs]):.1f} µs in bulk "
+                f"{median([b for _, b in pairs]):.1f}: {median([u / b for u, b in pairs]):.2f} x"
+                for column, pairs in in_bulk[case.name].items()
+            ]
+            lines += [
+                "",
+                "UDF CPU a point under kapacitord against the same UDF fed the same "
+                "number of points in bulk by the benchmark driver in the same round "
+                "(medians; the ratio per round): " + "; ".join(parts) + ".",
+            ]
     lines += ["", machine_line(machine, load_start, load_end)]
     print("\n".join(lines))
     if args.json:
