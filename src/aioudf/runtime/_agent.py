@@ -94,8 +94,10 @@ from ..wire._messages import (
     SnapshotRequest,
 )
 from ..wire._protocol import Ending, UDFConnection, snapshot_bytes
+from ._handlers import _run_sync
 from ._hooks import NO_METRICS
 from ._logs import current_connection, ensure_connection_context
+from ._output import Emitter, OutputQueue
 from ._streams import ByteReader, ByteWriter, PushReader
 
 if TYPE_CHECKING:
@@ -103,8 +105,6 @@ if TYPE_CHECKING:
 
     from ..config import ConnectionSettings
     from ._hooks import MetricsHooks
-from ._handlers import _run_sync
-from ._output import Emitter, OutputQueue
 
 __all__ = [
     "DEFAULT_MAX_BACKLOG",

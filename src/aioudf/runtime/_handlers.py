@@ -13,13 +13,11 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 
-from ..errors import (
-    ConnectionFailed,
-)
+from ..errors import ConnectionFailed
 from ..toolkit._handler import BaseHandler
 from ..toolkit._options import a_or_an, bind_options, parse_options
 from ..wire._messages import (
@@ -27,9 +25,6 @@ from ..wire._messages import (
     encode_error,
 )
 from ._streams import ByteWriter
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["create_handler", "prepare_handler", "refuse"]
 

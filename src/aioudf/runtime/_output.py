@@ -13,11 +13,9 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..config import (
-    DEFAULT_MAX_OUTPUT,
-)
+from ..config import DEFAULT_MAX_OUTPUT
 from ..toolkit._handler import READY
 from ..wire._messages import (
     POINT_HEADERS,
@@ -28,9 +26,6 @@ from ..wire._messages import (
     encode_response,
 )
 from ..wire._protocol import UDFConnection
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["Emitter", "OutputQueue"]
 
