@@ -206,9 +206,9 @@ def _delays() -> Iterator[float]:
         delay = min(delay * 2, 0.2)
 
 
-def _series(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """An httpOut's series: ``{"series": null}`` and ``[null]`` (nothing yet) are []."""
-    return [s for s in result.get("series") or () if s is not None]
+def _refused(method: str, path: str, status: int, data: bytes) -> KapacitordError:
+    """The error for an API call Kapacitor answered with ``status`` (300 or more)."""
+    return KapacitordError(f"{method} {path} answered {status}: {data.decode(errors='replace')}")
 
 
 # ---- the daemon ----------------------------------------------------------------
@@ -454,9 +454,7 @@ data_dir = {_toml_string(str(w / "data"))}
         body = None if payload is None else json.dumps(payload).encode()
         status, data = self._request(method, path, body, "application/json")
         if status >= 300:
-            raise KapacitordError(
-                f"{method} {path} answered {status}: {data.decode(errors='replace')}"
-            )
+            raise _refused(method, path, status, data)
         return json.loads(data) if data else None
 
     def define_task(
@@ -556,8 +554,8 @@ data_dir = {_toml_string(str(w / "data"))}
             self.task(task_id)  # a task that does not exist raises here
             return []
         if status >= 300:
-            raise KapacitordError(f"GET {path} answered {status}: {data.decode(errors='replace')}")
-        return _series(json.loads(data))
+            raise _refused("GET", path, status, data)
+        return [s for s in json.loads(data).get("series") or () if s is not None]
 
     def points(self, task_id: str, name: str, *, ints: Iterable[str] = ()) -> list[DataPoint]:
         """What ``|httpOut(name)`` holds now, as DataPoints.
