@@ -146,6 +146,37 @@ def test_socket_udf_keeps_order_when_handlers_sometimes_suspend(
         assert not k.task("s")["error"]
 
 
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_process_udf_fed_fast_under_a_short_timeout_keeps_every_point_and_its_task(
+    python_env: dict[str, str], short_tmp: Path, loop: str
+) -> None:
+    # Kapacitor writes each point on its own; fed fast, the agent paces its
+    # reads of the pipe (a millisecond's pause after each read). Through a
+    # real kapacitord with a 1 s UDF timeout (a keepalive every 0.5 s), the
+    # points must all come back in order and every keepalive in time.
+    points = 30_000
+    udf = process_udf(
+        python_env, "-m", "aioudf", "run", "udf_handlers:SometimesSuspends", "--loop", loop,
+        timeout="1s",
+    )  # fmt: skip
+    with Kapacitord(short_tmp / "k", {"some": udf}) as k:
+        k.define_task(
+            "s",
+            f"""stream
+    |from().measurement('cpu')
+    @some()
+    |window().period({points}s).every({points}s)
+    |httpOut('out')
+""",
+        )
+        for start in range(0, points + 1, 5_000):
+            stop = min(start + 5_000, points + 1)
+            k.write(f"cpu,host=h usage_idle={t} {t}" for t in range(start, stop))
+        out = rows(k.wait_output("s", "out", points))
+        assert [row["usage_idle"] for row in out] == [float(t) for t in range(points)]
+        assert not k.task("s")["error"]
+
+
 def test_handler_exception_fails_only_its_task(python_env: dict[str, str], short_tmp: Path) -> None:
     udf = process_udf(python_env, "-m", "aioudf", "run", "udf_handlers:Fails")
     with Kapacitord(short_tmp / "k", {"fails": udf}) as k:
