@@ -395,6 +395,8 @@ class Counters:
     writes: int = 0
     #: Voluntary context switches of all its threads: how often it slept.
     wakeups: int = 0
+    #: Minor page faults: memory the kernel had to hand it (and zero) anew.
+    faults: int = 0
 
     @property
     def cpu(self) -> float:
@@ -407,6 +409,7 @@ class Counters:
             self.reads - other.reads,
             self.writes - other.writes,
             self.wakeups - other.wakeups,
+            self.faults - other.faults,
         )
 
     def __add__(self, other: Counters) -> Counters:
@@ -416,6 +419,7 @@ class Counters:
             self.reads + other.reads,
             self.writes + other.writes,
             self.wakeups + other.wakeups,
+            self.faults + other.faults,
         )
 
 
@@ -436,13 +440,14 @@ def counters_of(pid: int) -> Counters:
                     if line.startswith("voluntary_ctxt_switches:"):
                         wakeups += int(line.split()[1])
     fields = stat.rpartition(")")[2].split()
-    # utime and stime are fields 14 and 15 of stat(5); fields[0] is field 3.
+    # minflt, utime and stime are fields 10, 14 and 15 of stat(5); fields[0] is field 3.
     return Counters(
         int(fields[11]) / CLOCK_TICKS,
         int(fields[12]) / CLOCK_TICKS,
         int(io["syscr"]),
         int(io["syscw"]),
         wakeups,
+        int(fields[7]),
     )
 
 
@@ -848,6 +853,7 @@ def table(title: str, columns: Sequence[str], results: Mapping[str, Sequence[Run
         f"| UDF wake-ups/point | {cells(calls(lambda c: c.wakeups))} |",
         f"| UDF read(2)s/point | {cells(calls(lambda c: c.reads))} |",
         f"| UDF write(2)s/point | {cells(calls(lambda c: c.writes))} |",
+        f"| UDF page faults/point | {cells(calls(lambda c: c.faults))} |",
     ]
     return lines
 
@@ -973,7 +979,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(benchmarks/under_kapacitord.py). CPU in µs a point, user + system. Wake-ups: the UDF's "
         "voluntary context switches a point. read(2)s and write(2)s: its syscr and syscw in "
         "/proc/PID/io, which count read()/write() but not recv()/send() (asyncio's selector "
-        "loop and the Python agent use those on sockets: — there).",
+        "loop and the Python agent use those on sockets: — there). Page faults: its minor "
+        "faults (minflt in /proc/PID/stat), a process UDF's start included.",
     ]
     if "batch" in kinds:
         lines[-1] += (

@@ -2,8 +2,9 @@
 
     .venv/bin/python fuzz/fuzz_framing.py fuzz/corpus/framing -max_total_time=600
 
-The input picks a maximum frame size, where the stream is cut and whether the
-next chunk is fed before the frames are taken; the rest is the byte stream.
+The input picks a maximum frame size, where the stream is cut, whether the
+next chunk is fed before the frames are taken and whether small chunks are
+joined (tests/hostile.py's ``joining``); the rest is the byte stream.
 The oracles are tests/hostile.py's: the same frames and error as a reference
 decoder, and the requests, keepalive answers and error of a reference
 decoder with the order rules, in runs of points of any size.
@@ -32,9 +33,10 @@ def test_one_input(data: bytes) -> None:
     count = provider.ConsumeIntInRange(0, 8)
     cuts = [provider.ConsumeIntInRange(0, 4096) for _ in range(count)]
     hold = [provider.ConsumeBool() for _ in range(count)]
+    join = provider.ConsumeBool()
     stream = provider.ConsumeBytes(provider.remaining_bytes())
-    check_frame_decoder(stream, cuts, max_size, hold)
-    check_request_decoder(stream, cuts, max_size, [1 + (c % 300) for c in cuts])
+    check_frame_decoder(stream, cuts, max_size, hold, join=join)
+    check_request_decoder(stream, cuts, max_size, [1 + (c % 300) for c in cuts], join=join)
 
 
 def main() -> None:

@@ -19,10 +19,11 @@ by the socket tests over a real :class:`aioudf.UnixServer`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import itertools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +47,7 @@ from aioudf import (
 )
 from aioudf._pb import udf_pb2 as pb
 from aioudf.testing import MemoryPipe
+from aioudf.wire import _frames
 from aioudf.wire._protocol import Ending, State, UDFConnection
 
 #: Bounded time for one hostile connection: a hang becomes a failure.
@@ -111,14 +113,45 @@ def cut(stream: bytes, cuts: Sequence[int]) -> list[bytes]:
     return [stream[a:b] for a, b in itertools.pairwise(points)]
 
 
+@contextlib.contextmanager
+def joining(join: bool) -> Iterator[None]:
+    """The decoder as it is (``join``), or as if every chunk were large.
+
+    Streams small enough to test are fed in chunks below the size up to
+    which a chunk is joined with what is left of the last; ``join=False``
+    takes the other way, the one a pipe's large reads take: each chunk kept
+    as received, queued behind frames still waiting, a frame cut between two
+    gathered apart.
+    """
+    saved = _frames._JOIN_MAX
+    _frames._JOIN_MAX = saved if join else 0
+    try:
+        yield
+    finally:
+        _frames._JOIN_MAX = saved
+
+
 def check_frame_decoder(
-    stream: bytes, cuts: Sequence[int], max_size: int, hold: Sequence[bool] = ()
+    stream: bytes,
+    cuts: Sequence[int],
+    max_size: int,
+    hold: Sequence[bool] = (),
+    *,
+    join: bool = True,
 ) -> None:
     """Decode ``stream`` cut at ``cuts``: same frames and same error as the reference.
 
     ``hold[i]`` true means chunk ``i + 1`` is fed before the frames of chunk
     ``i`` are taken (a caller that feeds again without draining first).
+    ``join``: see :func:`joining`.
     """
+    with joining(join):
+        _check_frame_decoder(stream, cuts, max_size, hold)
+
+
+def _check_frame_decoder(
+    stream: bytes, cuts: Sequence[int], max_size: int, hold: Sequence[bool]
+) -> None:
     expected = reference_frames(stream, max_size)
     decoder = FrameDecoder(max_size)
     got: list[bytes] = []
@@ -240,14 +273,27 @@ def reference_requests(stream: bytes, max_size: int) -> ReferenceRequests:
 
 
 def check_request_decoder(
-    stream: bytes, cuts: Sequence[int], max_size: int, limits: Sequence[int] = (1,)
+    stream: bytes,
+    cuts: Sequence[int],
+    max_size: int,
+    limits: Sequence[int] = (1,),
+    *,
+    join: bool = True,
 ) -> None:
     """The connection hands out exactly the reference's requests, answers its
     keepalives, and raises its error, whatever the chunks and the run limits.
 
     ``limits`` are the run sizes asked of next_requests() in turn (the fast
     path decodes runs of points in place; a run of one is the slow path).
+    ``join``: see :func:`joining`.
     """
+    with joining(join):
+        _check_request_decoder(stream, cuts, max_size, limits)
+
+
+def _check_request_decoder(
+    stream: bytes, cuts: Sequence[int], max_size: int, limits: Sequence[int]
+) -> None:
     expected = reference_requests(stream, max_size)
     conn = UDFConnection(max_size)
     got: list[Any] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from hostile import joining
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -56,11 +57,14 @@ def test_uvarint_out_of_range(value: int) -> None:
 bodies_strategy = st.lists(st.binary(max_size=300), max_size=30)
 
 
-@given(bodies_strategy, st.lists(st.integers(min_value=0, max_value=10_000)))
-def test_any_chunking_gives_back_the_same_frames(bodies: list[bytes], cuts: list[int]) -> None:
+@given(bodies_strategy, st.lists(st.integers(min_value=0, max_value=10_000)), st.booleans())
+def test_any_chunking_gives_back_the_same_frames(
+    bodies: list[bytes], cuts: list[int], join: bool
+) -> None:
     stream = b"".join(encode_frame(b) for b in bodies)
     cuts = [c for c in cuts if c <= len(stream)]
-    assert decode_in_chunks(stream, cuts) == bodies
+    with joining(join):
+        assert decode_in_chunks(stream, cuts) == bodies
 
 
 def test_one_byte_at_a_time() -> None:
@@ -89,6 +93,63 @@ def test_whole_frames_are_handed_out_without_copying() -> None:
     first = decoder.next_frame()
     assert isinstance(first, memoryview)
     assert first.obj is chunk  # a view into the bytes received
+
+
+@given(
+    bodies_strategy,
+    st.lists(st.tuples(st.integers(min_value=0, max_value=10_000), st.integers(0, 5))),
+    st.booleans(),
+)
+def test_chunks_fed_while_frames_wait_come_back_in_order(
+    bodies: list[bytes], cuts: list[tuple[int, int]], join: bool
+) -> None:
+    # A reader feeds what it receives whether or not the frames before were
+    # taken (a full backlog takes only some): nothing is lost or reordered,
+    # and `buffered` counts every byte not handed out.
+    with joining(join):
+        _feed_while_frames_wait(bodies, cuts)
+
+
+def _feed_while_frames_wait(bodies: list[bytes], cuts: list[tuple[int, int]]) -> None:
+    stream = b"".join(encode_frame(b) for b in bodies)
+    decoder = FrameDecoder()
+    got: list[bytes] = []
+    start = 0
+    for cut, take in sorted((c, t) for c, t in cuts if c <= len(stream)):
+        decoder.feed(stream[start:cut])
+        start = max(start, cut)
+        for _ in range(take):
+            if (body := decoder.next_frame()) is None:
+                break
+            got.append(bytes(body))
+        handed_out = sum(len(encode_frame(b)) for b in got)
+        assert decoder.buffered == start - handed_out
+    decoder.feed(stream[start:])
+    got.extend(drain(decoder))
+    decoder.feed_eof()
+    assert got == bodies
+
+
+def test_a_chunk_fed_while_frames_wait_is_not_copied() -> None:
+    # Joining a large chunk to what is left of the last copied all of it
+    # (tens of KiB a read on a pipe): it waits behind instead, and a frame
+    # cut between the two is the only thing gathered.
+    frames = [encode_frame(bytes([i]) * (50 if i < 3 else 20_000)) for i in range(4)]
+    first = frames[0] + frames[1] + frames[2][:20]
+    second = frames[2][20:] + frames[3]
+    decoder = FrameDecoder()
+    decoder.feed(first)
+    assert bytes(decoder.next_frame() or b"") == bytes([0]) * 50  # one taken, one waits
+    decoder.feed(second)
+    assert decoder.buffered == len(first) + len(second) - len(frames[0])
+    assert decoder.unconsumed() == b"".join(frames[1:])
+    waiting = decoder.next_frame()
+    assert waiting is not None and waiting.obj is first
+    cut = decoder.next_frame()
+    assert cut is not None and bytes(cut) == bytes([2]) * 50
+    last = decoder.next_frame()
+    assert last is not None and last.obj is second and bytes(last) == bytes([3]) * 20_000
+    assert decoder.next_frame() is None and decoder.needs_data
 
 
 def test_oversized_length_is_refused_before_buffering_the_body() -> None:

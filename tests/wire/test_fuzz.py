@@ -140,23 +140,24 @@ streams = st.lists(segments, max_size=16).map(b"".join)
 
 
 @settings(max_examples=400)
-@given(streams, cuts, max_sizes, st.lists(st.booleans(), max_size=12))
-@example(b"\x05abc", [], 16, [])  # truncated body
-@example(b"\x80", [], 16, [])  # truncated header
-@example(b"\x80\x01" + b"x" * 128, [1, 2, 3], 128, [True])  # at the maximum
-@example(b"\x81\x01" + b"x" * 129, [], 128, [])  # one beyond
+@given(streams, cuts, max_sizes, st.lists(st.booleans(), max_size=12), st.booleans())
+@example(b"\x05abc", [], 16, [], True)  # truncated body
+@example(b"\x80", [], 16, [], True)  # truncated header
+@example(b"\x80\x01" + b"x" * 128, [1, 2, 3], 128, [True], True)  # at the maximum
+@example(b"\x80\x01" + b"x" * 128, [1, 2, 3], 128, [True], False)
+@example(b"\x81\x01" + b"x" * 129, [], 128, [], True)  # one beyond
 def test_frame_decoder_matches_the_reference(
-    stream: bytes, cut_at: list[int], max_size: int, hold: list[bool]
+    stream: bytes, cut_at: list[int], max_size: int, hold: list[bool], join: bool
 ) -> None:
-    check_frame_decoder(stream, cut_at, max_size, hold)
+    check_frame_decoder(stream, cut_at, max_size, hold, join=join)
 
 
 @settings(max_examples=400)
-@given(streams, cuts, max_sizes, st.lists(st.integers(1, 300), max_size=4))
+@given(streams, cuts, max_sizes, st.lists(st.integers(1, 300), max_size=4), st.booleans())
 def test_request_decoder_matches_the_reference_and_the_order_model(
-    stream: bytes, cut_at: list[int], max_size: int, limits: list[int]
+    stream: bytes, cut_at: list[int], max_size: int, limits: list[int], join: bool
 ) -> None:
-    check_request_decoder(stream, cut_at, max_size, limits)
+    check_request_decoder(stream, cut_at, max_size, limits, join=join)
 
 
 # ---- one agent over in-memory pipes ---------------------------------------------------
