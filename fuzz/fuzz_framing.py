@@ -19,7 +19,7 @@ import _paths  # noqa: F401 - sys.path set-up
 import atheris
 
 with atheris.instrument_imports():
-    from hostile import check_frame_decoder, check_request_decoder
+    from hostile import check_frame_decoder, check_request_decoder, joining
 
     import aioudf.wire._frames
     import aioudf.wire._protocol
@@ -35,8 +35,9 @@ def test_one_input(data: bytes) -> None:
     hold = [provider.ConsumeBool() for _ in range(count)]
     join = provider.ConsumeBool()
     stream = provider.ConsumeBytes(provider.remaining_bytes())
-    check_frame_decoder(stream, cuts, max_size, hold, join=join)
-    check_request_decoder(stream, cuts, max_size, [1 + (c % 300) for c in cuts], join=join)
+    with joining(join):
+        check_frame_decoder(stream, cuts, max_size, hold)
+        check_request_decoder(stream, cuts, max_size, [1 + (c % 300) for c in cuts])
 
 
 def main() -> None:

@@ -132,26 +132,14 @@ def joining(join: bool) -> Iterator[None]:
 
 
 def check_frame_decoder(
-    stream: bytes,
-    cuts: Sequence[int],
-    max_size: int,
-    hold: Sequence[bool] = (),
-    *,
-    join: bool = True,
+    stream: bytes, cuts: Sequence[int], max_size: int, hold: Sequence[bool] = ()
 ) -> None:
     """Decode ``stream`` cut at ``cuts``: same frames and same error as the reference.
 
     ``hold[i]`` true means chunk ``i + 1`` is fed before the frames of chunk
     ``i`` are taken (a caller that feeds again without draining first).
-    ``join``: see :func:`joining`.
+    Both ways of keeping chunks are checked under :func:`joining`.
     """
-    with joining(join):
-        _check_frame_decoder(stream, cuts, max_size, hold)
-
-
-def _check_frame_decoder(
-    stream: bytes, cuts: Sequence[int], max_size: int, hold: Sequence[bool]
-) -> None:
     expected = reference_frames(stream, max_size)
     decoder = FrameDecoder(max_size)
     got: list[bytes] = []
@@ -273,27 +261,15 @@ def reference_requests(stream: bytes, max_size: int) -> ReferenceRequests:
 
 
 def check_request_decoder(
-    stream: bytes,
-    cuts: Sequence[int],
-    max_size: int,
-    limits: Sequence[int] = (1,),
-    *,
-    join: bool = True,
+    stream: bytes, cuts: Sequence[int], max_size: int, limits: Sequence[int] = (1,)
 ) -> None:
     """The connection hands out exactly the reference's requests, answers its
     keepalives, and raises its error, whatever the chunks and the run limits.
 
     ``limits`` are the run sizes asked of next_requests() in turn (the fast
     path decodes runs of points in place; a run of one is the slow path).
-    ``join``: see :func:`joining`.
+    Both ways of keeping chunks are checked under :func:`joining`.
     """
-    with joining(join):
-        _check_request_decoder(stream, cuts, max_size, limits)
-
-
-def _check_request_decoder(
-    stream: bytes, cuts: Sequence[int], max_size: int, limits: Sequence[int]
-) -> None:
     expected = reference_requests(stream, max_size)
     conn = UDFConnection(max_size)
     got: list[Any] = []

@@ -39,6 +39,7 @@ from hostile import (
     cut,
     drive_agent,
     expected_session,
+    joining,
     session_stream,
 )
 from hypothesis import HealthCheck, example, given, settings
@@ -149,7 +150,8 @@ streams = st.lists(segments, max_size=16).map(b"".join)
 def test_frame_decoder_matches_the_reference(
     stream: bytes, cut_at: list[int], max_size: int, hold: list[bool], join: bool
 ) -> None:
-    check_frame_decoder(stream, cut_at, max_size, hold, join=join)
+    with joining(join):
+        check_frame_decoder(stream, cut_at, max_size, hold)
 
 
 @settings(max_examples=400)
@@ -157,7 +159,8 @@ def test_frame_decoder_matches_the_reference(
 def test_request_decoder_matches_the_reference_and_the_order_model(
     stream: bytes, cut_at: list[int], max_size: int, limits: list[int], join: bool
 ) -> None:
-    check_request_decoder(stream, cut_at, max_size, limits, join=join)
+    with joining(join):
+        check_request_decoder(stream, cut_at, max_size, limits)
 
 
 # ---- one agent over in-memory pipes ---------------------------------------------------

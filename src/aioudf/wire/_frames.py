@@ -193,18 +193,12 @@ class FrameDecoder:
         end = len(buf)
         if pos >= end:
             return True
-        # The header: one or two bytes read here (every Point's), others decoded.
-        if (size := buf[pos]) < 0x80:
-            header = 1
-        elif pos + 1 < end and (high := buf[pos + 1]) < 0x80:
-            size, header = (size & 0x7F) | high << 7, 2
-        else:
-            try:
-                size, header = self._read_header(pos, end)
-            except FrameError:
-                return False  # next_frame() raises it, once what came before is taken
-            if header == 0:
-                return True  # _continue() joins these few bytes with the next chunk
+        try:
+            size, header = self._header(pos, end)
+        except FrameError:
+            return False  # next_frame() raises it, once what came before is taken
+        if header == 0:
+            return True  # _continue() joins these few bytes with the next chunk
         if size > self.max_frame_size or pos + header + size <= end:
             return False  # a whole frame (or an error) for next_frame() first
         self._acc = bytearray(self._view[pos:])
@@ -329,7 +323,8 @@ class FrameDecoder:
             # What ended the run: the end of the bytes, or a frame the chunk
             # cuts (the two nearly every small read ends in), or a frame for
             # next_frame(). Told here, the caller need not look again.
-            # (_used_up(), inlined: this runs once a read.)
+            # (_used_up() for the headers of 1-2 bytes every Point has,
+            # inlined: this runs once a read.)
             end = len(buf)
             if pos >= end:
                 self.needs_data = True
@@ -358,19 +353,25 @@ class FrameDecoder:
         return 1 + (self.take_points(limit - 1, convert, out) if limit > 1 else 0)
 
     def _used_up(self) -> bool:
-        """True if the chunk holds no whole frame at ``_pos`` (headers of 1-2 bytes read)."""
-        buf = self._buf
+        """True if the chunk holds no whole frame at ``_pos``."""
         pos = self._pos
-        end = len(buf)
+        end = len(self._buf)
         if pos >= end:
             return True
+        try:
+            size, header = self._header(pos, end)
+        except FrameError:
+            return False  # next_frame() raises it
+        return header == 0 or pos + header + size > end
+
+    def _header(self, pos: int, end: int) -> tuple[int, int]:
+        """:meth:`_read_header`, with the headers of one or two bytes (every Point's) read here."""
+        buf = self._buf
         if (size := buf[pos]) < 0x80:
-            return pos + 1 + size > end
-        if pos + 1 >= end:
-            return True  # the header is cut
-        if (high := buf[pos + 1]) < 0x80:
-            return pos + 2 + ((size & 0x7F) | high << 7) > end
-        return False
+            return size, 1
+        if pos + 1 < end and (high := buf[pos + 1]) < 0x80:
+            return (size & 0x7F) | high << 7, 2
+        return self._read_header(pos, end)
 
     def _read_header(self, pos: int, end: int) -> tuple[int, int]:
         """Decode the header at ``pos``: (value, header length), or (0, 0) if it is cut.
