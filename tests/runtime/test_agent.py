@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 import anyio
 import pytest
+from hostile import BlockingEcho, drive_agent
 from standin import Peer, decode_responses, kind, options, request
 from udf_handlers import BatchEcho, Fails, Recorder, SometimesSuspends, ThreadedEcho
 
@@ -532,6 +533,41 @@ async def test_protocol_error_after_data_loses_nothing(serve: Any) -> None:
     assert responses[-1].error.error.startswith(
         "protocol error: frame 102 (4 bytes) is not a valid Request message"
     )
+
+
+@pytest.mark.parametrize("before", [100, 1500], ids=["one-run", "many-runs"])
+@pytest.mark.parametrize("handler", [Recorder, ThreadedEcho], ids=["async", "blocking"])
+async def test_a_point_that_does_not_parse_ends_the_connection_after_those_before_it(
+    serve: Any, handler: type[Handler], before: int
+) -> None:
+    # A blocking point() gets its Points parsed on its own thread, in runs
+    # of up to 512: the same points go out and the same error names the
+    # same frame (the Init is frame 1) as when the loop parses them.
+    connect = await serve(handler)
+    peer = await connect()
+    bad = encode_frame(b"\x8a\x01\x03\x12\x01\xff")  # a Point whose name is not UTF-8
+    after = (point(before + 1 + i, v=1.0) for i in range(100))
+    await peer.send(init(), *(point(i, v=1.0) for i in range(before)), bad, *after)
+    responses = await peer.receive_all()
+    assert [r.point.time for r in responses if kind(r) == "point"] == list(range(before))
+    assert kind(responses[-1]) == "error"
+    assert responses[-1].error.error.startswith(
+        f"protocol error: frame {before + 2} (6 bytes) is not a valid Request message: "
+    )
+
+
+async def test_a_point_that_does_not_parse_is_named_wherever_the_runs_to_the_thread_end() -> None:
+    # The runs a blocking handler's thread is handed (up to 512 requests)
+    # end inside the runs of Points decoded together (64): a bad Point
+    # anywhere around the first runs' ends is named by its own frame.
+    bad = encode_frame(b"\x8a\x01\x03\x12\x01\xff")  # a Point whose name is not UTF-8
+    points = [point(i, v=1.0) for i in range(560)]
+    for before in range(470, 560):
+        stream = init() + b"".join(points[:before]) + bad + points[0]
+        outcome = await drive_agent(BlockingEcho(), [stream])
+        assert outcome.failure is not None
+        assert outcome.failure.startswith(f"protocol error: frame {before + 2} (6 bytes) "), before
+        assert len([r for r in outcome.responses if kind(r) == "point"]) == before
 
 
 async def test_oversized_frame_is_refused(serve: Any) -> None:

@@ -506,7 +506,7 @@ class ConnectionMetrics:
         """A run of Points, or one request of another kind, was decoded."""
         m = self._metrics
         kind = type(requests[0])
-        if kind is Point:
+        if kind is Point or kind is bytes:  # bytes: Points a blocking point() parses itself
             self._child(m.requests, "point").inc(len(requests))
             self._child(m.points_received).inc(len(requests))
             return

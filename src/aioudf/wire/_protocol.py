@@ -59,12 +59,13 @@ from __future__ import annotations
 import enum
 import sys
 from collections.abc import Iterable
+from typing import Literal, overload
 
 from google.protobuf.message import DecodeError
 
 from ..errors import ConnectionFailed, EmitError, ProtocolError, StateError
 from ._frames import DEFAULT_MAX_FRAME_SIZE, FrameDecoder
-from ._layout import encode_uvarint, point_start, read_uvarint
+from ._layout import DATA_TAGS, encode_uvarint, point_start, read_uvarint
 from ._messages import (
     BeginBatch,
     DataMessage,
@@ -525,7 +526,19 @@ class UDFConnection:
             self._accept(message)
             return message
 
-    def next_requests(self, limit: int = sys.maxsize) -> list[RequestMessage]:
+    @overload
+    def next_requests(
+        self, limit: int = ..., *, raw_points: Literal[False] = ...
+    ) -> list[RequestMessage]: ...
+
+    @overload
+    def next_requests(
+        self, limit: int = ..., *, raw_points: bool
+    ) -> list[RequestMessage | bytes]: ...
+
+    def next_requests(
+        self, limit: int = sys.maxsize, *, raw_points: bool = False
+    ) -> list[RequestMessage] | list[RequestMessage | bytes]:
         """Return the next run of Points (at most ``limit``), or one request of another kind.
 
         The same requests :meth:`next_request` returns, many at a time: the
@@ -539,6 +552,14 @@ class UDFConnection:
         Points not returned stay undecoded: a parsed Point takes about 16
         times the memory of its bytes, so a caller that can only queue so
         many passes ``limit`` and leaves the rest as bytes.
+
+        ``raw_points``: a run of Points comes as the bytes of each Point
+        message (``bytes``, in a list of their own), for the caller to parse
+        where it runs the handler: frames ``frames_decoded - len(run) + 1``
+        to ``frames_decoded``, one after the other. A Point that turns out
+        not to parse is the violation :meth:`undecodable_point` returns.
+        Points that do not come in such a run (one whose frame a read cut,
+        say) are parsed here as ever.
         """
         if limit < 1:
             raise ValueError("limit must be at least 1")
@@ -546,7 +567,8 @@ class UDFConnection:
             # Points parsed in place; what ends the run goes through
             # next_request().
             points: list[RequestMessage] = []
-            if self._frames.take_points(limit, _parse_point, points):  # type: ignore[arg-type]  # buffers are accepted
+            convert = bytes if raw_points else _parse_point
+            if self._frames.take_points(limit, convert, points):  # type: ignore[arg-type]  # buffers are accepted
                 return points
         message = self.next_request()
         return [] if message is None else [message]
@@ -623,11 +645,27 @@ class UDFConnection:
     def _out_of_order(self, what: str, when: str) -> ProtocolError:
         return ProtocolError(f"unexpected {what} {when} (frame {self._frames.frames_decoded})")
 
-    def _undecodable(self, size: int, exc: Exception) -> ProtocolError:
+    def _undecodable(self, size: int, exc: Exception, frame: int | None = None) -> ProtocolError:
         return ProtocolError(
-            f"frame {self._frames.frames_decoded} ({size} bytes) is not a valid "
-            f"Request message: {exc}"
+            f"frame {self._frames.frames_decoded if frame is None else frame} ({size} bytes) "
+            f"is not a valid Request message: {exc}"
         )
+
+    def undecodable_point(self, point: bytes, frame: int, exc: DecodeError) -> ProtocolError:
+        """The violation a Point :meth:`next_requests` handed out raw is: it does not parse.
+
+        ``frame`` is its frame's number, ``exc`` what the parse raised. The
+        connection has failed; the error is the one the Point would have
+        raised had it been parsed here.
+        """
+        # The frame held the Point alone: its field's tag, length and bytes.
+        size = len(DATA_TAGS[Point]) + len(encode_uvarint(len(point))) + len(point)
+        return self._violation(self._undecodable(size, exc, frame))
+
+    @property
+    def frames_decoded(self) -> int:
+        """Frames handed out so far (errors name frames by this count)."""
+        return self._frames.frames_decoded
 
     # ---- bytes out --------------------------------------------------------
 
