@@ -411,10 +411,10 @@ class Agent:
             if not inspect.iscoroutinefunction(function):
                 self._blocking_methods[kind] = function
         # A blocking point() gets its Points raw, parsed on its own thread:
-        # parsing there instead of on the loop's took a third off the CPU a
-        # point of a compat script in bulk (the memory a Point takes is
-        # then allocated and freed by one thread). _run_kinds: what a run
-        # handed to that thread takes.
+        # the memory a Point takes is then allocated and freed by one
+        # thread (a compat outliers script in bulk: 0.70 x the CPU a point
+        # of the loop's parse, benchmarks/README.md). _run_kinds: what a
+        # run handed to that thread takes.
         self._raw_points = Point in self._blocking_methods
         self._run_kinds: set[type] = set(self._blocking_methods)
         if self._raw_points:
@@ -1242,10 +1242,11 @@ class Agent:
                     method(message)  # type: ignore[misc]  # point is set for raw Points
                 except Exception as exc:
                     return index + 1 - marks, _HandlerFailed(message, method.__name__, exc)  # type: ignore[union-attr]
-            if type(run[-1]) is bytes:
-                # Cut short (_THREAD_BATCH) inside a marker's Points: the
-                # next run goes on with them.
-                self._raw_next = frame + len(run) - at
+            # A run cut short (_THREAD_BATCH) inside a marker's Points, or
+            # right after the marker: the next run goes on with them. (A
+            # run that ends on anything else leaves nothing to go on with:
+            # the next raw Point comes behind a marker of its own.)
+            self._raw_next = frame + len(run) - at
             return len(run) - marks, None
         finally:
             emitter.release()
