@@ -45,14 +45,16 @@ class MovingAvg(Handler):
             raise InitError(f"field and as must not be empty, size must be >= 1, got {self.size}")
 
     async def point(self, point: Point) -> None:
-        value = point.fieldsDouble.get(self.field)
+        fields = point.fieldsDouble
+        value = fields.get(self.field)
         if value is None and (value := number_field(point, self.field)) is None:
             return  # no numeric field: skipped
         avg = self.means[point.group].add(value)
         if point.fieldsInt or point.fieldsString or point.fieldsBool:
             clear_fields(point)  # rare: telegraf's points carry only doubles
-        point.fieldsDouble.clear()  # the point is reused: time, tags and group kept
-        point.fieldsDouble[self.as_] = avg
+        else:
+            fields.clear()  # the point is reused: time, tags and group kept
+        fields[self.as_] = avg
         await self.emit(point)
 
 
