@@ -7,6 +7,7 @@ import itertools
 from pathlib import Path
 
 import pytest
+from google.protobuf.message import DecodeError
 from hostile import (
     check_session,
     cut,
@@ -375,6 +376,38 @@ def test_frame_numbers_count_the_points_decoded_in_place() -> None:
     assert len(conn.next_requests()) == 5
     with pytest.raises(ProtocolError, match=r"after Init \(Init may come only once\) \(frame 7\)"):
         conn.next_requests()
+
+
+def test_raw_points_are_each_points_bytes_and_one_that_does_not_parse_is_named_as_parsed() -> None:
+    # A caller that parses Points where it runs the handler gets their bytes,
+    # numbered by frames_decoded; a bad one is the violation the parse here
+    # would have raised, word for word.
+    points = [pb.Point(name="cpu", time=t, group="g", fieldsDouble={"v": 1.5}) for t in range(4)]
+    bad = encode_frame(b"\x8a\x01\x03\x12\x01\xff")  # a Point whose name is not UTF-8
+    stream = INIT + b"".join(request(point=p) for p in points) + bad + request(point=points[0])
+    parsed = UDFConnection()
+    parsed.receive_data(stream)
+    parsed.next_requests()
+    parsed.send_init_result()
+    assert parsed.next_requests() == points
+    with pytest.raises(ProtocolError) as expected:
+        parsed.next_requests()
+    conn = UDFConnection()
+    conn.receive_data(stream)
+    conn.next_requests(raw_points=True)  # Init: not a Point, parsed
+    conn.send_init_result()
+    raw = conn.next_requests(raw_points=True)
+    assert raw[:4] == [p.SerializeToString() for p in points]
+    assert conn.frames_decoded - len(raw) + 1 == 2  # the first Point's frame
+    assert len(raw) == 6  # the bad Point and the one after it, raw too
+    broken = raw[4]
+    assert isinstance(broken, bytes)
+    with pytest.raises(DecodeError) as cause:
+        pb.Point.FromString(broken)
+    error = conn.undecodable_point(broken, conn.frames_decoded - len(raw) + 5, cause.value)
+    assert str(error) == str(expected.value)
+    with pytest.raises(ProtocolError, match="frame 6 "):  # the connection has failed
+        conn.next_requests(raw_points=True)
 
 
 def test_a_point_frame_with_extra_fields_takes_the_general_path() -> None:
