@@ -3,8 +3,9 @@
     .venv/bin/python fuzz/fuzz_framing.py fuzz/corpus/framing -max_total_time=600
 
 The input picks a maximum frame size, where the stream is cut, whether the
-next chunk is fed before the frames are taken and whether small chunks are
-joined (tests/hostile.py's ``joining``); the rest is the byte stream.
+next chunk is fed before the frames are taken, whether small chunks are
+joined (tests/hostile.py's ``joining``) and whether Points come raw; the
+rest is the byte stream.
 The oracles are tests/hostile.py's: the same frames and error as a reference
 decoder, and the requests, keepalive answers and error of a reference
 decoder with the order rules, in runs of points of any size.
@@ -34,10 +35,12 @@ def test_one_input(data: bytes) -> None:
     cuts = [provider.ConsumeIntInRange(0, 4096) for _ in range(count)]
     hold = [provider.ConsumeBool() for _ in range(count)]
     join = provider.ConsumeBool()
+    raw = provider.ConsumeBool()
     stream = provider.ConsumeBytes(provider.remaining_bytes())
+    limits = [1 + (c % 300) for c in cuts]
     with joining(join):
         check_frame_decoder(stream, cuts, max_size, hold)
-        check_request_decoder(stream, cuts, max_size, [1 + (c % 300) for c in cuts])
+        check_request_decoder(stream, cuts, max_size, limits, raw_points=raw)
 
 
 def main() -> None:

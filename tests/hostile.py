@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from google.protobuf.message import DecodeError
 from standin import decode_responses
 
 from aioudf import (
@@ -261,14 +262,22 @@ def reference_requests(stream: bytes, max_size: int) -> ReferenceRequests:
 
 
 def check_request_decoder(
-    stream: bytes, cuts: Sequence[int], max_size: int, limits: Sequence[int] = (1,)
+    stream: bytes,
+    cuts: Sequence[int],
+    max_size: int,
+    limits: Sequence[int] = (1,),
+    *,
+    raw_points: bool = False,
 ) -> None:
     """The connection hands out exactly the reference's requests, answers its
     keepalives, and raises its error, whatever the chunks and the run limits.
 
     ``limits`` are the run sizes asked of next_requests() in turn (the fast
     path decodes runs of points in place; a run of one is the slow path).
-    Both ways of keeping chunks are checked under :func:`joining`.
+    ``raw_points``: runs of Points come as their bytes, parsed here as a
+    blocking handler's thread parses them, a bad one raising the
+    connection's ``undecodable_point()``. Both ways of keeping chunks are
+    checked under :func:`joining`.
     """
     expected = reference_requests(stream, max_size)
     conn = UDFConnection(max_size)
@@ -278,9 +287,16 @@ def check_request_decoder(
     try:
         for chunk in cut(stream, cuts):
             conn.receive_data(chunk)
-            while requests := conn.next_requests(next(turn)):
-                got.extend(requests)
-                for request in requests:
+            while requests := conn.next_requests(next(turn), raw_points=raw_points):
+                first = conn.frames_decoded - len(requests) + 1  # a raw run's first frame
+                for index, request in enumerate(requests):
+                    if isinstance(request, bytes):
+                        raw = request
+                        try:
+                            request = pb.Point.FromString(raw)
+                        except DecodeError as exc:
+                            raise conn.undecodable_point(raw, first + index, exc) from None
+                    got.append(request)
                     answer_request(conn, request)
         conn.receive_eof()
     except ProtocolError as exc:

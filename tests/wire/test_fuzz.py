@@ -155,12 +155,30 @@ def test_frame_decoder_matches_the_reference(
 
 
 @settings(max_examples=400)
-@given(streams, cuts, max_sizes, st.lists(st.integers(1, 300), max_size=4), st.booleans())
+@given(
+    streams,
+    cuts,
+    max_sizes,
+    st.lists(st.integers(1, 300), max_size=4),
+    st.booleans(),
+    st.booleans(),
+)
+@example(  # a Point that does not parse, among good ones, taken raw
+    request(init=pb.InitRequest())
+    + request(point=pb.Point(name="cpu"))
+    + encode_frame(BAD_BODIES[4])
+    + request(point=pb.Point(name="cpu")),
+    [],
+    2**63,
+    [],
+    True,
+    True,
+)
 def test_request_decoder_matches_the_reference_and_the_order_model(
-    stream: bytes, cut_at: list[int], max_size: int, limits: list[int], join: bool
+    stream: bytes, cut_at: list[int], max_size: int, limits: list[int], join: bool, raw: bool
 ) -> None:
     with joining(join):
-        check_request_decoder(stream, cut_at, max_size, limits)
+        check_request_decoder(stream, cut_at, max_size, limits, raw_points=raw)
 
 
 # ---- one agent over in-memory pipes ---------------------------------------------------
