@@ -535,6 +535,10 @@ async def test_protocol_error_after_data_loses_nothing(serve: Any) -> None:
     )
 
 
+#: A frame holding only a Point, whose name is not UTF-8: it does not parse.
+BAD_POINT = encode_frame(b"\x8a\x01\x03\x12\x01\xff")
+
+
 @pytest.mark.parametrize("before", [100, 1500], ids=["one-run", "many-runs"])
 @pytest.mark.parametrize("handler", [Recorder, ThreadedEcho], ids=["async", "blocking"])
 async def test_a_point_that_does_not_parse_ends_the_connection_after_those_before_it(
@@ -545,9 +549,8 @@ async def test_a_point_that_does_not_parse_ends_the_connection_after_those_befor
     # same frame (the Init is frame 1) as when the loop parses them.
     connect = await serve(handler)
     peer = await connect()
-    bad = encode_frame(b"\x8a\x01\x03\x12\x01\xff")  # a Point whose name is not UTF-8
     after = (point(before + 1 + i, v=1.0) for i in range(100))
-    await peer.send(init(), *(point(i, v=1.0) for i in range(before)), bad, *after)
+    await peer.send(init(), *(point(i, v=1.0) for i in range(before)), BAD_POINT, *after)
     responses = await peer.receive_all()
     assert [r.point.time for r in responses if kind(r) == "point"] == list(range(before))
     assert kind(responses[-1]) == "error"
@@ -560,10 +563,9 @@ async def test_a_point_that_does_not_parse_is_named_wherever_the_runs_to_the_thr
     # The runs a blocking handler's thread is handed (up to 512 requests)
     # end inside the runs of Points decoded together (64): a bad Point
     # anywhere around the first runs' ends is named by its own frame.
-    bad = encode_frame(b"\x8a\x01\x03\x12\x01\xff")  # a Point whose name is not UTF-8
     points = [point(i, v=1.0) for i in range(560)]
     for before in range(470, 560):
-        stream = init() + b"".join(points[:before]) + bad + points[0]
+        stream = init() + b"".join(points[:before]) + BAD_POINT + points[0]
         outcome = await drive_agent(BlockingEcho(), [stream])
         assert outcome.failure is not None
         assert outcome.failure.startswith(f"protocol error: frame {before + 2} (6 bytes) "), before
