@@ -7,7 +7,8 @@ import re
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
+
+import pytest
 
 HANDLER = """
 import aioudf
@@ -18,28 +19,6 @@ class Typo(aioudf.Handler):
         point.fieldsDoubel["v"] = 1.0
         await self.emit(point)
 """
-
-
-def _mypy_strict(tmp_path: Path, name: str, code: str) -> subprocess.CompletedProcess[str]:
-    """mypy --strict, as a user runs it, on ``code`` written to ``name``."""
-    (tmp_path / name).write_text(textwrap.dedent(code))
-    return subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / ".cache"),
-         "--config-file", "", name],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-
-
-def test_the_stubs_protobuf_needs_come_with_aioudf() -> None:
-    requirements = importlib.metadata.requires("aioudf") or []
-    names = {re.split(r"[ ;<>=!~\[]", r, maxsplit=1)[0] for r in requirements if "extra" not in r}
-    assert "types-protobuf" in names
-
-
-def test_mypy_strict_catches_a_misspelt_field_map(tmp_path: Path) -> None:
-    done = _mypy_strict(tmp_path, "typo.py", HANDLER)
-    assert done.returncode == 1, done.stdout + done.stderr
-    assert 'typo.py:7: error: "Point" has no attribute "fieldsDoubel"' in done.stdout, done.stdout
 
 
 SETTINGS = """
@@ -61,12 +40,40 @@ async def main() -> None:
 """
 
 
-def test_mypy_names_a_misspelt_or_mistyped_setting(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def mypy_errors(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
+    """mypy --strict, as a user runs it, once over every file here: its errors by file."""
+    folder = tmp_path_factory.mktemp("user_typing")
+    files = {"typo.py": HANDLER, "settings.py": SETTINGS}
+    for name, code in files.items():
+        (folder / name).write_text(textwrap.dedent(code))
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(folder / ".cache"),
+         "--config-file", "", *files],
+        cwd=folder, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode in (0, 1), done.stdout + done.stderr  # 2: mypy itself failed
+    lines = [line for line in done.stdout.splitlines() if ": error:" in line]
+    return {name: [line for line in lines if line.startswith(f"{name}:")] for name in files}
+
+
+def test_the_stubs_protobuf_needs_come_with_aioudf() -> None:
+    requirements = importlib.metadata.requires("aioudf") or []
+    names = {re.split(r"[ ;<>=!~\[]", r, maxsplit=1)[0] for r in requirements if "extra" not in r}
+    assert "types-protobuf" in names
+
+
+def test_mypy_strict_catches_a_misspelt_field_map(mypy_errors: dict[str, list[str]]) -> None:
+    errors = mypy_errors["typo.py"]
+    assert len(errors) == 1, errors
+    assert errors[0].startswith('typo.py:7: error: "Point" has no attribute "fieldsDoubel"')
+
+
+def test_mypy_names_a_misspelt_or_mistyped_setting(mypy_errors: dict[str, list[str]]) -> None:
     # Keyword settings are typed (config.ServerSettings...): an editor completes them
     # and mypy catches a typo before the run-time check would.
-    done = _mypy_strict(tmp_path, "settings.py", SETTINGS)
-    errors = [line for line in done.stdout.splitlines() if ": error:" in line]
-    assert [line.split(":")[1] for line in errors] == ["13", "14", "15"], done.stdout
+    errors = mypy_errors["settings.py"]
+    assert [line.split(":")[1] for line in errors] == ["13", "14", "15"], errors
     assert 'Unexpected keyword argument "max_backlgo"' in errors[0]
     assert 'did you mean "max_backlog"?' in errors[0]
     assert '"grace"' in errors[1] and '"str"' in errors[1]
