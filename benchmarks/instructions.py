@@ -13,6 +13,16 @@ Kernel time (system calls, page faults) is not counted; use run.py for that.
     .venv/bin/python benchmarks/instructions.py            # baseline, mirror, moving_avg
     .venv/bin/python benchmarks/instructions.py mirror     # one of them
 
+``--processes`` counts whole UDF processes instead, each the way Kapacitor
+starts a process UDF, fed the same frames through a pipe on stdin: this
+checkout's example, Kapacitor's Python agent's script of the same name, that
+script on ``aioudf compat`` and the Go agent's binary (those found in
+``shared/kapacitor/peers`` beside the checkout), every thread counted. It
+gives the peers' user-space cost a point in a figure that does not move with
+the machine, where under_kapacitord.py's CPU times swing from run to run.
+
+    .venv/bin/python benchmarks/instructions.py --processes moving_avg
+
 Needs valgrind. Takes about a minute per target. String hashing is fixed
 (PYTHONHASHSEED=0) so that two runs of the same code count the same.
 """
@@ -26,6 +36,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,8 +44,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "examples")]
 
 from baseline import baseline_point_loop  # noqa: E402
+from peers import COMPAT, peers_for  # noqa: E402
+from slowed import SLOWDOWN  # noqa: E402
 from workload import batch_stream, point_stream  # noqa: E402
 
+from aioudf._pb import udf_pb2 as pb  # noqa: E402
 from aioudf.runtime import _agent as agent_module  # noqa: E402
 from aioudf.runtime._agent import Agent  # noqa: E402
 from aioudf.runtime._streams import PushStreamReader  # noqa: E402
@@ -53,6 +67,8 @@ TARGETS = (
     "baseline-batch",
     "outliers",
 )
+#: The examples ``--processes`` counts: those each peer has as a process UDF.
+PROCESS_TARGETS = ("moving_avg", "outliers")
 #: The targets fed batches of 1,000 points (the others: a stream of points).
 BATCH_TARGETS = ("baseline-batch", "outliers")
 #: What runs when no target is named.
@@ -65,9 +81,10 @@ _READ_LIMIT = 1 << 20
 #: What a read from Kapacitor's socket holds in practice (strace: about 11
 #: points of the workload's 163 bytes): ``--chunk`` to count per wake-up costs.
 KAPACITOR_CHUNK = 11 * 163
-#: How much slower the agent runs under callgrind (measured: mirror, ~4 µs a
-#: point natively, ~310 µs under callgrind).
-_VALGRIND_SLOWDOWN = 80
+#: How much slower the agent runs under callgrind (see slowed.py).
+_VALGRIND_SLOWDOWN = SLOWDOWN
+#: Runs a whole UDF process with its clocks slowed as much.
+SLOWED = Path(__file__).with_name("slowed.py")
 _NATIVE_SLICE = agent_module._TIME_SLICE
 
 
@@ -132,21 +149,27 @@ class _NullWriter:
 def _init(target: str) -> bytes:
     options = []
     if target.startswith("moving_avg"):
-        options = encode_options({"field": "usage_idle", "size": 10})
+        # `as` given: Kapacitor's agent's moving_avg has no default for it.
+        options = encode_options({"field": "usage_idle", "size": 10, "as": "avg"})
     elif target.startswith("outliers"):
         options = encode_options({"field": "usage_idle", "scale": 1.5})
     return KapacitorConnection().send_init(options, task_id="", node_id="")
 
 
-def run_once(target: str, points: int, loop: str, chunk: int = _CHUNK, pull: bool = False) -> None:
-    """The measured work: ``points`` points through ``target`` (in the child)."""
+def _data(target: str, points: int) -> bytes:
+    """The data frames of a count: the first ``points`` points of the largest workload."""
     batched = target in BATCH_TARGETS
     # Batches of 1,000 points: the counted runs differ by whole batches.
     workload = batch_stream(LARGE // 1000) if batched else point_stream(LARGE)
     # Where each frame ends, found for all of them whatever ``points`` is:
     # only the work on the points may differ.
     ends = [end for _, end in frame_bounds(workload.data)]
-    data = workload.data[: ends[points // 1000 * 1002 - 1 if batched else points - 1]]
+    return workload.data[: ends[points // 1000 * 1002 - 1 if batched else points - 1]]
+
+
+def run_once(target: str, points: int, loop: str, chunk: int = _CHUNK, pull: bool = False) -> None:
+    """The measured work: ``points`` points through ``target`` (in the child)."""
+    data = _data(target, points)
     if target.startswith("baseline"):
         baseline_point_loop(data)
         return
@@ -217,6 +240,91 @@ def per_point(target: str, loop: str, chunk: int = _CHUNK, pull: bool = False) -
     return (large - small) / (LARGE - SMALL)
 
 
+# ---- whole processes (--processes) ------------------------------------------
+
+
+def process_commands(target: str, loop: str) -> list[tuple[str, list[str], dict[str, str]]]:
+    """Each process UDF of ``target`` found here, run through ``slowed.py``: (column, command, env).
+
+    Not the Go agent: valgrind cannot run Go's runtime (it aborts in it).
+    """
+    ours = [sys.executable, str(ROOT / "examples" / f"{target}.py"), "--loop", loop]
+    found = [(f"aioudf {loop}", slowed([*ours, "--log-level", "WARNING"], True), dict(os.environ))]
+    found.extend(
+        (peer.name, slowed(peer.command(), peer.name == COMPAT), dict(peer.env))
+        for peer in peers_for(target)
+        if not peer.serves_socket and peer.name != "Go agent"
+    )
+    return found
+
+
+def slowed(command: list[str], aioudf: bool) -> list[str]:
+    """``command`` (``python [-u] SCRIPT|-m MODULE ...``) run through ``slowed.py``."""
+    python, *rest = command
+    flags = []
+    while rest[0].startswith("-") and rest[0] != "-m":
+        flags.append(rest.pop(0))
+    return [python, *flags, str(SLOWED), *(["--aioudf"] if aioudf else []), *rest]
+
+
+def count_process(command: list[str], env: dict[str, str], stdin: Path) -> tuple[int, bytes]:
+    """Instructions callgrind counts for ``command`` fed ``stdin`` (all threads); its output.
+
+    The frames come through a pipe, as Kapacitor's do (a file would be read
+    in another way), from ``cat``: the pipe stays full while the UDF,
+    slowed by valgrind, reads it.
+    """
+    with subprocess.Popen(["cat", str(stdin)], stdout=subprocess.PIPE) as feed:
+        result = subprocess.run(
+            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *command],
+            stdin=feed.stdout,
+            capture_output=True,
+            env=dict(env, PYTHONHASHSEED="0"),
+        )
+    stderr = result.stderr.decode(errors="replace")
+    match = re.search(r"Collected : (\d+)", stderr)
+    if result.returncode or match is None:
+        raise RuntimeError(f"exit status {result.returncode}: {stderr.strip()[-300:]}")
+    return int(match.group(1)), result.stdout
+
+
+def responses(output: bytes) -> list[pb.Response]:
+    """A UDF's output as messages (maps compare by content, whatever their order)."""
+    return [pb.Response.FromString(output[start:end]) for start, end in frame_bounds(output)]
+
+
+def processes(targets: Sequence[str], loop: str, folder: Path) -> None:
+    """Print each process UDF's instructions a point, and the ratio to the Python agent's."""
+    for target in targets:
+        inputs = {}
+        for points in (SMALL, LARGE):
+            inputs[points] = folder / f"{target}-{points}.bin"
+            frames = KapacitorConnection().send_info() + _init(target) + _data(target, points)
+            inputs[points].write_bytes(frames)
+        rows: dict[str, float | str] = {}
+        answers: dict[str, list[pb.Response]] = {}
+        for name, command, env in process_commands(target, loop):
+            try:
+                small, _ = count_process(command, env, inputs[SMALL])
+                large, output = count_process(command, env, inputs[LARGE])
+            except RuntimeError as exc:
+                rows[name] = f"failed ({exc})"
+                continue
+            rows[name] = (large - small) / (LARGE - SMALL)
+            answers[name] = responses(output)
+        agent = rows.get("Python agent")
+        ours = next(iter(answers.values()), None)
+        for name, value in rows.items():
+            if isinstance(value, str):
+                print(f"{target:<11} {name:<40} {value}")
+                continue
+            against = ""
+            if isinstance(agent, float):
+                against = f"  {value / agent:.2f} x the Python agent"
+            other = "  (its output differs!)" if answers[name] != ours else ""
+            print(f"{target:<11} {name:<40} {value:>9,.0f} instructions/point{against}{other}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("targets", nargs="*", choices=[[], *TARGETS], default=[])
@@ -234,6 +342,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="a reader the agent reads with a task (a file's), instead of one that pushes "
         "what it receives (a socket's, a pipe's)",
     )
+    parser.add_argument(
+        "--processes",
+        action="store_true",
+        help=f"count whole process UDFs, aioudf's and the peers' ({', '.join(PROCESS_TARGETS)})",
+    )
     parser.add_argument("--child", nargs=2, metavar=("TARGET", "POINTS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -241,6 +354,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if shutil.which("valgrind") is None:
         parser.error("valgrind is not installed")
+    if args.processes:
+        wrong = [t for t in args.targets if t not in PROCESS_TARGETS]
+        if wrong:
+            parser.error(f"--processes counts {' and '.join(PROCESS_TARGETS)}, not {wrong[0]}")
+        with tempfile.TemporaryDirectory() as folder:
+            processes(args.targets or PROCESS_TARGETS, args.loop, Path(folder))
+        return 0
     targets = args.targets or list(DEFAULT_TARGETS)
     # Each target is compared with the baseline on the same kind of data.
     if any(t not in BATCH_TARGETS for t in targets) and "baseline" not in targets:
