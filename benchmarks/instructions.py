@@ -16,8 +16,9 @@ Kernel time (system calls, page faults) is not counted; use run.py for that.
 ``--processes`` counts whole UDF processes instead, each the way Kapacitor
 starts a process UDF, fed the same frames through a pipe on stdin: this
 checkout's example, Kapacitor's Python agent's script of the same name, that
-script on ``aioudf compat`` and the Go agent's binary (those found in
-``shared/kapacitor/peers`` beside the checkout), every thread counted. It
+script on ``aioudf compat`` (those found in ``shared/kapacitor/peers``
+beside the checkout; not the Go agent, which valgrind cannot run), every
+thread counted, their clocks slowed as valgrind slows them (slowed.py). It
 gives the peers' user-space cost a point in a figure that does not move with
 the machine, where under_kapacitord.py's CPU times swing from run to run.
 
@@ -81,8 +82,6 @@ _READ_LIMIT = 1 << 20
 #: What a read from Kapacitor's socket holds in practice (strace: about 11
 #: points of the workload's 163 bytes): ``--chunk`` to count per wake-up costs.
 KAPACITOR_CHUNK = 11 * 163
-#: How much slower the agent runs under callgrind (see slowed.py).
-_VALGRIND_SLOWDOWN = SLOWDOWN
 #: Runs a whole UDF process with its clocks slowed as much.
 SLOWED = Path(__file__).with_name("slowed.py")
 _NATIVE_SLICE = agent_module._TIME_SLICE
@@ -193,7 +192,7 @@ def run_once(target: str, points: int, loop: str, chunk: int = _CHUNK, pull: boo
     # a point takes ~80 times longer, so it would yield ~80 times as often
     # per point as it does for real. Scaled to match, the slice costs here
     # what it costs natively.
-    agent_module._TIME_SLICE = _NATIVE_SLICE * _VALGRIND_SLOWDOWN
+    agent_module._TIME_SLICE = _NATIVE_SLICE * SLOWDOWN
 
     async def serve() -> None:
         reader = (asyncio.StreamReader if pull else PushStreamReader)(limit=_READ_LIMIT)
@@ -313,6 +312,8 @@ def processes(targets: Sequence[str], loop: str, folder: Path) -> None:
             rows[name] = (large - small) / (LARGE - SMALL)
             answers[name] = responses(output)
         agent = rows.get("Python agent")
+        if len(rows) == 1:
+            print(f"{target:<11} (no peers: shared/kapacitor/peers is not beside the checkout)")
         ours = next(iter(answers.values()), None)
         for name, value in rows.items():
             if isinstance(value, str):
