@@ -416,6 +416,8 @@ class Agent:
         # of the loop's parse, benchmarks/README.md). _run_kinds: what a
         # run handed to that thread takes.
         self._raw_points = Point in self._blocking_methods
+        # How every decoding site takes the next run (raw Points or parsed).
+        self._next_requests = partial(self._conn.next_requests, raw_points=self._raw_points)
         self._run_kinds: set[type] = set(self._blocking_methods)
         if self._raw_points:
             self._run_kinds |= {bytes, _RawRun}
@@ -635,10 +637,9 @@ class Agent:
         """Reading has stopped: read on until no batch is open (a batch moves whole)."""
         conn = self._conn
         while conn.in_batch:
-            requests = conn.next_requests(_DECODE_RUN, raw_points=self._raw_points)
+            requests = self._next_requests(_DECODE_RUN)
             self._send_answers()
             if requests:
-                self._metrics.received(requests)  # [metrics]
                 self._queue(requests)
                 self._requests_ready.set()
                 continue
@@ -691,10 +692,8 @@ class Agent:
 
     def _decode_buffered(self) -> None:
         """Queue the requests in bytes read but not decoded yet (the reader has stopped)."""
-        conn = self._conn
         try:
-            while requests := conn.next_requests(_DECODE_RUN, raw_points=self._raw_points):
-                self._metrics.received(requests)  # [metrics]
+            while requests := self._next_requests(_DECODE_RUN):
                 self._queue(requests)
         except ProtocolError as exc:
             self._backlog.append(_Failure(Ending.protocol(exc)))
@@ -709,7 +708,7 @@ class Agent:
         output = self._output
         read = self._reader.read
         ready = self._requests_ready
-        next_requests = partial(conn.next_requests, raw_points=self._raw_points)
+        next_requests = self._next_requests
         queue = self._queue
         max_backlog = self._max_backlog
         with self._reader_scope:
@@ -733,7 +732,6 @@ class Agent:
                         max(1, min(_DECODE_RUN, max_backlog - len(backlog)))
                     ):
                         self._send_answers()
-                        self._metrics.received(requests)  # [metrics]
                         queue(requests)
                         ready.set()
                         if len(backlog) >= max_backlog:
@@ -892,10 +890,9 @@ class Agent:
         if not self._fresh and not self._eof_seen:
             return False  # nothing came since the last look found no whole frame
         try:
-            requests = conn.next_requests(min(_DECODE_RUN, room), raw_points=self._raw_points)
+            requests = self._next_requests(min(_DECODE_RUN, room))
             self._send_answers()
             if requests:
-                self._metrics.received(requests)  # [metrics]
                 self._queue(requests)
                 if conn.needs_data:
                     self._fresh = False  # the run used up the bytes: no need to look again
@@ -950,10 +947,11 @@ class Agent:
             self._schedule_take()
 
     def _queue(self, requests: list[Any]) -> None:
-        """Put a run :meth:`UDFConnection.next_requests` returned in the backlog.
+        """Count a run :meth:`UDFConnection.next_requests` returned and put it in the backlog.
 
         Raw Points go behind a marker numbering their frames (see _RawRun).
         """
+        self._metrics.received(requests)  # [metrics]
         if type(requests[0]) is bytes:
             self._backlog.append(_RawRun(self._conn.frames_decoded - len(requests) + 1))
         self._backlog.extend(requests)
