@@ -535,12 +535,17 @@ TAILS = (
 )
 
 #: Bodies that are not valid Request messages, whatever comes before them.
+#: A frame holding only a Point, whose name (b"\xff") is not UTF-8: it does
+#: not parse, though its Request framing is sound (a Point of 3 bytes).
+BAD_POINT_BODY = b"\x8a\x01\x03\x12\x01\xff"
+BAD_POINT = encode_frame(BAD_POINT_BODY)
+
 BAD_BODIES = (
     b"\xff\xff\xff\xff",  # field 0 / wire type 7
     b"\x8a\x01\x05\x0a",  # point announcing 5 bytes, holding 1
     b"\x0a\x05\x01",  # info announcing 5 bytes
     b"\x8a\x01\x02\x12\xff",  # point name that is not UTF-8 (wrong length too)
-    b"\x8a\x01\x03\x12\x01\xff",  # point name b"\xff": not UTF-8
+    BAD_POINT_BODY,
     b"\x1a\x02\x08",  # keepalive with a truncated varint
     b"\x0b",  # a group start that never ends
 )

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import anyio
 import pytest
-from hostile import BlockingEcho, drive_agent
+from hostile import BAD_POINT, BlockingEcho, drive_agent
 from standin import Peer, decode_responses, kind, options, request
 from udf_handlers import BatchEcho, Fails, Recorder, SometimesSuspends, ThreadedEcho
 
@@ -533,10 +533,6 @@ async def test_protocol_error_after_data_loses_nothing(serve: Any) -> None:
     assert responses[-1].error.error.startswith(
         "protocol error: frame 102 (4 bytes) is not a valid Request message"
     )
-
-
-#: A frame holding only a Point, whose name is not UTF-8: it does not parse.
-BAD_POINT = encode_frame(b"\x8a\x01\x03\x12\x01\xff")
 
 
 @pytest.mark.parametrize("before", [100, 1500], ids=["one-run", "many-runs"])

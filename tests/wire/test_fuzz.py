@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 from hostile import (
     BAD_BODIES,
+    BAD_POINT,
     HANG_TIMEOUT,
     TAILS,
     BlockingEcho,
@@ -166,7 +167,7 @@ def test_frame_decoder_matches_the_reference(
 @example(  # a Point that does not parse, among good ones, taken raw
     request(init=pb.InitRequest())
     + request(point=pb.Point(name="cpu"))
-    + encode_frame(BAD_BODIES[4])
+    + BAD_POINT
     + request(point=pb.Point(name="cpu")),
     [],
     2**63,

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from google.protobuf.message import DecodeError
 from hostile import (
+    BAD_POINT,
     check_session,
     cut,
     drive_connection,
@@ -288,7 +289,7 @@ _frames = st.one_of(
     st.just(
         encode_frame(pb.Request(point=pb.Point(name="x")).SerializeToString() + b"\xf0\x01\x05")
     ),
-    st.just(encode_frame(b"\x8a\x01\x03\x12\x01\xff")),
+    st.just(BAD_POINT),
     st.integers(0, 2**40).map(lambda t: request(keepalive=pb.KeepaliveRequest(time=t))),
     st.just(request(info=pb.InfoRequest())),
     st.just(request(snapshot=pb.SnapshotRequest())),
@@ -383,8 +384,9 @@ def test_raw_points_are_each_points_bytes_and_one_that_does_not_parse_is_named_a
     # numbered by frames_decoded; a bad one is the violation the parse here
     # would have raised, word for word.
     points = [pb.Point(name="cpu", time=t, group="g", fieldsDouble={"v": 1.5}) for t in range(4)]
-    bad = encode_frame(b"\x8a\x01\x03\x12\x01\xff")  # a Point whose name is not UTF-8
-    stream = INIT + b"".join(request(point=p) for p in points) + bad + request(point=points[0])
+    stream = (
+        INIT + b"".join(request(point=p) for p in points) + BAD_POINT + request(point=points[0])
+    )
     parsed = UDFConnection()
     parsed.receive_data(stream)
     parsed.next_requests()
