@@ -416,8 +416,6 @@ class Agent:
         # of the loop's parse, benchmarks/README.md). _run_kinds: what a
         # run handed to that thread takes.
         self._raw_points = Point in self._blocking_methods
-        # How every decoding site takes the next run (raw Points or parsed).
-        self._next_requests = partial(self._conn.next_requests, raw_points=self._raw_points)
         self._run_kinds: set[type] = set(self._blocking_methods)
         if self._raw_points:
             self._run_kinds |= {bytes, _RawRun}
@@ -637,7 +635,7 @@ class Agent:
         """Reading has stopped: read on until no batch is open (a batch moves whole)."""
         conn = self._conn
         while conn.in_batch:
-            requests = self._next_requests(_DECODE_RUN)
+            requests = conn.next_requests(_DECODE_RUN, raw_points=self._raw_points)
             self._send_answers()
             if requests:
                 self._queue(requests)
@@ -692,8 +690,9 @@ class Agent:
 
     def _decode_buffered(self) -> None:
         """Queue the requests in bytes read but not decoded yet (the reader has stopped)."""
+        conn = self._conn
         try:
-            while requests := self._next_requests(_DECODE_RUN):
+            while requests := conn.next_requests(_DECODE_RUN, raw_points=self._raw_points):
                 self._queue(requests)
         except ProtocolError as exc:
             self._backlog.append(_Failure(Ending.protocol(exc)))
@@ -708,7 +707,7 @@ class Agent:
         output = self._output
         read = self._reader.read
         ready = self._requests_ready
-        next_requests = self._next_requests
+        next_requests = partial(conn.next_requests, raw_points=self._raw_points)
         queue = self._queue
         max_backlog = self._max_backlog
         with self._reader_scope:
@@ -890,7 +889,7 @@ class Agent:
         if not self._fresh and not self._eof_seen:
             return False  # nothing came since the last look found no whole frame
         try:
-            requests = self._next_requests(min(_DECODE_RUN, room))
+            requests = conn.next_requests(min(_DECODE_RUN, room), raw_points=self._raw_points)
             self._send_answers()
             if requests:
                 self._queue(requests)
