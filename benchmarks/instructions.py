@@ -13,8 +13,9 @@ Kernel time (system calls, page faults) is not counted; use run.py for that.
     .venv/bin/python benchmarks/instructions.py            # baseline, mirror, moving_avg
     .venv/bin/python benchmarks/instructions.py mirror     # one of them
 
-``--processes`` counts whole UDF processes instead, each the way Kapacitor
-starts a process UDF, fed the same frames through a pipe on stdin: this
+``--processes`` counts whole UDF processes instead, each run the way Kapacitor
+runs it and fed the same frames: a process UDF through a pipe on stdin, the
+mirror (a socket server) over one connection to its socket. The rows: this
 checkout's example, Kapacitor's Python agent's script of the same name, that
 script on ``aioudf compat`` (those found in ``shared/kapacitor/peers``
 beside the checkout; not the Go agent, which valgrind cannot run), every
@@ -35,9 +36,13 @@ import asyncio
 import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -68,8 +73,11 @@ TARGETS = (
     "baseline-batch",
     "outliers",
 )
-#: The examples ``--processes`` counts: those each peer has as a process UDF.
-PROCESS_TARGETS = ("moving_avg", "outliers")
+#: The examples ``--processes`` counts, each run as Kapacitor runs it: the
+#: mirror a socket server, the others process UDFs.
+PROCESS_TARGETS = ("mirror", "moving_avg", "outliers")
+#: Seconds a socket server under callgrind may take to start listening.
+_SERVER_START = 120.0
 #: The targets fed batches of 1,000 points (the others: a stream of points).
 BATCH_TARGETS = ("baseline-batch", "outliers")
 #: What runs when no target is named.
@@ -248,11 +256,14 @@ def process_commands(target: str, loop: str) -> list[tuple[str, list[str], dict[
     Not the Go agent: valgrind cannot run Go's runtime (it aborts in it).
     """
     ours = [sys.executable, str(ROOT / "examples" / f"{target}.py"), "--loop", loop]
-    found = [(f"aioudf {loop}", slowed([*ours, "--log-level", "WARNING"], True), dict(os.environ))]
+    ours += ["--log-level", "WARNING"]
+    if target == "mirror":
+        ours += ["--socket", "{socket}"]
+    found = [(f"aioudf {loop}", slowed(ours, True), dict(os.environ))]
     found.extend(
-        (peer.name, slowed(peer.command(), peer.name == COMPAT), dict(peer.env))
+        (peer.name, slowed(peer.command("{socket}"), peer.name == COMPAT), dict(peer.env))
         for peer in peers_for(target)
-        if not peer.serves_socket and peer.name != "Go agent"
+        if peer.name != "Go agent"
     )
     return found
 
@@ -269,10 +280,14 @@ def slowed(command: list[str], aioudf: bool) -> list[str]:
 def count_process(command: list[str], env: dict[str, str], stdin: Path) -> tuple[int, bytes]:
     """Instructions callgrind counts for ``command`` fed ``stdin`` (all threads); its output.
 
+    A command with ``{socket}`` in it is a socket server: see count_server().
+
     The frames come through a pipe, as Kapacitor's do (a file would be read
     in another way), from ``cat``: the pipe stays full while the UDF,
     slowed by valgrind, reads it.
     """
+    if any("{socket}" in arg for arg in command):
+        return count_server(command, env, stdin)
     with subprocess.Popen(["cat", str(stdin)], stdout=subprocess.PIPE) as feed:
         result = subprocess.run(
             ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *command],
@@ -287,9 +302,100 @@ def count_process(command: list[str], env: dict[str, str], stdin: Path) -> tuple
     return int(match.group(1)), result.stdout
 
 
+def count_server(command: list[str], env: dict[str, str], frames: Path) -> tuple[int, bytes]:
+    """Instructions callgrind counts for the socket server ``command`` over one connection.
+
+    The server listens on a socket beside ``frames``; one connection sends
+    it all the frames (from a thread, while this one reads) and reads a
+    Response for each of them (the mirror answers every request once), then
+    closes, and the server is stopped with SIGTERM. Start-up and stop
+    cancel out between two counts, as a process's do.
+    """
+    path = frames.with_suffix(".sock")
+    path.unlink(missing_ok=True)
+    argv = [arg.replace("{socket}", str(path)) for arg in command]
+    data = frames.read_bytes()
+    expected = sum(1 for _ in frame_bounds(data))
+    with subprocess.Popen(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *argv],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=dict(env, PYTHONHASHSEED="0"),
+    ) as server:
+        try:
+            output = _converse(server, path, data, expected)
+        finally:
+            if server.poll() is None:
+                server.send_signal(signal.SIGTERM)
+            _, errors = server.communicate(timeout=_SERVER_START)
+    stderr = errors.decode(errors="replace")
+    match = re.search(r"Collected : (\d+)", stderr)
+    if match is None:
+        raise RuntimeError(f"exit status {server.returncode}: {stderr.strip()[-300:]}")
+    return int(match.group(1)), output
+
+
+def _converse(server: subprocess.Popen[bytes], path: Path, data: bytes, expected: int) -> bytes:
+    """Send ``data`` to the server at ``path`` and read back ``expected`` frames."""
+    deadline = time.monotonic() + _SERVER_START
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        while True:  # a benchmark's wait for a process it cannot be told by
+            if server.poll() is not None:
+                raise RuntimeError(f"the server exited with status {server.returncode}")
+            try:
+                sock.connect(str(path))
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"nothing listened on {path}") from None
+                time.sleep(0.05)
+        sender = threading.Thread(target=sock.sendall, args=(data,), daemon=True)
+        sender.start()
+        output = bytearray()
+        frames = position = 0
+        while frames < expected:
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                break
+            output += chunk
+            counted, position = _whole_frames(output, position)
+            frames += counted
+        sender.join()
+    if frames < expected:
+        raise RuntimeError(f"the server answered {frames} of {expected} requests")
+    return bytes(output)
+
+
+def _whole_frames(data: bytearray, position: int) -> tuple[int, int]:
+    """The whole frames in ``data`` from ``position`` on, and where the first cut one starts."""
+    count = 0
+    while True:
+        length = shift = 0
+        at = position
+        while at < len(data):
+            byte = data[at]
+            at += 1
+            length |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        else:
+            return count, position  # the length itself is cut
+        if at + length > len(data):
+            return count, position
+        position = at + length
+        count += 1
+
+
 def responses(output: bytes) -> list[pb.Response]:
-    """A UDF's output as messages (maps compare by content, whatever their order)."""
-    return [pb.Response.FromString(output[start:end]) for start, end in frame_bounds(output)]
+    """A UDF's output as messages (maps compare by content, whatever their order).
+
+    Not its Info answer: what each implementation declares may differ (the
+    agent's mirror takes no options, aioudf's a ``field``).
+    """
+    found = (pb.Response.FromString(output[start:end]) for start, end in frame_bounds(output))
+    return [response for response in found if response.WhichOneof("message") != "info"]
 
 
 def processes(targets: Sequence[str], loop: str, folder: Path) -> None:
