@@ -90,6 +90,8 @@ _READ_LIMIT = 1 << 20
 #: What a read from Kapacitor's socket holds in practice (strace: about 11
 #: points of the workload's 163 bytes): ``--chunk`` to count per wake-up costs.
 KAPACITOR_CHUNK = 11 * 163
+#: What runs a command under callgrind, counting its instructions.
+CALLGRIND = ("valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null")
 #: Runs a whole UDF process with its clocks slowed as much.
 SLOWED = Path(__file__).with_name("slowed.py")
 _NATIVE_SLICE = agent_module._TIME_SLICE
@@ -220,9 +222,7 @@ def count(target: str, points: int, loop: str, chunk: int = _CHUNK, pull: bool =
     """Instructions callgrind counts for one child run."""
     env = dict(os.environ, PYTHONHASHSEED="0")
     command = [
-        "valgrind",
-        "--tool=callgrind",
-        "--callgrind-out-file=/dev/null",
+        *CALLGRIND,
         sys.executable,
         __file__,
         "--child",
@@ -234,11 +234,8 @@ def count(target: str, points: int, loop: str, chunk: int = _CHUNK, pull: bool =
         str(chunk),
         *(["--pull"] if pull else []),
     ]
-    result = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
-    match = re.search(r"Collected : (\d+)", result.stderr)
-    if match is None:
-        raise RuntimeError(f"no instruction count from callgrind:\n{result.stderr[-2000:]}")
-    return int(match.group(1))
+    result = subprocess.run(command, capture_output=True, env=env, check=True)
+    return collected(result.stderr, result.returncode)
 
 
 def per_point(target: str, loop: str, chunk: int = _CHUNK, pull: bool = False) -> float:
@@ -290,16 +287,14 @@ def count_process(command: list[str], env: dict[str, str], stdin: Path) -> tuple
         return count_server(command, env, stdin)
     with subprocess.Popen(["cat", str(stdin)], stdout=subprocess.PIPE) as feed:
         result = subprocess.run(
-            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *command],
+            [*CALLGRIND, *command],
             stdin=feed.stdout,
             capture_output=True,
             env=dict(env, PYTHONHASHSEED="0"),
         )
-    stderr = result.stderr.decode(errors="replace")
-    match = re.search(r"Collected : (\d+)", stderr)
-    if result.returncode or match is None:
-        raise RuntimeError(f"exit status {result.returncode}: {stderr.strip()[-300:]}")
-    return int(match.group(1)), result.stdout
+    if result.returncode:
+        raise RuntimeError(f"exit status {result.returncode}: {_tail(result.stderr)}")
+    return collected(result.stderr, result.returncode), result.stdout
 
 
 def count_server(command: list[str], env: dict[str, str], frames: Path) -> tuple[int, bytes]:
@@ -317,7 +312,7 @@ def count_server(command: list[str], env: dict[str, str], frames: Path) -> tuple
     data = frames.read_bytes()
     expected = sum(1 for _ in frame_bounds(data))
     with subprocess.Popen(
-        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *argv],
+        [*CALLGRIND, *argv],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -329,11 +324,19 @@ def count_server(command: list[str], env: dict[str, str], frames: Path) -> tuple
             if server.poll() is None:
                 server.send_signal(signal.SIGTERM)
             _, errors = server.communicate(timeout=_SERVER_START)
-    stderr = errors.decode(errors="replace")
-    match = re.search(r"Collected : (\d+)", stderr)
+    return collected(errors, server.returncode), output
+
+
+def collected(stderr: bytes, status: int) -> int:
+    """The instructions callgrind reports in ``stderr`` (its process's exit ``status``)."""
+    match = re.search(rb"Collected : (\d+)", stderr)
     if match is None:
-        raise RuntimeError(f"exit status {server.returncode}: {stderr.strip()[-300:]}")
-    return int(match.group(1)), output
+        raise RuntimeError(f"no instruction count (exit status {status}): {_tail(stderr)}")
+    return int(match.group(1))
+
+
+def _tail(stderr: bytes) -> str:
+    return stderr.decode(errors="replace").strip()[-300:]
 
 
 def _converse(server: subprocess.Popen[bytes], path: Path, data: bytes, expected: int) -> bytes:
@@ -359,33 +362,14 @@ def _converse(server: subprocess.Popen[bytes], path: Path, data: bytes, expected
             if not chunk:
                 break
             output += chunk
-            counted, position = _whole_frames(output, position)
-            frames += counted
+            with memoryview(output) as view:
+                whole = [end for _, end in frame_bounds(view, position)]
+            frames += len(whole)
+            position = whole[-1] if whole else position
         sender.join()
     if frames < expected:
         raise RuntimeError(f"the server answered {frames} of {expected} requests")
     return bytes(output)
-
-
-def _whole_frames(data: bytearray, position: int) -> tuple[int, int]:
-    """The whole frames in ``data`` from ``position`` on, and where the first cut one starts."""
-    count = 0
-    while True:
-        length = shift = 0
-        at = position
-        while at < len(data):
-            byte = data[at]
-            at += 1
-            length |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                break
-        else:
-            return count, position  # the length itself is cut
-        if at + length > len(data):
-            return count, position
-        position = at + length
-        count += 1
 
 
 def responses(output: bytes) -> list[pb.Response]:
